@@ -1,0 +1,61 @@
+"""Entry point of the ``imd`` command.
+
+Each subcommand lives in ``imd_core/cli/<name>.py`` and exposes ``register(subparsers)``,
+which adds its parser and sets ``func`` to a ``run(args) -> int``. Subcommand modules
+import torch and friends inside ``run`` so that ``imd --help`` stays instant.
+
+Exit codes: 0 success; 1 unexpected failure; 2 usage or configuration error;
+3 bad input (some files could not be read) -- see README "Command-line interface".
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from imd_core import __version__
+from imd_core.errors import ImdError
+
+# Explicit list, no registry: add a module here when you add a subcommand.
+SUBCOMMAND_MODULES: tuple[str, ...] = ()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="imd",
+        description="IMD Studio: audio-visual action recognition with learnable irrelevant modality dropout.",
+    )
+    parser.add_argument("--version", action="version", version=f"imd {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMAND_MODULES:
+        importlib.import_module(f"imd_core.cli.{name}").register(sub)
+    return parser
+
+
+def setup_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.verbose)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except ImdError as exc:
+        print(f"imd {args.command}: error: {exc}", file=sys.stderr)  # noqa: T201
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"imd {args.command}: interrupted", file=sys.stderr)  # noqa: T201
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
