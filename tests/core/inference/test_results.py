@@ -1,0 +1,53 @@
+import csv
+import io
+import json
+
+from imd_core.inference.results import (
+    NO_AUDIO,
+    AudioResult,
+    LabelScore,
+    WindowResult,
+    csv_header,
+    result_from_json_dict,
+)
+
+
+def _result(audio: AudioResult) -> WindowResult:
+    top = tuple(LabelScore(f"class {i}", 0.5 / 2**i) for i in range(5))
+    return WindowResult(path="a/b.mp4", start=0.0, end=2.5, top=top, audio=audio)
+
+
+def test_json_has_exactly_the_documented_keys_in_order():
+    tags = tuple(LabelScore(f"Tag{i}", 0.875 - i / 8) for i in range(5))
+    r = _result(AudioResult(present=True, tags=tags, relevance=0.8, dropped=False, savld_iou=0.25))
+    d = r.to_json_dict()
+    assert list(d) == ["path", "start", "end", "top", "audio"]
+    assert list(d["audio"]) == ["present", "tags", "relevance", "dropped", "savld_iou"]
+    assert len(d["top"]) == 5 and set(d["top"][0]) == {"label", "score"}
+    assert d["audio"]["tags"][0] == {"label": "Tag0", "score": 0.875}
+    assert result_from_json_dict(json.loads(json.dumps(d))) == r
+
+
+def test_no_audio_is_present_false_dropped_true_and_valid_json():
+    r = _result(NO_AUDIO)
+    d = json.loads(json.dumps(r.to_json_dict(), allow_nan=False))
+    assert d["audio"] == {"present": False, "tags": [], "relevance": None, "dropped": True, "savld_iou": None}
+    assert "audio: none" in r.to_text()
+
+
+def test_nan_scores_become_null_not_invalid_json():
+    r = _result(AudioResult(present=True, tags=(), relevance=float("nan"), dropped=True, savld_iou=None))
+    assert json.loads(json.dumps(r.to_json_dict(), allow_nan=False))["audio"]["relevance"] is None
+
+
+def test_csv_row_matches_header_and_pads_missing_ranks():
+    r = WindowResult(path="x,y.mp4", start=1.0, end=3.0, top=(LabelScore("only", 1.0),), audio=NO_AUDIO)
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(csv_header())
+    w.writerow(r.to_csv_row())
+    rows = list(csv.DictReader(io.StringIO(buf.getvalue())))
+    assert len(csv_header()) == 3 + 10 + 1 + 10 + 3
+    assert rows[0]["path"] == "x,y.mp4" and rows[0]["top1_label"] == "only" and rows[0]["top2_label"] == ""
+    assert rows[0]["audio_present"] == "false" and rows[0]["audio_dropped"] == "true"
+    assert rows[0]["audio_relevance"] == ""
