@@ -1,0 +1,335 @@
+"""Checkpoint folders (save/load without pickles) and timm ViT weight import.
+
+A model folder holds:
+
+* ``config.json``: ``{"format": "imd-studio-model", "format_version": 1, "model": <ModelConfig>,
+  "labels": [...], "audio_labels": [...], "versions": {...}}``. The ``model`` section
+  includes the full AST ``ast_config`` so the folder is self-contained;
+* ``model.safetensors``: every weight (video streams, AST, relevance net, fusion, head);
+* ``preprocessor_config.json``: ``ASTFeatureExtractor`` fields + the video input fields;
+* ``savld.json``: the label dictionary (optional but written whenever the model has one).
+
+Loading reads only JSON and safetensors; a pickle is never unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from imd_core.errors import CheckpointError, ConfigError
+from imd_core.model.audio_features import AudioFeatureConfig
+from imd_core.model.config import ModelConfig
+from imd_core.model.savld import Savld
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "imd-studio-model"
+FORMAT_VERSION = 1
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+PREPROCESSOR_NAME = "preprocessor_config.json"
+SAVLD_NAME = "savld.json"
+_PICKLE_NAMES = ("pytorch_model.bin", "model.bin", "model.pt", "model.pth", "model.ckpt", "model.pkl")
+
+
+def _versions() -> dict[str, str]:
+    import timm
+    import transformers
+
+    import imd_core
+
+    return {
+        "imd_studio": imd_core.__version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "timm": timm.__version__,
+    }
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def preprocessor_dict(config: ModelConfig) -> dict[str, Any]:
+    """The ``preprocessor_config.json`` body: AST feature fields + video input fields."""
+    data = AudioFeatureConfig.from_model_config(config).to_hf_dict()
+    data.update(
+        {
+            "num_frames": config.num_frames,
+            "image_size": config.image_size,
+            "motion": config.motion,
+            "image_mean": list(config.image_mean),
+            "image_std": list(config.image_std),
+            "audio_seconds": config.audio_seconds,
+        }
+    )
+    return data
+
+
+def save_model(model: nn.Module, folder: str | os.PathLike, *, savld: Savld | None = None) -> Path:
+    """Writes ``model`` (an :class:`IMDModel`) to ``folder`` (created if needed).
+
+    Args:
+        model: the model; its ``config`` and ``savld`` are saved with it.
+        folder: destination; existing files of the same names are replaced atomically.
+        savld: the dictionary to store; default: the model's own.
+    """
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg: ModelConfig = model.config
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    tmp = folder / (WEIGHTS_NAME + ".tmp")
+    save_file(state, str(tmp), metadata={"format": "pt"})
+    os.replace(tmp, folder / WEIGHTS_NAME)
+    _write_json(
+        folder / CONFIG_NAME,
+        {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "model": cfg.to_dict(),
+            "labels": list(cfg.labels),
+            "audio_labels": model.audio_labels,
+            "versions": _versions(),
+        },
+    )
+    _write_json(folder / PREPROCESSOR_NAME, preprocessor_dict(cfg))
+    savld = savld or getattr(model, "savld", None)
+    if savld is not None:
+        savld.save(folder / SAVLD_NAME)
+    return folder
+
+
+def read_config(folder: str | os.PathLike) -> ModelConfig:
+    """Reads and validates ``config.json`` of a model folder.
+
+    Raises:
+        CheckpointError: missing folder/file, foreign format or invalid contents.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CheckpointError(
+            f"model folder {folder} does not exist; pass a folder written by save_model or `imd train`"
+        )
+    path = folder / CONFIG_NAME
+    if not path.is_file():
+        raise CheckpointError(f"{folder} has no {CONFIG_NAME}; it is not an IMD Studio model folder")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{path} is not valid JSON ({exc}); re-save the model") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not an IMD Studio model config (format != {FORMAT!r})")
+    if int(data.get("format_version", 0)) > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has format_version {data['format_version']}; upgrade IMD Studio to load it"
+        )
+    try:
+        return ModelConfig.from_dict(data["model"])
+    except (ConfigError, KeyError) as exc:
+        raise CheckpointError(f"{path}: invalid model config: {exc}") from None
+
+
+def read_state_dict(folder: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Reads ``model.safetensors``; refuses pickles (it never unpickles anything)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    path = folder / WEIGHTS_NAME
+    if not path.is_file():
+        pickles = [n for n in _PICKLE_NAMES if (folder / n).exists()]
+        hint = f" (found {pickles[0]}, a pickle: IMD Studio never loads pickles)" if pickles else ""
+        raise CheckpointError(f"{folder} has no {WEIGHTS_NAME}{hint}; re-save the model with save_model")
+    with open(path, "rb") as fh:
+        head = fh.read(2)
+    if head[:1] == b"\x80" or head == b"PK":  # pickle protocol 2+ / torch.save zip
+        raise CheckpointError(
+            f"{path} is a pickle, not safetensors; refusing to unpickle it (re-save with save_model)"
+        )
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path} is not a valid safetensors file ({exc}); re-save the model") from None
+
+
+def describe_mismatch(expected: ModelConfig, found: ModelConfig) -> str:
+    """One line naming both architectures and the fields that differ."""
+    a, b = expected.architecture(), found.architecture()
+    diff = {k: (a[k], b[k]) for k in a if a[k] != b[k]}
+    parts = ", ".join(f"{k}: model {v[0]!r} vs checkpoint {v[1]!r}" for k, v in diff.items() if k != "labels")
+    if "labels" in diff:
+        parts = (
+            parts + ", " if parts else ""
+        ) + f"labels: model {len(a['labels'])} vs checkpoint {len(b['labels'])} classes"
+    return (
+        f"architecture mismatch: model is size={expected.size} ({expected.embed_dim}x{expected.depth}+{expected.st_depth}st), "
+        f"checkpoint is size={found.size} ({found.embed_dim}x{found.depth}+{found.st_depth}st); {parts}"
+    )
+
+
+def load_state_into(model: nn.Module, state: dict[str, torch.Tensor], *, source: str = "checkpoint") -> None:
+    """Loads ``state`` strictly; a missing/unexpected/misshaped key raises CheckpointError."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = [k for k in own if k in state and own[k].shape != state[k].shape]
+    if missing or unexpected or shapes:
+        what = []
+        if missing:
+            what.append(f"{len(missing)} missing (e.g. {missing[0]})")
+        if unexpected:
+            what.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+        if shapes:
+            k = shapes[0]
+            what.append(
+                f"{len(shapes)} of other shape (e.g. {k}: model {tuple(own[k].shape)} vs {tuple(state[k].shape)})"
+            )
+        raise CheckpointError(f"weights in {source} do not fit the model: {'; '.join(what)}")
+    model.load_state_dict(state, strict=True)
+
+
+def load_model(
+    folder: str | os.PathLike, device: str | torch.device = "cpu", *, expect: ModelConfig | None = None
+) -> nn.Module:
+    """Loads a model folder written by :func:`save_model` (eval mode, on ``device``).
+
+    Args:
+        folder: the model folder.
+        device: where to put the weights.
+        expect: if given, the checkpoint's architecture must equal this one.
+
+    Raises:
+        CheckpointError: missing/unsafe/corrupt files or an architecture mismatch (the
+            message names both configurations).
+    """
+    from imd_core.model.imd_model import IMDModel
+
+    folder = Path(folder)
+    cfg = read_config(folder)
+    if expect is not None and expect.architecture() != cfg.architecture():
+        raise CheckpointError(describe_mismatch(expect, cfg))
+    state = read_state_dict(folder)
+    savld = Savld.load(folder / SAVLD_NAME) if (folder / SAVLD_NAME).is_file() else None
+    model = IMDModel(cfg, load_pretrained=False)
+    try:
+        load_state_into(model, state, source=str(folder / WEIGHTS_NAME))
+    except CheckpointError as exc:
+        raise CheckpointError(
+            f"{exc} (config.json says size={cfg.size}, {cfg.embed_dim} wide, depth {cfg.depth}+{cfg.st_depth}); "
+            "the folder is inconsistent, re-save it"
+        ) from None
+    if savld is not None:
+        model.set_savld(savld)
+    return model.to(device).eval()
+
+
+# ---------------------------------------------------------------------------- timm ViT import
+def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """Adapts a timm ``VisionTransformer`` state dict to a :class:`VisualStream`.
+
+    Strips ``module.`` / ``_orig_mod.`` prefixes (DDP, torch.compile), drops the
+    classifier head and keys the stream lacks (extra blocks, ``fc_norm``), resamples
+    ``pos_embed`` to the stream's patch grid and ``patch_embed.proj.weight`` to its patch
+    size. Pure: returns a new dict, changes nothing in place.
+
+    Raises:
+        CheckpointError: a kept tensor has another shape (e.g. a 1024-wide ViT-L into a
+            768-wide stream).
+    """
+    from timm.layers import resample_abs_pos_embed, resample_patch_embed
+
+    state_dict = state_dict.get("model", state_dict.get("state_dict", state_dict))
+    own = model.state_dict()
+    out: dict[str, torch.Tensor] = {}
+    dropped = []
+    for key, value in state_dict.items():
+        k = re.sub(r"^(module\.|_orig_mod\.)+", "", key)
+        if k not in own:
+            dropped.append(k)
+            continue
+        if k == "pos_embed" and value.shape != own[k].shape:
+            value = resample_abs_pos_embed(value, new_size=list(model.grid_size), num_prefix_tokens=1)
+        elif k == "patch_embed.proj.weight" and value.shape[-2:] != own[k].shape[-2:]:
+            value = resample_patch_embed(value, list(own[k].shape[-2:]))
+        if value.shape != own[k].shape:
+            raise CheckpointError(
+                f"ViT weight {k} has shape {tuple(value.shape)} but the stream needs {tuple(own[k].shape)}; "
+                "use ViT weights of the same width and MLP ratio"
+            )
+        out[k] = value.to(own[k].dtype)
+    if dropped:
+        logger.info("ViT import: ignored %d keys (e.g. %s)", len(dropped), dropped[0])
+    return out
+
+
+def _read_weight_file(path: Path) -> dict[str, torch.Tensor]:
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path), device="cpu")
+    if path.suffix in (".pth", ".pt", ".bin"):
+        try:  # weights_only: tensors and plain containers only, no code execution
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any unpickling refusal becomes one clear error
+            raise CheckpointError(
+                f"cannot read ViT weights {path} with weights_only=True ({type(exc).__name__}); "
+                "convert them to .safetensors"
+            ) from None
+    raise CheckpointError(f"unsupported ViT weight file {path}; use .safetensors (or .pth/.bin tensors)")
+
+
+def load_vit_weights(stream: nn.Module, source: str) -> None:
+    """Initialises a :class:`VisualStream` from timm ViT weights.
+
+    Args:
+        stream: the stream to fill.
+        source: a ``.safetensors``/``.pth`` file, a folder holding ``model.safetensors``
+            (or ``pytorch_model.bin``), or a timm model name / hub id
+            (``vit_base_patch16_224.augreg_in21k``, ``hf-hub:timm/...``), which timm downloads.
+    """
+    path = Path(source)
+    if path.is_dir():
+        for name in ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin"):
+            if (path / name).is_file():
+                state = _read_weight_file(path / name)
+                break
+        else:
+            raise CheckpointError(
+                f"{path} holds no model.safetensors or pytorch_model.bin; pass a ViT weight file"
+            )
+    elif path.is_file():
+        state = _read_weight_file(path)
+    elif path.suffix in (".safetensors", ".pth", ".pt", ".bin") or os.path.sep in source:
+        raise CheckpointError(f"ViT weight file {source} does not exist")
+    else:
+        import timm
+
+        try:
+            vit = timm.create_model(source, pretrained=True, num_classes=0)
+        except Exception as exc:  # noqa: BLE001 - timm raises many kinds (RuntimeError, OSError, HTTP errors)
+            raise CheckpointError(
+                f"cannot load timm ViT {source!r} ({type(exc).__name__}); pass a local weight file"
+            ) from None
+        state = vit.state_dict()
+    filtered = checkpoint_filter_fn(state, stream)
+    missing = [k for k in stream.state_dict() if k not in filtered]
+    stream.load_state_dict(filtered, strict=False)
+    logger.info(
+        "initialised a visual stream from %s (%d tensors; %d left at init, e.g. %s)",
+        source,
+        len(filtered),
+        len(missing),
+        missing[:1],
+    )

@@ -1,0 +1,255 @@
+"""The model configuration: one frozen dataclass that fully describes an IMD model.
+
+Architecture fields left as ``None`` are filled from :func:`size_preset` in
+``__post_init__``, so ``ModelConfig(size="base")`` is a complete base model and the
+saved ``config.json`` always holds concrete values (a later change of presets never
+changes a saved model).
+
+Preprocessors (``imd_core.data.transforms.ClipPreprocessor``) read the input fields by
+these exact names: ``num_frames``, ``image_size``, ``motion``, ``image_mean``,
+``image_std``, ``audio_seconds``, ``sample_rate``, ``num_mel_bins``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal
+
+from imd_core.config_base import FrozenConfig
+from imd_core.errors import ConfigError
+
+Size = Literal["tiny", "small", "base", "large"]
+SIZES: tuple[str, ...] = ("tiny", "small", "base", "large")
+
+#: The public AudioSet AST (10.24 s, 128 mel bins, 527 labels); needs a model hub.
+DEFAULT_AST_SOURCE = "MIT/ast-finetuned-audioset-10-10-0.4593"
+
+# A tiny AST for tests and the CPU demo: 2.56 s of audio, non-overlapping 16x16 patches
+# (8 x 16 = 128 tokens), 2 layers of width 96. The SynthAV tagger is trained from this.
+TINY_AST_CONFIG: dict[str, Any] = {
+    "hidden_size": 96,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "intermediate_size": 384,
+    "patch_size": 16,
+    "frequency_stride": 16,
+    "time_stride": 16,
+    "max_length": 256,
+    "num_mel_bins": 128,
+}
+
+# Architecture presets. small/base/large follow method.md's table: 768-wide blocks,
+# 8/12/24 ViT blocks + 1/2/4 spatiotemporal blocks. small copies the old timm
+# ``vit_small`` (768 wide, 8 deep, 8 heads, MLP ratio 3) because 8 standard ViT-B blocks
+# alone would already be 57M parameters, 19% over the paper's 47.9M.
+_PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": dict(
+        num_frames=8,
+        image_size=112,
+        patch_size=16,
+        embed_dim=192,
+        depth=4,
+        num_heads=3,
+        mlp_ratio=4.0,
+        st_depth=1,
+        st_dim=96,
+        st_heads=2,
+        audio_seconds=2.56,
+        ast_source=None,
+        ast_config=TINY_AST_CONFIG,
+        relevance_hidden=128,
+    ),
+    "small": dict(
+        num_frames=8,
+        image_size=224,
+        patch_size=16,
+        embed_dim=768,
+        depth=8,
+        num_heads=8,
+        mlp_ratio=3.0,
+        st_depth=1,
+        st_dim=256,
+        st_heads=4,
+        audio_seconds=10.24,
+        ast_source=DEFAULT_AST_SOURCE,
+        ast_config=None,
+        relevance_hidden=256,
+    ),
+    "base": dict(
+        num_frames=8,
+        image_size=224,
+        patch_size=16,
+        embed_dim=768,
+        depth=12,
+        num_heads=12,
+        mlp_ratio=4.0,
+        st_depth=2,
+        st_dim=256,
+        st_heads=4,
+        audio_seconds=10.24,
+        ast_source=DEFAULT_AST_SOURCE,
+        ast_config=None,
+        relevance_hidden=256,
+    ),
+    "large": dict(
+        num_frames=8,
+        image_size=224,
+        patch_size=16,
+        embed_dim=768,
+        depth=24,
+        num_heads=12,
+        mlp_ratio=4.0,
+        st_depth=4,
+        st_dim=256,
+        st_heads=4,
+        audio_seconds=10.24,
+        ast_source=DEFAULT_AST_SOURCE,
+        ast_config=None,
+        relevance_hidden=256,
+    ),
+}
+
+# Fields that define tensor shapes: a checkpoint and a model must agree on all of them.
+ARCHITECTURE_FIELDS: tuple[str, ...] = (
+    "labels",
+    "num_frames",
+    "image_size",
+    "patch_size",
+    "embed_dim",
+    "depth",
+    "num_heads",
+    "mlp_ratio",
+    "st_depth",
+    "st_dim",
+    "st_heads",
+    "qkv_bias",
+    "audio_seconds",
+    "num_mel_bins",
+    "relevance_hidden",
+    "fusion",
+    "fusion_dim",
+    "no_audio",
+)
+
+
+def size_preset(size: str) -> dict[str, Any]:
+    """Returns the preset architecture values of ``size`` (a fresh dict).
+
+    Raises:
+        ConfigError: if ``size`` is not one of tiny, small, base, large.
+    """
+    if size not in _PRESETS:
+        raise ConfigError(f"unknown model size {size!r}; choose one of {list(SIZES)}")
+    return dict(_PRESETS[size])
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig(FrozenConfig):
+    """Everything needed to build an :class:`~imd_core.model.imd_model.IMDModel`.
+
+    Marked *paper* where method.md states the choice, *default* where it is ours.
+    """
+
+    size: Size = "tiny"
+    labels: tuple[str, ...] = ()  # action class names, index = class id
+
+    # --- inputs (read by the preprocessors under these names) ---
+    num_frames: int | None = None  # default: 8 frames per clip
+    image_size: int | None = None  # square crop side in pixels
+    motion: Literal["diff", "flow"] = "diff"  # default: RGB frame differences
+    image_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)  # timm in21k ViT normalisation
+    image_std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    audio_seconds: float | None = None  # AST input length; 10.24 s = 1024 fbank frames
+    sample_rate: int = 16000  # paper (AST)
+    num_mel_bins: int = 128  # paper (AST)
+
+    # --- visual streams (timm ViT blocks + spatiotemporal blocks) ---
+    patch_size: int | None = None
+    embed_dim: int | None = None
+    depth: int | None = None  # ViT blocks per frame
+    num_heads: int | None = None
+    mlp_ratio: float | None = None
+    st_depth: int | None = None  # spatiotemporal blocks across frames
+    st_dim: int | None = None  # bottleneck width of a spatiotemporal block
+    st_heads: int | None = None
+    qkv_bias: bool = True
+    drop_path_rate: float = 0.0
+    video_init: str | None = None  # timm hub id, or a local .safetensors/.pth file or folder
+
+    # --- audio branch (AST) ---
+    ast_source: str | None = None  # hub id or local folder; None: build from ast_config
+    ast_config: dict | None = None  # transformers ASTConfig dict for a randomly initialised AST
+    ast_trainable: bool = False  # paper: frozen tagger
+    tag_top_k: int = 5  # AST tags per clip used for the SAVLD IoU
+
+    # --- relevance and learnable irrelevant modality dropout ---
+    imd: bool = True  # False: never drop audio (plain three-way fusion, an ablation)
+    relevance_hidden: int | None = None
+    relevance_threshold: float = 0.5  # inference: drop audio if p(relevant) < this
+    relevance_tau: float = 0.0  # relevant iff IoU > tau
+    relevance_soft_target: bool = False  # BCE target = IoU instead of IoU > tau
+    relevance_loss_weight: float = 1.0
+    relevance_detach_inputs: bool = False  # stop relevance BCE gradients into the backbones
+    gating: Literal["teacher", "straight_through", "teacher_then_straight_through"] = "teacher"
+    gating_warmup_steps: int = 1000  # steps of teacher forcing before straight-through
+    no_audio: Literal["learned", "zeros"] = "learned"
+
+    # --- fusion and head ---
+    fusion: Literal["gmu", "concat"] = "gmu"
+    fusion_dim: int | None = None  # default: embed_dim
+    head_dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        preset = size_preset(self.size)
+        for key, value in preset.items():
+            if getattr(self, key) is None:
+                # ast_source/ast_config are filled only as a pair, so an explicit
+                # ast_config on a base model is not overridden by the hub default.
+                if key == "ast_source" and self.ast_config is not None:
+                    continue
+                if key == "ast_config" and self.ast_source is not None:
+                    continue
+                object.__setattr__(self, key, value)
+        if self.fusion_dim is None:
+            object.__setattr__(self, "fusion_dim", self.embed_dim)
+        self._validate()
+
+    def _validate(self) -> None:
+        def bad(msg: str) -> None:
+            raise ConfigError(f"ModelConfig: {msg}")
+
+        if self.num_frames < 1:
+            bad(f"num_frames must be >= 1, got {self.num_frames}")
+        if self.image_size % self.patch_size:
+            bad(f"image_size {self.image_size} must be a multiple of patch_size {self.patch_size}")
+        if self.embed_dim % self.num_heads:
+            bad(f"embed_dim {self.embed_dim} must be divisible by num_heads {self.num_heads}")
+        if self.st_depth > 0 and self.st_dim % self.st_heads:
+            bad(f"st_dim {self.st_dim} must be divisible by st_heads {self.st_heads}")
+        if self.audio_seconds <= 0:
+            bad(f"audio_seconds must be > 0, got {self.audio_seconds}")
+        if not 0.0 <= self.relevance_threshold <= 1.0:
+            bad(f"relevance_threshold must be in [0, 1], got {self.relevance_threshold}")
+        if len(set(self.labels)) != len(self.labels):
+            bad("labels contain duplicates; give each action class once")
+        if self.ast_source is None and self.ast_config is None:
+            bad("set ast_source (hub id or folder) or ast_config (an ASTConfig dict)")
+
+    @property
+    def max_length(self) -> int:
+        """AST input length in fbank frames (10 ms hop): 10.24 s -> 1024."""
+        return int(round(self.audio_seconds * 100))
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.labels)
+
+    @classmethod
+    def for_size(cls, size: str, **overrides: Any) -> ModelConfig:
+        """``ModelConfig.for_size("base", labels=[...])``, validated like ``from_dict``."""
+        return cls.from_dict({"size": size, **overrides})
+
+    def architecture(self) -> dict[str, Any]:
+        """The shape-defining fields, for comparing a checkpoint with a model."""
+        data = self.to_dict()
+        return {k: data[k] for k in ARCHITECTURE_FIELDS}

