@@ -1,0 +1,216 @@
+"""What a training job is: the form's values, validated, saved with the job.
+
+A :class:`JobSpec` is a frozen config (strict ``from_dict``) that turns into the
+arguments of ``imd train``. Nothing here imports Qt, so it is testable on its own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from pathlib import Path
+from typing import Literal
+
+from imd_core.config_base import FrozenConfig
+from imd_core.errors import ConfigError
+
+StartFrom = Literal["demo", "model", "backbones"]
+Recipe = Literal["tiny", "small", "base", "large", "demo"]
+Device = Literal["auto", "cpu", "cuda"]
+Motion = Literal["diff", "flow"]
+
+# Where each form value goes in the engine's TrainConfig (``--set key=value``). Kept in
+# one table so that a renamed engine key is a one-line change here.
+SET_KEYS: dict[str, str] = {
+    "learning_rate": "optim.lr",
+    "num_frames": "model.num_frames",
+    "motion": "model.motion",
+    "imd_enabled": "model.imd",
+    "tag_top_k": "model.tag_top_k",
+    "relevance_tau": "model.relevance_tau",
+    "relevance_weight": "model.relevance_loss_weight",
+    "ast_trainable": "model.ast_trainable",
+    "cross_modal_p": "augment.cross_modal_p",
+    "init_from": "init.from_model",
+    "ast_source": "model.ast_source",
+    "vit_source": "model.video_init",
+    "text_encoder": "model.text_encoder",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class JobSpec(FrozenConfig):
+    """One fine-tuning job as the form describes it.
+
+    Attributes:
+        data: a folder-per-class tree or a CSV/JSONL manifest.
+        run_dir: the run folder ``imd train --out`` writes (config, events, checkpoints).
+        skip_bad_files: train on a filtered manifest written into the run folder that
+            leaves out the files the dataset check found unusable.
+        excluded: the unusable files (absolute paths) left out when ``skip_bad_files``.
+        start_from: ``demo`` (the embedded demo model), ``model`` (``model_dir``) or
+            ``backbones`` (pretrained AST / ViT / text encoder, hub ids or folders).
+        config: the shipped recipe the job starts from (``imd train --config``).
+        learning_rate, epochs, batch_size, num_frames, device: the usual knobs.
+        imd_enabled: learnable irrelevant modality dropout on (off = always fuse audio).
+        tag_top_k, relevance_tau, relevance_weight, ast_trainable: IMD options (AST tags
+            per clip for the SAVLD IoU, relevance threshold, relevance loss weight, and
+            fine-tuning the AST instead of keeping it frozen).
+        cross_modal_p: probability of intra-class cross-modality augmentation.
+        extra_set: further ``key=value`` overrides passed verbatim as ``--set``.
+    """
+
+    data: str = ""
+    run_dir: str = ""
+    skip_bad_files: bool = False
+    excluded: tuple[str, ...] = ()
+    start_from: StartFrom = "demo"
+    model_dir: str = ""
+    ast_source: str = ""
+    vit_source: str = ""
+    text_encoder: str = ""
+    config: Recipe = "tiny"
+    epochs: int = 10
+    batch_size: int = 8
+    learning_rate: float = 1e-4
+    num_frames: int = 8
+    motion: Motion = "diff"
+    imd_enabled: bool = True
+    tag_top_k: int = 5
+    relevance_tau: float = 0.0
+    relevance_weight: float = 1.0
+    ast_trainable: bool = False
+    cross_modal_p: float = 0.0
+    device: Device = "auto"
+    extra_set: tuple[str, ...] = ()
+
+    def validate(self) -> list[str]:
+        """Everything wrong with this job, one line each (empty when it can start)."""
+        problems: list[str] = []
+        if not self.data:
+            problems.append("choose a dataset folder or manifest")
+        elif not Path(self.data).exists():
+            problems.append(f"dataset {self.data} does not exist; choose another folder or manifest")
+        if not self.run_dir:
+            problems.append("choose a run folder")
+        elif Path(self.run_dir).is_file():
+            problems.append(f"run folder {self.run_dir} is a file; choose a folder")
+        if self.start_from == "model":
+            if not self.model_dir:
+                problems.append("choose the model folder to start from")
+            elif not (Path(self.model_dir) / "config.json").is_file():
+                problems.append(f"{self.model_dir} is not a model folder (no config.json); choose another")
+        if self.start_from == "backbones":
+            for name, value in (("AST", self.ast_source), ("ViT", self.vit_source), ("text encoder", self.text_encoder)):
+                if value and _looks_like_path(value) and not Path(value).exists():
+                    problems.append(f"{name} folder {value} does not exist; give a hub id or an existing folder")
+        if self.epochs < 1:
+            problems.append("epochs must be at least 1")
+        if self.batch_size < 1:
+            problems.append("batch size must be at least 1")
+        if not (math.isfinite(self.learning_rate) and 0 < self.learning_rate < 1):
+            problems.append("learning rate must be between 0 and 1 (e.g. 1e-4)")
+        if self.num_frames < 1:
+            problems.append("frames must be at least 1")
+        if self.tag_top_k < 1:
+            problems.append("AST tags top-k must be at least 1")
+        if not 0.0 <= self.relevance_tau < 1.0:
+            problems.append("relevance threshold tau must be in [0, 1)")
+        if self.relevance_weight < 0:
+            problems.append("relevance loss weight must be >= 0")
+        if not 0.0 <= self.cross_modal_p <= 1.0:
+            problems.append("cross-modality augmentation probability must be in [0, 1]")
+        for item in self.extra_set:
+            if "=" not in item:
+                problems.append(f"extra override {item!r} must look like key=value")
+        return problems
+
+    def check(self) -> JobSpec:
+        """Returns self, or raises :class:`ConfigError` listing every problem."""
+        problems = self.validate()
+        if problems:
+            raise ConfigError("; ".join(problems))
+        return self
+
+    def train_data_path(self) -> str:
+        """The ``--data`` the engine gets: the filtered manifest when skipping bad files."""
+        if self.skip_bad_files and self.excluded:
+            return str(Path(self.run_dir) / FILTERED_MANIFEST)
+        return self.data
+
+    def to_train_args(self, *, resume: bool = False) -> list[str]:
+        """The ``imd train`` arguments (without ``train``), events streamed to stdout."""
+        args = [
+            "--config", self.config,
+            "--data", self.train_data_path(),
+            "--out", self.run_dir,
+            "--epochs", str(self.epochs),
+            "--batch-size", str(self.batch_size),
+            "--device", self.device,
+            "--events", "-",
+        ]
+        if resume:
+            args.append("--resume")
+        values: dict[str, object] = {
+            "learning_rate": self.learning_rate,
+            "imd_enabled": self.imd_enabled,
+            "tag_top_k": self.tag_top_k,
+            "relevance_tau": self.relevance_tau,
+            "relevance_weight": self.relevance_weight,
+            "ast_trainable": self.ast_trainable,
+            "cross_modal_p": self.cross_modal_p,
+        }
+        if self.start_from == "demo":
+            values["init_from"] = "demo"
+        elif self.start_from == "model":
+            values["init_from"] = str(Path(self.model_dir).resolve())
+        else:
+            # Only a model built from backbones takes architecture inputs; a model folder
+            # brings its own frames and motion input.
+            values["num_frames"] = self.num_frames
+            values["motion"] = self.motion
+            for key in ("ast_source", "vit_source", "text_encoder"):
+                if getattr(self, key):
+                    values[key] = getattr(self, key)
+        for key, value in values.items():
+            args += ["--set", f"{SET_KEYS[key]}={_set_value(value)}"]
+        for item in self.extra_set:
+            args += ["--set", item]
+        return args
+
+
+FILTERED_MANIFEST = "dataset_filtered.csv"
+SPEC_FILE = "app_job.json"
+
+
+def _set_value(value: object) -> str:
+    # --set parses JSON first, so booleans must be lowercase JSON literals.
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _looks_like_path(value: str) -> bool:
+    # A hub id is "org/name"; anything absolute, relative-dotted or home-based is a folder.
+    return value.startswith((".", "/", "~", "\\")) or (len(value) > 1 and value[1] == ":")
+
+
+def save_spec(spec: JobSpec, folder: str | Path) -> Path:
+    """Writes the job's spec into its run folder (saved with the job)."""
+    path = Path(folder) / SPEC_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(spec.to_dict(), indent=2), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def load_spec(folder: str | Path) -> JobSpec:
+    """Reads a job spec saved by :func:`save_spec`."""
+    path = Path(folder) / SPEC_FILE
+    try:
+        return JobSpec.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"cannot read job spec {path}: {exc}; start the job again from the form") from None
