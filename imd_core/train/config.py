@@ -1,0 +1,189 @@
+"""The training configuration: typed, versioned, strict.
+
+A run is described by one :class:`TrainConfig` (saved resolved as ``config.json`` in
+the run folder). Shipped recipes live in ``imd_core/configs/<name>.json``; a user file
+has the same shape. Unknown keys and bad choices are refused with the valid ones listed
+(``FrozenConfig.from_dict``), so a typo in a file or in ``--set key=value`` never passes
+silently.
+
+The ``model`` section holds :class:`imd_core.model.config.ModelConfig` fields (size,
+frames, image size, audio length, IMD options, backbone sources). It is kept as a
+mapping here and validated by ``ModelConfig.from_dict`` when the config is loaded, so
+the model's own config stays the single source of truth for its fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from imd_core.config_base import FrozenConfig, parse_overrides
+from imd_core.errors import ConfigError
+
+CONFIG_VERSION = 1
+SHIPPED_CONFIGS: tuple[str, ...] = ("tiny", "small", "base", "large", "demo")
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig(FrozenConfig):
+    """Optimiser. ``lr`` is the peak learning rate reached after warm-up."""
+
+    name: Literal["adamw", "sgd"] = "adamw"
+    lr: float = 1e-4
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.999)
+    momentum: float = 0.9  # sgd only
+    grad_clip: float = 1.0  # max global grad norm; 0 disables clipping
+    ast_lr_scale: float = 0.1  # AST learning rate = lr * this, when the AST is fine-tuned
+
+
+@dataclasses.dataclass(frozen=True)
+class ScheduleConfig(FrozenConfig):
+    """Learning-rate schedule over optimiser steps: linear warm-up, then decay."""
+
+    name: Literal["cosine", "linear", "constant"] = "cosine"
+    warmup_epochs: float = 1.0
+    warmup_steps: int = -1  # >= 0 overrides warmup_epochs
+    min_lr_ratio: float = 0.01  # final lr = lr * min_lr_ratio (cosine, linear)
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentConfig(FrozenConfig):
+    """Training-time augmentation (evaluation never augments)."""
+
+    cross_modal_p: float = 0.0  # intra-class cross-modality audio swap probability
+    flip: bool = True
+    min_crop_scale: float = 0.6  # random resized crop area fraction lower bound
+
+
+@dataclasses.dataclass(frozen=True)
+class InitConfig(FrozenConfig):
+    """Where the weights start from.
+
+    ``from_model`` fine-tunes an existing model folder (``"demo"`` means the embedded
+    demo model); the ``model`` section then only changes trainable options, and the
+    architecture comes from that folder. Otherwise the model is built from backbones:
+    the AST, the timm ViT and the SAVLD text encoder named in the ``model`` section.
+    ``savld`` names a SAVLD JSON to use instead of building one from the labels with
+    ``text_encoder``.
+    """
+
+    from_model: str | None = None
+    savld: str | None = None
+    text_encoder: str | None = None  # SAVLD encoder (hub id or folder); None: all-MiniLM-L6-v2
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig(FrozenConfig):
+    """Everything that defines a training run (except the data and the run folder)."""
+
+    version: int = CONFIG_VERSION
+    name: str = "custom"
+    model: dict[str, Any] = dataclasses.field(default_factory=dict)
+    init: InitConfig = dataclasses.field(default_factory=InitConfig)
+    optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = dataclasses.field(default_factory=ScheduleConfig)
+    augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
+    epochs: int = 10
+    batch_size: int = 8  # global batch per optimiser micro-step (split across DDP ranks)
+    grad_accum_steps: int = 1
+    seed: int = 0
+    early_stopping_patience: int = 5  # epochs without improvement; 0 disables
+    early_stopping_metric: Literal["val_top1", "val_loss"] = "val_top1"
+    checkpoint_every_steps: int = 0  # also save last/ every N optimiser steps; 0 = per epoch
+    log_every_steps: int = 10
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+    compile: bool = False
+    num_workers: int = 2
+    val_fraction: float = 0.2  # used when the dataset has no validation split
+    ast_cache_dir: str | None = None  # default: RUN_DIR/ast_cache
+    max_steps_per_epoch: int = 0  # 0 = full epoch; >0 caps it (smoke runs)
+
+    def __post_init__(self) -> None:
+        if self.version != CONFIG_VERSION:
+            raise ConfigError(
+                f"config version {self.version} is not supported; this imd reads version {CONFIG_VERSION}"
+            )
+        checks = [
+            (self.epochs >= 1, "epochs must be >= 1"),
+            (self.batch_size >= 1, "batch_size must be >= 1"),
+            (self.grad_accum_steps >= 1, "grad_accum_steps must be >= 1"),
+            (self.early_stopping_patience >= 0, "early_stopping_patience must be >= 0"),
+            (self.checkpoint_every_steps >= 0, "checkpoint_every_steps must be >= 0"),
+            (self.log_every_steps >= 1, "log_every_steps must be >= 1"),
+            (self.num_workers >= 0, "num_workers must be >= 0"),
+            (0.0 <= self.val_fraction < 1.0, "val_fraction must be in [0, 1)"),
+            (self.optim.lr > 0, "optim.lr must be > 0"),
+            (0.0 <= self.augment.cross_modal_p <= 1.0, "augment.cross_modal_p must be in [0, 1]"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(f"TrainConfig: {message}")
+
+
+def configs_dir() -> Path:
+    """The folder of shipped recipes (``tiny.json``, ``base.json``, ...)."""
+    return Path(__file__).resolve().parent.parent / "configs"
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist; give a shipped name {list(SHIPPED_CONFIGS)} or a JSON file") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid JSON ({exc.msg} at line {exc.lineno}); fix the file") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a JSON object")
+    return data
+
+
+def validate_model_section(model: dict[str, Any]) -> dict[str, Any]:
+    """Validates the ``model`` section with ``ModelConfig`` and returns it in full.
+
+    Raises:
+        ConfigError: unknown key or bad value (ModelConfig lists the valid ones).
+    """
+    from imd_core.model.config import ModelConfig
+
+    return ModelConfig.from_dict(dict(model), where="model").to_dict()
+
+
+def load_train_config(name_or_file: str | Path, overrides: list[str] | dict[str, str] | None = None) -> TrainConfig:
+    """Loads a shipped recipe by name, or a JSON file, then applies ``--set`` overrides.
+
+    Args:
+        name_or_file: ``tiny``/``small``/``base``/``large``/``demo`` or a path to JSON.
+        overrides: ``["optim.lr=0.001", "model.num_frames=16"]`` or a dict of the same.
+
+    Returns:
+        The validated config; its ``model`` section holds every ModelConfig field.
+    """
+    text = str(name_or_file)
+    path = Path(text)
+    if text in SHIPPED_CONFIGS and not path.exists():
+        path = configs_dir() / f"{text}.json"
+    elif not path.suffix and not path.exists():
+        raise ConfigError(f"unknown config {text!r}; give one of {list(SHIPPED_CONFIGS)} or a JSON file")
+    data = _read_json(path)
+    pairs = parse_overrides(overrides) if isinstance(overrides, list) else dict(overrides or {})
+    model_pairs = {k[len("model."):]: v for k, v in pairs.items() if k.startswith("model.")}
+    other_pairs = {k: v for k, v in pairs.items() if not k.startswith("model.")}
+    # The model section is partial in files (a size preset fills the rest), so its
+    # overrides are merged before ModelConfig expands it.
+    model = dict(data.get("model") or {})
+    for key, raw in model_pairs.items():
+        if "." in key:
+            raise ConfigError(f"--set model.{key}: the model section has no sub-sections; use model.<field>=value")
+        try:
+            model[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            model[key] = raw
+    data["model"] = model
+    cfg = TrainConfig.from_dict(data, where=path.name)
+    if other_pairs:
+        cfg = cfg.with_overrides(other_pairs)
+    return cfg.replace(model=validate_model_section(cfg.model))

@@ -1,0 +1,71 @@
+"""Evaluation: one pass over a loader, multi-view averaging, every metric.
+
+Shared by validation at the end of each epoch and by ``imd eval``. With multi-view
+batches (``rgb`` ``(B,V,T,3,H,W)``, ``V`` = clips x crops) the model averages the class
+logits and the relevance logits over the views; the AST runs once per clip.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+
+from imd_core.train.ast_cache import ASTCache
+from imd_core.train.metrics import MetricAccumulator
+from imd_core.train.steps import audio_features, autocast_context
+
+logger = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def evaluate(
+    model: torch.nn.Module,
+    loader: Any,
+    *,
+    device: torch.device,
+    precision: str = "auto",
+    cache: ASTCache | None = None,
+    max_batches: int = 0,
+) -> dict[str, Any]:
+    """Evaluates the bare ``IMDModel`` on every batch of ``loader``.
+
+    Relevance accuracy compares the relevance network's decision (p >= 0.5) with the
+    SAVLD IoU target (relevant iff IoU > ``relevance_tau``) of clips with audio.
+
+    Returns:
+        The mapping of :meth:`MetricAccumulator.compute` (top1, top5,
+        mean_class_accuracy, per_class_accuracy, confusion_matrix, loss,
+        relevance_accuracy, audio_drop_rate, accuracy_audio_kept/dropped, ...).
+    """
+    cfg = model.config
+    was_training = model.training
+    model.eval()
+    acc = MetricAccumulator(len(cfg.labels), tau=float(cfg.relevance_tau))
+    try:
+        for i, batch in enumerate(loader):
+            if max_batches and i >= max_batches:
+                break
+            labels = batch["label"].to(device).long()
+            present = batch["audio_present"].to(device).bool()
+            keys = list(batch.get("cache_key") or []) or None
+            emb, alog = audio_features(model, batch["fbank"], keys, cache, device, precision)
+            with autocast_context(device, precision):
+                out = model(
+                    batch["rgb"].to(device, non_blocking=True),  # (B,T,3,H,W) or (B,V,T,3,H,W)
+                    batch["motion"].to(device, non_blocking=True),
+                    audio_embedding=emb,
+                    audio_logits=alog,
+                    audio_present=present,
+                    labels=labels,
+                )
+            rel_prob = out.relevance_logit.float().sigmoid()
+            target = out.relevance_iou
+            if target is not None:  # clips without audio have no relevance target
+                rel_prob, target = rel_prob[present], target[present]
+            loss = float(out.loss) if out.loss is not None else None
+            acc.update(out.logits.float(), labels, out.audio_kept, rel_prob, target, loss)
+    finally:
+        model.train(was_training)
+    return acc.compute(cfg.labels)

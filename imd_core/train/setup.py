@@ -1,0 +1,183 @@
+"""Building what a run needs: model, SAVLD, datasets and loaders, optimiser, schedule.
+
+Kept apart from the loop (``engine.py``) so both stay readable, and so ``imd eval``
+reuses the data side.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from imd_core.errors import ConfigError, DataError
+from imd_core.train.config import TrainConfig
+from imd_core.train.data_order import EpochOrderSampler, SeededItems, epoch_seed
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_model_source(name: str) -> Path:
+    """``"demo"`` -> the embedded demo model folder; anything else is a folder path."""
+    if name == "demo":
+        from imd_core.resources import demo_model_dir
+
+        return demo_model_dir()
+    return Path(name)
+
+
+def build_model(cfg: TrainConfig, labels: list[str]) -> torch.nn.Module:
+    """The ``IMDModel`` to train, with ``labels`` as its classes.
+
+    From backbones (``cfg.model``: ``ast_source``/``ast_config``, ``video_init``) or,
+    with ``init.from_model``, from a model folder: its architecture and weights, with
+    the training options of ``cfg.model`` applied and a new head when the classes differ.
+    """
+    from imd_core.model.checkpoint import load_model, load_state_into
+    from imd_core.model.config import ARCHITECTURE_FIELDS, ModelConfig
+    from imd_core.model.imd_model import IMDModel
+
+    if not cfg.init.from_model:
+        return IMDModel(ModelConfig.from_dict({**cfg.model, "labels": list(labels)}))
+    folder = resolve_model_source(cfg.init.from_model)
+    src = load_model(folder, device="cpu")
+    # The folder fixes the architecture and the backbones; the recipe may change only
+    # training options (gating, losses, ast_trainable, ...).
+    fixed = set(ARCHITECTURE_FIELDS) | {"size", "ast_source", "ast_config", "video_init"}
+    options = {k: v for k, v in cfg.model.items() if k not in fixed}
+    mcfg = ModelConfig.from_dict({**src.config.to_dict(), **options, "labels": list(labels)})
+    model = IMDModel(mcfg, load_pretrained=False)
+    state = src.state_dict()
+    if list(src.config.labels) == list(labels):
+        load_state_into(model, state, source=str(folder))
+        return model
+    # Other classes: everything but the classifier head (and shapes tied to the class count).
+    own = model.state_dict()
+    keep = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape and not k.startswith("head.")}
+    model.load_state_dict(keep, strict=False)
+    logger.info("fine-tuning %s with %d new classes: new head, %d tensors kept", folder, len(labels), len(keep))
+    return model
+
+
+def build_savld(cfg: TrainConfig, model: torch.nn.Module, labels: list[str]) -> Any:
+    """The SAVLD between the classes and the AST's labels: given, inherited or built."""
+    from imd_core.model.savld import Savld
+
+    audio_labels = list(model.ast.labels)
+    if cfg.init.savld:
+        savld = Savld.load(Path(cfg.init.savld))
+    elif cfg.init.from_model and (resolve_model_source(cfg.init.from_model) / "savld.json").is_file():
+        savld = Savld.load(resolve_model_source(cfg.init.from_model) / "savld.json")
+    else:
+        logger.info("building the SAVLD for %d classes x %d audio labels", len(labels), len(audio_labels))
+        savld = Savld.build(labels, audio_labels, encoder=cfg.init.text_encoder)
+    missing = sorted(set(labels) - set(savld.mapping))
+    if missing:
+        raise ConfigError(f"the SAVLD has no entry for class(es) {missing[:5]}; rebuild it with `imd savld build` for these labels")
+    return savld
+
+
+def split_index(index: Any, val_fraction: float, seed: int) -> tuple[Any, Any]:
+    """Train and validation parts of a dataset index (manifest splits, else seeded ratio)."""
+    from imd_core.data.manifest import split_index as data_split
+
+    return data_split(index, val_fraction=val_fraction, seed=seed)
+
+
+def _worker_init(_worker_id: int) -> None:
+    # Ctrl-C reaches the whole process group: the main process saves and stops the
+    # workers itself, so workers must not die on SIGINT first.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def make_train_loader(dataset: Any, cfg: TrainConfig, *, rank: int, world_size: int, pin: bool) -> tuple[DataLoader, EpochOrderSampler, SeededItems]:
+    """Loader over ``dataset`` in the seeded epoch order; ``batch_size`` is global."""
+    if cfg.batch_size % world_size:
+        raise ConfigError(f"batch_size {cfg.batch_size} must be divisible by the {world_size} DDP processes")
+    per_rank = cfg.batch_size // world_size
+    if len(dataset) < cfg.batch_size:
+        raise DataError(f"only {len(dataset)} training clips for a batch of {cfg.batch_size}; lower --batch-size")
+    seeded = SeededItems(dataset, cfg.seed)
+    sampler = EpochOrderSampler(len(dataset), per_rank, cfg.seed, rank=rank, world_size=world_size)
+    collate = getattr(dataset, "collate_fn", None)
+    loader = DataLoader(
+        seeded,
+        batch_size=per_rank,
+        sampler=sampler,
+        num_workers=cfg.num_workers,
+        pin_memory=pin,
+        drop_last=True,
+        collate_fn=collate,
+        worker_init_fn=_worker_init,
+        # An explicit generator: creating an iterator never draws from the global RNG,
+        # which belongs to the model (dropout) and is saved for resume.
+        generator=torch.Generator().manual_seed(epoch_seed(cfg.seed, -1)),
+        persistent_workers=False,
+    )
+    return loader, sampler, seeded
+
+
+def make_eval_loader(dataset: Any, batch_size: int, num_workers: int, pin: bool) -> DataLoader:
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        pin_memory=pin,
+        collate_fn=getattr(dataset, "collate_fn", None),
+        worker_init_fn=_worker_init,
+        generator=torch.Generator().manual_seed(0),
+    )
+
+
+def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW or SGD; no weight decay on biases, norms and tokens; AST at a scaled lr."""
+    o = cfg.optim
+    groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        is_ast = name.startswith("ast.")
+        decay = p.ndim >= 2 and "token" not in name and "pos_embed" not in name
+        groups.setdefault((is_ast, decay), []).append(p)
+    param_groups = [
+        {"params": ps, "lr": o.lr * (o.ast_lr_scale if is_ast else 1.0), "weight_decay": o.weight_decay if decay else 0.0}
+        for (is_ast, decay), ps in sorted(groups.items())
+    ]
+    if not param_groups:
+        raise ConfigError("the model has no trainable parameters; check model.ast_trainable and init.from_model")
+    if o.name == "adamw":
+        return torch.optim.AdamW(param_groups, lr=o.lr, betas=tuple(o.betas))
+    if o.name == "sgd":
+        return torch.optim.SGD(param_groups, lr=o.lr, momentum=o.momentum)
+    raise ConfigError(f"unknown optimiser {o.name!r}; choose one of ['adamw', 'sgd']")
+
+
+def lr_factor(step: int, *, total: int, warmup: int, name: str, min_ratio: float) -> float:
+    """Multiplier of the peak lr at optimiser step ``step`` (linear warm-up, then decay)."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    if name == "constant" or total <= warmup:
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    if name == "cosine":
+        return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    if name == "linear":
+        return min_ratio + (1.0 - min_ratio) * (1.0 - progress)
+    raise ConfigError(f"unknown schedule {name!r}; choose one of ['cosine', 'linear', 'constant']")
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
+    s = cfg.schedule
+    total = steps_per_epoch * cfg.epochs
+    warmup = s.warmup_steps if s.warmup_steps >= 0 else int(round(s.warmup_epochs * steps_per_epoch))
+
+    def factor(step: int) -> float:
+        return lr_factor(step, total=total, warmup=warmup, name=s.name, min_ratio=s.min_lr_ratio)
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
