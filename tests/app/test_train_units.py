@@ -1,0 +1,161 @@
+"""Fast tests of the training tab's pieces: job spec, events, history, manifest, command."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+
+import pytest
+
+from imd_app.training.command import imd_command, imd_train_command
+from imd_app.training.dataset_check import parse_check_report, write_filtered_manifest
+from imd_app.training.events import EventTail, RunProgress, format_eta
+from imd_app.training.history import JobHistory, JobRecord
+from imd_app.training.spec import JobSpec, load_spec, save_spec
+from imd_core.errors import ConfigError, DataError
+
+
+def test_train_command_runs_the_cli_module_or_the_frozen_app(monkeypatch):
+    program, args = imd_train_command(["--out", "x"])
+    assert program == sys.executable and args == ["-m", "imd_core", "train", "--out", "x"]
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    program, args = imd_train_command(["--out", "x"])
+    assert program == sys.executable and args == ["train", "--out", "x"]
+    assert imd_command(["data", "check", "d", "--json"])[1] == ["data", "check", "d", "--json"]
+
+
+def test_spec_validation_lists_every_problem(tmp_path):
+    spec = JobSpec(data=str(tmp_path / "missing"), run_dir="", epochs=0, learning_rate=2.0,
+                   start_from="model", model_dir=str(tmp_path), cross_modal_p=1.5)
+    problems = spec.validate()
+    joined = " | ".join(problems)
+    for words in ("does not exist", "run folder", "epochs", "learning rate", "not a model folder", "cross-modality"):
+        assert words in joined
+    with pytest.raises(ConfigError):
+        spec.check()
+    assert JobSpec(data=str(tmp_path), run_dir=str(tmp_path / "run")).validate() == []
+    with pytest.raises(ConfigError, match="valid keys"):
+        JobSpec.from_dict({"epochs": 2, "epochz": 3})
+
+
+@pytest.mark.parametrize("start_from", ["demo", "backbones"])
+def test_spec_arguments_are_accepted_by_the_engine_config(tmp_path, start_from):
+    from imd_core.train.config import load_train_config
+
+    spec = JobSpec(data=str(tmp_path), run_dir=str(tmp_path / "run"), start_from=start_from, learning_rate=3e-4,
+                   num_frames=4, imd_enabled=False, cross_modal_p=0.25, relevance_tau=0.1, ast_trainable=True)
+    args = spec.to_train_args(resume=True)
+    assert args[args.index("--out") + 1] == spec.run_dir and "--resume" in args
+    assert args[args.index("--events") + 1] == "-"
+    sets = [args[i + 1] for i, a in enumerate(args) if a == "--set"]
+    cfg = load_train_config(spec.config, sets)
+    assert cfg.optim.lr == pytest.approx(3e-4)
+    assert cfg.augment.cross_modal_p == pytest.approx(0.25)
+    assert cfg.model["imd"] is False and cfg.model["ast_trainable"] is True
+    assert cfg.model["relevance_tau"] == pytest.approx(0.1)
+    if start_from == "demo":
+        assert cfg.init.from_model == "demo"
+    else:
+        assert cfg.init.from_model is None and cfg.model["num_frames"] == 4
+
+
+def test_spec_is_saved_with_the_job(tmp_path):
+    spec = JobSpec(data="d", run_dir=str(tmp_path), excluded=("a.mp4",), skip_bad_files=True, epochs=3)
+    save_spec(spec, tmp_path)
+    assert load_spec(tmp_path) == spec
+    assert spec.train_data_path().endswith("dataset_filtered.csv")
+
+
+EVENTS = [
+    {"event": "run_started", "time": 100.0, "epochs": 2, "steps_per_epoch": 4, "total_steps": 8, "start_step": 0},
+    {"event": "step", "time": 101.0, "epoch": 0, "step": 2, "total_steps": 8, "loss": 1.5, "lr": 1e-4, "clips_per_s": 7.5},
+    {"event": "step", "time": 102.0, "epoch": 0, "step": 4, "total_steps": 8, "loss": 1.2, "lr": 1e-4, "clips_per_s": 8.0},
+    {"event": "epoch", "time": 103.0, "epoch": 0, "step": 4, "train": {"loss": 1.3, "top1": 0.5},
+     "val": {"loss": 1.1, "top1": 0.75, "relevance_accuracy": 0.6, "audio_drop_rate": 0.25}, "best": True, "eta_s": 3.0},
+    {"event": "checkpoint_saved", "time": 103.5, "kind": "best", "path": "/r/best"},
+    {"event": "step", "time": 104.0, "epoch": 1, "step": 6, "loss": 0.9, "clips_per_s": 9.0},
+    {"event": "run_finished", "time": 105.0, "stopped": "interrupted", "best_metric": "val_top1", "best_value": 0.75},
+]
+
+
+def test_progress_folds_events_into_metrics_eta_and_outcome():
+    progress = RunProgress()
+    lines = [progress.apply(e) for e in EVENTS]
+    assert progress.total_steps == 8 and progress.step == 6
+    assert progress.fraction == pytest.approx(6 / 8)
+    assert progress.step_losses == [(2, 1.5), (4, 1.2), (6, 0.9)]
+    (epoch,) = progress.epochs
+    assert (epoch.epoch, epoch.train_acc, epoch.val_acc, epoch.relevance_acc, epoch.audio_drop_rate) == (0, 0.5, 0.75, 0.6, 0.25)
+    assert progress.best["val_acc"] == 0.75 and progress.clips_per_s == 9.0
+    assert progress.outcome == "stopped" and "stopped" in lines[-1]
+    # ETA after step 6 of 8 at 4 s: 4 * (2/8) / (6/8) s.
+    assert RunProgress().apply(EVENTS[0]) .startswith("run started")
+    p2 = RunProgress()
+    for e in EVENTS[:2]:
+        p2.apply(e)
+    assert p2.eta_s == pytest.approx(1.0 * (6 / 8) / (2 / 8))
+    finished = RunProgress()
+    for e in [*EVENTS[:-1], {"event": "run_finished", "stopped": "completed"}]:
+        finished.apply(e)
+    assert finished.outcome == "finished" and finished.fraction == 1.0
+    failed = RunProgress()
+    failed.apply({"event": "run_failed", "reason": "dataset has one class; add another", "error": "DataError"})
+    assert failed.outcome == "failed" and "one class" in failed.failure
+    assert format_eta(3725) == "1:02:05" and format_eta(65) == "1:05" and format_eta(None) == "--"
+
+
+def test_event_tail_reads_only_complete_new_lines(tmp_path):
+    path = tmp_path / "events.jsonl"
+    tail = EventTail(path)
+    assert tail.read_new() == ([], [])
+    with open(path, "w") as f:
+        f.write(json.dumps(EVENTS[0]) + "\nnot json\n" + json.dumps(EVENTS[1])[:10])
+    events, other = tail.read_new()
+    assert [e["event"] for e in events] == ["run_started"] and other == ["not json"]
+    with open(path, "a") as f:
+        f.write(json.dumps(EVENTS[1])[10:] + "\n")
+    events, _ = tail.read_new()
+    assert events == [EVENTS[1]]
+    assert tail.read_new() == ([], [])
+
+
+def test_history_persists_and_survives_a_damaged_file(tmp_path):
+    path = tmp_path / "jobs.json"
+    history = JobHistory(path)
+    record = JobRecord.new({"epochs": 2}, str(tmp_path / "run"))
+    record.best = {"val_acc": 0.5}
+    history.add(record)
+    again = JobHistory(path)
+    assert again.get(record.id) == record
+    path.write_text("{ broken")
+    assert JobHistory(path).records == []
+    assert list(tmp_path.glob("jobs.broken-*.json"))
+
+
+def test_check_report_and_filtered_manifest(tmp_path):
+    report = {
+        "files": [
+            {"path": str(tmp_path / "a" / "1.mp4"), "label": "a", "status": "ok"},
+            {"path": str(tmp_path / "a" / "2.mp4"), "label": "a", "status": "no-audio"},
+            {"path": str(tmp_path / "b" / "3.mp4"), "label": "b", "status": "error", "reason": "moov atom not found"},
+        ]
+    }
+    summary = parse_check_report(report, str(tmp_path))
+    assert summary.class_counts == {"a": 2}
+    assert summary.unusable == ((str(tmp_path / "b" / "3.mp4"), "moov atom not found"),)
+    assert summary.no_audio == (str(tmp_path / "a" / "2.mp4"),)
+    # Folder tree.
+    for name in ("a/1.mp4", "a/2.mp4", "b/3.mp4", "b/4.mp4", "b/notes.txt"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    out = write_filtered_manifest(tmp_path, [str(tmp_path / "b" / "3.mp4")], tmp_path / "run" / "m.csv")
+    rows = list(csv.DictReader(out.open()))
+    assert [(r["label"], r["path"].split("/")[-1]) for r in rows] == [("a", "1.mp4"), ("a", "2.mp4"), ("b", "4.mp4")]
+    # A manifest keeps its columns; relative paths become absolute.
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path,label,split\na/1.mp4,a,train\nb/3.mp4,b,val\n")
+    rows = list(csv.DictReader(write_filtered_manifest(manifest, [str(tmp_path / "b/3.mp4")], tmp_path / "f.csv").open()))
+    assert rows == [{"path": str((tmp_path / "a/1.mp4").resolve()), "label": "a", "split": "train"}]
+    with pytest.raises(DataError):
+        write_filtered_manifest(manifest, [str(tmp_path / "a/1.mp4"), str(tmp_path / "b/3.mp4")], tmp_path / "g.csv")
