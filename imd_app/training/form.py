@@ -142,10 +142,13 @@ class JobForm(QWidget):
         imd_form.addRow("Cross-modality augmentation p", self.cross_modal_p)
         layout.addWidget(imd_box)
 
-        out_box = QGroupBox("Run folder", self)
+        out_box = QGroupBox("Run", self)
         out_form = QFormLayout(out_box)
         self.run_dir = QLineEdit(out_box)
-        out_form.addRow("Folder", _path_row(self.run_dir, "Run folder", self))
+        out_form.addRow("Run folder", _path_row(self.run_dir, "Run folder", self))
+        self.extra_set = QLineEdit(out_box)
+        self.extra_set.setPlaceholderText("optional: key=value … (passed to imd train --set)")
+        out_form.addRow("Advanced", self.extra_set)
         layout.addWidget(out_box)
         layout.addStretch(1)
 
@@ -190,6 +193,7 @@ class JobForm(QWidget):
         self.ast_trainable.setChecked(spec.ast_trainable)
         self.cross_modal_p.setValue(spec.cross_modal_p)
         self.run_dir.setText(spec.run_dir)
+        self.extra_set.setText(" ".join(spec.extra_set))
 
     def spec(self, base: JobSpec | None = None) -> JobSpec:
         """The form's values on top of ``base`` (which carries the dataset fields)."""
@@ -214,4 +218,5 @@ class JobForm(QWidget):
             ast_trainable=self.ast_trainable.isChecked(),
             cross_modal_p=self.cross_modal_p.value(),
             run_dir=self.run_dir.text().strip(),
+            extra_set=tuple(self.extra_set.text().split()),
         )
