@@ -1,0 +1,53 @@
+"""The SynthAV label sets: visual action classes and the AudioSet names of their sounds.
+
+Audio tags are AudioSet display names spelled exactly as in the AudioSet ontology
+(``class_labels_indices.csv``), so a tagger trained on SynthAV speaks the same label
+language as a real AudioSet AST and a SAVLD built between these names is meaningful.
+The action names were chosen so that a sentence encoder (all-MiniLM-L6-v2) maps each
+to its own sound as the nearest tagger label (checked in the tests).
+"""
+
+from __future__ import annotations
+
+# Visual action classes, in class-index order (the order is part of the data set).
+ACTION_CLASSES: tuple[str, ...] = (
+    "bouncing ball",
+    "clapping",
+    "hammering",
+    "drumming",
+    "sawing",
+    "typing",
+    "knocking",
+    "ringing bell",
+)
+
+# The AudioSet display name of each class's own sound.
+CLASS_TAGS: dict[str, str] = {
+    "bouncing ball": "Bouncing",
+    "clapping": "Clapping",
+    "hammering": "Hammer",
+    "drumming": "Drum",
+    "sawing": "Sawing",
+    "typing": "Typing",
+    "knocking": "Knock",
+    "ringing bell": "Bell",
+}
+
+# Irrelevant soundtrack kinds -> AudioSet display name.
+IRRELEVANT_TAGS: dict[str, str] = {
+    "babble": "Speech",
+    "music": "Music",
+    "engine": "Engine",
+    "wind": "Wind",
+}
+
+SILENCE_TAG = "Silence"
+
+# Every tag SynthAV writes, in a fixed order: the label set of the demo audio tagger.
+TAGGER_LABELS: tuple[str, ...] = (
+    *(CLASS_TAGS[c] for c in ACTION_CLASSES),
+    *IRRELEVANT_TAGS.values(),
+    SILENCE_TAG,
+)
+
+AUDIO_KINDS: tuple[str, ...] = ("relevant", "irrelevant", "misleading", "silent")

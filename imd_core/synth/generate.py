@@ -1,0 +1,286 @@
+"""Rendering SynthAV clips to MP4 and writing the manifest.
+
+Determinism: clip ``i`` of seed ``s`` draws everything from generators seeded with
+``(s, i, ...)``, so a clip does not depend on how many workers render it or in which
+order, and x264 runs single-threaded (bit-exact output). The same config therefore
+writes byte-identical files.
+
+Audio kinds (per clip): ``relevant`` with probability ``relevance``; otherwise
+``irrelevant`` (babble, music, engine or wind) 60%, ``misleading`` (another class's
+sound, not synchronised) 25%, ``silent`` (a near-silent track) 15%. A quarter of the
+relevant clips also carry a quieter irrelevant background sound (tagged as well).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import multiprocessing as mp
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from imd_core.config_base import FrozenConfig
+from imd_core.errors import ConfigError, DataError
+from imd_core.synth import audio as A
+from imd_core.synth.classes import ACTION_CLASSES, CLASS_TAGS, IRRELEVANT_TAGS, SILENCE_TAG
+from imd_core.synth.video import RENDERERS, Canvas, background, occluders
+
+log = logging.getLogger(__name__)
+
+MANIFEST_COLUMNS = ("path", "label", "split", "audio_kind", "audio_tags")
+_KIND_WEIGHTS = {"irrelevant": 0.6, "misleading": 0.25, "silent": 0.15}
+
+
+@dataclass(frozen=True)
+class SynthConfig(FrozenConfig):
+    """What ``imd synth`` renders.
+
+    Attributes:
+        clips: number of clips.
+        relevance: probability P that a clip's audio is its class's own sound.
+        ambiguity: Q in [0, 1]: how visually ambiguous clips are (low contrast,
+            occluders, motion blur, noise); each clip draws its own level around Q.
+        seed: the data set's seed.
+        size: frame width and height in pixels (even, for H.264 4:2:0).
+        fps: frames per second.
+        min_seconds, max_seconds: clip duration range.
+        sample_rate: audio sample rate (16 kHz: what the AST front-end uses).
+        val_fraction, test_fraction: split shares (the rest is ``train``).
+        classes: the action classes to render (a subset of ``ACTION_CLASSES``).
+    """
+
+    clips: int = 1000
+    relevance: float = 0.5
+    ambiguity: float = 0.3
+    seed: int = 0
+    size: int = 160
+    fps: int = 25
+    min_seconds: float = 2.0
+    max_seconds: float = 4.0
+    sample_rate: int = 16000
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    classes: tuple[str, ...] = ACTION_CLASSES
+
+    def __post_init__(self) -> None:
+        if self.clips < 1:
+            raise ConfigError("synth: --clips must be at least 1")
+        if not 0.0 <= self.relevance <= 1.0:
+            raise ConfigError(f"synth: --relevance must be in [0, 1], got {self.relevance}")
+        if not 0.0 <= self.ambiguity <= 1.0:
+            raise ConfigError(f"synth: --ambiguity must be in [0, 1], got {self.ambiguity}")
+        if self.size < 32 or self.size % 2:
+            raise ConfigError(f"synth: size must be an even number >= 32, got {self.size}")
+        if not 0 < self.min_seconds <= self.max_seconds:
+            raise ConfigError("synth: need 0 < min_seconds <= max_seconds")
+        if self.val_fraction < 0 or self.test_fraction < 0 or self.val_fraction + self.test_fraction >= 1:
+            raise ConfigError("synth: val_fraction and test_fraction must be >= 0 and sum to less than 1")
+        unknown = [c for c in self.classes if c not in ACTION_CLASSES]
+        if unknown or len(self.classes) < 2:
+            raise ConfigError(f"synth: classes must be >= 2 of {list(ACTION_CLASSES)}; got {list(self.classes)}")
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    """Everything drawn per clip before rendering (the manifest row comes from it)."""
+
+    index: int
+    label: str
+    split: str
+    audio_kind: str
+    source: str  # class name (relevant / misleading), distractor name, or "silence"
+    background_sound: str | None  # a quiet distractor under relevant audio
+    seconds: float
+    ambiguity: float
+
+    @property
+    def path(self) -> str:
+        return f"clips/{self.index:06d}.mp4"
+
+    @property
+    def tags(self) -> list[str]:
+        if self.audio_kind == "silent":
+            return [SILENCE_TAG]
+        if self.audio_kind == "irrelevant":
+            return [IRRELEVANT_TAGS[self.source]]
+        tags = [CLASS_TAGS[self.source]]
+        if self.background_sound:
+            tags.append(IRRELEVANT_TAGS[self.background_sound])
+        return tags
+
+    def row(self) -> dict[str, str]:
+        return {"path": self.path, "label": self.label, "split": self.split,
+                "audio_kind": self.audio_kind, "audio_tags": ";".join(self.tags)}
+
+
+def sample_clip_spec(cfg: SynthConfig, index: int) -> ClipSpec:
+    """Draws clip ``index`` of the data set ``cfg`` (depends only on ``cfg.seed, index``)."""
+    rng = np.random.default_rng([cfg.seed, index, 0])
+    classes = list(cfg.classes)
+    # Balanced classes: consecutive indices cycle through a per-seed class order.
+    order = np.random.default_rng([cfg.seed, 1 << 20]).permutation(len(classes))
+    label = classes[order[index % len(classes)]]
+    u = rng.random()
+    split = "val" if u < cfg.val_fraction else "test" if u < cfg.val_fraction + cfg.test_fraction else "train"
+    bg = None
+    if rng.random() < cfg.relevance:
+        kind, source = "relevant", label
+        if rng.random() < 0.25:
+            bg = str(rng.choice(list(IRRELEVANT_TAGS)))
+    else:
+        kinds = list(_KIND_WEIGHTS)
+        kind = str(rng.choice(kinds, p=list(_KIND_WEIGHTS.values())))
+        if kind == "irrelevant":
+            source = str(rng.choice(list(IRRELEVANT_TAGS)))
+        elif kind == "misleading":
+            source = str(rng.choice([c for c in ACTION_CLASSES if c != label]))
+        else:
+            source = "silence"
+    seconds = round(float(rng.uniform(cfg.min_seconds, cfg.max_seconds)) * cfg.fps) / cfg.fps
+    amb = float(np.clip(cfg.ambiguity * rng.uniform(0.5, 1.5), 0.0, 1.0))
+    return ClipSpec(index, label, split, kind, source, bg, seconds, amb)
+
+
+def render_clip(cfg: SynthConfig, spec: ClipSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Renders one clip.
+
+    Returns:
+        frames: uint8 ``(T, size, size, 3)``.
+        audio: float32 ``(N,)`` mono at ``cfg.sample_rate``, ``N = T / fps * sr``.
+    """
+    rng = np.random.default_rng([cfg.seed, spec.index, 1])
+    n_frames = int(round(spec.seconds * cfg.fps))
+    s = float(cfg.size)
+    t = np.arange(n_frames, dtype=np.float32) / cfg.fps
+    a = spec.ambiguity
+    frames, shift = background(rng, n_frames, cfg.size, jitter=max(2, cfg.size // 40))
+    cv = Canvas(frames, shift, contrast=1.0 - 0.75 * a)
+    events = RENDERERS[spec.label](cv, rng, t, s)
+    occluders(cv, rng, t, s, count=int(rng.poisson(0.4 + 2.0 * a)), scale=a)
+    out = cv.frames
+    blur = 1 + int(round(4 * a * rng.uniform(0.5, 1.0)))
+    if blur > 1:  # motion blur: mean over the last `blur` frames
+        acc = out.copy()
+        for j in range(1, blur):
+            acc[j:] += out[:-j]
+            acc[:j] += out[:1]
+        out = acc / blur
+    if a > 0:
+        out += rng.standard_normal(out.shape[:3] + (1,), dtype=np.float32) * (18 * a)
+    video = np.clip(out, 0, 255).astype(np.uint8)
+
+    sr = cfg.sample_rate
+    n = int(round(spec.seconds * sr))
+    arng = np.random.default_rng([cfg.seed, spec.index, 2])
+    if spec.audio_kind == "relevant":
+        wave = A.class_sound(spec.label, events.times, events.envelope, n, sr, cfg.fps, arng)
+        if spec.background_sound:
+            wave = wave + arng.uniform(0.15, 0.3) * A.DISTRACTORS[spec.background_sound](n, sr, arng)
+    elif spec.audio_kind == "misleading":
+        times, env = A.fake_events(spec.source, n, sr, cfg.fps, arng)
+        wave = A.class_sound(spec.source, times, env, n, sr, cfg.fps, arng)
+    elif spec.audio_kind == "irrelevant":
+        wave = A.DISTRACTORS[spec.source](n, sr, arng)
+    else:
+        wave = np.zeros(n, np.float32)
+    wave = wave / (np.abs(wave).max() + 1e-8) * arng.uniform(0.3, 0.9)
+    wave = wave + arng.normal(0, 10 ** (-60 / 20), n)  # a -60 dBFS noise floor, like any recording
+    return video, np.clip(wave, -1, 1).astype(np.float32)
+
+
+def encode_mp4(path: Path, frames: np.ndarray, audio: np.ndarray, fps: int, sample_rate: int) -> None:
+    """Writes H.264 (yuv420p, single-threaded for bit-exactness) + AAC mono with PyAV."""
+    import av  # media library: imported where it is needed
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".part.mp4")
+    with av.open(str(tmp), "w") as box:
+        vs = box.add_stream("libx264", rate=fps, options={"preset": "veryfast", "crf": "20", "threads": "1"})
+        vs.width, vs.height, vs.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        vs.codec_context.thread_count = 1
+        aus = box.add_stream("aac", rate=sample_rate, layout="mono")
+        aus.bit_rate = 48000
+        for img in frames:
+            for pkt in vs.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                box.mux(pkt)
+        for pkt in vs.encode():
+            box.mux(pkt)
+        hop = 1024  # the AAC frame size
+        for i in range(0, len(audio), hop):
+            chunk = audio[None, i: i + hop]
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="flt", layout="mono")
+            frame.sample_rate, frame.pts = sample_rate, i
+            for pkt in aus.encode(frame):
+                box.mux(pkt)
+        for pkt in aus.encode():
+            box.mux(pkt)
+    os.replace(tmp, path)
+
+
+def _work(job: tuple[dict, int, str]) -> dict[str, str]:
+    cfg_dict, index, out_dir = job
+    cfg = SynthConfig.from_dict(cfg_dict)
+    spec = sample_clip_spec(cfg, index)
+    frames, audio = render_clip(cfg, spec)
+    encode_mp4(Path(out_dir) / spec.path, frames, audio, cfg.fps, cfg.sample_rate)
+    return spec.row()
+
+
+def generate(
+    out_dir: str | Path,
+    cfg: SynthConfig,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
+    """Renders ``cfg.clips`` clips under ``out_dir/clips`` and writes ``out_dir/manifest.csv``.
+
+    Args:
+        out_dir: output folder (created; existing clips with the same names are overwritten).
+        cfg: the data set.
+        workers: processes (default: the CPUs this process may use); 1 renders in-process.
+        progress: called with ``(done, total)`` after each clip.
+
+    Returns:
+        The manifest path.
+    """
+    out = Path(out_dir)
+    try:
+        (out / "clips").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"cannot create {out}: {exc}; choose a writable output folder") from None
+    workers = workers or len(os.sched_getaffinity(0))
+    jobs = [(cfg.to_dict(), i, str(out)) for i in range(cfg.clips)]
+    rows: list[dict[str, str]] = []
+    start = time.perf_counter()
+    if workers <= 1:
+        results = map(_work, jobs)
+        pool = None
+    else:
+        # spawn: the parent may hold torch/OpenMP threads, which fork does not copy safely.
+        pool = mp.get_context("spawn").Pool(workers)
+        results = pool.imap(_work, jobs, chunksize=4)
+    try:
+        for k, row in enumerate(results, 1):
+            rows.append(row)
+            if progress:
+                progress(k, cfg.clips)
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
+    manifest = out / "manifest.csv"
+    with open(manifest, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=MANIFEST_COLUMNS)
+        w.writeheader()
+        w.writerows(rows)
+    meta = {"generator": "imd synth", "config": cfg.to_dict(), "classes": list(cfg.classes),
+            "class_tags": {c: CLASS_TAGS[c] for c in cfg.classes}}
+    (out / "synth_config.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    log.info("rendered %d clips in %.1f s with %d worker(s)", cfg.clips, time.perf_counter() - start, workers)
+    return manifest
