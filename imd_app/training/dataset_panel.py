@@ -30,10 +30,10 @@ class DatasetPanel(QGroupBox):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("Dataset", parent)
         layout = QVBoxLayout(self)
-        row = QHBoxLayout()
         self.path = QLineEdit(self)
         self.path.setPlaceholderText("a folder per class, or a CSV/JSONL manifest (path,label[,start,end,split])")
-        row.addWidget(self.path, 1)
+        layout.addWidget(self.path)
+        row = QHBoxLayout()
         self.folder_button = QPushButton("Folder…", self)
         self.manifest_button = QPushButton("Manifest…", self)
         self.check_button = QPushButton("Check", self)

@@ -116,6 +116,7 @@ class MonitorPanel(QWidget):
         self.confusion.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.confusion.setMinimumWidth(160)
         bottom_layout.addWidget(self.confusion, 1)
+        split.setSizes([300, 160])
         layout.addWidget(split, 1)
 
         self._timer = QTimer(self)
@@ -213,7 +214,11 @@ class MonitorPanel(QWidget):
         self.labels["audio_drop_rate"].setText(_fmt(last.audio_drop_rate if last else None))
         self.labels["clips_per_s"].setText(_fmt(p.clips_per_s, "{:.1f} clips/s"))
         best = p.best or state.record.best
-        self.labels["best"].setText(", ".join(f"{k} {v:.3g}" for k, v in best.items() if k != "epoch") or "--")
+        if "val_acc" in best:
+            where = f" (epoch {best['epoch'] + 1:g})" if "epoch" in best else ""
+            self.labels["best"].setText(f"val acc {best['val_acc']:.3f}{where}")
+        else:
+            self.labels["best"].setText("--")
         if p.step_losses and p.steps_per_epoch:
             data = np.asarray(p.step_losses, dtype=float)
             stride = max(1, len(data) // MAX_POINTS)
