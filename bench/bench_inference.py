@@ -1,0 +1,414 @@
+"""Inference speed: the demo model on CPU, IMD small/base/large and HF baselines on GPU.
+
+CPU (what the app runs on a laptop)::
+
+    .venv/bin/python bench/bench_inference.py cpu --threads 2
+
+measures, for the demo model (or ``--model DIR``; a random tiny model when neither
+exists), at batch 1:
+
+* ``model``: the forward pass alone on preprocessed tensors (windows/s, latency);
+* ``window``: preprocessing + forward from raw frames and audio (what the streaming
+  engine does per window);
+* ``file``: ``Predictor.predict_path`` on a generated clip with ``--window``/``--hop``
+  (decode + preprocessing + forward);
+* ``streaming``: a :class:`StreamingEngine` fed by a thread that decodes a generated
+  30 fps 640x360 video in real time (the app's playback load) while the calling thread
+  runs windows as fast as it can: windows/s, mean latency, skipped windows.
+
+GPU::
+
+    python bench/bench_inference.py gpu --sizes small base large --baselines
+
+measures batch-1 latency (median) and best-batch throughput of IMD small/base/large end
+to end (AST + both streams + relevance + fusion, random weights, bf16 autocast, optional
+``--compile``), and, in the same run, HF TimeSformer-base, VideoMAE-base and AST-base
+(random weights); FLOPs per clip from ``torch.utils.flop_counter`` give the achieved
+TFLOP/s and the fraction of ``--peak-tflops`` (782: the bf16 matrix-product ceiling
+measured on the H200 used for this project).
+
+Both print a table and write ``--json`` results; docs/PERFORMANCE.md records them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from imd_core.inference.device import autocast_context, synchronize  # noqa: E402
+from imd_core.inference.inputs import WindowInput  # noqa: E402
+
+
+# ---------------------------------------------------------------------------- timing
+def time_calls(fn, device: torch.device, *, warmup: int = 3, min_seconds: float = 3.0, max_calls: int = 200):
+    """Median and mean seconds per call of ``fn`` (device synchronised around each call)."""
+    for _ in range(warmup):
+        fn()
+    synchronize(device)
+    times: list[float] = []
+    t_end = time.perf_counter() + min_seconds
+    while (time.perf_counter() < t_end or len(times) < 5) and len(times) < max_calls:
+        t0 = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), statistics.fmean(times), len(times)
+
+
+def count_flops(fn) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+def machine() -> dict:
+    info = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "load_avg": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+    }
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+# ---------------------------------------------------------------------------- models
+def tiny_random_model_dir(folder: Path) -> Path:
+    from imd_core.model.checkpoint import save_model
+    from imd_core.model.config import ModelConfig
+    from imd_core.model.imd_model import IMDModel
+
+    cfg = ModelConfig.for_size("tiny", labels=[f"class {i}" for i in range(8)])
+    save_model(IMDModel(cfg, load_pretrained=False), folder)
+    return folder
+
+
+def imd_random(size: str, device: torch.device):
+    """IMD ``size`` with random weights and an AST-base-shaped tagger (527 labels, 10.24 s)."""
+    from transformers import ASTConfig
+
+    from imd_core.model.config import ModelConfig
+    from imd_core.model.imd_model import IMDModel
+
+    labels = [f"class {i}" for i in range(400)]
+    ast = ASTConfig(num_labels=527).to_diff_dict() if size != "tiny" else None
+    overrides = {"labels": labels}
+    if ast is not None:
+        overrides.update(ast_source=None, ast_config=ast)
+    cfg = ModelConfig.for_size(size, **overrides)
+    return IMDModel(cfg, load_pretrained=False).to(device).eval()
+
+
+def imd_inputs(model, batch: int, device: torch.device):
+    c = model.config
+    rgb = torch.randn(batch, c.num_frames, 3, c.image_size, c.image_size, device=device)
+    fbank = torch.randn(batch, c.max_length, c.num_mel_bins, device=device)
+    present = torch.ones(batch, dtype=torch.bool, device=device)
+    return rgb, rgb.clone(), fbank, present
+
+
+def hf_baseline(name: str, device: torch.device):
+    """(model, make_inputs(batch)) of a Hugging Face baseline with random weights."""
+    import transformers as tf
+
+    if name == "timesformer-base":
+        cfg = tf.TimesformerConfig(num_frames=8, image_size=224, num_labels=400)
+        model = tf.TimesformerForVideoClassification(cfg)
+
+        def inputs(b):
+            return {"pixel_values": torch.randn(b, 8, 3, 224, 224, device=device)}
+    elif name == "videomae-base":
+        cfg = tf.VideoMAEConfig(num_frames=16, image_size=224, num_labels=400)
+        model = tf.VideoMAEForVideoClassification(cfg)
+
+        def inputs(b):
+            return {"pixel_values": torch.randn(b, 16, 3, 224, 224, device=device)}
+    elif name == "ast-base":
+        cfg = tf.ASTConfig(num_labels=527)
+        model = tf.ASTForAudioClassification(cfg)
+
+        def inputs(b):
+            return {"input_values": torch.randn(b, 1024, 128, device=device)}
+    else:
+        raise SystemExit(f"unknown baseline {name!r}; choose timesformer-base, videomae-base, ast-base")
+    cfg._attn_implementation = "sdpa"
+    return model.to(device).eval(), inputs
+
+
+# ---------------------------------------------------------------------------- GPU
+def bench_gpu_model(name, forward, make_inputs, device, batches, peak_tflops, min_seconds):
+    row = {"model": name}
+    with torch.inference_mode(), autocast_context(device):
+        x1 = make_inputs(1)
+        row["gflops_per_clip"] = count_flops(lambda: forward(x1)) / 1e9
+        med, _, _ = time_calls(lambda: forward(x1), device, warmup=10, min_seconds=min_seconds)
+        row["latency_ms_b1"] = med * 1e3
+        best = (0.0, 1)
+        for b in batches:
+            try:
+                xb = make_inputs(b)
+                med, _, _ = time_calls(lambda xb=xb: forward(xb), device, warmup=3, min_seconds=min_seconds)
+            except torch.OutOfMemoryError:
+                torch.cuda.empty_cache()
+                break
+            if b / med > best[0]:
+                best = (b / med, b)
+            del xb
+    row["best_batch"], row["clips_per_s"] = best[1], best[0]
+    row["tflops"] = best[0] * row["gflops_per_clip"] / 1e3
+    row["fraction_of_peak"] = row["tflops"] / peak_tflops
+    return row
+
+
+def run_gpu(args) -> list[dict]:
+    if not torch.cuda.is_available():
+        raise SystemExit("no CUDA device: run `bench_inference.py cpu` here, `gpu` on a GPU machine")
+    device = torch.device("cuda")
+    torch.backends.cuda.matmul.allow_tf32 = True
+    rows = []
+    for size in args.sizes:
+        model = imd_random(size, device)
+        if args.compile != "none":
+            model.video = torch.compile(model.video, mode=args.compile)
+            model.ast = torch.compile(model.ast, mode=args.compile)
+
+        def forward(x, model=model):
+            if args.compile == "reduce-overhead":
+                torch.compiler.cudagraph_mark_step_begin()
+            return model(x[0], x[1], fbank=x[2], audio_present=x[3]).logits
+
+        rows.append(
+            bench_gpu_model(
+                f"IMD-{size}",
+                forward,
+                lambda b, m=model: imd_inputs(m, b, device),
+                device,
+                args.batches,
+                args.peak_tflops,
+                args.seconds,
+            )  # fmt: skip
+        )
+        print(rows[-1], flush=True)
+        del model
+        torch.cuda.empty_cache()
+    for name in args.baselines:
+        model, make = hf_baseline(name, device)
+        rows.append(
+            bench_gpu_model(
+                f"HF {name}",
+                lambda x, m=model: m(**x).logits,
+                make,
+                device,
+                args.batches,
+                args.peak_tflops,
+                args.seconds,
+            )  # fmt: skip
+        )
+        print(rows[-1], flush=True)
+        del model
+        torch.cuda.empty_cache()
+    return rows
+
+
+# ---------------------------------------------------------------------------- CPU
+def _raw_window(pred, rng) -> WindowInput:
+    frames = rng.integers(0, 255, (pred.num_frames, 360, 640, 3), dtype=np.uint8)
+    audio = (0.1 * rng.standard_normal(int(pred.audio_seconds * 16000))).astype(np.float32)
+    return WindowInput(frames=frames, audio=audio, path="bench", start=0.0, end=pred.audio_seconds)
+
+
+def run_cpu(args) -> list[dict]:
+    from imd_core.inference.predictor import Predictor
+    from imd_core.resources import demo_model_dir
+
+    tmp = Path(tempfile.mkdtemp(prefix="imd-bench-"))
+    model_dir = Path(args.model) if args.model else demo_model_dir()
+    source = str(model_dir)
+    if not (model_dir / "config.json").is_file():
+        model_dir, source = tiny_random_model_dir(tmp / "tiny"), "random tiny (no demo model found)"
+    pred = Predictor(model_dir, device="cpu", threads=args.threads, batch_size=1)
+    device = pred.device
+    rng = np.random.default_rng(0)
+    rows = []
+
+    item = _raw_window(pred, rng)
+    x = pred.preprocess(item)
+    rgb, motion, fbank = (x[k].unsqueeze(0) for k in ("rgb", "motion", "fbank"))
+    present = torch.tensor([True])
+    with torch.inference_mode():
+        gflops = count_flops(lambda: pred.model(rgb, motion, fbank=fbank, audio_present=present)) / 1e9
+        med, mean, n = time_calls(
+            lambda: pred.model.predict(rgb, motion, fbank, present), device, min_seconds=args.seconds
+        )
+    rows.append(
+        {"stage": "model", "latency_ms": med * 1e3, "windows_per_s": 1 / mean, "calls": n, "gflops": gflops}
+    )
+
+    med, mean, n = time_calls(lambda: pred.predict_windows([item]), device, min_seconds=args.seconds)
+    rows.append({"stage": "window", "latency_ms": med * 1e3, "windows_per_s": 1 / mean, "calls": n})
+
+    from imd_core.media.decode import probe  # noqa: F401 -- fail early without PyAV
+
+    clip = write_clip(tmp / "bench.mp4", seconds=12.0, fps=30, size=(640, 360))
+    window, hop = args.window or pred.audio_seconds, args.hop or 1.0
+    t0 = time.perf_counter()
+    results = pred.predict_path(clip, window=window, hop=hop)
+    dt = time.perf_counter() - t0
+    rows.append({"stage": f"file (window {window:g}s hop {hop:g}s)", "latency_ms": dt / len(results) * 1e3,
+                 "windows_per_s": len(results) / dt, "calls": len(results)})  # fmt: skip
+
+    rows.append(bench_streaming(pred, clip, window, args.seconds * 3))
+    for r in rows:
+        r["model_dir"] = source
+    return rows
+
+
+def bench_streaming(pred, clip: Path, window: float, seconds: float) -> dict:
+    """Playback at 30 fps on a thread (decode + push, paced) while windows run back to back."""
+    from imd_core.inference.streaming import StreamingEngine
+
+    engine = StreamingEngine(pred, window=window, hop=0.1)
+    stop = threading.Event()
+
+    def playback() -> None:
+        import av
+
+        t_start = time.monotonic()
+        while not stop.is_set():
+            with av.open(str(clip)) as container:
+                for frame in container.decode(video=0):
+                    if stop.is_set():
+                        return
+                    rgb = frame.to_ndarray(format="rgb24")  # what a player converts for display
+                    t = time.monotonic()
+                    engine.push_frame(rgb, t)
+                    engine.push_audio(np.zeros(int(16000 / 30), np.float32), t, 16000)
+                    # pace to 30 fps of wall time
+                    t_next = t_start + engine.stats.frames_received / 30.0
+                    delay = t_next - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+
+    th = threading.Thread(target=playback, daemon=True)
+    th.start()
+    results = []
+    t_end = time.monotonic() + window + seconds
+    t_first = None
+    while time.monotonic() < t_end:
+        r = engine.run_once()
+        if r is None:
+            time.sleep(0.002)
+            continue
+        t_first = t_first or time.monotonic()
+        results.append(r)
+    stop.set()
+    th.join()
+    st = engine.stats
+    dt = time.monotonic() - (t_first or time.monotonic())
+    fps = st.frames_received / (window + seconds)
+    return {
+        "stage": "streaming while playing 30 fps 640x360",
+        "latency_ms": (st.mean_latency or float("nan")) * 1e3,
+        "windows_per_s": (len(results) - 1) / dt if dt > 0 and len(results) > 1 else 0.0,
+        "calls": len(results),
+        "skipped": st.windows_skipped,
+        "playback_fps": fps,
+    }
+
+
+def write_clip(path: Path, seconds: float, fps: int, size: tuple[int, int]) -> Path:
+    import av
+
+    w, h = size
+    with av.open(str(path), "w") as out:
+        v = out.add_stream("libx264", rate=fps)
+        v.width, v.height, v.pix_fmt = w, h, "yuv420p"
+        a = out.add_stream("aac", rate=16000)
+        a.layout = "mono"
+        rng = np.random.default_rng(0)
+        for i in range(int(seconds * fps)):
+            img = np.full((h, w, 3), (i * 3) % 255, np.uint8)
+            img[:, (i * 7) % w :][:, :40] = rng.integers(0, 255, 3, dtype=np.uint8)
+            for p in v.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(p)
+        for p in v.encode():
+            out.mux(p)
+        wave = (0.2 * np.sin(np.arange(int(seconds * 16000)) / 16000 * 2 * np.pi * 330)).astype(np.float32)
+        for i in range(0, wave.size, 1024):
+            frame = av.AudioFrame.from_ndarray(wave[None, i : i + 1024], format="fltp", layout="mono")
+            frame.sample_rate = 16000
+            for p in a.encode(frame):
+                out.mux(p)
+        for p in a.encode():
+            out.mux(p)
+    return path
+
+
+# ---------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="mode", required=True)
+    cpu = sub.add_parser("cpu", help="the demo model on this CPU")
+    cpu.add_argument("--model", help="checkpoint folder (default: the demo model)")
+    cpu.add_argument("--threads", type=int, default=None)
+    cpu.add_argument(
+        "--window", type=float, default=None, help="file/streaming window (default: model audio length)"
+    )
+    cpu.add_argument("--hop", type=float, default=None)
+    cpu.add_argument("--seconds", type=float, default=5.0, help="seconds per measurement")
+    gpu = sub.add_parser("gpu", help="IMD sizes and HF baselines on a GPU")
+    gpu.add_argument("--sizes", nargs="*", default=["small", "base", "large"])
+    gpu.add_argument("--baselines", nargs="*", default=["timesformer-base", "videomae-base", "ast-base"])
+    gpu.add_argument("--batches", type=int, nargs="*", default=[1, 2, 4, 8, 16, 32, 64, 128])
+    gpu.add_argument(
+        "--compile", default="none", choices=("none", "default", "reduce-overhead", "max-autotune")
+    )
+    gpu.add_argument("--peak-tflops", type=float, default=782.0)
+    gpu.add_argument("--seconds", type=float, default=2.0)
+    for p in (cpu, gpu):
+        p.add_argument("--json", help="also write the results to this JSON file")
+    args = ap.parse_args(argv)
+    if args.mode == "cpu" and args.threads:
+        torch.set_num_threads(args.threads)
+    rows = run_cpu(args) if args.mode == "cpu" else run_gpu(args)
+    info = machine()
+    print(json.dumps(info))
+    keys = sorted({k for r in rows for k in r}, key=lambda k: list(rows[0]).index(k) if k in rows[0] else 99)
+    print(" | ".join(keys))
+    for r in rows:
+        print(
+            " | ".join(f"{r.get(k):.4g}" if isinstance(r.get(k), float) else str(r.get(k, "")) for k in keys)
+        )
+    if args.json:
+        Path(args.json).write_text(json.dumps({"machine": info, "rows": rows}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

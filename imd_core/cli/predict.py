@@ -1,0 +1,180 @@
+"""``imd predict``: classify files and folders, one result per window.
+
+Examples::
+
+    imd predict clip.mp4                              # the embedded demo model, whole clip
+    imd predict videos/ --model runs/x/best --window 4 --hop 2 --json > results.jsonl
+    torchrun --nproc_per_node=4 -m imd_core predict videos/ --json > results.jsonl
+
+Results go to stdout (or ``--output``) in input order; a file that cannot be read is
+reported on stderr as ``PATH: reason`` while the others go on, and the exit code is 3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+from typing import IO, Any
+
+EXIT_OK = 0
+EXIT_UNEXPECTED = 1
+EXIT_BAD_INPUT = 3
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "predict",
+        help="classify video files or folders (one result per window)",
+        description=(
+            "Classify video files and folders (searched recursively) with an IMD model. "
+            "Prints one result per window (per clip without --window). Under torchrun each "
+            "rank takes a share of the files and rank 0 writes all results in input order."
+        ),
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="video files or folders")
+    p.add_argument("--model", metavar="DIR", help="checkpoint folder (default: the embedded demo model)")
+    p.add_argument(
+        "--window", type=float, metavar="SEC", help="window length in seconds (default: whole clip)"
+    )
+    p.add_argument(
+        "--hop", type=float, metavar="SEC", help="seconds between window starts (default: --window)"
+    )
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument(
+        "--json", dest="format", action="store_const", const="json", help="one JSON object per line"
+    )
+    fmt.add_argument("--csv", dest="format", action="store_const", const="csv", help="CSV with a header row")
+    p.set_defaults(format="text")
+    p.add_argument(
+        "--device", default="auto", choices=("auto", "cpu", "cuda"), help="compute device (default: auto)"
+    )
+    p.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch (default: one per core)")
+    p.add_argument(
+        "--batch-size", type=int, default=8, metavar="N", help="windows per forward pass (default: 8)"
+    )
+    p.add_argument(
+        "--compile",
+        default="none",
+        choices=("none", "default", "reduce-overhead", "max-autotune"),
+        help="torch.compile the model (reduce-overhead: CUDA graphs, lowest GPU batch-1 latency)",
+    )
+    p.add_argument("-o", "--output", metavar="FILE", help="write results to FILE instead of stdout")
+    prog = p.add_mutually_exclusive_group()
+    prog.add_argument(
+        "--progress", dest="progress", action="store_true", default=None, help="always show progress"
+    )
+    prog.add_argument("--no-progress", dest="progress", action="store_false", help="never show progress")
+    p.set_defaults(func=run)
+
+
+class ResultWriter:
+    """Writes results as text lines, JSON lines or CSV rows, flushing after each file."""
+
+    def __init__(self, fmt: str, stream: IO[str]) -> None:
+        from imd_core.inference.results import csv_header
+
+        self.fmt, self.stream = fmt, stream
+        self._csv = csv.writer(stream, lineterminator="\n") if fmt == "csv" else None
+        if self._csv is not None:
+            self._csv.writerow(csv_header())
+
+    def write(self, results: Any) -> None:
+        for r in results:
+            if self.fmt == "json":
+                self.stream.write(json.dumps(r.to_json_dict(), ensure_ascii=False, allow_nan=False) + "\n")
+            elif self._csv is not None:
+                self._csv.writerow(r.to_csv_row())
+            else:
+                self.stream.write(r.to_text() + "\n")
+        self.stream.flush()
+
+
+def run(args: argparse.Namespace) -> int:
+    from imd_core.inference.distributed import init_from_env, shutdown
+
+    info = init_from_env()
+    try:
+        return _run(args, info)
+    finally:
+        shutdown(info)
+
+
+def _run(args: argparse.Namespace, info: Any) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from imd_core.inference.distributed import gather_to_main
+    from imd_core.inference.inputs import expand_inputs, plan_windows, shard
+    from imd_core.inference.predictor import Predictor
+    from imd_core.resources import demo_model_dir
+
+    plan_windows(1.0, args.window, args.hop)  # refuses bad --window/--hop before any work
+    files, input_errors = expand_inputs(args.paths)
+    device = args.device
+    if info.enabled and device in ("auto", "cuda") and torch.cuda.is_available():
+        device = f"cuda:{info.local_rank % torch.cuda.device_count()}"
+    predictor = Predictor(
+        args.model or demo_model_dir(),
+        device=device,
+        threads=args.threads,
+        batch_size=args.batch_size,
+        compile=args.compile,
+    )
+    mine = shard(files, info.rank, info.world_size)
+    show = args.progress if args.progress is not None else (len(files) > 1 and sys.stderr.isatty())
+    bar = tqdm(
+        total=len(mine), file=sys.stderr, unit="file", disable=not (show and info.is_main), leave=False
+    )
+
+    def report(path: str, reason: str) -> None:
+        tqdm.write(f"{path}: {reason}", file=sys.stderr)
+
+    if info.is_main:
+        for err in input_errors:
+            report(err.path, err.reason)
+    status = {"bad": bool(input_errors), "unexpected": False}
+    out_stream = (
+        open(args.output, "w", encoding="utf-8", newline="") if args.output and info.is_main else None
+    )
+    try:
+        writer = ResultWriter(args.format, out_stream or sys.stdout) if info.is_main else None
+
+        def handle(outcome: Any) -> None:
+            if outcome.ok:
+                if writer is not None:
+                    writer.write(outcome.results)
+            else:
+                report(outcome.path, outcome.error)
+                status["bad" if outcome.bad_input else "unexpected"] = True
+
+        outcomes = predictor.predict_paths([files[i] for i in mine], args.window, args.hop)
+        if not info.enabled:
+            for outcome in outcomes:
+                handle(outcome)
+                bar.update(1)
+        else:
+            # Each rank keeps its outcomes (results are small) and rank 0 merges them in input order.
+            local = []
+            for i, outcome in zip(mine, outcomes, strict=True):
+                local.append((i, outcome))
+                bar.update(1)
+            gathered = gather_to_main(local, info)
+            if gathered is not None:
+                for _, outcome in sorted((pair for part in gathered for pair in part), key=lambda p: p[0]):
+                    handle(outcome)
+    except BrokenPipeError:
+        # `imd predict ... | head`: the reader is gone; stop quietly like other Unix tools.
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 -- keeps the exit flush quiet
+        return EXIT_OK
+    finally:
+        bar.close()
+        if out_stream is not None:
+            out_stream.close()
+    if not info.is_main:
+        return EXIT_OK  # rank 0 reports for the whole job
+    if status["unexpected"]:
+        return EXIT_UNEXPECTED
+    return EXIT_BAD_INPUT if status["bad"] else EXIT_OK

@@ -1,0 +1,162 @@
+"""Decoding a file into windows, once per stretch of the file rather than once per window.
+
+Without a window the whole clip is one window, decoded straight at the model's frame
+count (``decode_clip(num_frames=T)``: the centres of T equal segments). With windows,
+the windows are grouped into chunks of at most ``chunk_seconds``; each chunk is decoded
+in one pass that picks exactly the frames its windows sample (``decode_clip(times=...)``)
+and its audio once; each window then takes its T frames and its slice of the audio.
+Overlapping windows (``hop < window``) never decode the file twice, and an hour-long
+file never sits in memory at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from imd_core.errors import DecodeError
+from imd_core.inference.inputs import WindowInput, plan_windows
+
+log = logging.getLogger(__name__)
+
+AUDIO_RATE = 16000
+# A window counts as having audio when real sound fills at least this fraction of it
+# (the same rule as the streaming engine).
+MIN_AUDIO_COVERAGE = 0.5
+
+
+class FileWindows:
+    """The planned windows of one file; iterating decodes and yields :class:`WindowInput`.
+
+    Attributes:
+        path: the file.
+        duration: its length in seconds (for a whole-clip plan, known once iterated).
+        windows: ``(start, end)`` pairs in seconds (empty for a whole-clip plan).
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        duration: float | None,
+        windows: list[tuple[float, float]],
+        *,
+        whole_clip: bool,
+        num_frames: int,
+        frame_size: int,
+        chunk_seconds: float,
+    ) -> None:
+        self.path = path
+        self.duration = duration
+        self.windows = windows
+        self.whole_clip = whole_clip
+        self.num_frames = num_frames
+        self.frame_size = frame_size
+        self.chunk_seconds = chunk_seconds
+
+    def __len__(self) -> int:
+        return 1 if self.whole_clip else len(self.windows)
+
+    def __iter__(self) -> Iterator[WindowInput]:
+        from imd_core.media.decode import decode_clip, sample_times
+
+        name = str(self.path)
+        t = self.num_frames
+        if self.whole_clip:
+            clip = decode_clip(self.path, 0.0, None, num_frames=t, size=self.frame_size)
+            _check_frames(clip.frames)
+            self.duration = float(clip.end)
+            audio = _audio_in(clip, clip.start, clip.end)
+            yield WindowInput(frames=clip.frames, audio=audio, path=name, start=0.0, end=float(clip.end))
+            return
+        for c0, c1, members in self._chunks():
+            # One decode per chunk: every window's T segment-centre frames (TSN test
+            # sampling), each decoded frame shared by the overlapping windows that want it.
+            times = np.concatenate([sample_times(s, e, num_frames=t) for s, e in members])
+            clip = decode_clip(self.path, c0, c1, times=times, size=self.frame_size)
+            _check_frames(clip.frames)
+            for i, (s, e) in enumerate(members):
+                yield WindowInput(
+                    frames=clip.frames[i * t : (i + 1) * t],
+                    audio=_audio_in(clip, s, e),
+                    path=name,
+                    start=s,
+                    end=e,
+                )
+
+    def _chunks(self) -> Iterator[tuple[float, float, list[tuple[float, float]]]]:
+        members: list[tuple[float, float]] = []
+        for s, e in self.windows:
+            if members and e - members[0][0] > self.chunk_seconds:
+                yield members[0][0], members[-1][1], members
+                members = []
+            members.append((s, e))
+        if members:
+            yield members[0][0], members[-1][1], members
+
+
+def open_file_windows(
+    path: str | os.PathLike[str],
+    *,
+    window: float | None,
+    hop: float | None,
+    num_frames: int,
+    frame_size: int,
+    chunk_seconds: float = 60.0,
+) -> FileWindows:
+    """Probes ``path`` and plans its windows.
+
+    Raises:
+        DecodeError: the file is missing, unreadable or has no video stream.
+        ConfigError: bad ``window``/``hop``.
+    """
+    from imd_core.media.decode import probe
+
+    p = Path(path)
+    if window is None:  # one window; decode_clip finds the duration itself (one open, not two)
+        plan_windows(1.0, window, hop)
+        return FileWindows(p, None, [], whole_clip=True, num_frames=num_frames, frame_size=frame_size,
+                           chunk_seconds=chunk_seconds)  # fmt: skip
+    info = probe(p)
+    if not getattr(info, "has_video", True):
+        raise DecodeError("no video stream; IMD needs video (audio-only files are not supported)")
+    duration = float(info.duration or 0.0)
+    if not math.isfinite(duration) or duration <= 0:
+        raise DecodeError("cannot tell the clip's duration; re-encode it (e.g. ffmpeg -i IN -c copy OUT.mp4)")
+    windows = plan_windows(duration, window, hop)
+    return FileWindows(
+        p,
+        duration,
+        windows,
+        whole_clip=False,
+        num_frames=num_frames,
+        frame_size=frame_size,
+        chunk_seconds=max(chunk_seconds, window or 0.0),
+    )
+
+
+def _check_frames(frames: np.ndarray | None) -> None:
+    if frames is None or len(frames) == 0:
+        raise DecodeError("no video frames could be decoded")
+
+
+def _audio_in(clip: object, start: float, end: float) -> np.ndarray | None:
+    """The clip's 16 kHz audio of ``[start, end)``, or ``None`` when real audio covers too little of it.
+
+    ``clip.audio`` starts at ``clip.start`` and is zero where the file has no sound;
+    ``clip.audio_extent`` says where the sound really is.
+    """
+    audio, extent = getattr(clip, "audio", None), getattr(clip, "audio_extent", None)
+    if audio is None or extent is None:
+        return None
+    covered = min(end, extent[1]) - max(start, extent[0])
+    if covered < MIN_AUDIO_COVERAGE * (end - start):
+        return None
+    rate = int(getattr(clip, "sample_rate", AUDIO_RATE))
+    i0 = max(0, round((start - clip.start) * rate))
+    i1 = min(len(audio), round((end - clip.start) * rate))
+    return np.asarray(audio[i0:i1], dtype=np.float32)

@@ -1,0 +1,343 @@
+"""The predictor: a loaded IMD model that turns files, folders and windows into results.
+
+Qt-free and thread-agnostic: the CLI (``imd predict``), the app's batch tab and the
+streaming engine all drive the same :class:`Predictor`. It owns the device choice, the
+preprocessing (:class:`~imd_core.data.transforms.ClipPreprocessor`, configured from the
+model's own config) and batching; decoding is in :mod:`imd_core.inference.file_windows`.
+
+Batching: :meth:`Predictor.predict_paths` fills batches across files, so a folder of
+short clips keeps a GPU busy while results still come back file by file, in input order.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+import os
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from imd_core.errors import CheckpointError, ConfigError, ImdError
+from imd_core.inference.device import (
+    autocast_context,
+    configure_threads,
+    maybe_compile,
+    resolve_device,
+    synchronize,
+)
+from imd_core.inference.file_windows import FileWindows, open_file_windows
+from imd_core.inference.inputs import WindowInput
+from imd_core.inference.results import TOP_K, AudioResult, LabelScore, WindowResult
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class PathOutcome:
+    """Everything :meth:`Predictor.predict_paths` learned about one input file.
+
+    Attributes:
+        path: the file as given.
+        results: one result per window, in time order (empty on error).
+        duration: clip length in seconds (``None`` when the file could not be read).
+        error: one-line reason when the file could not be processed, else ``None``.
+        bad_input: the error is the file's fault (unreadable, no video), not a bug.
+        seconds: wall time spent on this file (decode + inference), for throughput.
+    """
+
+    path: str
+    results: tuple[WindowResult, ...] = ()
+    duration: float | None = None
+    error: str | None = None
+    bad_input: bool = True
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class Predictor:
+    """A model ready for inference on one device.
+
+    Args:
+        model_dir_or_model: a checkpoint folder (``config.json`` + ``model.safetensors``
+            + ``preprocessor_config.json`` + ``savld.json``) or an ``IMDModel``.
+        device: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``.
+        threads: CPU threads for torch (``None``: torch's default, one per core).
+        batch_size: windows per forward pass.
+        compile: ``none`` or a ``torch.compile`` mode for the two heavy submodules
+            (``reduce-overhead`` adds CUDA graphs: lowest batch-1 latency on a GPU).
+        chunk_seconds: longest span of a file decoded at once when windowing (bounds
+            memory on hour-long files; windows in a chunk share one decode).
+    """
+
+    def __init__(
+        self,
+        model_dir_or_model: str | os.PathLike[str] | Any,
+        device: str | torch.device = "auto",
+        threads: int | None = None,
+        *,
+        batch_size: int = 8,
+        compile: str = "none",
+        chunk_seconds: float = 60.0,
+    ) -> None:
+        from imd_core.data.transforms import ClipPreprocessor
+
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        self.device = resolve_device(device)
+        self.threads = configure_threads(threads)
+        if isinstance(model_dir_or_model, (str, os.PathLike)):
+            model = load_model_folder(Path(model_dir_or_model), self.device)
+        else:
+            model = model_dir_or_model.to(self.device)
+        self.model = model.eval()
+        self.config = model.config
+        self.batch_size = int(batch_size)
+        self.chunk_seconds = float(chunk_seconds)
+        self.preprocessor = ClipPreprocessor.from_model_config(self.config)
+        self.compile_mode = compile
+        if compile != "none":
+            # predict() calls the submodules as modules, so compiling them in place is enough.
+            for name in ("video", "ast"):
+                sub = getattr(self.model, name)
+                setattr(self.model, name, maybe_compile(sub, compile, self.device))
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def labels(self) -> list[str]:
+        return list(self.config.labels)
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.config.num_frames)
+
+    @property
+    def image_size(self) -> int:
+        return int(self.config.image_size)
+
+    @property
+    def audio_seconds(self) -> float:
+        return float(self.config.audio_seconds)
+
+    @property
+    def relevance_threshold(self) -> float:
+        return float(self.config.relevance_threshold)
+
+    # ------------------------------------------------------------------ windows
+    def preprocess(self, item: WindowInput) -> dict[str, torch.Tensor]:
+        """One window -> model inputs ``rgb``/``motion`` ``(T,3,H,W)``, ``fbank`` ``(F,M)``, ``audio_present``."""
+        frames = sample_frames(item.frames, self.num_frames)
+        return self.preprocessor(frames, item.audio, train=False)
+
+    @torch.inference_mode()
+    def predict_windows(self, items: Sequence[WindowInput]) -> list[WindowResult]:
+        """Runs the model on windows, ``batch_size`` at a time; one result per window."""
+        out: list[WindowResult] = []
+        for i in range(0, len(items), self.batch_size):
+            chunk = items[i : i + self.batch_size]
+            out += self._run_batch(chunk, [self.preprocess(it) for it in chunk])
+        return out
+
+    def _run_batch(self, items: Sequence[WindowInput], inputs: list[dict[str, Any]]) -> list[WindowResult]:
+        dev = self.device
+        non_blocking = dev.type == "cuda"
+        rgb = torch.stack([x["rgb"] for x in inputs]).to(dev, non_blocking=non_blocking)  # (B,T,3,H,W)
+        motion = torch.stack([x["motion"] for x in inputs]).to(dev, non_blocking=non_blocking)
+        fbank = torch.stack([x["fbank"] for x in inputs]).to(dev, non_blocking=non_blocking)  # (B,F,M)
+        present = torch.tensor([bool(x["audio_present"]) for x in inputs], device=dev)  # (B,)
+        if self.compile_mode == "reduce-overhead":
+            torch.compiler.cudagraph_mark_step_begin()  # outputs of the last replay are no longer needed
+        with autocast_context(dev):
+            clips = self.model.predict(rgb, motion, fbank, present, top_tags=TOP_K)
+        return [to_window_result(c, it, self.labels) for c, it in zip(clips, items, strict=True)]
+
+    # ------------------------------------------------------------------ files
+    def open(
+        self, path: str | os.PathLike[str], window: float | None = None, hop: float | None = None
+    ) -> FileWindows:
+        """Probes ``path`` and plans its windows (decoding happens when iterated)."""
+        return open_file_windows(
+            path,
+            window=window,
+            hop=hop,
+            num_frames=self.num_frames,
+            frame_size=decode_size(self.image_size),
+            chunk_seconds=self.chunk_seconds,
+        )
+
+    def predict_path(
+        self, path: str | os.PathLike[str], window: float | None = None, hop: float | None = None
+    ) -> list[WindowResult]:
+        """All windows of one file (the whole clip as one window without ``window``).
+
+        Raises:
+            DecodeError: the file cannot be read.
+        """
+        return self.predict_windows(list(self.open(path, window, hop)))
+
+    def predict_paths(
+        self,
+        paths: Iterable[str | os.PathLike[str]],
+        window: float | None = None,
+        hop: float | None = None,
+    ) -> Iterator[PathOutcome]:
+        """Yields one :class:`PathOutcome` per path, in order, batching windows across files.
+
+        A file that cannot be read yields an outcome with ``error`` set; the others go on.
+        """
+        pending: collections.deque[_Entry] = collections.deque()  # files not yet yielded, in order
+        batch: list[tuple[_Entry, WindowInput, dict[str, Any]]] = []
+
+        def flush() -> None:
+            if not batch:
+                return
+            try:
+                results = self._run_batch([it for _, it, _ in batch], [x for _, _, x in batch])
+            except Exception as exc:  # noqa: BLE001 -- one failed batch must not end the run
+                log.debug("inference failed", exc_info=True)
+                for entry, _, _ in batch:
+                    entry.fail(exc)
+            else:
+                for (entry, _, _), r in zip(batch, results, strict=True):
+                    entry.results.append(r)
+            batch.clear()
+
+        def head_ready() -> bool:
+            return bool(pending) and pending[0].done and all(e is not pending[0] for e, _, _ in batch)
+
+        for path in paths:
+            entry = _Entry(path=str(path))
+            pending.append(entry)
+            try:
+                fw = self.open(path, window, hop)
+                for item in fw:
+                    batch.append((entry, item, self.preprocess(item)))
+                    entry.expected += 1
+                    if len(batch) >= self.batch_size:
+                        flush()
+                entry.duration = fw.duration
+            except Exception as exc:  # noqa: BLE001 -- reported per file, the run goes on
+                log.debug("failed on %s", path, exc_info=True)
+                entry.fail(exc)
+                batch[:] = [b for b in batch if b[0] is not entry]
+            entry.done = True
+            while head_ready():
+                yield pending.popleft().outcome()
+        flush()
+        while pending:
+            yield pending.popleft().outcome()
+
+    def timed_forward(self, items: Sequence[WindowInput]) -> tuple[list[WindowResult], float]:
+        """Like :meth:`predict_windows`, also returning seconds spent (device synchronised)."""
+        t0 = time.perf_counter()
+        res = self.predict_windows(items)
+        synchronize(self.device)
+        return res, time.perf_counter() - t0
+
+
+@dataclasses.dataclass
+class _Entry:
+    """A file in flight inside :meth:`Predictor.predict_paths` (mutable, never leaves it)."""
+
+    path: str
+    results: list[WindowResult] = dataclasses.field(default_factory=list)
+    expected: int = 0
+    duration: float | None = None
+    error: str | None = None
+    bad_input: bool = True
+    done: bool = False
+    t0: float = dataclasses.field(default_factory=time.perf_counter)
+
+    def fail(self, exc: BaseException) -> None:
+        if self.error is not None:
+            return
+        self.bad_input = isinstance(exc, ImdError) and exc.exit_code == 3
+        if isinstance(exc, ImdError):
+            self.error = _strip_path(str(exc), self.path)
+        else:
+            self.error = f"unexpected error ({type(exc).__name__}: {exc}); run with -vv for details"
+
+    def outcome(self) -> PathOutcome:
+        if self.error is None and len(self.results) != self.expected:
+            self.fail(RuntimeError(f"{len(self.results)} results for {self.expected} windows"))
+        ok = self.error is None
+        return PathOutcome(
+            path=self.path,
+            results=tuple(self.results) if ok else (),
+            duration=self.duration,
+            error=self.error,
+            bad_input=self.bad_input,
+            seconds=time.perf_counter() - self.t0,
+        )
+
+
+def _strip_path(message: str, path: str) -> str:
+    """Drops a leading ``PATH: `` (decode errors name the file; the report does already)."""
+    for prefix in (os.path.abspath(path), path):
+        if message.startswith(prefix + ": "):
+            return message[len(prefix) + 2 :]
+    return message
+
+
+def load_model_folder(folder: Path, device: torch.device) -> Any:
+    """Loads a checkpoint folder with a message that says what to do when it is missing."""
+    from imd_core.model.checkpoint import load_model
+
+    if not (folder / "config.json").is_file():
+        raise CheckpointError(
+            f"no model at {folder} (config.json missing); pass --model DIR with a checkpoint folder "
+            "written by `imd train`, or set IMD_RESOURCES to a folder holding demo_model/"
+        )
+    return load_model(folder, device=str(device))
+
+
+def decode_size(image_size: int) -> int:
+    """The shorter side frames are decoded at: a little above the crop, never below it."""
+    return int(round(image_size * 8 / 7))
+
+
+def sample_frames(frames: np.ndarray, num_frames: int) -> np.ndarray:
+    """``num_frames`` frames spread uniformly over ``frames`` ``(N,H,W,3)`` (repeats when N is smaller).
+
+    Centres of ``num_frames`` equal segments, the usual test-time sampling of TSN/ViViT.
+    """
+    n = frames.shape[0]
+    if n == 0:
+        raise ConfigError("a window needs at least one frame")
+    if n == num_frames:
+        return frames
+    idx = np.minimum(((np.arange(num_frames) + 0.5) * n / num_frames).astype(np.int64), n - 1)
+    return frames[idx]
+
+
+def to_window_result(clip: Any, item: WindowInput, labels: Sequence[str]) -> WindowResult:
+    """A model ``ClipResult`` -> the window's :class:`WindowResult` (top classes from ``probs``)."""
+    probs = np.asarray(clip.probs, dtype=np.float64)
+    order = np.argsort(-probs, kind="stable")[:TOP_K]
+    top = tuple(LabelScore(labels[int(i)], float(probs[int(i)])) for i in order)
+    if clip.audio_present:
+        audio = AudioResult(
+            present=True,
+            tags=tuple(LabelScore(name, float(s)) for name, s in clip.audio_tags[:TOP_K]),
+            relevance=float(clip.relevance_prob),
+            dropped=bool(clip.audio_dropped),
+            savld_iou=None if clip.savld_iou is None else float(clip.savld_iou),
+        )
+    else:  # the AST ran on silence: its tags and the relevance mean nothing
+        audio = AudioResult(present=False)
+    return WindowResult(
+        path=item.path,
+        start=float(item.start),
+        end=float(item.end),
+        top=top,
+        audio=audio,
+        scores=tuple(float(p) for p in probs),
+    )
