@@ -1,0 +1,1 @@
+"""Controllers: own the workers and their threads, write the state objects."""

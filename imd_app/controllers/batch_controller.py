@@ -1,0 +1,159 @@
+"""Runs the batch queue in the thread pool and writes :class:`BatchState`; exports results."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import queue
+import threading
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Qt, QThreadPool, Signal
+
+from imd_app.state import BatchState, ModelState
+from imd_app.types import BatchRow
+from imd_app.workers.batch_job import BatchJob, BatchTask
+from imd_core.inference.inputs import expand_inputs
+from imd_core.inference.results import csv_header
+
+log = logging.getLogger(__name__)
+
+
+def best_window(rows: list[BatchRow]) -> BatchRow | None:
+    """The window whose top-1 score is highest."""
+    return max(rows, key=lambda r: r.result.score, default=None)
+
+
+def export_json(rows: list[BatchRow], path: str | Path) -> None:
+    """One ``imd predict --json`` object per line."""
+    with open(path, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row.result.to_json_dict(), ensure_ascii=False) + "\n")
+
+
+def export_csv(rows: list[BatchRow], path: str | Path) -> None:
+    """The ``imd predict --csv`` table: header plus one row per window."""
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(csv_header())
+        for row in rows:
+            writer.writerow(row.result.to_csv_row())
+
+
+class BatchController(QObject):
+    message = Signal(str)  # errors and notices for the user
+
+    def __init__(self, state: BatchState, model: ModelState, pool: QThreadPool | None = None) -> None:
+        super().__init__()
+        self.state = state
+        self.model = model
+        self.pool = pool or QThreadPool(self)
+        self.pool.setMaxThreadCount(1)
+        self.window: float | None = None  # seconds; None: the model's default window
+        self._tasks: queue.Queue[BatchTask] = queue.Queue()
+        self._cancelled: set[int] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._job: BatchJob | None = None
+        self.predictor_factory = None  # tests may inject a factory building a Predictor
+
+    def add_paths(self, paths: list[str]) -> int:
+        """Queues files (folders are walked for media files); returns how many were queued."""
+        files, errors = expand_inputs(paths)
+        for err in errors:
+            self.message.emit(f"{err.path}: {err.reason}")
+        added = 0
+        for f in files:
+            index = self.state.add_item(str(f))
+            if index is not None:
+                self._tasks.put(BatchTask(index, str(f)))
+                added += 1
+        if added:
+            self._ensure_running()
+        return added
+
+    def _window_seconds(self) -> float | None:
+        if self.window is not None:
+            return self.window if self.window > 0 else None
+        info = self.model.info
+        return float(info.audio_seconds) if info is not None and info.audio_seconds > 0 else None
+
+    def _ensure_running(self) -> None:
+        if self._job is not None:
+            return
+        spec = self.model.spec
+        if spec is None:
+            self.message.emit("no model loaded: load a model folder first (Model > Load model folder...)")
+            return
+        self._stop.clear()
+        job = BatchJob(spec, self._tasks, self._cancelled, self._lock, self._stop, self._window_seconds(),
+                       self.predictor_factory)
+        q = Qt.ConnectionType.QueuedConnection
+        job.signals.item_started.connect(lambda i: self.state.update_item(i, status="running", progress=0.0), q)
+        job.signals.item_progress.connect(lambda i, p: self.state.update_item(i, progress=p), q)
+        job.signals.item_done.connect(self._on_job_item_done, q)
+        job.signals.item_failed.connect(lambda i, m: self.state.update_item(i, status="failed", message=m), q)
+        job.signals.item_cancelled.connect(lambda i: self.state.update_item(i, status="cancelled"), q)
+        job.signals.failed.connect(self.message, q)
+        job.signals.finished.connect(self._on_job_finished, q)
+        self._job = job
+        self.state.set_running(True)
+        self.pool.start(job)
+
+    def _on_job_item_done(self, index: int, rows: tuple[BatchRow, ...]) -> None:
+        self.state.update_item(index, status="done", progress=1.0, message=f"{len(rows)} window(s)")
+        self.state.add_rows(list(rows))
+
+    def _on_job_finished(self) -> None:
+        self._job = None
+        self.state.set_running(False)
+        if not self._tasks.empty() and not self._stop.is_set():
+            self._ensure_running()
+
+    def cancel_item(self, index: int) -> None:
+        with self._lock:
+            self._cancelled.add(index)
+        if self.state.items[index].status == "queued":
+            self.state.update_item(index, status="cancelled")
+
+    def cancel_all(self) -> None:
+        with self._lock:
+            for i, item in enumerate(self.state.items):
+                if item.status in ("queued", "running"):
+                    self._cancelled.add(i)
+        for i, item in enumerate(self.state.items):
+            if item.status == "queued":
+                self.state.update_item(i, status="cancelled")
+
+    def clear(self) -> None:
+        self.cancel_all()
+        if self._job is None:
+            self._drain()
+            self.state.clear()
+            with self._lock:
+                self._cancelled.clear()
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                self._tasks.get_nowait()
+            except queue.Empty:
+                return
+
+    def rows_for(self, path: str) -> list[BatchRow]:
+        return [r for r in self.state.rows if r.result.path == path]
+
+    def export(self, path: str | Path) -> None:
+        """Writes CSV or JSON lines, chosen by the file's extension."""
+        path = Path(path)
+        if path.suffix.lower() == ".csv":
+            export_csv(self.state.rows, path)
+        else:
+            export_json(self.state.rows, path)
+
+    def shutdown(self, timeout_ms: int = 10000) -> None:
+        """Stop the run and wait for the pool's job to return."""
+        self._stop.set()
+        self._drain()
+        self.pool.waitForDone(timeout_ms)

@@ -1,0 +1,48 @@
+"""Measures how long the GUI thread's event loop goes without running a timer."""
+
+from __future__ import annotations
+
+import time
+
+from PySide6.QtCore import QObject, Qt, QTimer
+
+
+class StallMonitor(QObject):
+    """A 5 ms timer on the GUI thread; a late tick means the thread was busy (a stall).
+
+    ``worst_ms`` is the longest gap between ticks minus the interval.
+    """
+
+    def __init__(self, interval_ms: int = 5) -> None:
+        super().__init__()
+        self.interval_ms = interval_ms
+        self._timer = QTimer(self)
+        self._timer.setTimerType(Qt.TimerType.PreciseTimer)
+        self._timer.setInterval(interval_ms)
+        self._timer.timeout.connect(self._on_timer_timeout)
+        self._last: float | None = None
+        self.gaps_ms: list[float] = []
+
+    def start(self) -> None:
+        self._last = time.perf_counter()
+        self.gaps_ms.clear()
+        self._timer.start()
+
+    def stop(self) -> None:
+        self._timer.stop()
+
+    def _on_timer_timeout(self) -> None:
+        now = time.perf_counter()
+        if self._last is not None:
+            self.gaps_ms.append((now - self._last) * 1000.0 - self.interval_ms)
+        self._last = now
+
+    @property
+    def worst_ms(self) -> float:
+        return max(self.gaps_ms, default=0.0)
+
+    def percentile_ms(self, q: float) -> float:
+        if not self.gaps_ms:
+            return 0.0
+        data = sorted(self.gaps_ms)
+        return data[min(len(data) - 1, int(q / 100.0 * len(data)))]

@@ -1,0 +1,1 @@
+"""Widgets: show state, emit requests. No decoding, no inference, no file I/O."""

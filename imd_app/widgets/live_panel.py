@@ -1,0 +1,230 @@
+"""The live IMD panel: top-5 bars, score timeline, tags, relevance, audio decision, spectrogram.
+
+Text widgets update when a result arrives; the two plots are created once and refreshed
+from the :class:`LiveState` ring buffers on a timer (at most 30 Hz), clipped to the view.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QPalette
+from PySide6.QtWidgets import (
+    QFrame,
+    QGridLayout,
+    QGroupBox,
+    QLabel,
+    QProgressBar,
+    QVBoxLayout,
+    QWidget,
+)
+
+from imd_app.state import LiveState, PlayerState
+from imd_app.types import InferenceStats, LiveResult
+
+TIMELINE_SECONDS = 20.0
+TOP_K = 5
+
+
+class LivePanel(QWidget):
+    def __init__(self, live: LiveState, player: PlayerState, parent: QWidget | None = None, refresh_hz: float = 30.0) -> None:
+        super().__init__(parent)
+        self._live = live
+        self._player = player
+        self._dirty = True
+        self._spec_version = -1
+        self.refresh_count = 0
+        self.setMinimumWidth(360)
+        pg.setConfigOptions(antialias=False, imageAxisOrder="row-major")
+        bg = self.palette().color(QPalette.ColorRole.Base)
+        fg = self.palette().color(QPalette.ColorRole.Text)
+
+        # Top-5 bars.
+        bars_box = QGroupBox("Top-5 actions")
+        grid = QGridLayout(bars_box)
+        self.bar_labels: list[QLabel] = []
+        self.bars: list[QProgressBar] = []
+        for i in range(TOP_K):
+            name = QLabel("—")
+            bar = QProgressBar()
+            bar.setRange(0, 1000)
+            bar.setFormat("")
+            bar.setTextVisible(True)
+            bar.setMaximumHeight(16)
+            grid.addWidget(name, i, 0)
+            grid.addWidget(bar, i, 1)
+            self.bar_labels.append(name)
+            self.bars.append(bar)
+        grid.setColumnStretch(1, 1)
+
+        # Timeline.
+        self.timeline = pg.PlotWidget(background=bg)
+        self.timeline.setMinimumHeight(150)
+        self.timeline.setMouseEnabled(x=False, y=False)
+        self.timeline.hideButtons()
+        self.timeline.setYRange(0, 1, padding=0.02)
+        self.timeline.setLabel("bottom", "time (s)")
+        self.timeline.getAxis("bottom").setTextPen(fg)
+        self.timeline.getAxis("left").setTextPen(fg)
+        self.timeline.addLegend(offset=(5, 5), labelTextColor=fg, labelTextSize="7pt")
+        self.curves = [self.timeline.plot([], [], pen=pg.mkPen(pg.intColor(i, TOP_K), width=2), name=" ") for i in range(TOP_K)]
+        self.relevance_curve = self.timeline.plot(
+            [], [], pen=pg.mkPen((200, 200, 200), width=1, style=Qt.PenStyle.DashLine), name="relevance"
+        )
+        self.threshold_line = pg.InfiniteLine(pos=0.5, angle=0, pen=pg.mkPen((220, 80, 80), style=Qt.PenStyle.DotLine))
+        self.position_line = pg.InfiniteLine(pos=0.0, angle=90, pen=pg.mkPen((255, 200, 0), width=2))
+        self.timeline.addItem(self.threshold_line)
+        self.timeline.addItem(self.position_line)
+
+        # Audio decision, relevance, tags.
+        self.audio_label = QLabel("AUDIO —")
+        self.audio_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.audio_label.setFrameShape(QFrame.Shape.StyledPanel)
+        font = self.audio_label.font()
+        font.setBold(True)
+        font.setPointSizeF(font.pointSizeF() * 1.4)
+        self.audio_label.setFont(font)
+        self.reason_label = QLabel("")
+        self.reason_label.setWordWrap(True)
+        self.relevance_bar = QProgressBar()
+        self.relevance_bar.setRange(0, 1000)
+        self.relevance_bar.setFormat("relevance —")
+        self.tags_label = QLabel("AST tags: —")
+        self.tags_label.setWordWrap(True)
+
+        # Spectrogram.
+        self.spectrogram = pg.PlotWidget(background=bg)
+        self.spectrogram.setMinimumHeight(90)
+        self.spectrogram.setMouseEnabled(x=False, y=False)
+        self.spectrogram.hideButtons()
+        self.spectrogram.hideAxis("left")
+        self.spectrogram.getAxis("bottom").setTextPen(fg)
+        self.spectrogram.setLabel("bottom", "last seconds (log-mel)")
+        self.spec_image = pg.ImageItem(axisOrder="row-major")
+        self.spec_image.setColorMap(pg.colormap.get("viridis"))
+        self.spectrogram.addItem(self.spec_image)
+        self._spec_seconds = len(live.spectrogram) / 100.0  # 10 ms columns
+        self.spectrogram.setXRange(-self._spec_seconds, 0, padding=0)
+        self.spectrogram.setYRange(0, live.mel_bins, padding=0)
+
+        self.stats_label = QLabel("latency — · inference — windows/s")
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(bars_box)
+        layout.addWidget(self.timeline, 2)
+        layout.addWidget(self.audio_label)
+        layout.addWidget(self.reason_label)
+        layout.addWidget(self.relevance_bar)
+        layout.addWidget(self.tags_label)
+        layout.addWidget(self.spectrogram, 1)
+        layout.addWidget(self.stats_label)
+
+        live.result_added.connect(self._on_live_result_added)
+        live.cleared.connect(self._on_live_cleared)
+        live.stats_changed.connect(self._on_live_stats_changed)
+        live.labels_changed.connect(lambda _labels: self._on_live_cleared())
+        player.position_changed.connect(self._on_player_position_changed)
+        self.timer = QTimer(self)
+        self.timer.setInterval(int(1000 / min(refresh_hz, 30.0)))
+        self.timer.timeout.connect(self._on_timer_timeout)
+        self.timer.start()
+
+    # -- text, on each result -------------------------------------------------------
+    def _on_live_result_added(self, r: LiveResult) -> None:
+        for i in range(TOP_K):
+            if i < len(r.top):
+                label, score = r.top[i]
+                self.bar_labels[i].setText(label)
+                self.bars[i].setValue(int(score * 1000))
+                self.bars[i].setFormat(f"{score:.2f}")
+            else:
+                self.bar_labels[i].setText("—")
+                self.bars[i].setValue(0)
+                self.bars[i].setFormat("")
+        if not r.audio_present:
+            self.audio_label.setText("NO AUDIO")
+            self.audio_label.setStyleSheet("background:#666; color:white; border-radius:4px;")
+        elif r.dropped:
+            self.audio_label.setText("AUDIO DROPPED")
+            self.audio_label.setStyleSheet("background:#b03030; color:white; border-radius:4px;")
+        else:
+            self.audio_label.setText("AUDIO USED")
+            self.audio_label.setStyleSheet("background:#2e8b3e; color:white; border-radius:4px;")
+        self.reason_label.setText(r.reason)
+        if r.relevance is None:
+            self.relevance_bar.setValue(0)
+            self.relevance_bar.setFormat(f"relevance — (threshold {r.threshold:.2f})")
+        else:
+            self.relevance_bar.setValue(int(r.relevance * 1000))
+            verdict = ">=" if r.relevance >= r.threshold else "<"
+            self.relevance_bar.setFormat(f"relevance {r.relevance:.2f} {verdict} threshold {r.threshold:.2f}")
+        self.threshold_line.setValue(r.threshold)
+        tags = ", ".join(f"{label} {score:.2f}" for label, score in r.tags) or "—"
+        self.tags_label.setText(f"AST tags: {tags}")
+        self._dirty = True
+
+    def _on_live_stats_changed(self, s: InferenceStats) -> None:
+        skipped = f" · {s.skipped} windows skipped" if s.skipped else ""
+        self.stats_label.setText(f"latency {s.latency * 1000:.0f} ms · inference {s.rate:.1f} windows/s{skipped}")
+
+    def _on_live_cleared(self) -> None:
+        for name, bar in zip(self.bar_labels, self.bars, strict=True):
+            name.setText("—")
+            bar.setValue(0)
+            bar.setFormat("")
+        self.audio_label.setText("AUDIO —")
+        self.audio_label.setStyleSheet("")
+        self.reason_label.setText("")
+        self.tags_label.setText("AST tags: —")
+        self.relevance_bar.setValue(0)
+        self.relevance_bar.setFormat("relevance —")
+        self._dirty = True
+
+    def _on_player_position_changed(self, _position: float) -> None:
+        self._dirty = True
+
+    # -- plots, on the timer ---------------------------------------------------------
+    def _on_timer_timeout(self) -> None:
+        if not self.isVisible():
+            return
+        if self._dirty:
+            self._dirty = False
+            self._refresh_timeline()
+        if self._spec_version != self._live.spectrogram_version:
+            self._spec_version = self._live.spectrogram_version
+            self.spec_image.setImage(self._live.spectrogram.T, autoLevels=False, levels=(-12.0, 8.0))
+            self.spec_image.setRect(-self._spec_seconds, 0, self._spec_seconds, self._live.mel_bins)
+        self.refresh_count += 1
+
+    def _refresh_timeline(self) -> None:
+        pos = self._player.position
+        lo, hi = pos - TIMELINE_SECONDS, pos + 1.0
+        self.position_line.setValue(pos)
+        self.timeline.setXRange(lo, hi, padding=0)
+        visible = [r for r in self._live.results if lo - 5 <= r.end <= hi + 5]
+        latest = self._live.latest
+        labels = self._live.labels
+        if not visible or latest is None:
+            for c in self.curves:
+                c.setData([], [])
+            self.relevance_curve.setData([], [])
+            return
+        x = np.fromiter((r.end for r in visible), dtype=np.float64, count=len(visible))
+        index = {name: i for i, name in enumerate(labels)}
+        legend = self.timeline.plotItem.legend
+        for k, curve in enumerate(self.curves):
+            if k < len(latest.top) and latest.top[k][0] in index:
+                ci = index[latest.top[k][0]]
+                y = np.array([r.scores[ci] if ci < len(r.scores) else np.nan for r in visible], dtype=np.float64)
+                curve.setData(x, y, connect="finite")
+                if legend is not None:
+                    legend.items[k][1].setText(latest.top[k][0])
+            else:
+                curve.setData([], [])
+        rel = np.array([np.nan if r.relevance is None else r.relevance for r in visible], dtype=np.float64)
+        if np.isfinite(rel).any():
+            self.relevance_curve.setData(x, rel, connect="finite")
+        else:
+            self.relevance_curve.setData([], [])

@@ -1,0 +1,1 @@
+"""Long-lived workers (each on its own QThread, owned by a controller) and one-shot jobs."""

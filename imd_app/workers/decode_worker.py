@@ -1,0 +1,210 @@
+"""The player's decode worker: a file or a webcam, decoded off the GUI thread.
+
+It runs a loop on its own QThread and keeps the frame queue and the audio ring topped
+up (both bounded: it sleeps while they are full). Opens and seeks are requests that
+the loop picks up between reads; the newest one wins. For a file it converts each
+frame to a ``QImage`` here, so the GUI thread only paints.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import numpy as np
+from PySide6.QtCore import QObject, Signal, Slot
+from PySide6.QtGui import QImage
+
+from imd_app.audio_output import AudioRing
+from imd_app.frame_queue import FrameQueue
+from imd_app.media_reader import FileReader, LiveCamera, open_camera, open_file
+from imd_app.types import VideoFrame
+from imd_core.errors import ImdError
+
+log = logging.getLogger(__name__)
+
+
+def to_qimage(rgb: np.ndarray) -> QImage:
+    """A deep-copied RGB888 ``QImage`` of a uint8 (H, W, 3) array."""
+    rgb = np.ascontiguousarray(rgb)
+    h, w = rgb.shape[:2]
+    return QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+
+
+class DecodeWorker(QObject):
+    opened = Signal(object)  # MediaOpened
+    failed = Signal(str)
+    finished = Signal()
+
+    def __init__(self, frames: FrameQueue, ring: AudioRing, max_display_width: int = 960) -> None:
+        super().__init__()
+        self.frames = frames
+        self.ring = ring
+        self.max_display_width = max_display_width
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._pending_open: tuple[str, str, float] | None = None  # (kind, source, start)
+        self._pending_seek: float | None = None
+        self._pending_close = False
+        self._reader: FileReader | None = None
+        self._camera: LiveCamera | None = None
+        self._generation = 0
+
+    # -- any thread ----------------------------------------------------------------
+    def request_open_file(self, path: str, start: float = 0.0) -> None:
+        with self._lock:
+            self._pending_open = ("file", path, float(start))
+            self._pending_seek = None
+        self._wake.set()
+
+    def request_open_camera(self, device: str) -> None:
+        with self._lock:
+            self._pending_open = ("webcam", device, 0.0)
+            self._pending_seek = None
+        self._wake.set()
+
+    def request_seek(self, seconds: float) -> None:
+        with self._lock:
+            self._pending_seek = float(seconds)
+        self._wake.set()
+
+    def request_close(self) -> None:
+        with self._lock:
+            self._pending_close = True
+            self._pending_open = None
+            self._pending_seek = None
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    # -- worker thread -------------------------------------------------------------
+    @Slot()
+    def run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self._handle_requests()
+                if self._camera is not None:
+                    self._read_camera()
+                elif self._reader is not None and self._has_room():
+                    self._read_file()
+                else:
+                    self._wake.wait(0.01)
+                    self._wake.clear()
+        finally:
+            self._close_sources()
+            self.finished.emit()
+
+    def _handle_requests(self) -> None:
+        with self._lock:
+            pending_open, self._pending_open = self._pending_open, None
+            seek, self._pending_seek = self._pending_seek, None
+            close, self._pending_close = self._pending_close, False
+        if close:
+            self._close_sources()
+            self._generation = self.frames.new_generation()
+            self.ring.reset(0.0)
+        if pending_open is not None:
+            self._open(*pending_open)
+        if seek is not None and self._reader is not None:
+            self._generation = self.frames.new_generation()
+            self.ring.reset(seek)
+            try:
+                self._reader.seek(seek)
+            except ImdError as exc:
+                self._fail(str(exc))
+
+    def _open(self, kind: str, source: str, start: float) -> None:
+        self._close_sources()
+        self._generation = self.frames.new_generation()
+        self.ring.reset(start)
+        try:
+            if kind == "file":
+                self._reader = open_file(source, max_width=self.max_display_width, sample_rate=self.ring.sample_rate)
+                if start > 0:
+                    self._reader.seek(start)
+                info = self._reader.info
+            else:
+                self._camera = open_camera(source)
+                info = self._camera.info
+        except ImdError as exc:
+            self._close_sources()
+            self._fail(str(exc))
+            return
+        except Exception as exc:  # a decoder library can fail in ways it does not document
+            log.exception("opening %s failed", source)
+            self._close_sources()
+            self._fail(f"{source}: cannot open ({type(exc).__name__}: {exc})")
+            return
+        if not info.has_audio:
+            self.ring.eof = True
+        self.opened.emit(info)
+
+    def _fail(self, message: str) -> None:
+        log.warning("decode: %s", message)
+        self.failed.emit(message)
+
+    def _has_room(self) -> bool:
+        # Leave room for one read's worth of audio so a frame never waits behind it.
+        return not self.frames.full() and self.ring.space() > self.ring.sample_rate // 4
+
+    def _read_file(self) -> None:
+        reader, generation = self._reader, self._generation
+        try:
+            packet = reader.read()
+        except ImdError as exc:
+            self._fail(str(exc))
+            self._reader = None
+            self.frames.mark_end(generation)
+            self.ring.eof = True
+            return
+        if packet is None:  # end of file
+            self.frames.mark_end(generation)
+            self.ring.eof = True
+            self._wake.wait(0.02)
+            self._wake.clear()
+            return
+        kind, t, data = packet
+        if kind == "video":
+            self.frames.push(VideoFrame(time=t, rgb=data, image=to_qimage(data)), generation)
+        else:
+            self._write_audio(data)
+
+    def _write_audio(self, samples: np.ndarray) -> None:
+        generation = self._generation
+        while len(samples) and not self._stop.is_set():
+            with self._lock:
+                if self._pending_seek is not None or self._pending_open is not None or self._pending_close:
+                    return
+            if generation != self.frames.generation:
+                return
+            taken = self.ring.write(samples)
+            samples = samples[taken:]
+            if len(samples):
+                time.sleep(0.01)
+
+    def _read_camera(self) -> None:
+        camera, generation = self._camera, self._generation
+        try:
+            got = camera.read(timeout=0.1)
+        except ImdError as exc:
+            self._fail(str(exc))
+            self._close_sources()
+            return
+        if got is None:
+            return
+        t, rgb = got
+        self.frames.push_latest(VideoFrame(time=t, rgb=rgb, image=to_qimage(rgb)), generation)
+
+    def _close_sources(self) -> None:
+        for src in (self._reader, self._camera):
+            if src is not None:
+                try:
+                    src.close()
+                except Exception:  # closing must never block shutting down
+                    log.exception("closing a media source failed")
+        self._reader = None
+        self._camera = None

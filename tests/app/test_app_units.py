@@ -1,0 +1,169 @@
+"""Units of the app without windows: audio ring and clocks, frame queue, spectrogram,
+the audio decision in words, batch export formats, state signals, table models."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+
+import numpy as np
+import pytest
+
+from imd_app.audio_output import AudioOutput, AudioRing, WallClock
+from imd_app.controllers.batch_controller import best_window, export_csv, export_json
+from imd_app.frame_queue import FrameQueue
+from imd_app.live_results import audio_reason, to_live_result
+from imd_app.spectrogram import LogMelStreamer, resample_linear
+from imd_app.types import BatchRow, VideoFrame
+from imd_core.inference.results import AudioResult, LabelScore, WindowResult, csv_header
+
+SAVLD = {"playing guitar": ("Guitar", "Music"), "chopping wood": ("Wood", "Chopping (food)")}
+
+
+def _result(top1="playing guitar", tags=("Speech", "Music"), relevance=0.3, dropped=True, present=True, iou=None, start=0.0):
+    return WindowResult(
+        path="a.mp4",
+        start=start,
+        end=start + 2.0,
+        top=(LabelScore(top1, 0.7), LabelScore("chopping wood", 0.2), LabelScore("dribbling basketball", 0.1)),
+        audio=AudioResult(present=present, tags=tuple(LabelScore(t, 0.5) for t in tags) if present else (),
+                          relevance=relevance if present else None, dropped=dropped, savld_iou=iou),
+        latency=0.12,
+    )
+
+
+def test_audio_ring_keeps_order_time_and_bounds():
+    ring = AudioRing(sample_rate=1000, max_seconds=1.0)
+    ring.reset(5.0)
+    assert ring.write(np.arange(600, dtype=np.float32)) == 600
+    assert ring.write(np.arange(600, dtype=np.float32)) == 400  # bounded: only what fits
+    t, got = ring.read(250)
+    assert t == pytest.approx(5.0) and got[0] == 0 and got[-1] == 249
+    t, got = ring.read(1000)
+    assert t == pytest.approx(5.25) and len(got) == 750  # underrun: fewer samples, no padding
+    ring.eof = True
+    t, got = ring.read(100)
+    assert t == pytest.approx(6.0) and len(got) == 100 and not got.any()  # silence after the end
+
+
+def test_wall_clock_runs_pauses_and_seeks():
+    clock = WallClock()
+    clock.seek(3.0)
+    assert clock.position() == pytest.approx(3.0)
+    clock.set_running(True)
+    time.sleep(0.05)
+    p = clock.position()
+    assert 3.04 <= p < 3.5
+    clock.set_running(False)
+    frozen = clock.position()
+    time.sleep(0.02)
+    assert clock.position() == pytest.approx(frozen)
+
+
+def test_muted_output_pumps_heard_audio_at_clock_rate():
+    heard = []
+    ring = AudioRing(sample_rate=8000)
+    ring.reset(0.0)
+    ring.write(np.ones(8000, np.float32))
+    out = AudioOutput(ring, on_heard=lambda t, s: heard.append((t, len(s))), use_device=False)
+    assert not out.has_device and out.notice
+    out.set_running(True)
+    time.sleep(0.1)
+    out.pump()
+    total = sum(n for _, n in heard) / 8000
+    assert 0.08 <= total <= 0.3
+    assert heard[0][0] == pytest.approx(0.0)
+    out.close()
+
+
+def test_frame_queue_due_frames_generations_and_bounds():
+    q = FrameQueue(capacity=3)
+    gen = q.new_generation()
+    frames = [VideoFrame(time=t, rgb=np.zeros((2, 2, 3), np.uint8), image=None) for t in (0.0, 0.1, 0.2, 0.3)]
+    assert [q.push(f, gen) for f in frames] == [True, True, True, False]
+    due, dropped = q.take_due(0.15)
+    assert due.time == pytest.approx(0.1) and dropped == 1
+    old = gen
+    q.new_generation()
+    assert not q.push(frames[3], old)  # decoded for a seek that is no longer wanted
+    assert len(q) == 0
+
+
+def test_log_mel_streamer_finds_the_tone_band():
+    sr = 16000
+    t = np.arange(sr) / sr
+    low = LogMelStreamer(sr, 64)
+    high = LogMelStreamer(sr, 64)
+    cols_low = np.concatenate([low.push(b) for b in np.split(np.sin(2 * np.pi * 300 * t).astype(np.float32), 10)])
+    cols_high = high.push(np.sin(2 * np.pi * 4000 * t).astype(np.float32))
+    assert cols_low.shape == cols_high.shape == (98, 64)  # 1 s in 10 blocks == 1 s at once
+    assert cols_low.mean(0).argmax() < cols_high.mean(0).argmax()
+    assert len(resample_linear(np.zeros(480, np.float32), 48000, 16000)) == 160
+
+
+def test_audio_reason_in_words():
+    dropped = audio_reason(_result(tags=("Speech", "Music"), iou=None), 0.5, {"playing guitar": ("Guitar",)})
+    assert dropped == "tags Speech, Music: no overlap with SAVLD(playing guitar); relevance 0.30 < 0.50"
+    used = audio_reason(_result(tags=("Guitar", "Music"), relevance=0.9, dropped=False, iou=1.0), 0.5, SAVLD)
+    assert "match SAVLD(playing guitar) on Guitar, Music (IoU 1.00)" in used and ">= 0.50" in used
+    assert audio_reason(_result(present=False), 0.5, SAVLD) == "no audio in this window: video only"
+    assert "SAVLD has no entry" in audio_reason(_result(top1="dribbling basketball"), 0.5, SAVLD)
+
+
+def test_live_result_places_top5_scores_by_label():
+    labels = ["dribbling basketball", "playing guitar", "chopping wood", "unseen"]
+    live = to_live_result(_result(), labels, 0.5, SAVLD, skipped=2)
+    assert live.scores[1] == pytest.approx(0.7) and live.scores[0] == pytest.approx(0.1)
+    assert np.isnan(live.scores[3])
+    assert live.dropped and live.audio_present and live.latency == pytest.approx(0.12) and live.skipped == 2
+
+
+def test_exports_match_imd_predict_formats(tmp_path):
+    rows = [BatchRow(_result(start=0.0), 4.0), BatchRow(_result(start=2.0, dropped=False, relevance=0.8), 4.0)]
+    export_json(rows, tmp_path / "r.jsonl")
+    lines = (tmp_path / "r.jsonl").read_text(encoding="utf-8").splitlines()
+    assert [json.loads(x) for x in lines] == [r.result.to_json_dict() for r in rows]
+    assert set(json.loads(lines[0])) == {"path", "start", "end", "top", "audio"}
+    export_csv(rows, tmp_path / "r.csv")
+    with open(tmp_path / "r.csv", newline="", encoding="utf-8") as f:
+        table = list(csv.reader(f))
+    assert table[0] == csv_header() and table[1] == rows[0].result.to_csv_row()
+    assert best_window(rows) is rows[0]
+
+
+def test_state_objects_emit_once_per_change(qtbot):
+    from imd_app.state import PlayerState
+
+    state = PlayerState()
+    seen = []
+    state.loop_changed.connect(seen.append)
+    state.set_loop(True)
+    state.set_loop(True)
+    state.set_volume(7.0)  # clamped
+    assert seen == [True] and state.volume == 1.0
+
+
+def test_batch_tables_sort_and_filter(qtbot):
+    from PySide6.QtCore import QSortFilterProxyModel, Qt
+
+    from imd_app.state import BatchState
+    from imd_app.table_models import SORT_ROLE, BatchQueueModel, BatchResultsModel
+
+    state = BatchState()
+    queue_model, results = BatchQueueModel(state), BatchResultsModel(state)
+    assert state.add_item("a.mp4") == 0 and state.add_item("a.mp4") is None
+    state.update_item(0, status="running", progress=0.5)
+    assert queue_model.index(0, 2).data() == "50%"
+    a = _result(start=0.0)
+    b = WindowResult("b.mp4", 0.0, 1.0, (LabelScore("chopping wood", 0.9),), AudioResult(present=False))
+    state.add_rows([BatchRow(a, 4.0), BatchRow(b, 1.0), BatchRow(_result(start=2.0), 4.0)])
+    assert results.rowCount() == 2 and results.summary(0).windows == 2
+    proxy = QSortFilterProxyModel()
+    proxy.setSourceModel(results)
+    proxy.setSortRole(SORT_ROLE)
+    proxy.sort(2, Qt.SortOrder.DescendingOrder)
+    assert proxy.index(0, 0).data() == "b.mp4"
+    proxy.setFilterKeyColumn(-1)
+    proxy.setFilterFixedString("guitar")
+    assert proxy.rowCount() == 1 and proxy.index(0, 1).data() == "playing guitar"
