@@ -305,6 +305,8 @@ class _Run:
             self.progress.update(train_loss_sum=0.0, train_correct=0, train_count=0)
         self.sampler.set_epoch(epoch, start)
         self.seeded.epoch = epoch
+        if self.cache is not None:
+            self.cache.hits = self.cache.misses = 0
         self.model.train()
         accum = cfg.grad_accum_steps
         it = iter(self.loader)
@@ -365,8 +367,13 @@ class _Run:
     def _end_epoch(self, epoch: int, total_steps: int) -> bool:
         """Validation, best/last checkpoints, metrics; True when early stopping triggers."""
         cfg, info, p = self.cfg, self.info, self.progress
-        count = max(1, p["train_count"])
-        train_m = {"loss": p["train_loss_sum"] / count, "top1": p["train_correct"] / count, "clips": p["train_count"]}
+        sums = [p["train_loss_sum"], float(p["train_correct"]), float(p["train_count"])]
+        if info.enabled:  # every rank saw its own slice of each global batch
+            t = torch.tensor(sums, dtype=torch.float64, device=self.device)
+            torch.distributed.all_reduce(t)
+            sums = t.tolist()
+        count = max(1.0, sums[2])
+        train_m = {"loss": sums[0] / count, "top1": sums[1] / count, "clips": int(sums[2])}
         stop_early = False
         if info.is_main:
             val = evaluate(self.model, self.val_loader, device=self.device, precision=cfg.precision, cache=self.cache) if self.val_loader else {}
@@ -392,8 +399,9 @@ class _Run:
                 "val_audio_drop_rate": val.get("audio_drop_rate"), "elapsed_s": round(elapsed, 2),
             })
             self.tb.scalars({f"train/{k}": v for k, v in train_m.items()} | {f"val/{k}": v for k, v in val_summary.items()}, self.step)
+            cache = {"hits": self.cache.hits, "misses": self.cache.misses} if self.cache is not None else None
             self.writer.emit("epoch", epoch=epoch, step=self.step, train=train_m, val=val_summary, best=improved,
-                             elapsed_s=elapsed, eta_s=eta)
+                             elapsed_s=elapsed, eta_s=eta, ast_cache=cache)
             if improved:
                 path = save_model_folder(self.model, self.run_dir / "best", savld=self.savld)
                 if val:

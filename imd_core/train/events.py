@@ -13,7 +13,7 @@ parent process (the app's training tab runs ``imd train ... --events -`` as a
 - ``epoch``: ``epoch``, ``step``, ``train`` (``loss``, ``top1``, ``clips``,
   ``skipped``), ``val`` (``loss``, ``top1``, ``top5``, ``mean_class_accuracy``,
   ``relevance_accuracy``, ``audio_drop_rate``), ``best`` (bool), ``elapsed_s``,
-  ``eta_s``.
+  ``eta_s``, ``ast_cache`` (``hits``, ``misses`` of the epoch; None if not cached).
 - ``checkpoint_saved``: ``kind`` (``last`` or ``best``), ``path``, ``epoch``, ``step``.
 - ``early_stopped``: ``epoch``, ``best_epoch``, ``metric``, ``best_value``,
   ``patience``.

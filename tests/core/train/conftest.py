@@ -46,14 +46,14 @@ def savld_dict() -> dict:
             "audio_labels": list(AUDIO_LABELS), "mapping": mapping}
 
 
-def make_dataset(root: Path, per_class: int = 6, seconds: float = 0.8) -> Path:
+def make_dataset(root: Path, per_class: int = 6, seconds: float = 0.8, silent_class: bool = True) -> Path:
     """A folder-per-class tree of small H.264/AAC clips (``waving`` has no audio track)."""
     for c_i, name in enumerate(CLASSES):
         folder = root / name
         folder.mkdir(parents=True, exist_ok=True)
         for i in range(per_class):
             write_clip(folder / f"{name}_{i}.mp4", seconds=seconds, fps=10, width=48, height=48,
-                       audio_hz=_SOUND[name], pattern="texture", seed=100 * c_i + i, channels=1)
+                       audio_hz=_SOUND[name] if silent_class else _SOUND[name] or 600.0, pattern="texture", seed=100 * c_i + i, channels=1)
     return root
 
 

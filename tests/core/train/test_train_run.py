@@ -1,0 +1,186 @@
+"""End-to-end runs of ``imd train`` / ``imd eval`` on tiny generated clips and a tiny model.
+
+Every run is a real subprocess of the CLI (what the app and users run): real decoding,
+a real transformers AST (tiny, random), real timm blocks, real checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from imd_core.train.events import read_events
+from tests.core.train.conftest import CLASSES, make_dataset, write_recipe
+
+ROOT = Path(__file__).resolve().parents[3]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+
+
+def imd(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "imd_core", *args], capture_output=True, text=True,
+                          timeout=timeout, env=ENV, cwd=ROOT)
+
+
+def start(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "imd_core", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT)
+
+
+def weights(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(folder / "model.safetensors"))
+
+
+def kinds(events: list[dict]) -> list[str]:
+    return [e["event"] for e in events]
+
+
+def test_train_writes_a_complete_run_folder_and_eval_reads_it(tmp_path, tiny_data, recipe):
+    run = tmp_path / "run"
+    out = imd("train", "--config", str(recipe), "--data", str(tiny_data), "--out", str(run), "--events", "-",
+              "--set", "checkpoint_every_steps=2")
+    assert out.returncode == 0, out.stderr[-3000:]
+    stdout_events = [json.loads(line) for line in out.stdout.splitlines()]  # every stdout line is one event
+    file_events = read_events(run / "events.jsonl")
+    assert stdout_events == file_events
+    k = kinds(file_events)
+    assert k[0] == "run_started" and k[-1] == "run_finished" and k.count("epoch") == 2
+    assert {"step", "checkpoint_saved"} <= set(k)
+    started = file_events[0]
+    assert started["classes"] == list(CLASSES) and started["resumed"] is False and started["precision"] == "fp32"
+    epochs = [e for e in file_events if e["event"] == "epoch"]
+    assert set(epochs[0]["val"]) >= {"top1", "top5", "mean_class_accuracy", "relevance_accuracy", "audio_drop_rate"}
+    # the frozen AST ran for every clip in epoch 0 and for none in epoch 1
+    assert epochs[0]["ast_cache"]["misses"] > 0 and epochs[1]["ast_cache"]["misses"] == 0
+    assert epochs[1]["ast_cache"]["hits"] == epochs[0]["ast_cache"]["misses"] + epochs[0]["ast_cache"]["hits"]
+    for name in ("config.json", "run.json", "savld.json", "metrics.csv", "confusion_matrix.png", "best_metrics.json"):
+        assert (run / name).is_file(), name
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    rows = (run / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 3 and rows[0].startswith("epoch,step,lr,train_loss")
+    for folder in ("last", "best"):
+        assert {"config.json", "model.safetensors", "preprocessor_config.json", "savld.json"} <= {
+            p.name for p in (run / folder).iterdir()}
+    assert not list(run.glob(".last.*")) and not list(run.glob(".best.*"))
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["model"]["embed_dim"] == 32 and saved["checkpoint_every_steps"] == 2
+
+    ev = imd("eval", "--model", str(run / "best"), "--data", str(tiny_data), "--views", "2x2", "--json",
+             "--split", "all", "--workers", "0")
+    assert ev.returncode == 0, ev.stderr[-3000:]
+    m = json.loads(ev.stdout)
+    assert m["clips"] == 18 and m["views"] == "2x2" and m["labels"] == list(CLASSES)
+    for key in ("top1", "top5", "mean_class_accuracy", "per_class_accuracy", "confusion_matrix",
+                "relevance_accuracy", "audio_drop_rate", "accuracy_audio_kept", "accuracy_audio_dropped"):
+        assert key in m
+    assert sum(map(sum, m["confusion_matrix"])) == 18 and set(m["per_class_accuracy"]) == set(CLASSES)
+    # "waving" clips have no audio track: they always count as dropped
+    assert m["clips_audio_dropped"] >= 6 and 0 <= m["top1"] <= m["top5"] <= 1
+
+
+def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path, tiny_data, tiny_savld):
+    recipe = write_recipe(tmp_path / "r.json", tiny_savld, checkpoint_every_steps=1, epochs=2)
+    ref = imd("train", "--config", str(recipe), "--data", str(tiny_data), "--out", str(tmp_path / "ref"))
+    assert ref.returncode == 0, ref.stderr[-3000:]
+
+    run = tmp_path / "killed"
+    proc = start("train", "--config", str(recipe), "--data", str(tiny_data), "--out", str(run), "--events", "-")
+    killed_at = None
+    for line in proc.stdout:
+        event = json.loads(line)
+        # a mid-epoch checkpoint of the second epoch: kill at once, mid-step
+        if event["event"] == "checkpoint_saved" and event["kind"] == "last" and event["step"] >= 4:
+            proc.send_signal(signal.SIGKILL)
+            killed_at = event
+            break
+    proc.wait(timeout=60)
+    proc.stdout.close()
+    proc.stderr.close()
+    assert killed_at is not None and proc.returncode == -signal.SIGKILL
+    assert "run_finished" not in kinds(read_events(run / "events.jsonl"))
+
+    res = imd("train", "--out", str(run), "--resume")  # config and data come from the run folder
+    assert res.returncode == 0, res.stderr[-3000:]
+    events = read_events(run / "events.jsonl")
+    resumed = [e for e in events if e["event"] == "run_started"][-1]
+    assert resumed["resumed"] is True and resumed["start_step"] >= 4
+    assert events[-1]["event"] == "run_finished" and events[-1]["outcome"] == "completed"
+    a, b = weights(tmp_path / "ref" / "last"), weights(run / "last")
+    assert a.keys() == b.keys()
+    different = [k for k in a if not torch.equal(a[k], b[k])]
+    assert different == [], f"resumed run differs from the uninterrupted one in {different[:5]}"
+    assert len((run / "metrics.csv").read_text().splitlines()) == 3
+
+
+def test_sigterm_saves_last_and_exits_cleanly(tmp_path, tiny_data, tiny_savld):
+    recipe = write_recipe(tmp_path / "r.json", tiny_savld, epochs=50)
+    run = tmp_path / "run"
+    proc = start("train", "--config", str(recipe), "--data", str(tiny_data), "--out", str(run), "--events", "-")
+    for line in proc.stdout:
+        if json.loads(line)["event"] == "step":
+            proc.send_signal(signal.SIGTERM)
+            break
+    rest = proc.stdout.read()
+    proc.wait(timeout=120)
+    proc.stderr.close()
+    proc.stdout.close()
+    assert proc.returncode == 130
+    last = [json.loads(x) for x in rest.splitlines()][-1]
+    assert last["event"] == "run_finished" and last["outcome"] == "interrupted" and last["stopped"] is True
+    assert (run / "last" / "training_state.pt").is_file()
+    again = imd("train", "--config", str(recipe), "--data", str(tiny_data), "--out", str(run))
+    assert again.returncode == 1 and "--resume" in again.stderr  # never overwrites a run silently
+
+
+def test_early_stopping_and_keep_best(tmp_path, tiny_data, tiny_savld):
+    # a vanishing learning rate: validation cannot improve after the first epoch
+    recipe = write_recipe(tmp_path / "r.json", tiny_savld, epochs=6, early_stopping_patience=2,
+                          optim={"lr": 1e-12})
+    run = tmp_path / "run"
+    out = imd("train", "--config", str(recipe), "--data", str(tiny_data), "--out", str(run))
+    assert out.returncode == 0, out.stderr[-3000:]
+    events = read_events(run / "events.jsonl")
+    stopped = [e for e in events if e["event"] == "early_stopped"]
+    assert len(stopped) == 1 and stopped[0]["epoch"] == 2 and stopped[0]["best_epoch"] == 0
+    assert events[-1]["outcome"] == "early_stopped" and events[-1]["epochs_run"] == 3
+    best_saves = [e for e in events if e["event"] == "checkpoint_saved" and e["kind"] == "best"]
+    assert [e["epoch"] for e in best_saves] == [0]
+
+
+def test_a_failing_run_reports_run_failed(tmp_path, recipe):
+    run = tmp_path / "run"
+    out = imd("train", "--config", str(recipe), "--data", str(tmp_path / "no_such_data"), "--out", str(run),
+              "--events", "-")
+    assert out.returncode == 3, out.stderr[-2000:]
+    event = json.loads(out.stdout.splitlines()[-1])
+    assert event["event"] == "run_failed" and "no_such_data" in event["reason"]
+    bad = imd("train", "--config", str(recipe), "--data", str(tmp_path), "--out", str(run), "--set", "optim.lr=-1")
+    assert bad.returncode == 2 and "lr" in bad.stderr
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes_match_one_process(tmp_path, tiny_savld):
+    # Every clip has audio here: the relevance BCE is a mean over clips with audio, and
+    # with audio-less clips unevenly split across ranks the mean of per-rank means would
+    # differ from one process's mean (a real, documented DDP property, not a bug).
+    tiny_data = make_dataset(tmp_path / "clips", per_class=4, silent_class=False)
+    recipe = write_recipe(tmp_path / "r.json", tiny_savld, epochs=1, batch_size=4)
+    one = imd("train", "--config", str(recipe), "--data", str(tiny_data), "--out", str(tmp_path / "one"))
+    assert one.returncode == 0, one.stderr[-3000:]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                "-m", "imd_core", "train", "--config", str(recipe), "--data", str(tiny_data),
+                "--out", str(tmp_path / "two"), "--device", "cpu"]
+    two = subprocess.run(torchrun, capture_output=True, text=True, timeout=300, env=ENV, cwd=ROOT)
+    assert two.returncode == 0, two.stderr[-3000:]
+    events = read_events(tmp_path / "two" / "events.jsonl")
+    assert events[0]["world_size"] == 2 and kinds(events).count("run_started") == 1  # rank 0 only
+    a, b = weights(tmp_path / "one" / "last"), weights(tmp_path / "two" / "last")
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=1e-5, msg=key)
