@@ -179,6 +179,21 @@ def test_train_bad_jobs_fail_in_their_own_process_and_the_queue_goes_on(qtbot, a
     tab.dataset.path.setText(str(tmp_path / "nowhere"))
     qtbot.mouseClick(tab.add_button, Qt.MouseButton.LeftButton)
     assert "does not exist" in tab.form_error.text() and len(jobs) == 2
+
+    # Cancel discards: a queued job leaves the queue, a running one is killed and its folder goes.
+    fill_form(tab, dataset, tmp_path / "cancel_running", epochs=1)
+    running = tab.submit(tab.current_spec())
+    tab.form.run_dir.setText(str(tmp_path / "cancel_queued"))
+    queued = tab.submit(tab.current_spec())
+    assert jobs[running].status == "running" and jobs[queued].status == "queued"
+    assert tab.monitor.state is jobs[queued] and tab.monitor.cancel_button.isEnabled()
+    qtbot.mouseClick(tab.monitor.cancel_button, Qt.MouseButton.LeftButton)
+    assert jobs[queued].status == "cancelled"
+    pid = jobs[running].record.pid
+    tab.select_job(running)
+    qtbot.mouseClick(tab.monitor.cancel_button, Qt.MouseButton.LeftButton)
+    wait_status(qtbot, jobs[running], ("cancelled",), timeout=10_000)
+    assert not job_alive(pid, tmp_path / "cancel_running") and not (tmp_path / "cancel_running").exists()
     tab.shutdown()
 
 
