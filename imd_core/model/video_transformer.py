@@ -101,7 +101,8 @@ class VisualStream(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, num_patches + 1, embed_dim))
         self.time_embed = nn.Parameter(torch.zeros(1, num_frames, 1, embed_dim))
-        dpr = torch.linspace(0, drop_path_rate, depth + st_depth).tolist()
+        n_blocks = depth + st_depth
+        dpr = [drop_path_rate * i / max(n_blocks - 1, 1) for i in range(n_blocks)]  # stochastic depth ramp
         self.blocks = nn.Sequential(
             *[
                 Block(embed_dim, num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, drop_path=dpr[i])
