@@ -1,0 +1,118 @@
+"""Decoding a time range of an audio stream into float32 mono at a fixed rate."""
+
+from __future__ import annotations
+
+import logging
+
+import av
+import numpy as np
+
+from imd_core.media.probe import Watchdog, one_line
+
+logger = logging.getLogger(__name__)
+
+
+_SAMPLE_TYPES = {
+    "u8": (np.uint8, 128.0, 128.0),
+    "s16": (np.int16, 0.0, 32768.0),
+    "s32": (np.int32, 0.0, 2.0**31),
+    "s64": (np.int64, 0.0, 2.0**63),
+    "flt": (np.float32, 0.0, 1.0),
+    "dbl": (np.float64, 0.0, 1.0),
+}
+
+
+def _mono(frame) -> np.ndarray:
+    """One decoded audio frame down-mixed to float32 mono (samples,), any sample format.
+
+    Reads the plane buffers directly: per-frame ``to_ndarray`` costs more than the
+    decode itself for small AAC frames.
+    """
+    fmt = frame.format
+    dtype, offset, scale = _SAMPLE_TYPES[fmt.name.rstrip("p")]
+    n = frame.samples
+    channels = len(frame.layout.channels) or 1
+    if fmt.is_planar:
+        planes = frame.planes
+        acc = np.frombuffer(planes[0], dtype, count=n).astype(np.float32)
+        for plane in planes[1:channels]:
+            acc += np.frombuffer(plane, dtype, count=n)
+    else:
+        inter = np.frombuffer(frame.planes[0], dtype, count=n * channels)
+        acc = (
+            inter.reshape(n, channels).sum(axis=1, dtype=np.float32)
+            if channels > 1
+            else inter.astype(np.float32)
+        )
+    if offset:
+        acc -= offset * channels
+    acc *= 1.0 / (scale * channels)
+    return acc
+
+
+def _resample(mono: np.ndarray, rate: int, sample_rate: int) -> np.ndarray:
+    """Band-limited resampling of one whole mono signal.
+
+    torchaudio's polyphase sinc resampler: about 3x faster here than one
+    ``av.AudioResampler`` call on the same signal (3 vs 9 ms for 10 s at 44.1 kHz), and
+    equally exact on a sine (error < 2e-4). torch is already loaded wherever clips are
+    decoded for a model, so the import is free there.
+    """
+    if rate == sample_rate or mono.size == 0:
+        return mono
+    import torch
+    import torchaudio.functional as taf
+
+    with torch.no_grad():
+        out = taf.resample(torch.from_numpy(np.ascontiguousarray(mono)), int(rate), int(sample_rate))
+    return out.numpy().astype(np.float32, copy=False)
+
+
+def decode_audio_range(container, a, start: float, end: float, t0: float, sample_rate: int, dog: Watchdog):
+    """Audio of ``[start, end)`` as float32 mono at ``sample_rate`` plus its real extent."""
+    n_out = max(0, round((end - start) * sample_rate))
+    out = np.zeros(n_out, np.float32)
+    tb = float(a.time_base) if a.time_base else 0.0
+    try:  # always: the video pass has moved the read position
+        target = int(max(0.0, start + t0 - 0.2) / tb) if tb and start > 0.5 else 0
+        container.seek(target, stream=a if target else None, backward=True)
+    except av.error.FFmpegError:
+        container.seek(0)
+    chunks: list[np.ndarray] = []
+    first_time = None
+    rate = a.codec_context.sample_rate
+    cc = a.codec_context
+    done = False
+    try:
+        for packet in container.demux(a):
+            dog.check()
+            try:
+                frames = cc.decode(packet)
+            except av.error.FFmpegError:
+                continue  # a damaged packet: the rest of the stream still counts
+            for frame in frames:
+                ftime = frame.pts * tb - t0 if frame.pts is not None and tb else None
+                rate = frame.sample_rate or rate
+                if first_time is None:
+                    if ftime is not None and ftime + frame.samples / rate < start:
+                        continue  # before the range (the seek lands early on purpose)
+                    first_time = ftime if ftime is not None else 0.0
+                if (ftime if ftime is not None else first_time) > end:
+                    done = True
+                    break
+                chunks.append(_mono(frame))
+            if done:
+                break
+    except av.error.FFmpegError as exc:
+        logger.warning("%s: audio demuxing stopped early (%s)", container.name, one_line(exc))
+    if not chunks or not rate:
+        return out, (start, start)
+    # Contiguous samples from first_time on (gaps inside a stream are rare enough to ignore).
+    mono = _resample(np.concatenate(chunks), rate, sample_rate)
+    offset = round((first_time - start) * sample_rate)
+    src0, dst0 = max(0, -offset), max(0, offset)
+    n = min(len(mono) - src0, n_out - dst0)
+    if n <= 0:
+        return out, (start, start)
+    out[dst0 : dst0 + n] = mono[src0 : src0 + n]
+    return out, (start + dst0 / sample_rate, start + (dst0 + n) / sample_rate)
