@@ -12,7 +12,9 @@ survive lossy compression, so a test can tell which source frame a decoder retur
 makes rotations and flips visible. ``pattern="texture"`` is a panning textured scene with
 a moving disc, compressing like ordinary footage (for timing benchmarks).
 
-Audio is a sine (``audio_hz``) of amplitude 0.5 on every channel.
+Audio is a sine (``audio_hz``) of amplitude 0.5 on every channel, or with
+``audio_pattern="chirp"`` a rising chirp (:func:`chirp`) whose alignment a test can
+check without the ambiguity of a periodic signal.
 """
 
 from __future__ import annotations
@@ -67,6 +69,11 @@ def frame_index_of(frame: np.ndarray) -> int:
     return int(round((r - 16) / _STEP)) + 16 * int(round((g - 16) / _STEP))
 
 
+def chirp(t: np.ndarray, f0: float = 300.0, rate: float = 200.0) -> np.ndarray:
+    """The ``audio_pattern="chirp"`` signal at times ``t`` (seconds): 0.5 sin, f0 + rate*t Hz."""
+    return 0.5 * np.sin(2 * np.pi * (f0 * t + 0.5 * rate * t * t))
+
+
 def _index_image(index: int, width: int, height: int) -> np.ndarray:
     img = np.empty((height, width, 3), np.uint8)
     img[:] = frame_colour(index)
@@ -106,6 +113,7 @@ def write_clip(
     width: int = 64,
     height: int = 48,
     audio_hz: float | None = 440.0,
+    audio_pattern: str = "sine",
     sample_rate: int | None = None,
     channels: int = 2,
     audio_seconds: float | None = None,
@@ -131,6 +139,7 @@ def write_clip(
         width, height: frame size (odd sizes need a codec/pix_fmt that allows them,
             e.g. ``pix_fmt="yuv444p"`` for h264 or mjpeg).
         audio_hz: sine frequency, or ``None`` for a file without an audio stream.
+        audio_pattern: ``"sine"`` or ``"chirp"`` (see :func:`chirp`; ignores ``audio_hz``).
         sample_rate, channels: audio format written to the file (sample rate default:
             44100, or 48000 for Opus, which allows only 8/12/16/24/48 kHz).
         audio_seconds: audio duration when it differs from ``seconds``.
@@ -204,7 +213,10 @@ def write_clip(
             for start in range(0, total, block):
                 n = min(block, total - start)
                 t = (np.arange(start, start + n) / sample_rate).astype(np.float64)
-                wave = (0.5 * np.sin(2 * np.pi * audio_hz * t)).astype(np.float32)
+                if audio_pattern == "chirp":
+                    wave = chirp(t).astype(np.float32)
+                else:
+                    wave = (0.5 * np.sin(2 * np.pi * audio_hz * t)).astype(np.float32)
                 planes = np.repeat(wave[None, :], channels, axis=0)
                 frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(planes), format="fltp", layout=layout)
                 frame.sample_rate = sample_rate

@@ -35,6 +35,7 @@ from imd_core.media.probe import (
     MediaInfo,
     Watchdog,
     check_path,
+    frame_rotation,
     media_info,
     one_line,
     open_media,
@@ -195,7 +196,7 @@ def _decode_video(
             return
         ftime = float(frame.pts * tb) - t0  # frame.time is NaN for frames the flush returns
         if state["prev"] is None:
-            state["rotation"] = int(round(frame.rotation or 0))
+            state["rotation"] = frame_rotation(frame)
         state["last_end"] = ftime + (float(frame.duration * tb) if frame.duration else 0.0)
         if all_frames:
             if span[0] - 1e-6 <= ftime < span[1] - 1e-6:
@@ -356,7 +357,7 @@ def decode_clip(
         raise ConfigError("pass at most one of num_frames, fps and times")
     p = check_path(path)
     dog = Watchdog(p, timeout)
-    with open_media(p, timeout) as container:
+    with open_media(p, dog) as container:
         vs = video_stream(container) if video else None
         if video and vs is None:
             raise DecodeError(f"{p}: has no video stream")

@@ -70,6 +70,12 @@ class Watchdog:
             )
 
 
+def frame_rotation(frame) -> int:
+    """A decoded frame's display rotation, counter-clockwise, as one of 0, 90, 180, -90."""
+    r = round((frame.rotation or 0) / 90) * 90 % 360
+    return -90 if r == 270 else r
+
+
 def one_line(exc: BaseException) -> str:
     text = str(exc).replace("\n", " ").strip()
     path_tail = text.rfind(": '")  # PyAV appends ": '<path>'"; the caller prints the path already
@@ -96,12 +102,15 @@ def check_path(path: str | os.PathLike) -> str:
     return p
 
 
-def open_media(path: str, timeout: float) -> av.container.InputContainer:
+def open_media(path: str, dog: Watchdog) -> av.container.InputContainer:
+    """Opens a checked path; FFmpeg's I/O is interrupted when the watchdog's time is up."""
     try:
-        return av.open(path, "r", timeout=(timeout, timeout))
+        return av.open(path, "r", timeout=(dog.timeout, dog.timeout))
     except av.error.InvalidDataError:
+        dog.check()
         raise DecodeError(f"{path}: not a media file, or its header is corrupt or truncated") from None
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
+        dog.check()
         raise DecodeError(f"{path}: cannot open as media ({one_line(exc)})") from None
 
 
@@ -164,7 +173,7 @@ def _first_rotation(container, vs, dog: Watchdog) -> int:
         for packet in container.demux(vs):
             dog.check()
             for frame in packet.decode():
-                return int(round(frame.rotation or 0))
+                return frame_rotation(frame)
     except av.error.FFmpegError:
         return 0
     return 0
@@ -178,7 +187,7 @@ def probe(path: str | os.PathLike, *, timeout: float = DEFAULT_TIMEOUT) -> Media
     """
     p = check_path(path)
     dog = Watchdog(p, timeout)
-    with open_media(p, timeout) as container:
+    with open_media(p, dog) as container:
         vs = video_stream(container)
         rot = _first_rotation(container, vs, dog) if vs is not None else 0
         return media_info(p, container, rot)
