@@ -153,11 +153,16 @@ def read_state_dict(folder: str | os.PathLike) -> dict[str, torch.Tensor]:
         hint = f" (found {pickles[0]}, a pickle: IMD Studio never loads pickles)" if pickles else ""
         raise CheckpointError(f"{folder} has no {WEIGHTS_NAME}{hint}; re-save the model with save_model")
     with open(path, "rb") as fh:
-        head = fh.read(2)
-    if head[:1] == b"\x80" or head == b"PK":  # pickle protocol 2+ / torch.save zip
-        raise CheckpointError(
-            f"{path} is a pickle, not safetensors; refusing to unpickle it (re-save with save_model)"
-        )
+        head = fh.read(9)
+    size = path.stat().st_size
+    # safetensors: an 8-byte little-endian header length, then the JSON header
+    is_safetensors = len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") <= size - 8
+    if not is_safetensors:
+        if head[:1] == b"\x80" or head[:2] == b"PK":  # pickle protocol 2+ / torch.save zip archive
+            raise CheckpointError(
+                f"{path} is a pickle, not safetensors; refusing to unpickle it (re-save the model with save_model)"
+            )
+        raise CheckpointError(f"{path} is not a safetensors file; re-save the model with save_model")
     try:
         return load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:

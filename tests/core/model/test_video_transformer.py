@@ -1,0 +1,154 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from imd_core.errors import CheckpointError, ConfigError
+from imd_core.model.checkpoint import checkpoint_filter_fn, load_vit_weights
+from imd_core.model.config import ModelConfig, size_preset
+from imd_core.model.imd_model import IMDModel
+from imd_core.model.video_transformer import VisualStream
+
+from .conftest import tiny_config
+
+STREAM_KEYS = (
+    "num_frames",
+    "image_size",
+    "patch_size",
+    "embed_dim",
+    "depth",
+    "num_heads",
+    "mlp_ratio",
+    "st_depth",
+    "st_dim",
+    "st_heads",
+)
+
+
+def _stream(**overrides) -> VisualStream:
+    kw = dict(
+        num_frames=3,
+        image_size=32,
+        patch_size=16,
+        embed_dim=32,
+        depth=2,
+        num_heads=2,
+        mlp_ratio=4.0,
+        st_depth=1,
+        st_dim=16,
+        st_heads=2,
+    )
+    kw.update(overrides)
+    return VisualStream(**kw)
+
+
+@pytest.mark.parametrize(("size", "paper"), [("small", 47.9e6), ("base", 88.6e6), ("large", 173.7e6)])
+def test_params_per_stream_match_the_paper(size, paper):
+    p = size_preset(size)
+    with torch.device("meta"):  # no memory, no init cost
+        stream = VisualStream(**{k: p[k] for k in STREAM_KEYS})
+    n = sum(t.numel() for t in stream.parameters())
+    assert abs(n / paper - 1) < 0.10, f"{size}: {n / 1e6:.1f}M vs paper {paper / 1e6:.1f}M"
+    assert p["embed_dim"] == 768
+
+
+def test_stream_shapes_sdpa_and_temporal_mixing(monkeypatch):
+    torch.manual_seed(0)
+    stream = _stream().eval()
+    calls = []
+    real = F.scaled_dot_product_attention
+    monkeypatch.setattr(F, "scaled_dot_product_attention", lambda *a, **k: calls.append(1) or real(*a, **k))
+    x = torch.randn(2, 3, 3, 32, 32)
+    assert stream(x).shape == (2, 32)
+    assert stream.forward_features(x).shape == (2, 3, 1 + 4, 32)
+    assert len(calls) >= 2 * 2 + 1  # every ViT block and the spatiotemporal block use SDPA
+    # a fresh spatiotemporal block is the identity (zero-initialised up-projection) ...
+    y = x.clone()
+    y[:, 0] = 5 * torch.randn_like(y[:, 0])
+    with torch.no_grad():
+        f0 = stream.forward_features(x)[:, 1:]
+        f1 = stream.forward_features(y)[:, 1:]
+    assert torch.allclose(f0, f1, atol=1e-6)  # frames 1.. unaffected by frame 0
+    # ... and once trained it mixes information across frames
+    for lin in (stream.st_blocks[0].up, stream.st_blocks[0].down, stream.st_blocks[0].qkv):
+        torch.nn.init.normal_(lin.weight, std=0.3)
+    with torch.no_grad():
+        f0 = stream.forward_features(x)[:, 1:]
+        f1 = stream.forward_features(y)[:, 1:]
+    assert (f0 - f1).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="built for 3 frames"):
+        stream(torch.randn(1, 4, 3, 32, 32))
+
+
+def _timm_vit(img_size=64, patch_size=16, embed_dim=32, depth=3):
+    from timm.models.vision_transformer import VisionTransformer
+
+    torch.manual_seed(1)
+    return VisionTransformer(
+        img_size=img_size,
+        patch_size=patch_size,
+        embed_dim=embed_dim,
+        depth=depth,
+        num_heads=2,
+        num_classes=10,
+    )
+
+
+def test_vit_import_with_pos_embed_and_patch_resampling(tmp_path):
+    from safetensors.torch import save_file
+
+    vit = _timm_vit()  # 64 px, 4x4 grid, 3 blocks, with a head
+    sd = {f"module.{k}": v for k, v in vit.state_dict().items()}  # as saved by DDP
+    stream = _stream()  # 32 px, 2x2 grid, 2 blocks
+    out = checkpoint_filter_fn(sd, stream)
+    assert "head.weight" not in out and "blocks.2.norm1.weight" not in out
+    assert out["pos_embed"].shape == stream.pos_embed.shape
+    assert torch.equal(out["blocks.1.attn.qkv.weight"], vit.blocks[1].attn.qkv.weight)
+    assert "module.cls_token" in sd  # the input dict is not modified
+    # from a .safetensors file and a folder
+    save_file({k: v.contiguous() for k, v in vit.state_dict().items()}, str(tmp_path / "vit.safetensors"))
+    load_vit_weights(stream, str(tmp_path / "vit.safetensors"))
+    assert torch.equal(stream.blocks[0].mlp.fc1.weight, vit.blocks[0].mlp.fc1.weight)
+    assert torch.equal(stream.cls_token, vit.cls_token)
+    (tmp_path / "folder").mkdir()
+    torch.save(vit.state_dict(), tmp_path / "folder" / "pytorch_model.bin")  # read with weights_only=True
+    other = _stream()
+    load_vit_weights(other, str(tmp_path / "folder"))
+    assert torch.equal(other.patch_embed.proj.weight, vit.patch_embed.proj.weight)
+    # a different patch size is resampled (FlexiViT-style)
+    s8 = _stream(patch_size=8)
+    load_vit_weights(s8, str(tmp_path / "vit.safetensors"))
+    assert s8.patch_embed.proj.weight.shape == (32, 3, 8, 8)
+    with torch.no_grad():
+        assert s8(torch.randn(1, 3, 3, 32, 32)).isfinite().all()
+    # a wider ViT does not fit
+    with pytest.raises(CheckpointError, match="same width"):
+        checkpoint_filter_fn(_timm_vit(embed_dim=64).state_dict(), _stream())
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_vit_weights(_stream(), str(tmp_path / "nope.safetensors"))
+
+
+def test_imd_model_video_init(tmp_path):
+    from safetensors.torch import save_file
+
+    vit = _timm_vit(embed_dim=48, depth=1)
+    save_file({k: v.contiguous() for k, v in vit.state_dict().items()}, str(tmp_path / "vit.safetensors"))
+    model = IMDModel(tiny_config(video_init=str(tmp_path / "vit.safetensors")))
+    for stream in (model.video.rgb, model.video.motion):
+        assert torch.equal(stream.blocks[0].attn.proj.weight, vit.blocks[0].attn.proj.weight)
+
+
+def test_config_presets_and_validation():
+    base = ModelConfig(size="base", labels=("a",))
+    assert (base.embed_dim, base.depth, base.st_depth, base.max_length) == (768, 12, 2, 1024)
+    assert base.ast_source == "MIT/ast-finetuned-audioset-10-10-0.4593"
+    assert ModelConfig.from_dict(base.to_dict()) == base
+    assert ModelConfig(size="large", num_frames=16).num_frames == 16
+    tiny = ModelConfig()
+    assert (tiny.image_size, tiny.num_frames, tiny.embed_dim, tiny.max_length) == (112, 8, 192, 256)
+    assert tiny.ast_config["num_mel_bins"] == 128
+    with pytest.raises(ConfigError, match="multiple of patch_size"):
+        ModelConfig(image_size=100)
+    with pytest.raises(ConfigError, match="valid keys"):
+        ModelConfig.from_dict({"sise": "base"})
+    with pytest.raises(ConfigError, match="choose one of"):
+        ModelConfig.from_dict({"size": "huge"})
