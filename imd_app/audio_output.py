@@ -227,7 +227,17 @@ class AudioOutput:
     def set_running(self, running: bool) -> None:
         with self._lock:
             self._running = running
-        self._wall.set_running(running)
+        self._wall.set_running(running and not self._buffering)
+
+    _buffering = False
+
+    def set_buffering(self, buffering: bool) -> None:
+        """Muted mode: hold the wall clock while the decoder has nothing ready (a device holds by itself)."""
+        if buffering != self._buffering:
+            self._buffering = buffering
+            with self._lock:
+                running = self._running
+            self._wall.set_running(running and not buffering)
         if self._stream is not None:
             if running and not self._stream.active:
                 self._stream.start()

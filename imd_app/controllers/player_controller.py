@@ -149,6 +149,11 @@ class PlayerController(QObject):
             return
         seconds = min(max(0.0, seconds), max(0.0, media.duration - 0.05))
         self._ended = False
+        # Refuse what the decoder still has in flight for the old position at once.
+        self.frames.new_generation()
+        self.ring.reset(seconds)
+        if not media.has_audio:
+            self.ring.eof = True
         self.decoder.request_seek(seconds)
         # The decoder resets the ring when it takes the request; the clock restarts now.
         self.audio.seek(seconds)
@@ -221,6 +226,7 @@ class PlayerController(QObject):
             frame, dropped = self.frames.take_newest()
             position = frame.time if frame is not None else self.player.position
         else:
+            self._update_buffering(media)
             self.audio.pump()
             position = self.audio.position()
             frame, dropped = self.frames.take_due(position)
@@ -241,6 +247,14 @@ class PlayerController(QObject):
         if now - self._last_stats > 0.5:
             self._last_stats = now
             self._publish_stats()
+
+    def _update_buffering(self, media: MediaOpened) -> None:
+        """Hold the muted clock while the decoder is behind (as a sound device would, on underrun)."""
+        if self.audio.has_device:
+            return
+        no_frames = len(self.frames) == 0 and not self.frames.end_of_stream
+        no_audio = media.has_audio and self.ring.available() == 0 and not self.ring.eof
+        self.audio.set_buffering(no_frames or no_audio)
 
     def _on_end_of_media(self) -> None:
         if self.player.loop:

@@ -36,10 +36,11 @@ def build_tiny_model(folder: Path) -> Path:
         intermediate_size=64,
         id2label=dict(enumerate(AUDIO_LABELS)),
         label2id={a: i for i, a in enumerate(AUDIO_LABELS)},
+        max_length=128,
     )
     cfg = ModelConfig(
         size="tiny", labels=LABELS, image_size=32, patch_size=16, embed_dim=32, depth=1, num_heads=2,
-        st_depth=1, st_dim=16, st_heads=2, num_frames=4, audio_seconds=1.0, ast_config=ast, relevance_hidden=16,
+        st_depth=1, st_dim=16, st_heads=2, num_frames=4, audio_seconds=1.28, ast_config=ast, relevance_hidden=16,
     )
     model = IMDModel(cfg, load_pretrained=False)
     mapping = {v: [{"label": a, "score": 0.9 - 0.1 * i} for i, a in enumerate(tags)] for v, tags in SAVLD_MAPPING.items()}
