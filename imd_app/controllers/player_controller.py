@@ -59,6 +59,7 @@ class PlayerController(QObject):
         self._drifts: deque[float] = deque(maxlen=60)
         self.frames_dropped = 0
         self.frames_presented = 0
+        self.frames_presented_since_reset = 0  # what the inference worker must have received
         self._last_stats = 0.0
         self._closed = False
 
@@ -158,6 +159,7 @@ class PlayerController(QObject):
         # The decoder resets the ring when it takes the request; the clock restarts now.
         self.audio.seek(seconds)
         self.inference.request_reset(self._source, seconds)
+        self.frames_presented_since_reset = 0
         self.player.set_position(seconds)
 
     def set_loop(self, loop: bool) -> None:
@@ -175,6 +177,7 @@ class PlayerController(QObject):
         self.player.set_position(self._pending_start)
         self.audio.seek(self._pending_start)
         self.inference.request_reset(info.source, self._pending_start)
+        self.frames_presented_since_reset = 0
         self._ended = False
         if info.kind == "webcam":
             self._start_microphone()
@@ -234,6 +237,7 @@ class PlayerController(QObject):
         now = time.monotonic()
         if frame is not None:
             self.frames_presented += 1
+            self.frames_presented_since_reset += 1
             self._present_times.append(now)
             if media.kind == "file":
                 self._drifts.append((frame.time - position) * 1000.0)

@@ -206,6 +206,9 @@ class LivePanel(QWidget):
         visible = [r for r in self._live.results if lo - 5 <= r.end <= hi + 5]
         latest = self._live.latest
         labels = self._live.labels
+        legend = self.timeline.plotItem.legend
+        if legend is not None:
+            legend.setVisible(bool(visible))
         if not visible or latest is None:
             for c in self.curves:
                 c.setData([], [])
@@ -213,7 +216,6 @@ class LivePanel(QWidget):
             return
         x = np.fromiter((r.end for r in visible), dtype=np.float64, count=len(visible))
         index = {name: i for i, name in enumerate(labels)}
-        legend = self.timeline.plotItem.legend
         for k, curve in enumerate(self.curves):
             if k < len(latest.top) and latest.top[k][0] in index:
                 ci = index[latest.top[k][0]]

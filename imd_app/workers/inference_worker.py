@@ -40,8 +40,11 @@ class InferenceWorker(QObject):
 
     def __init__(self, max_frames: int = 90, max_audio_blocks: int = 400, mel_bins: int = 64) -> None:
         super().__init__()
-        self._frames: deque[tuple[float, np.ndarray]] = deque(maxlen=max_frames)
-        self._audio: deque[tuple[float, np.ndarray, int]] = deque(maxlen=max_audio_blocks)
+        # Entries carry the epoch (count of resets requested) they were submitted in.
+        self._frames: deque[tuple[int, float, np.ndarray]] = deque(maxlen=max_frames)
+        self._audio: deque[tuple[int, float, np.ndarray, int]] = deque(maxlen=max_audio_blocks)
+        self._epoch = 0  # last reset requested (any thread)
+        self._active_epoch = 0  # last reset handled (worker thread)
         self._commands: queue.SimpleQueue = queue.SimpleQueue()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -49,22 +52,24 @@ class InferenceWorker(QObject):
         self._session: EngineSession | None = None
         self._result_times: deque[float] = deque(maxlen=30)
         self.frames_dropped = 0
+        self.frames_fed_since_reset = 0  # frames given to the engine since the newest reset
         self.results_emitted = 0
 
     # -- any thread ----------------------------------------------------------------
     def submit_frame(self, media_time: float, rgb: np.ndarray) -> None:
         if len(self._frames) == self._frames.maxlen:
             self.frames_dropped += 1
-        self._frames.append((media_time, rgb))
+        self._frames.append((self._epoch, media_time, rgb))
         self._wake.set()
 
     def submit_audio(self, media_time: float, samples: np.ndarray, sample_rate: int) -> None:
-        self._audio.append((media_time, samples, sample_rate))
+        self._audio.append((self._epoch, media_time, samples, sample_rate))
         self._wake.set()
 
     def request_reset(self, source: str, start_time: float = 0.0) -> None:
         """Forget buffered media (new source, seek, loop); windows restart at ``start_time``."""
-        self._commands.put(("reset", source, float(start_time)))
+        self._epoch += 1
+        self._commands.put(("reset", source, float(start_time), self._epoch))
         self._wake.set()
 
     def request_model(self, spec: ModelSpec) -> None:
@@ -99,8 +104,8 @@ class InferenceWorker(QObject):
                 return handled
             handled = True
             if cmd[0] == "reset":
-                self._frames.clear()
-                self._audio.clear()
+                self._active_epoch = cmd[3]
+                self.frames_fed_since_reset = 0
                 self._mel.reset()
                 self._result_times.clear()
                 if self._session is not None:
@@ -130,14 +135,19 @@ class InferenceWorker(QObject):
         fed = False
         columns: list[np.ndarray] = []
         while self._audio:
-            t, samples, rate = self._audio.popleft()
+            epoch, t, samples, rate = self._audio.popleft()
             fed = True
+            if not self._current(epoch):
+                continue
             if self._session is not None:
                 self._session.push_audio(t, samples, rate)
             columns.append(self._mel.push(resample_linear(samples, rate, SPECTROGRAM_RATE)))
         while self._frames:
-            t, rgb = self._frames.popleft()
+            epoch, t, rgb = self._frames.popleft()
             fed = True
+            if not self._current(epoch):
+                continue
+            self.frames_fed_since_reset += 1
             if self._session is not None:
                 self._session.push_frame(t, rgb)
         if columns:
@@ -145,6 +155,12 @@ class InferenceWorker(QObject):
             if len(cols):
                 self.spectrogram_ready.emit(cols)
         return fed
+
+    def _current(self, epoch: int) -> bool:
+        """Whether an entry belongs to the newest source/seek (handling a reset it was queued behind)."""
+        if epoch > self._active_epoch:
+            self._handle_commands()
+        return epoch == self._active_epoch
 
     def _infer(self) -> bool:
         if self._session is None:
