@@ -71,9 +71,11 @@ def parse_check_report(report: dict[str, Any], data: str) -> CheckSummary:
             no_audio.append(path)
         if item.get("label") is not None:
             counts[str(item["label"])] += 1
-    given = report.get("class_counts") or report.get("classes") or report.get("counts")
-    if isinstance(given, dict) and given:
-        counts = Counter({str(k): int(v) for k, v in given.items() if isinstance(v, (int, float))})
+    if not files and isinstance(report.get("classes"), dict):
+        # Only per-class totals: usable = ok + no-audio.
+        for name, entry in report["classes"].items():
+            if isinstance(entry, dict):
+                counts[str(name)] = int(entry.get("ok", 0)) + int(entry.get("no-audio", 0))
     return CheckSummary(
         data=data, total=len(files), class_counts=dict(sorted(counts.items())),
         unusable=tuple(unusable), no_audio=tuple(no_audio),
