@@ -207,14 +207,15 @@ class RunProgress:
             self.outcome = "early_stopped"
             return "early stopped: " + str(event.get("reason") or f"no improvement at epoch {event.get('epoch', '?')}")
         if kind == "run_finished":
-            # ``stopped`` is "completed", "early_stopped" or "interrupted" (Stop / a signal).
-            stopped = event.get("stopped") == "interrupted"
+            # ``outcome`` is "completed", "early_stopped" or "interrupted" (Stop / a signal);
+            # ``stopped`` is true for the latter.
+            stopped = event.get("stopped") in (True, "interrupted") or event.get("outcome") == "interrupted"
             self.outcome = "stopped" if stopped else "finished"
             self.eta_s = None if stopped else 0.0
             metric, value = event.get("best_metric"), event.get("best_value")
             if isinstance(metric, str) and isinstance(value, (int, float)):
                 self.best.setdefault(metric, float(value))
-            return "run stopped (saved last/)" if stopped else f"run finished ({event.get('stopped', 'completed')})"
+            return "run stopped (saved last/)" if stopped else f"run finished ({event.get('outcome', 'completed')})"
         if kind == "run_failed":
             self.outcome = "failed"
             self.failure = str(event.get("reason") or event.get("error") or event.get("message") or "unknown reason")

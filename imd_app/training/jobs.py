@@ -183,12 +183,14 @@ class TrainingController(QObject):
             self._finish(state, "cancelled")
 
     def resume(self, job_id: str) -> None:
-        """Queue a stopped, failed or interrupted job again with ``--resume``."""
+        """Queue a stopped, failed or interrupted job again with ``imd train --resume``."""
         state = self.jobs.get(job_id)
         if state is None or state.status not in RESUMABLE:
             return
         if not (Path(state.record.run_dir) / "last").is_dir():
-            raise TrainingError(f"{state.record.run_dir} has no last/ checkpoint to resume; start a new job instead")
+            # Stopped before its first checkpoint: imd train --resume starts it over.
+            state.log.append("no last/ checkpoint yet: the job starts from the beginning")
+            state.log_appended.emit([state.log[-1]])
         state.record.resume_next = True
         state.stop_requested = state.cancel_requested = False
         self._change(state, "queued")

@@ -75,7 +75,7 @@ EVENTS = [
      "val": {"loss": 1.1, "top1": 0.75, "relevance_accuracy": 0.6, "audio_drop_rate": 0.25}, "best": True, "eta_s": 3.0},
     {"event": "checkpoint_saved", "time": 103.5, "kind": "best", "path": "/r/best"},
     {"event": "step", "time": 104.0, "epoch": 1, "step": 6, "loss": 0.9, "clips_per_s": 9.0},
-    {"event": "run_finished", "time": 105.0, "stopped": "interrupted", "best_metric": "val_top1", "best_value": 0.75},
+    {"event": "run_finished", "time": 105.0, "outcome": "interrupted", "stopped": True, "best_metric": "val_top1", "best_value": 0.75},
 ]
 
 
@@ -96,7 +96,7 @@ def test_progress_folds_events_into_metrics_eta_and_outcome():
         p2.apply(e)
     assert p2.eta_s == pytest.approx(1.0 * (6 / 8) / (2 / 8))
     finished = RunProgress()
-    for e in [*EVENTS[:-1], {"event": "run_finished", "stopped": "completed"}]:
+    for e in [*EVENTS[:-1], {"event": "run_finished", "outcome": "completed", "stopped": False}]:
         finished.apply(e)
     assert finished.outcome == "finished" and finished.fraction == 1.0
     failed = RunProgress()
