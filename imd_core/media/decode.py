@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import av
@@ -319,7 +319,7 @@ def decode_clip(
     *,
     num_frames: int | None = None,
     fps: float | None = None,
-    times: Sequence[float] | np.ndarray | None = None,
+    times: Sequence[float] | np.ndarray | Callable[[float, float], np.ndarray] | None = None,
     size: int | tuple[int, int] | None = None,
     sample_rate: int = 16000,
     video: bool = True,
@@ -336,7 +336,9 @@ def decode_clip(
     Args:
         path: a media file (any container/codec FFmpeg reads).
         start, end: seconds; ``end=None`` (or past the end) means the end of the file.
-        num_frames, fps, times: frame sampling (see above); at most one.
+        num_frames, fps, times: frame sampling (see above); at most one. ``times`` may
+            be a callable ``(start, end) -> times`` called once the file's duration is
+            known (``end`` clamped), which spares the caller a separate probe.
         size: ``int`` = shorter side in pixels (aspect kept), or ``(height, width)``;
             ``None`` keeps the displayed size.
         sample_rate: output audio rate (mono float32).
@@ -378,7 +380,9 @@ def decode_clip(
         frame_times = np.zeros(0)
         if vs is not None:
             if times is not None:
-                want = np.asarray(times, dtype=np.float64).reshape(-1)
+                want = np.asarray(times(start, stop) if callable(times) else times, dtype=np.float64).reshape(
+                    -1
+                )
                 if want.size == 0:
                     raise ConfigError("times is empty")
             elif num_frames is not None or fps is not None:
