@@ -56,14 +56,19 @@ def to_live_result(
 ) -> LiveResult:
     """Converts an engine result for the GUI.
 
-    ``scores`` holds the top-5 scores at their class index and NaN elsewhere (the engine
-    reports the top five only), so a timeline curve has gaps where a class left the top five.
+    ``scores`` is every class's probability when the result carries them; otherwise the
+    top-5 scores at their class index and NaN elsewhere (a timeline curve then has gaps
+    where a class left the top five).
     """
-    index = {name: i for i, name in enumerate(labels)}
-    scores = np.full(len(labels), np.nan, dtype=np.float32)
-    for t in result.top:
-        if t.label in index:
-            scores[index[t.label]] = t.score
+    full = getattr(result, "scores", ())
+    if len(full) == len(labels):
+        scores = np.asarray(full, dtype=np.float32)
+    else:
+        index = {name: i for i, name in enumerate(labels)}
+        scores = np.full(len(labels), np.nan, dtype=np.float32)
+        for t in result.top:
+            if t.label in index:
+                scores[index[t.label]] = t.score
     return LiveResult(
         start=float(result.start),
         end=float(result.end),

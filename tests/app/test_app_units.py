@@ -4,6 +4,7 @@ the audio decision in words, batch export formats, state signals, table models."
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import time
 
@@ -117,6 +118,8 @@ def test_live_result_places_top5_scores_by_label():
     assert live.scores[1] == pytest.approx(0.7) and live.scores[0] == pytest.approx(0.1)
     assert np.isnan(live.scores[3])
     assert live.dropped and live.audio_present and live.latency == pytest.approx(0.12) and live.skipped == 2
+    full = dataclasses.replace(_result(), scores=(0.1, 0.7, 0.15, 0.05))
+    assert to_live_result(full, labels, 0.5, SAVLD).scores[3] == pytest.approx(0.05)  # all classes when given
 
 
 def test_exports_match_imd_predict_formats(tmp_path):

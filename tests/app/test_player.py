@@ -80,14 +80,16 @@ def test_gui_thread_stall_during_playback_with_inference(qtbot, window, tiny_mod
     window.open_in_player(str(clip))
     qtbot.waitUntil(lambda: len(window.live_state.results) >= 1, timeout=30000)
     monitor = StallMonitor()
+    windows = []
+    window.live_state.result_added.connect(windows.append)
     monitor.start()
-    results_before = len(window.live_state.results)
     qtbot.wait(4000)
     monitor.stop()
     worst, p99 = monitor.worst_ms, monitor.percentile_ms(99)
     with capsys.disabled():
         print(f"\nGUI stall during playback with inference: worst {worst:.1f} ms, p99 {p99:.1f} ms "
-              f"over {len(monitor.gaps_ms)} ticks, {len(window.live_state.results) - results_before} windows")
-    assert len(window.live_state.results) > results_before
+              f"over {len(monitor.gaps_ms)} ticks, {len(windows)} windows, "
+              f"{window.player_state.playback_fps:.1f} fps shown")
+    assert len(windows) >= 3
     # A shared 2-core CI box can preempt the process; the bound is loose, the number is reported.
     assert worst < 250.0
