@@ -6,7 +6,7 @@ import logging
 import threading
 
 import pytest
-from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent, QKeySequence
 from PySide6.QtWidgets import QApplication, QMessageBox
 
@@ -177,4 +177,21 @@ def test_help_and_version():
     assert out.returncode == 0 and out.stdout.startswith("imd-app ")
 
 
-_ = QPoint
+
+
+
+def test_webcam_mode_through_opencv_with_a_file_as_camera(qtbot, window, clip):
+    """A real ``WebcamSource`` (OpenCV opens a file like a camera); no microphone here -> a notice."""
+    window.player_tab.camera_box.setEditText(str(clip))
+    window.player_tab.open_camera_requested.emit(str(clip))
+    qtbot.waitUntil(lambda: window.player_state.media is not None or bool(window.player_state.error), timeout=10000)
+    assert window.player_state.error == ""
+    media = window.player_state.media
+    assert media.kind == "webcam" and (media.width, media.height) == (64, 48)
+    qtbot.waitUntil(lambda: window.player.frames_presented > 0, timeout=10000)
+    assert window.player_tab.video.image is not None
+    notice = window.player_state.audio_notice
+    assert "microphone" in notice  # recording it, or why it cannot
+    assert not window.player_tab.transport.slider.isEnabled()  # a live source cannot seek
+    window.player.close_media()
+    assert window.player_state.media is None
