@@ -54,8 +54,8 @@ class AugmentConfig(FrozenConfig):
     """Training-time augmentation (evaluation never augments)."""
 
     cross_modal_p: float = 0.0  # intra-class cross-modality audio swap probability
-    flip: bool = True
-    min_crop_scale: float = 0.6  # random resized crop area fraction lower bound
+    flip: bool = True  # random horizontal flip
+    train_scale: tuple[float, float] = (1.0, 1.15)  # random short side / image_size before the random crop
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,7 +98,8 @@ class TrainConfig(FrozenConfig):
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
     compile: bool = False
     num_workers: int = 2
-    val_fraction: float = 0.2  # used when the dataset has no validation split
+    val_fraction: float = 0.2  # share of clips without a split (manifest/folders) used for validation
+    clip_seconds: float = 0.0  # >0: longest window per clip (random in training, central in validation)
     ast_cache_dir: str | None = None  # default: RUN_DIR/ast_cache
     max_steps_per_epoch: int = 0  # 0 = full epoch; >0 caps it (smoke runs)
 
@@ -115,6 +116,7 @@ class TrainConfig(FrozenConfig):
             (self.checkpoint_every_steps >= 0, "checkpoint_every_steps must be >= 0"),
             (self.log_every_steps >= 1, "log_every_steps must be >= 1"),
             (self.num_workers >= 0, "num_workers must be >= 0"),
+            (self.clip_seconds >= 0, "clip_seconds must be >= 0 (0 = whole clip)"),
             (0.0 <= self.val_fraction < 1.0, "val_fraction must be in [0, 1)"),
             (self.optim.lr > 0, "optim.lr must be > 0"),
             (0.0 <= self.augment.cross_modal_p <= 1.0, "augment.cross_modal_p must be in [0, 1]"),

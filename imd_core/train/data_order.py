@@ -98,6 +98,9 @@ class SeededItems(Dataset):
         random.seed(s)
         np.random.seed(s)
         torch.manual_seed(s)
+        reseed = getattr(self.dataset, "reseed", None)
+        if reseed is not None:  # ClipDataset draws its crops, flips and swaps from its own generator
+            reseed(s)
         return self.dataset[index]
 
 

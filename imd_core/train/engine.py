@@ -162,12 +162,12 @@ class _Run:
         random.seed(cfg.seed)
 
         from imd_core.data.dataset import ClipDataset
-        from imd_core.data.manifest import load_dataset_index
         from imd_core.data.transforms import ClipPreprocessor
 
-        index = load_dataset_index(self.data)
+        index, train_index, val_index = S.load_train_val(self.data, cfg.val_fraction, cfg.seed)
         self.labels = list(index.labels)
-        train_index, val_index = S.split_index(index, cfg.val_fraction, cfg.seed)
+        if not len(train_index):
+            raise TrainingError(f"{self.data} has no training clips; check the manifest's split column")
         self.model = S.build_model(cfg, self.labels)
         self.savld = S.build_savld(cfg, self.model, self.labels)
         self.model.set_savld(self.savld)
@@ -177,9 +177,13 @@ class _Run:
                 (self.run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n", encoding="utf-8")
         mcfg = self.model.config
         a = cfg.augment
-        pre = ClipPreprocessor.from_model_config(mcfg, flip=a.flip, min_crop_scale=a.min_crop_scale)
-        self.train_ds = ClipDataset(train_index, pre, train=True, cross_modal_p=a.cross_modal_p)
-        self.val_ds = ClipDataset(val_index, pre, train=False) if len(val_index) else None
+        pre = ClipPreprocessor.from_model_config(mcfg, flip=a.flip, train_scale=list(a.train_scale))
+        clip_s = cfg.clip_seconds or None
+        self.train_ds = ClipDataset(train_index, pre, train=True, cross_modal_p=a.cross_modal_p, clip_seconds=clip_s, seed=cfg.seed)
+        self.val_ds = ClipDataset(val_index, pre, train=False, clip_seconds=clip_s) if len(val_index) else None
+        if self.val_ds is None:
+            logger.warning("no validation clips: early stopping and best/ follow the training accuracy")
+        self.skipped: dict[int, str] = {}
         pin = self.device.type == "cuda"
         self.loader, self.sampler, self.seeded = S.make_train_loader(
             self.train_ds, cfg, rank=info.rank, world_size=info.world_size, pin=pin
@@ -325,6 +329,8 @@ class _Run:
                     cache=self.cache, ast_trainable=self.ast_trainable,
                 )
                 (out.loss / accum).backward()
+            for j, why in zip(batch["skipped"], batch["skipped_reasons"], strict=True):
+                self.skipped[int(j)] = why
             n = int(batch["label"].shape[0])
             self.progress["train_loss_sum"] += float(out.loss.detach()) * n
             self.progress["train_correct"] += int((out.logits.detach().argmax(-1).cpu() == batch["label"]).sum())
@@ -373,7 +379,7 @@ class _Run:
             torch.distributed.all_reduce(t)
             sums = t.tolist()
         count = max(1.0, sums[2])
-        train_m = {"loss": sums[0] / count, "top1": sums[1] / count, "clips": int(sums[2])}
+        train_m = {"loss": sums[0] / count, "top1": sums[1] / count, "clips": int(sums[2]), "skipped": len(self.skipped)}
         stop_early = False
         if info.is_main:
             val = evaluate(self.model, self.val_loader, device=self.device, precision=cfg.precision, cache=self.cache) if self.val_loader else {}
@@ -390,7 +396,8 @@ class _Run:
             elapsed = self._elapsed()
             epochs_done = epoch + 1
             eta = elapsed / max(1, epochs_done) * (cfg.epochs - epochs_done) if not stop_early else 0.0
-            val_summary = {k: val.get(k) for k in ("loss", "top1", "top5", "mean_class_accuracy", "relevance_accuracy", "audio_drop_rate", "clips")}
+            val_summary = {k: val.get(k) for k in ("loss", "top1", "top5", "mean_class_accuracy", "relevance_accuracy",
+                                                   "audio_drop_rate", "clips", "skipped")}
             lr = self.optimizer.param_groups[-1]["lr"]
             self.csv.append({
                 "epoch": epoch, "step": self.step, "lr": lr, "train_loss": train_m["loss"], "train_top1": train_m["top1"],

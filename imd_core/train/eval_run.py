@@ -12,18 +12,17 @@ logger = logging.getLogger(__name__)
 
 
 def select_split(index: Any, split: str | None) -> tuple[Any, str]:
-    """The part of the dataset to evaluate: ``split``, else test, else val, else all."""
-    from imd_core.data.manifest import subset_split
-
+    """The part of the dataset to evaluate: ``split``; by default the data's own ``test``
+    split, else its ``val`` split, else every clip (clips without a split count as all)."""
     if split == "all":
         return index, "all"
     if split is not None:
-        part = subset_split(index, split)
+        part = index.split(split)
         if not len(part):
             raise DataError(f"the dataset has no clips in split {split!r}; choose another --split or 'all'")
         return part, split
     for name in ("test", "val"):
-        part = subset_split(index, name)
+        part = index.split(name)
         if len(part):
             return part, name
     return index, "all"
@@ -42,8 +41,11 @@ def evaluate_model_folder(
 ) -> dict[str, Any]:
     """Evaluates a model folder on a dataset; returns the ``imd eval --json`` mapping.
 
-    Dataset classes are matched to the model's labels by name (case-insensitively);
-    a class the model does not know is refused with the model's label list.
+    Dataset classes are matched to the model's labels by name (case-insensitively); a
+    class the model does not know is refused (DataError).
+
+    Args:
+        views: ``(clips, crops)`` test views; crops must be 1 or 3.
     """
     from imd_core.data.dataset import ClipDataset
     from imd_core.data.manifest import load_dataset_index
@@ -55,14 +57,17 @@ def evaluate_model_folder(
 
     dev = resolve_train_device(device)
     model = load_model(model_dir, device=dev)
-    index = load_dataset_index(data, labels=model.labels)
+    # Clips without a split stay in "train" (ratio 1, 0, 0): only explicit splits select.
+    index = load_dataset_index(data, labels=model.labels, split_ratios=(1.0, 0.0, 0.0))
     part, split_name = select_split(index, split)
-    pre = ClipPreprocessor.from_model_config(model.config)
-    ds = ClipDataset(part, pre, train=False, views=views)
+    clips, crops = views
+    pre = ClipPreprocessor.from_model_config(model.config, test_clips=clips, test_crops=crops)
+    ds = ClipDataset(part, pre, train=False, multi_view=clips * crops > 1)
     loader = make_eval_loader(ds, batch_size, num_workers, pin=dev.type == "cuda")
     metrics = evaluate(model, loader, device=dev, precision=precision)
-    skipped = [(str(p), r) for p, r in getattr(ds, "skipped_files", lambda: [])()]
+    items = metrics.pop("skipped_items")
+    skipped = [(part.entries[i].path, why) for i, why in items]
     return {
-        "model": str(model_dir), "data": str(data), "split": split_name, "views": f"{views[0]}x{views[1]}",
-        "labels": model.labels, "skipped": len(skipped), "skipped_files": skipped, **metrics,
+        "model": str(model_dir), "data": str(data), "split": split_name, "views": f"{clips}x{crops}",
+        "labels": model.labels, **metrics, "skipped_files": skipped,
     }

@@ -37,16 +37,22 @@ def evaluate(
     Returns:
         The mapping of :meth:`MetricAccumulator.compute` (top1, top5,
         mean_class_accuracy, per_class_accuracy, confusion_matrix, loss,
-        relevance_accuracy, audio_drop_rate, accuracy_audio_kept/dropped, ...).
+        relevance_accuracy, audio_drop_rate, accuracy_audio_kept/dropped, ...), plus
+        ``skipped`` (unusable clips) and ``skipped_items`` ``[(dataset index, reason)]``.
     """
     cfg = model.config
     was_training = model.training
     model.eval()
     acc = MetricAccumulator(len(cfg.labels), tau=float(cfg.relevance_tau))
+    skipped: dict[int, str] = {}
     try:
         for i, batch in enumerate(loader):
             if max_batches and i >= max_batches:
                 break
+            for j, why in zip(batch.get("skipped", []), batch.get("skipped_reasons", []), strict=True):
+                skipped[int(j)] = why  # unusable files are dropped from their batch and counted
+            if not batch.get("batch_size", 1):
+                continue
             labels = batch["label"].to(device).long()
             present = batch["audio_present"].to(device).bool()
             keys = list(batch.get("cache_key") or []) or None
@@ -68,4 +74,7 @@ def evaluate(
             acc.update(out.logits.float(), labels, out.audio_kept, rel_prob, target, loss)
     finally:
         model.train(was_training)
-    return acc.compute(cfg.labels)
+    out = acc.compute(cfg.labels)
+    out["skipped"] = len(skipped)
+    out["skipped_items"] = sorted(skipped.items())
+    return out

@@ -82,11 +82,17 @@ def build_savld(cfg: TrainConfig, model: torch.nn.Module, labels: list[str]) -> 
     return savld
 
 
-def split_index(index: Any, val_fraction: float, seed: int) -> tuple[Any, Any]:
-    """Train and validation parts of a dataset index (manifest splits, else seeded ratio)."""
-    from imd_core.data.manifest import split_index as data_split
+def load_train_val(data: Path, val_fraction: float, seed: int) -> tuple[Any, Any, Any]:
+    """The dataset index and its train and validation parts.
 
-    return data_split(index, val_fraction=val_fraction, seed=seed)
+    Clips with a split (manifest column or split folders) keep it; the others are
+    split per class, seeded: ``val_fraction`` for validation, the rest for training.
+    ``test`` clips are never used in training.
+    """
+    from imd_core.data.manifest import load_dataset_index
+
+    index = load_dataset_index(data, split_ratios=(1.0 - val_fraction, val_fraction, 0.0), seed=seed)
+    return index, index.split("train"), index.split("val")
 
 
 def _worker_init(_worker_id: int) -> None:
@@ -102,9 +108,10 @@ def make_train_loader(dataset: Any, cfg: TrainConfig, *, rank: int, world_size: 
     per_rank = cfg.batch_size // world_size
     if len(dataset) < cfg.batch_size:
         raise DataError(f"only {len(dataset)} training clips for a batch of {cfg.batch_size}; lower --batch-size")
+    from imd_core.data.dataset import collate_clips
+
     seeded = SeededItems(dataset, cfg.seed)
     sampler = EpochOrderSampler(len(dataset), per_rank, cfg.seed, rank=rank, world_size=world_size)
-    collate = getattr(dataset, "collate_fn", None)
     loader = DataLoader(
         seeded,
         batch_size=per_rank,
@@ -112,7 +119,7 @@ def make_train_loader(dataset: Any, cfg: TrainConfig, *, rank: int, world_size: 
         num_workers=cfg.num_workers,
         pin_memory=pin,
         drop_last=True,
-        collate_fn=collate,
+        collate_fn=collate_clips,
         worker_init_fn=_worker_init,
         # An explicit generator: creating an iterator never draws from the global RNG,
         # which belongs to the model (dropout) and is saved for resume.
@@ -123,13 +130,15 @@ def make_train_loader(dataset: Any, cfg: TrainConfig, *, rank: int, world_size: 
 
 
 def make_eval_loader(dataset: Any, batch_size: int, num_workers: int, pin: bool) -> DataLoader:
+    from imd_core.data.dataset import collate_clips
+
     return DataLoader(
         dataset,
         batch_size=batch_size,
         shuffle=False,
         num_workers=num_workers,
         pin_memory=pin,
-        collate_fn=getattr(dataset, "collate_fn", None),
+        collate_fn=collate_clips,
         worker_init_fn=_worker_init,
         generator=torch.Generator().manual_seed(0),
     )

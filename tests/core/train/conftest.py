@@ -75,7 +75,7 @@ def write_recipe(path: Path, savld: Path, **top) -> Path:
         "init": {"savld": str(savld)},
         "optim": {"name": "adamw", "lr": 0.003, "weight_decay": 0.01},
         "schedule": {"name": "cosine", "warmup_steps": 1},
-        "augment": {"flip": True, "min_crop_scale": 0.7},
+        "augment": {"flip": True, "train_scale": [1.0, 1.2]},
         "epochs": 2, "batch_size": 4, "seed": 3, "early_stopping_patience": 0,
         "num_workers": 0, "val_fraction": 0.25, "log_every_steps": 1,
     }
