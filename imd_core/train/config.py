@@ -188,4 +188,13 @@ def load_train_config(name_or_file: str | Path, overrides: list[str] | dict[str,
     cfg = TrainConfig.from_dict(data, where=path.name)
     if other_pairs:
         cfg = cfg.with_overrides(other_pairs)
+    if cfg.init.from_model:
+        # The model folder fixes the architecture: keep the section as given (options
+        # only; build_model refuses architecture values that differ from the folder's).
+        from imd_core.model.config import ModelConfig
+
+        unknown = sorted(set(cfg.model) - set(ModelConfig.field_names()))
+        if unknown:
+            raise ConfigError(f"model: unknown key(s) {unknown}; valid keys are {ModelConfig.field_names()}")
+        return cfg
     return cfg.replace(model=validate_model_section(cfg.model))

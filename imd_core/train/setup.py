@@ -49,6 +49,13 @@ def build_model(cfg: TrainConfig, labels: list[str]) -> torch.nn.Module:
     # The folder fixes the architecture and the backbones; the recipe may change only
     # training options (gating, losses, ast_trainable, ...).
     fixed = set(ARCHITECTURE_FIELDS) | {"size", "ast_source", "ast_config", "video_init"}
+    have = src.config.to_dict()
+    clash = sorted(k for k in cfg.model if k in fixed and k in have and have[k] != cfg.model[k])
+    if clash:
+        raise ConfigError(
+            f"init.from_model {folder} fixes the architecture; remove model.{clash[0]} from the recipe "
+            f"(the folder has {have[clash[0]]!r})" + (f" and {clash[1:]}" if clash[1:] else "")
+        )
     options = {k: v for k, v in cfg.model.items() if k not in fixed}
     mcfg = ModelConfig.from_dict({**src.config.to_dict(), **options, "labels": list(labels)})
     model = IMDModel(mcfg, load_pretrained=False)
@@ -76,6 +83,12 @@ def build_savld(cfg: TrainConfig, model: torch.nn.Module, labels: list[str]) -> 
     else:
         logger.info("building the SAVLD for %d classes x %d audio labels", len(labels), len(audio_labels))
         savld = Savld.build(labels, audio_labels, encoder=cfg.init.text_encoder)
+    # Class names match case-insensitively everywhere (datasets do); so do SAVLD entries.
+    folded = {k.casefold(): k for k in savld.mapping}
+    for name in labels:
+        if name not in savld.mapping and name.casefold() in folded:
+            savld.mapping[name] = savld.mapping[folded[name.casefold()]]
+            savld.video_labels = [name if v == folded[name.casefold()] else v for v in savld.video_labels]
     missing = sorted(set(labels) - set(savld.mapping))
     if missing:
         raise ConfigError(f"the SAVLD has no entry for class(es) {missing[:5]}; rebuild it with `imd savld build` for these labels")

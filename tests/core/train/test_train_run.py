@@ -203,3 +203,29 @@ def test_ddp_two_cpu_processes_match_one_process(tmp_path, tiny_savld):
     a, b = weights(tmp_path / "one" / "last"), weights(tmp_path / "two" / "last")
     for key in a:
         torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=1e-5, msg=key)
+
+
+def test_fine_tune_from_a_model_folder_with_new_classes_and_a_trainable_ast(tmp_path, tiny_data, tiny_savld):
+    base = write_recipe(tmp_path / "base.json", tiny_savld, epochs=1, max_steps_per_epoch=1)
+    assert imd_here("train", "--config", str(base), "--data", str(tiny_data), "--out", str(tmp_path / "a")) == 0
+    # a manifest with two of the classes, one renamed in case only (labels match case-insensitively)
+    rows = ["path,label"] + [f"{p},{p.parent.name.upper() if p.parent.name == 'clapping' else p.parent.name}"
+                             for p in sorted(tiny_data.glob("*/*.mp4")) if p.parent.name != "drumming"]
+    manifest = tmp_path / "two.csv"
+    manifest.write_text("\n".join(rows) + "\n")
+    tune = write_recipe(tmp_path / "tune.json", tiny_savld, epochs=1, max_steps_per_epoch=2,
+                        init={"from_model": str(tmp_path / "a" / "last"), "savld": str(tiny_savld)},
+                        model={"ast_trainable": True, "embed_dim": 32})
+    # the folder fixes the architecture: another width is refused, not ignored
+    assert imd_here("train", "--config", str(tune), "--data", str(manifest), "--out", str(tmp_path / "x"),
+                    "--set", "model.embed_dim=64") == 2
+    assert imd_here("train", "--config", str(tune), "--data", str(manifest), "--out", str(tmp_path / "b")) == 0
+    events = read_events(tmp_path / "b" / "events.jsonl")
+    epoch = [e for e in events if e["event"] == "epoch"][0]
+    assert epoch["ast_cache"] is None  # a trainable AST is never cached
+    cfg = json.loads((tmp_path / "b" / "last" / "config.json").read_text())
+    assert cfg["labels"] == ["CLAPPING", "waving"] and cfg["model"]["embed_dim"] == 32 and cfg["model"]["ast_trainable"]
+    a, b = weights(tmp_path / "a" / "last"), weights(tmp_path / "b" / "last")
+    assert b["head.weight"].shape[0] == 2 and a["head.weight"].shape[0] == 3
+    assert not torch.equal(a["ast.model.audio_spectrogram_transformer.layers.0.attention.k_proj.weight"],
+                           b["ast.model.audio_spectrogram_transformer.layers.0.attention.k_proj.weight"])
