@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +49,7 @@ class FileWindows:
         num_frames: int,
         frame_size: int,
         chunk_seconds: float,
+        sample_times: Callable[[float, float], np.ndarray] | None = None,
     ) -> None:
         self.path = path
         self.duration = duration
@@ -57,6 +58,7 @@ class FileWindows:
         self.num_frames = num_frames
         self.frame_size = frame_size
         self.chunk_seconds = chunk_seconds
+        self.sample_times = sample_times
 
     def __len__(self) -> int:
         return 1 if self.whole_clip else len(self.windows)
@@ -76,7 +78,8 @@ class FileWindows:
         for c0, c1, members in self._chunks():
             # One decode per chunk: every window's T segment-centre frames (TSN test
             # sampling), each decoded frame shared by the overlapping windows that want it.
-            times = np.concatenate([sample_times(s, e, num_frames=t) for s, e in members])
+            pick = self.sample_times or (lambda s, e: sample_times(s, e, num_frames=t))
+            times = np.concatenate([pick(s, e) for s, e in members])
             clip = decode_clip(self.path, c0, c1, times=times, size=self.frame_size)
             _check_frames(clip.frames)
             for i, (s, e) in enumerate(members):
@@ -107,8 +110,13 @@ def open_file_windows(
     num_frames: int,
     frame_size: int,
     chunk_seconds: float = 60.0,
+    sample_times: Callable[[float, float], np.ndarray] | None = None,
 ) -> FileWindows:
     """Probes ``path`` and plans its windows.
+
+    Args:
+        sample_times: ``(start, end) -> (num_frames,)`` frame times of a window (the
+            preprocessor's test-time sampling); default: segment centres.
 
     Raises:
         DecodeError: the file is missing, unreadable or has no video stream.
@@ -120,7 +128,7 @@ def open_file_windows(
     if window is None:  # one window; decode_clip finds the duration itself (one open, not two)
         plan_windows(1.0, window, hop)
         return FileWindows(p, None, [], whole_clip=True, num_frames=num_frames, frame_size=frame_size,
-                           chunk_seconds=chunk_seconds)  # fmt: skip
+                           chunk_seconds=chunk_seconds, sample_times=sample_times)  # fmt: skip
     info = probe(p)
     if not getattr(info, "has_video", True):
         raise DecodeError("no video stream; IMD needs video (audio-only files are not supported)")
@@ -136,6 +144,7 @@ def open_file_windows(
         num_frames=num_frames,
         frame_size=frame_size,
         chunk_seconds=max(chunk_seconds, window or 0.0),
+        sample_times=sample_times,
     )
 
 

@@ -169,8 +169,9 @@ class Predictor:
             window=window,
             hop=hop,
             num_frames=self.num_frames,
-            frame_size=decode_size(self.image_size),
+            frame_size=self.preprocessor.decode_size(False),
             chunk_seconds=self.chunk_seconds,
+            sample_times=lambda s, e: self.preprocessor.sample_times(s, e, train=False),
         )
 
     def predict_path(
@@ -297,11 +298,6 @@ def load_model_folder(folder: Path, device: torch.device) -> Any:
             "written by `imd train`, or set IMD_RESOURCES to a folder holding demo_model/"
         )
     return load_model(folder, device=str(device))
-
-
-def decode_size(image_size: int) -> int:
-    """The shorter side frames are decoded at: a little above the crop, never below it."""
-    return int(round(image_size * 8 / 7))
 
 
 def sample_frames(frames: np.ndarray, num_frames: int) -> np.ndarray:

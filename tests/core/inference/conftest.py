@@ -12,6 +12,17 @@ ACTIONS = ["playing drums", "chopping wood", "dog barking", "waving", "clapping"
 TAGS = ["Drum", "Chop", "Bark", "Wind", "Clapping", "Typing", "Speech", "Music"]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """One intra-op thread: on a shared 2-core machine two spinning threads are far slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     import torch
@@ -22,9 +33,19 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     from imd_core.model.savld import Savld
 
     torch.manual_seed(0)
-    ast = dict(TINY_AST_CONFIG, num_labels=len(TAGS), id2label=dict(enumerate(TAGS)))
-    cfg = ModelConfig.for_size("tiny", labels=ACTIONS, ast_config=ast)
-    mapping = {v: [{"label": TAGS[i], "score": 1.0}, {"label": TAGS[-1], "score": 0.5}] for i, v in enumerate(ACTIONS)}
+    # Smaller than the tiny preset: these tests exercise the inference plumbing, not the model.
+    ast = dict(
+        TINY_AST_CONFIG, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64
+    )
+    ast.update(num_labels=len(TAGS), id2label=dict(enumerate(TAGS)))
+    cfg = ModelConfig.for_size(
+        "tiny", labels=ACTIONS, ast_config=ast, num_frames=4, image_size=32, embed_dim=32, depth=1,
+        num_heads=2, st_dim=16, st_heads=2, relevance_hidden=16,
+    )  # fmt: skip
+    mapping = {
+        v: [{"label": TAGS[i], "score": 1.0}, {"label": TAGS[-1], "score": 0.5}]
+        for i, v in enumerate(ACTIONS)
+    }
     savld = Savld("test", "mean", 2, list(ACTIONS), list(TAGS), mapping)
     model = IMDModel(cfg, savld=savld, load_pretrained=False)
     folder = tmp_path_factory.mktemp("models") / "tiny"
