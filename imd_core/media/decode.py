@@ -120,7 +120,9 @@ def _to_rgb(frame, size, rotation: int) -> np.ndarray:
     out_h, out_w = _target_size(disp_w, disp_h, size)
     # swscale resizes in the coded orientation; np.rot90 then shows it as intended.
     coded_w, coded_h = (out_h, out_w) if rotation % 180 else (out_w, out_h)
-    img = frame.reformat(width=coded_w, height=coded_h, format="rgb24").to_ndarray()
+    # threads=1: swscale's default (one thread per CPU) costs more than it gains on
+    # 8 small frames, and DataLoader workers already use every core.
+    img = frame.reformat(width=coded_w, height=coded_h, format="rgb24", threads=1).to_ndarray()
     k = (rotation // 90) % 4
     return np.ascontiguousarray(np.rot90(img, k)) if k else img
 
