@@ -229,3 +229,18 @@ def test_fine_tune_from_a_model_folder_with_new_classes_and_a_trainable_ast(tmp_
     assert b["head.weight"].shape[0] == 2 and a["head.weight"].shape[0] == 3
     assert not torch.equal(a["ast.model.audio_spectrogram_transformer.layers.0.attention.k_proj.weight"],
                            b["ast.model.audio_spectrogram_transformer.layers.0.attention.k_proj.weight"])
+
+
+def test_gradient_accumulation_matches_the_full_batch(tmp_path, tiny_savld):
+    data = make_dataset(tmp_path / "clips", per_class=3, silent_class=False)
+    runs = {}
+    for name, batch, accum in (("full", 4, 1), ("accum", 2, 2)):
+        recipe = write_recipe(tmp_path / f"{name}.json", tiny_savld, epochs=1, batch_size=batch, grad_accum_steps=accum,
+                              val_fraction=0.0, optim={"name": "sgd", "lr": 0.05, "momentum": 0.9})
+        assert imd_here("train", "--config", str(recipe), "--data", str(data), "--out", str(tmp_path / name)) == 0
+        runs[name] = weights(tmp_path / name / "last")
+    steps = [e["step"] for e in read_events(tmp_path / "accum" / "events.jsonl") if e["event"] == "step"]
+    assert steps == [1, 2]  # 9 clips: two optimiser steps of 2 x 2 clips
+    for key, value in runs["full"].items():
+        if key != "gating_steps":  # counts forward passes (micro-batches)
+            torch.testing.assert_close(runs["accum"][key], value, rtol=1e-4, atol=1e-5, msg=key)
