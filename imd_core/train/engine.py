@@ -286,6 +286,9 @@ class _Run:
             if self._end_epoch(epoch, total_steps):
                 outcome = "early_stopped"
                 break
+            if any_flag(self.stop.requested, info, self.device):  # arrived during validation; last/ is saved
+                outcome = "interrupted"
+                break
         p = self.progress
         self.writer.emit(
             "run_finished", outcome=outcome, stopped=outcome == "interrupted", epochs_run=epochs_run, step=self.step,
