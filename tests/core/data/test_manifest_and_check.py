@@ -134,20 +134,23 @@ def _imd(*args):
     )
 
 
-def test_cli_data_check_exit_codes_and_json(tree, tmp_path):
+def test_cli_data_check_exit_codes_and_json(tree, tmp_path, capsys):
+    # One real process for the exit code and streams, the other cases in-process (faster).
     out = _imd("data", "check", str(tree), "--json")
     assert out.returncode == 3, out.stderr
     report = json.loads(out.stdout)
     assert report["counts"] == {"ok": 3, "no-audio": 1, "error": 2}
     assert "empty.mp4: file is empty" in out.stderr and "cut.mkv" in out.stderr
 
+    from imd_core.cli.main import main
+
     good = tmp_path / "good"
     (good / "x").mkdir(parents=True)
     write_clip(good / "x" / "a.mp4", 0.5)
     write_clip(good / "x" / "b.mp4", 0.5, audio_hz=None)
-    out = _imd("data", "check", str(good))
-    assert out.returncode == 0, out.stderr
-    assert "a.mp4" in out.stdout and "no-audio" in out.stdout and "2 files" in out.stdout
+    assert main(["data", "check", str(good)]) == 0
+    printed = capsys.readouterr().out
+    assert "a.mp4" in printed and "no-audio" in printed and "2 files" in printed
 
-    out = _imd("data", "check", str(tmp_path / "missing"))
-    assert out.returncode == 3 and "not found" in out.stderr
+    assert main(["data", "check", str(tmp_path / "missing")]) == 3
+    assert "not found" in capsys.readouterr().err
