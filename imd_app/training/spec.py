@@ -102,6 +102,8 @@ class JobSpec(FrozenConfig):
                 problems.append("choose the model folder to start from")
             elif not (Path(self.model_dir) / "config.json").is_file():
                 problems.append(f"{self.model_dir} is not a model folder (no config.json); choose another")
+        if self.start_from in ("demo", "model"):
+            problems += self._recipe_problems()
         if self.start_from == "backbones":
             for name, value in (("AST", self.ast_source), ("ViT", self.vit_source), ("text encoder", self.text_encoder)):
                 if value and _looks_like_path(value) and not Path(value).exists():
@@ -126,6 +128,40 @@ class JobSpec(FrozenConfig):
             if "=" not in item:
                 problems.append(f"extra override {item!r} must look like key=value")
         return problems
+
+    def start_model_dir(self) -> Path | None:
+        """The model folder the job fine-tunes (demo or chosen), or ``None``."""
+        if self.start_from == "demo":
+            from imd_core.resources import demo_model_dir
+
+            return demo_model_dir()
+        return Path(self.model_dir) if self.start_from == "model" and self.model_dir else None
+
+    def _recipe_problems(self) -> list[str]:
+        # A model folder fixes the architecture: a size recipe must match it (the engine
+        # refuses the clash too, but only after the job has started).
+        folder = self.start_model_dir()
+        if folder is None:
+            return []
+        try:
+            size = json.loads((folder / "config.json").read_text(encoding="utf-8"))["model"]["size"]
+        except FileNotFoundError:
+            if self.start_from == "demo":
+                return ["the embedded demo model is missing from this installation; start from a model folder or backbones"]
+            return []  # reported above as "not a model folder"
+        except (OSError, ValueError, KeyError, TypeError):
+            return [f"{folder}/config.json is not an IMD Studio model config; choose another model folder"]
+        from imd_core.train.config import configs_dir
+
+        try:
+            recipe = json.loads((configs_dir() / f"{self.config}.json").read_text(encoding="utf-8"))
+            recipe_size = recipe.get("model", {}).get("size", size)
+        except (OSError, ValueError, AttributeError):
+            return []  # the engine reports an unreadable recipe itself
+        if recipe_size != size:
+            return [f"the starting model is {size} but the {self.config} recipe is {recipe_size}; "
+                    f"choose a {size} recipe (the model fixes the architecture)"]
+        return []
 
     def check(self) -> JobSpec:
         """Returns self, or raises :class:`ConfigError` listing every problem."""

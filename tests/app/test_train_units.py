@@ -34,7 +34,7 @@ def test_spec_validation_lists_every_problem(tmp_path):
         assert words in joined
     with pytest.raises(ConfigError):
         spec.check()
-    assert JobSpec(data=str(tmp_path), run_dir=str(tmp_path / "run")).validate() == []
+    assert JobSpec(data=str(tmp_path), run_dir=str(tmp_path / "run"), start_from="backbones").validate() == []
     with pytest.raises(ConfigError, match="valid keys"):
         JobSpec.from_dict({"epochs": 2, "epochz": 3})
 
@@ -159,3 +159,15 @@ def test_check_report_and_filtered_manifest(tmp_path):
     assert rows == [{"path": str((tmp_path / "a/1.mp4").resolve()), "label": "a", "split": "train"}]
     with pytest.raises(DataError):
         write_filtered_manifest(manifest, [str(tmp_path / "a/1.mp4"), str(tmp_path / "b/3.mp4")], tmp_path / "g.csv")
+
+
+def test_a_starting_model_must_match_the_recipe_size(tmp_path):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"format": "imd-studio-model", "model": {"size": "tiny"}}))
+    spec = JobSpec(data=str(tmp_path), run_dir=str(tmp_path / "run"), start_from="model", model_dir=str(folder))
+    assert spec.replace(config="tiny").validate() == [] and spec.replace(config="demo").validate() == []
+    (problem,) = spec.replace(config="base").validate()
+    assert "starting model is tiny" in problem
+    (folder / "config.json").write_text("[]")
+    assert "not an IMD Studio model config" in spec.validate()[0]
