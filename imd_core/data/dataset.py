@@ -157,6 +157,8 @@ class ClipDataset(Dataset):
 
         e = self.index.entries[i]
         start, end = self._window(i)
+        # Training decodes straight at a random scale: swscale resizes once, no second resize.
+        size = self.pre.train_decode_size(self.rng) if self.train else self.pre.decode_size(False)
         clip = decode_clip(
             e.path,
             start,
@@ -164,7 +166,7 @@ class ClipDataset(Dataset):
             times=lambda s, t: self.pre.sample_times(
                 s, t, train=self.train, rng=self.rng, multi_view=self.multi_view
             ),
-            size=self.pre.decode_size(self.train),
+            size=size,
             timeout=self.timeout,
         )
         audio = clip.audio if clip.has_audio else None
@@ -175,7 +177,9 @@ class ClipDataset(Dataset):
                 audio, key = self._audio_of(donor)
             except ImdError as exc:  # a bad donor only cancels the swap
                 self.bad[donor] = str(exc)
-        item = self.pre(clip.frames, audio, self.train, self.rng, multi_view=self.multi_view)
+        item = self.pre(
+            clip.frames, audio, self.train, self.rng, multi_view=self.multi_view, prescaled=self.train
+        )
         item.update(label=torch.tensor(e.label_index, dtype=torch.long), index=i, cache_key=key)
         return item
 

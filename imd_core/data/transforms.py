@@ -116,10 +116,11 @@ def hflip(frames: np.ndarray) -> np.ndarray:
 
 def normalise(frames: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
     """uint8 (T, H, W, 3) -> float32 (T, 3, H, W), ``(x / 255 - mean) / std`` per channel."""
-    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div_(255.0)
-    m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+    # Transpose the uint8 array (cheap), so the float tensor is born contiguous.
+    x = torch.from_numpy(np.ascontiguousarray(frames.transpose(0, 3, 1, 2))).float()
     s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
-    return x.sub_(m).div_(s).contiguous()
+    m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+    return x.mul_(1.0 / (255.0 * s)).sub_(m / s)
 
 
 # ----------------------------------------------------------------------------- motion
@@ -277,12 +278,19 @@ class ClipPreprocessor(FrozenConfig):
         return waveform_to_fbank(self.audio_window(np.asarray(audio, np.float32)), cfg)
 
     # ---- frames
-    def _spatial(self, frames: np.ndarray, train: bool, rng: np.random.Generator | None) -> list[np.ndarray]:
+    def train_decode_size(self, rng: np.random.Generator) -> int:
+        """A random training scale (short side) to decode at; pass ``prescaled=True`` then."""
+        lo, hi = self.train_scale
+        return max(self.image_size, int(round(self.image_size * rng.uniform(lo, hi))))
+
+    def _spatial(
+        self, frames: np.ndarray, train: bool, rng: np.random.Generator | None, prescaled: bool = False
+    ) -> list[np.ndarray]:
         s = self.image_size
         if train:
             rng = rng or np.random.default_rng()
-            lo, hi = self.train_scale
-            frames = resize_short_side(frames, int(round(s * rng.uniform(lo, hi))))
+            if not prescaled or min(frames.shape[1:3]) < s:
+                frames = resize_short_side(frames, self.train_decode_size(rng))
             out = random_crop(frames, s, rng)
             if self.flip and rng.random() < 0.5:
                 out = hflip(out)
@@ -292,6 +300,14 @@ class ClipPreprocessor(FrozenConfig):
 
     def _tensors(self, crop_: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         rgb = normalise(crop_, self.image_mean, self.image_std)
+        if self.motion == "diff":
+            # Differences of normalised frames = motion_from_frames(..., "diff") / std, for
+            # one subtraction instead of a float copy of the clip.
+            motion = torch.zeros_like(rgb)
+            if rgb.shape[0] > 1:
+                torch.sub(rgb[1:], rgb[:-1], out=motion[:-1])
+                motion[-1] = motion[-2]
+            return rgb, motion
         motion = torch.from_numpy(motion_from_frames(crop_, self.motion)).permute(0, 3, 1, 2)
         std = torch.tensor(self.image_std, dtype=torch.float32).view(1, 3, 1, 1)
         return rgb, (motion / std).contiguous()  # same scale as the normalised RGB
@@ -304,6 +320,7 @@ class ClipPreprocessor(FrozenConfig):
         rng: np.random.Generator | None = None,
         *,
         multi_view: bool = False,
+        prescaled: bool = False,
     ) -> dict[str, torch.Tensor]:
         """Model inputs of one clip.
 
@@ -313,6 +330,8 @@ class ClipPreprocessor(FrozenConfig):
             train: random scale/crop/flip (else deterministic centre or 3 crops).
             rng: randomness for training transforms.
             multi_view: evaluation with ``test_clips x test_crops`` views.
+            prescaled: training frames were decoded at :meth:`train_decode_size` already
+                (saves a resize); otherwise a random scale is applied here.
 
         Returns:
             ``rgb`` and ``motion``: float32 (T, 3, S, S), or (V, T, 3, S, S) with
@@ -322,7 +341,7 @@ class ClipPreprocessor(FrozenConfig):
             raise DataError(f"frames must be uint8 (T, H, W, 3), got {frames.dtype} {frames.shape}")
         out = {"fbank": self.fbank(audio), "audio_present": torch.tensor(audio is not None)}
         if not multi_view:
-            rgb, motion = self._tensors(self._spatial(frames, train, rng)[0])
+            rgb, motion = self._tensors(self._spatial(frames, train, rng, prescaled)[0])
             out.update(rgb=rgb, motion=motion)
             return out
         t = self.num_frames

@@ -123,3 +123,28 @@ def test_from_model_config_reads_the_input_fields():
     assert ClipPreprocessor.from_dict(pre.to_dict()) == pre
     with pytest.raises(ConfigError):
         ClipPreprocessor(test_crops=2)
+
+
+def test_preprocessor_motion_is_the_frame_difference_at_rgb_scale():
+    pre = ClipPreprocessor(num_frames=4, image_size=32, image_std=(0.5, 0.25, 0.5), audio_seconds=0.5)
+    frames = np.random.default_rng(1).integers(0, 256, (4, 32, 32, 3)).astype(np.uint8)
+    out = pre(frames, None, train=False)
+    std = torch.tensor([0.5, 0.25, 0.5]).view(1, 3, 1, 1)
+    ref = torch.from_numpy(motion_from_frames(frames, "diff")).permute(0, 3, 1, 2) / std
+    assert torch.allclose(out["motion"], ref, atol=1e-5)
+    flow = pre.replace(motion="flow")(frames, None, train=False)["motion"]
+    assert flow.shape == (4, 3, 32, 32) and flow.abs().max() <= 1 / 0.25 + 1e-6
+
+
+def test_prescaled_training_frames_are_only_cropped():
+    pre = ClipPreprocessor(num_frames=2, image_size=32, audio_seconds=0.5)
+    rng = np.random.default_rng(0)
+    size = pre.train_decode_size(rng)
+    assert 32 <= size <= round(32 * 1.15)
+    frames = np.zeros((2, size, size + 10, 3), np.uint8)
+    frames[:, :, :, 0] = np.arange(size + 10, dtype=np.uint8)[None, None, :]  # column index in red
+    out = pre(frames, None, train=True, rng=np.random.default_rng(3), prescaled=True)
+    red = out["rgb"][0, 0] * 0.5 + 0.5  # undo normalisation -> x / 255
+    cols = (red[0] * 255).round()
+    steps = torch.diff(cols).abs()
+    assert torch.all(steps == 1)  # consecutive source columns: cropped (maybe flipped), not resized
