@@ -227,7 +227,12 @@ class IMDModel(nn.Module):
             iou = relevance_iou(audio_logits.detach(), labels, self.savld_matrix, cfg.tag_top_k)
 
         if cfg.imd:
-            teacher = bool(self.gating_steps < cfg.gating_warmup_steps)
+            # read the step counter only when it matters: .item() would sync a GPU every step
+            teacher = (
+                self.training
+                and cfg.gating == "teacher_then_straight_through"
+                and int(self.gating_steps) < cfg.gating_warmup_steps
+            )
             gate = audio_gate(
                 rel_logit,
                 present,
@@ -258,10 +263,12 @@ class IMDModel(nn.Module):
             ce = F.cross_entropy(logits.float(), labels.long().to(device))
             loss = ce
             out.losses["ce"] = ce.detach()
-            if cfg.imd and iou is not None and bool(present.any()):
+            if cfg.imd and iou is not None:
                 target = relevance_targets(iou, tau=cfg.relevance_tau, soft=cfg.relevance_soft_target)
-                # clips without audio have no meaningful target: they are always dropped
-                bce = F.binary_cross_entropy_with_logits(rel_logit.float()[present], target[present])
+                # clips without audio have no meaningful target (they are always dropped): masked out
+                mask = present.float()
+                per_clip = F.binary_cross_entropy_with_logits(rel_logit.float(), target, reduction="none")
+                bce = (per_clip * mask).sum() / mask.sum().clamp(min=1.0)
                 loss = loss + cfg.relevance_loss_weight * bce
                 out.losses["relevance_bce"] = bce.detach()
             out.loss = loss

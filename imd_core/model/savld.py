@@ -38,7 +38,8 @@ Pooling = Literal["mean", "cls"]
 DEFAULT_K = 10
 DEFAULT_VIDEO_PROMPT = "{}"
 DEFAULT_AUDIO_PROMPT = "{}"
-DEFAULT_LEXICAL_WEIGHT = 0.3
+DEFAULT_LEXICAL_WEIGHT = 0.0
+DEFAULT_POOLING = "cls"
 
 _STOP = {
     "a",
@@ -163,7 +164,7 @@ def similarity_matrix(
     audio_labels: list[str],
     *,
     encoder: str | None = None,
-    pooling: Pooling = "mean",
+    pooling: Pooling = DEFAULT_POOLING,
     video_prompt: str = DEFAULT_VIDEO_PROMPT,
     audio_prompt: str = DEFAULT_AUDIO_PROMPT,
     ontology: str | os.PathLike | None = None,
@@ -204,7 +205,7 @@ class Savld:
         audio_labels: list[str],
         *,
         encoder: str | None = None,
-        pooling: Pooling = "mean",
+        pooling: Pooling = DEFAULT_POOLING,
         k: int = DEFAULT_K,
         **enrichments: Any,
     ) -> Savld:

@@ -1,0 +1,73 @@
+"""FLOP counting with ``torch.utils.flop_counter`` and parameter summaries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from imd_core.model.config import ModelConfig
+
+DEFAULT_NUM_CLASSES = 400  # Kinetics-400, for size presets without labels
+
+
+def count_flops(model: nn.Module, *, batch: int = 1, device: str | torch.device | None = None) -> int:
+    """FLOPs of one eval forward of ``batch`` clips, one view each (a multiply-add = 2 FLOPs).
+
+    Counts matmuls, convolutions and attention (SDPA) as registered in
+    ``torch.utils.flop_counter``; element-wise ops and norms are not counted. Works on the
+    ``meta`` device, so large models need no memory.
+    """
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    cfg: ModelConfig = model.config
+    dev = device or next(model.parameters()).device
+    shape = (batch, cfg.num_frames, 3, cfg.image_size, cfg.image_size)
+    rgb = torch.zeros(shape, device=dev)
+    fbank = torch.zeros(batch, cfg.max_length, cfg.num_mel_bins, device=dev)
+    was_training = model.training
+    model.eval()
+    try:
+        # the math backend decomposes attention into counted matmuls on every device (the CPU
+        # flash kernel is not registered with the flop counter and would count as zero)
+        with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+            model(rgb, rgb, fbank=fbank)
+    finally:
+        model.train(was_training)
+    return int(counter.get_total_flops())
+
+
+def build_for_size(size: str, num_classes: int = DEFAULT_NUM_CLASSES, **overrides: Any) -> nn.Module:
+    """A randomly initialised model of ``size`` on the meta device (no weights, no hub).
+
+    The AST gets the public AudioSet checkpoint's architecture (768 wide, 12 layers, 527
+    labels) when the preset names a hub id, so the counts equal the real model's.
+    """
+    from transformers import ASTConfig
+
+    from imd_core.model.imd_model import IMDModel
+
+    data: dict[str, Any] = {"size": size, "labels": [f"class_{i}" for i in range(num_classes)], **overrides}
+    cfg = ModelConfig.from_dict(data)
+    if cfg.ast_config is None:
+        ast = ASTConfig(num_labels=527, max_length=cfg.max_length, num_mel_bins=cfg.num_mel_bins).to_dict()
+        cfg = cfg.replace(ast_config=ast, ast_source=None)
+    with torch.device("meta"):
+        return IMDModel(cfg, load_pretrained=False)
+
+
+def model_info(model: nn.Module, *, count: bool = True) -> dict[str, Any]:
+    """The ``imd model-info --json`` record of a model."""
+    cfg: ModelConfig = model.config
+    params = model.param_counts()
+    return {
+        "size": cfg.size,
+        "params_per_stream": params["per_stream"],
+        "params_total": params["total"],
+        "gflops_per_clip": round(count_flops(model) / 1e9, 3) if count else None,
+        "frames": cfg.num_frames,
+        "image_size": cfg.image_size,
+        "audio_seconds": cfg.audio_seconds,
+    }
