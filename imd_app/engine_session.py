@@ -7,6 +7,7 @@ results leave it.
 from __future__ import annotations
 
 import logging
+import os
 
 import numpy as np
 
@@ -17,10 +18,18 @@ from imd_core.inference.results import WindowResult
 log = logging.getLogger(__name__)
 
 
+LIVE_HOP_SECONDS = 0.2  # 5 windows/s when the CPU keeps up; the newest window wins when it does not
+
+
+def inference_threads() -> int:
+    """Torch CPU threads for the app: all cores but one, which stays free for decoding and the GUI."""
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
 def default_window(audio_seconds: float) -> tuple[float, float]:
-    """Window and hop for live scores: the model's audio length (at most 4 s), hop a quarter of it."""
+    """Window and hop for live scores: the model's audio length (1 to 4 s), a new window every 0.2 s."""
     window = float(min(max(audio_seconds, 1.0), 4.0))
-    return window, max(0.25, round(window / 4, 2))
+    return window, min(LIVE_HOP_SECONDS, window)
 
 
 def model_info(predictor, spec: ModelSpec) -> ModelInfo:
@@ -85,7 +94,7 @@ class EngineSession:
 
         if not spec.folder.is_dir():
             raise CheckpointError(f"{spec.folder} is not a folder; choose a model folder holding config.json")
-        predictor = Predictor(spec.folder, device=spec.device, batch_size=1)
+        predictor = Predictor(spec.folder, device=spec.device, threads=inference_threads(), batch_size=1)
         log.info("loaded model %s on %s", spec.folder, predictor.device)
         return cls(predictor, spec)
 

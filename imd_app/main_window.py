@@ -85,6 +85,8 @@ class MainWindow(QMainWindow):
         p, pt, bt = self.player, self.player_tab, self.batch_tab
         p.frame_presented.connect(pt.show_frame)
         p.overlay_changed.connect(pt.video.set_overlay_lines)
+        pt.video.resized.connect(p.set_display_size)
+        p.set_display_size(pt.video.width(), pt.video.height())
         pt.open_file_requested.connect(self.open_file_dialog)
         pt.open_camera_requested.connect(p.open_camera)
         pt.transport.play_toggle_requested.connect(p.toggle_play)

@@ -162,6 +162,9 @@ class PlayerController(QObject):
         self.frames_presented_since_reset = 0
         self.player.set_position(seconds)
 
+    def set_display_size(self, width: int, height: int) -> None:
+        self.decoder.display_size = (int(width), int(height))
+
     def set_loop(self, loop: bool) -> None:
         self.player.set_loop(loop)
 

@@ -24,6 +24,12 @@ from imd_app.state import LiveState, PlayerState
 from imd_app.types import InferenceStats, LiveResult
 
 TIMELINE_SECONDS = 20.0
+AUDIO_STYLES = {
+    "NO AUDIO": "background:#666; color:white; border-radius:4px;",
+    "AUDIO DROPPED": "background:#b03030; color:white; border-radius:4px;",
+    "AUDIO USED": "background:#2e8b3e; color:white; border-radius:4px;",
+}
+PAGE_SECONDS = 4.0  # the view jumps ahead by about this much when the marker nears its right edge
 TOP_K = 5
 
 
@@ -33,6 +39,10 @@ class LivePanel(QWidget):
         self._live = live
         self._player = player
         self._dirty = True
+        self._position_dirty = True
+        self._tick = 0
+        self._view = (-TIMELINE_SECONDS + PAGE_SECONDS, PAGE_SECONDS)
+        self._legend_names = [""] * TOP_K
         self._spec_version = -1
         self.refresh_count = 0
         self.setMinimumWidth(360)
@@ -74,6 +84,7 @@ class LivePanel(QWidget):
         )
         self.threshold_line = pg.InfiniteLine(pos=0.5, angle=0, pen=pg.mkPen((220, 80, 80), style=Qt.PenStyle.DotLine))
         self.position_line = pg.InfiniteLine(pos=0.0, angle=90, pen=pg.mkPen((255, 200, 0), width=2))
+        self.timeline.setXRange(*self._view, padding=0)
         self.timeline.addItem(self.threshold_line)
         self.timeline.addItem(self.position_line)
 
@@ -143,15 +154,10 @@ class LivePanel(QWidget):
                 self.bar_labels[i].setText("—")
                 self.bars[i].setValue(0)
                 self.bars[i].setFormat("")
-        if not r.audio_present:
-            self.audio_label.setText("NO AUDIO")
-            self.audio_label.setStyleSheet("background:#666; color:white; border-radius:4px;")
-        elif r.dropped:
-            self.audio_label.setText("AUDIO DROPPED")
-            self.audio_label.setStyleSheet("background:#b03030; color:white; border-radius:4px;")
-        else:
-            self.audio_label.setText("AUDIO USED")
-            self.audio_label.setStyleSheet("background:#2e8b3e; color:white; border-radius:4px;")
+        verdict = "NO AUDIO" if not r.audio_present else ("AUDIO DROPPED" if r.dropped else "AUDIO USED")
+        if verdict != self.audio_label.text():  # restyling is costly: only on a change
+            self.audio_label.setText(verdict)
+            self.audio_label.setStyleSheet(AUDIO_STYLES[verdict])
         self.reason_label.setText(r.reason)
         if r.relevance is None:
             self.relevance_bar.setValue(0)
@@ -183,26 +189,40 @@ class LivePanel(QWidget):
         self._dirty = True
 
     def _on_player_position_changed(self, _position: float) -> None:
-        self._dirty = True
+        self._position_dirty = True
 
     # -- plots, on the timer ---------------------------------------------------------
     def _on_timer_timeout(self) -> None:
         if not self.isVisible():
             return
+        self._tick += 1
+        if self._position_dirty:
+            self._position_dirty = False
+            self._refresh_position()
         if self._dirty:
             self._dirty = False
-            self._refresh_timeline()
-        if self._spec_version != self._live.spectrogram_version:
+            self._refresh_curves()
+        # The spectrogram is the costliest item to repaint: 15 Hz is smooth enough.
+        if self._tick % 2 == 0 and self._spec_version != self._live.spectrogram_version:
             self._spec_version = self._live.spectrogram_version
             self.spec_image.setImage(self._live.spectrogram.T, autoLevels=False, levels=(-12.0, 8.0))
             self.spec_image.setRect(-self._spec_seconds, 0, self._spec_seconds, self._live.mel_bins)
         self.refresh_count += 1
 
-    def _refresh_timeline(self) -> None:
+    def _refresh_position(self) -> None:
+        """Moves the position marker; the view pages forward (not every tick: redrawing the
+        axis is what costs) so the marker always has the recent past on its left."""
         pos = self._player.position
-        lo, hi = pos - TIMELINE_SECONDS, pos + 1.0
         self.position_line.setValue(pos)
-        self.timeline.setXRange(lo, hi, padding=0)
+        lo, hi = self._view
+        if not lo + 1.0 <= pos <= hi - 1.0:
+            lo = pos - TIMELINE_SECONDS + PAGE_SECONDS
+            self._view = (lo, lo + TIMELINE_SECONDS)
+            self.timeline.setXRange(*self._view, padding=0)
+            self._dirty = True
+
+    def _refresh_curves(self) -> None:
+        lo, hi = self._view
         visible = [r for r in self._live.results if lo - 5 <= r.end <= hi + 5]
         latest = self._live.latest
         labels = self._live.labels
@@ -218,11 +238,13 @@ class LivePanel(QWidget):
         index = {name: i for i, name in enumerate(labels)}
         for k, curve in enumerate(self.curves):
             if k < len(latest.top) and latest.top[k][0] in index:
-                ci = index[latest.top[k][0]]
+                name = latest.top[k][0]
+                ci = index[name]
                 y = np.array([r.scores[ci] if ci < len(r.scores) else np.nan for r in visible], dtype=np.float64)
                 curve.setData(x, y, connect="finite")
-                if legend is not None:
-                    legend.items[k][1].setText(latest.top[k][0])
+                if legend is not None and self._legend_names[k] != name:
+                    self._legend_names[k] = name
+                    legend.items[k][1].setText(name)
             else:
                 curve.setData([], [])
         rel = np.array([np.nan if r.relevance is None else r.relevance for r in visible], dtype=np.float64)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QRectF, Qt
+from PySide6.QtCore import QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QImage, QPainter
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 
 class VideoView(QWidget):
+    """Paints frames; ``resized`` tells the decoder what size to scale them to (off this thread)."""
+
+    resized = Signal(int, int)
+
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._image: QImage | None = None
@@ -40,6 +44,10 @@ class VideoView(QWidget):
         if self.overlay_visible:
             self.update()
 
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt override)
+        super().resizeEvent(event)
+        self.resized.emit(self.width(), self.height())
+
     def paintEvent(self, event) -> None:  # noqa: N802 (Qt override)
         p = QPainter(self)
         p.fillRect(self.rect(), QColor(0, 0, 0))
@@ -47,8 +55,10 @@ class VideoView(QWidget):
             size = self._image.size().scaled(self.size(), Qt.AspectRatioMode.KeepAspectRatio)
             x = (self.width() - size.width()) / 2
             y = (self.height() - size.height()) / 2
-            p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
-            p.drawImage(QRectF(x, y, size.width(), size.height()), self._image)
+            if size == self._image.size():  # already scaled by the decoder: a plain copy
+                p.drawImage(int(x), int(y), self._image)
+            else:  # until the decoder catches up with a resize: fast, unsmoothed scaling
+                p.drawImage(QRectF(x, y, size.width(), size.height()), self._image)
         else:
             p.setPen(QColor(160, 160, 160))
             p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter,

@@ -13,7 +13,7 @@ import threading
 import time
 
 import numpy as np
-from PySide6.QtCore import QObject, Signal, Slot
+from PySide6.QtCore import QObject, Qt, Signal, Slot
 from PySide6.QtGui import QImage
 
 from imd_app.audio_output import AudioRing
@@ -25,11 +25,14 @@ from imd_core.errors import ImdError
 log = logging.getLogger(__name__)
 
 
-def to_qimage(rgb: np.ndarray) -> QImage:
-    """A deep-copied RGB888 ``QImage`` of a uint8 (H, W, 3) array."""
+def to_qimage(rgb: np.ndarray, fit: tuple[int, int] | None = None) -> QImage:
+    """A deep-copied RGB888 ``QImage`` of a uint8 (H, W, 3) array, smoothly scaled to fit ``fit`` (w, h)."""
     rgb = np.ascontiguousarray(rgb)
     h, w = rgb.shape[:2]
-    return QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+    image = QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888)
+    if fit is not None and fit[0] > 0 and fit[1] > 0 and image.size().scaled(*fit, Qt.AspectRatioMode.KeepAspectRatio) != image.size():
+        return image.scaled(*fit, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
+    return image.copy()
 
 
 class DecodeWorker(QObject):
@@ -51,6 +54,8 @@ class DecodeWorker(QObject):
         self._reader: FileReader | None = None
         self._camera: LiveCamera | None = None
         self._generation = 0
+        # The view's size (w, h): frames are scaled here so the GUI thread only copies them.
+        self.display_size: tuple[int, int] | None = None
 
     # -- any thread ----------------------------------------------------------------
     def request_open_file(self, path: str, start: float = 0.0) -> None:
@@ -169,7 +174,7 @@ class DecodeWorker(QObject):
             return
         kind, t, data = packet
         if kind == "video":
-            self.frames.push(VideoFrame(time=t, rgb=data, image=to_qimage(data)), generation)
+            self.frames.push(VideoFrame(time=t, rgb=data, image=to_qimage(data, self.display_size)), generation)
         else:
             self._write_audio(data)
 
@@ -197,7 +202,7 @@ class DecodeWorker(QObject):
         if got is None:
             return
         t, rgb = got
-        self.frames.push_latest(VideoFrame(time=t, rgb=rgb, image=to_qimage(rgb)), generation)
+        self.frames.push_latest(VideoFrame(time=t, rgb=rgb, image=to_qimage(rgb, self.display_size)), generation)
 
     def _close_sources(self) -> None:
         for src in (self._reader, self._camera):

@@ -195,3 +195,22 @@ def test_webcam_mode_through_opencv_with_a_file_as_camera(qtbot, window, clip):
     assert not window.player_tab.transport.slider.isEnabled()  # a live source cannot seek
     window.player.close_media()
     assert window.player_state.media is None
+
+
+def test_first_launch_loads_the_demo_model_and_opens_a_demo_clip(qtbot, window, tmp_path, monkeypatch, tiny_model_dir, clip):
+    import shutil
+
+    resources = tmp_path / "resources"
+    shutil.copytree(tiny_model_dir, resources / "demo_model")
+    (resources / "demo_clips").mkdir()
+    shutil.copy(clip, resources / "demo_clips" / "demo.mp4")
+    monkeypatch.setenv("IMD_RESOURCES", str(resources))
+    window.start_up(None)
+    qtbot.waitUntil(lambda: len(window.live_state.results) >= 1 or bool(window.model_state.error), timeout=60000)
+    assert window.model_state.error == ""
+    assert window.model_state.info.folder == resources / "demo_model"
+    assert window.player_state.media.source == str(resources / "demo_clips" / "demo.mp4")
+    window.player.close_media()
+    window.start_up(None)  # not the first launch any more: no clip is opened
+    qtbot.wait(300)
+    assert window.player_state.media is None
