@@ -233,8 +233,8 @@ class MicrophoneSource:
             return self
         try:
             import sounddevice as sd
-        except OSError as exc:  # libportaudio missing
-            raise DeviceError(f"sound is unavailable: {exc}; install libportaudio2") from None
+        except (OSError, ImportError) as exc:  # libportaudio or sounddevice missing
+            raise DeviceError(f"sound is unavailable: {exc}; install libportaudio2 and sounddevice") from None
         try:
             sd.check_input_settings(device=self.device, channels=self.channels, samplerate=self.sample_rate)
             stream = sd.InputStream(
