@@ -19,10 +19,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "(every unreadable file is listed on stderr), 1 other failure."
         ),
     )
-    p.add_argument("--model", default=None, metavar="DIR", help="model folder (default: the embedded demo model)")
+    p.add_argument("--model", default=None, metavar="DIR",
+                   help="model folder, or a run folder (its best/); default: the embedded demo model")
     p.add_argument("--data", required=True, help="dataset folder or manifest")
     p.add_argument("--views", default="1x1", metavar="CLIPSxCROPS",
-                   help="test views per clip: temporal clips x spatial crops, e.g. 2x3 (default 1x1)")
+                   help="test views per clip: temporal clips x spatial crops (1 = centre, 3 = start/centre/end), e.g. 2x3 (default 1x1)")
     p.add_argument("--split", default=None, choices=("train", "val", "test", "all"),
                    help="which part of DATA (default: test, else val, else all)")
     p.add_argument("--batch-size", type=int, default=8)
@@ -58,12 +59,15 @@ def run(args: argparse.Namespace) -> int:
         model_dir = demo_model_dir()
     else:
         model_dir = Path(args.model)
+        if not (model_dir / "model.safetensors").is_file() and (model_dir / "best" / "model.safetensors").is_file():
+            model_dir = model_dir / "best"  # a run folder: evaluate its best model
     result = evaluate_model_folder(
         model_dir, Path(args.data), views=views, split=args.split, batch_size=args.batch_size,
         num_workers=args.workers, device=args.device,
     )
     for path, reason in result.get("skipped_files", []):
-        print(f"{path}: {reason}", file=sys.stderr)  # noqa: T201
+        line = reason if reason.startswith(str(path)) else f"{path}: {reason}"
+        print(line, file=sys.stderr)  # noqa: T201
     if args.json:
         print(json.dumps(result, ensure_ascii=False))  # noqa: T201
     else:

@@ -244,3 +244,21 @@ def test_gradient_accumulation_matches_the_full_batch(tmp_path, tiny_savld):
     for key, value in runs["full"].items():
         if key != "gating_steps":  # counts forward passes (micro-batches)
             torch.testing.assert_close(runs["accum"][key], value, rtol=1e-4, atol=1e-5, msg=key)
+
+
+def test_unreadable_files_are_skipped_counted_and_reported(tmp_path, tiny_data, tiny_savld, capsys):
+    from tests.media_factory import write_broken
+
+    data = tmp_path / "clips"
+    for clip in tiny_data.glob("*/*.mp4"):
+        (data / clip.parent.name).mkdir(parents=True, exist_ok=True)
+        (data / clip.parent.name / clip.name).symlink_to(clip)
+    write_broken(data / "clapping" / "zz_truncated.mp4", "truncated")
+    recipe = write_recipe(tmp_path / "r.json", tiny_savld, epochs=1, val_fraction=0.0)
+    assert imd_here("train", "--config", str(recipe), "--data", str(data), "--out", str(tmp_path / "run")) == 0
+    capsys.readouterr()
+    code = imd_here("eval", "--model", str(tmp_path / "run"), "--data", str(data), "--json", "--workers", "0")
+    out = capsys.readouterr()
+    assert code == 3  # some files could not be read: reported, the rest evaluated
+    m = json.loads(out.out)
+    assert m["skipped"] == 1 and m["clips"] == 18 and "zz_truncated.mp4" in out.err
