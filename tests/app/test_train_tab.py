@@ -98,6 +98,8 @@ def test_train_job_from_the_tab_stops_resumes_finishes_and_loads(qtbot, app_data
     # Stop (save, then stop) once the job is training.
     wait_steps(qtbot, state, 1)
     assert tab.monitor.stop_button.isEnabled()
+    qtbot.waitUntil(lambda: tab.monitor.progress.value() > 0 and tab.monitor.eta.text() not in ("ETA --", ""), timeout=2000)
+    assert tab.monitor.labels["clips_per_s"].text().endswith("clips/s")
     qtbot.mouseClick(tab.monitor.stop_button, Qt.MouseButton.LeftButton)
     wait_status(qtbot, state, ("stopped",))
     assert (run_dir / "last" / "config.json").is_file()
