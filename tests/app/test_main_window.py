@@ -214,3 +214,18 @@ def test_first_launch_loads_the_demo_model_and_opens_a_demo_clip(qtbot, window, 
     window.start_up(None)  # not the first launch any more: no clip is opened
     qtbot.wait(300)
     assert window.player_state.media is None
+
+
+def test_uncaught_exception_dialog_is_shown(qtbot, tmp_path):
+    from imd_app.app_setup import ExceptionReporter, setup_logging
+
+    setup_logging(0, tmp_path)
+    reporter = ExceptionReporter(show_dialogs=True)
+    try:
+        reporter.report(RuntimeError, RuntimeError("boom in a worker"), None, "imd-decode")
+        qtbot.waitUntil(lambda: any(isinstance(w, QMessageBox) and "boom in a worker" in w.text()
+                                    for w in QApplication.topLevelWidgets() if w.isVisible()), timeout=5000)
+    finally:
+        for w in QApplication.topLevelWidgets():
+            if isinstance(w, QMessageBox):
+                w.close()
