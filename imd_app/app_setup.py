@@ -72,6 +72,7 @@ class ExceptionReporter(QObject):
         self.count = 0
         self.exception_raised.connect(self._on_self_exception_raised, Qt.ConnectionType.QueuedConnection)
         self._previous: tuple | None = None
+        self._boxes: list[QMessageBox] = []
 
     def set_parent_widget(self, widget: QWidget | None) -> None:
         self._parent_widget = widget
@@ -111,7 +112,9 @@ class ExceptionReporter(QObject):
                           QMessageBox.StandardButton.Ok, self._parent_widget)
         box.setDetailedText(text)
         box.setModal(False)
-        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        # Without a parent nothing else holds the dialog: keep it until it is closed.
+        self._boxes.append(box)
+        box.finished.connect(lambda _r, b=box: self._boxes.remove(b) if b in self._boxes else None)
         box.show()
 
 
