@@ -127,3 +127,9 @@ class ASTBranch(nn.Module):
             pooled = out.pooler_output  # (B, D_a)
             logits = self.model.classifier(pooled)  # (B, A)
         return pooled, logits
+
+    @torch.no_grad()
+    def tag(self, fbank: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``fbank (B, F, M)`` -> ``(embedding (B, D_a), sigmoid scores (B, A))`` over :attr:`labels`."""
+        emb, logits = self.forward(fbank)
+        return emb, torch.sigmoid(logits.float())

@@ -130,6 +130,8 @@ def test_ast_from_pretrained_folder(ast_folder, tmp_path):
     with torch.no_grad():
         ref = branch.model(input_values=fb).logits
     assert torch.allclose(logits, ref, atol=1e-5)
+    _, scores = branch.tag(fb)
+    assert torch.allclose(scores, torch.sigmoid(ref), atol=1e-6)
     # the IMD model loads it from the folder (ast_source) and saves it self-contained
     cfg = tiny_config(ast_source=str(ast_folder), ast_config=None)
     model = IMDModel(cfg)
