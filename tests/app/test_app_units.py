@@ -170,3 +170,22 @@ def test_batch_tables_sort_and_filter(qtbot):
     proxy.setFilterKeyColumn(-1)
     proxy.setFilterFixedString("guitar")
     assert proxy.rowCount() == 1 and proxy.index(0, 1).data() == "playing guitar"
+
+
+def test_audio_callback_plays_the_ring_at_volume_and_reports_what_was_heard():
+    """The sound-device callback's arithmetic (called directly: no PortAudio device here)."""
+    heard = []
+    ring = AudioRing(sample_rate=1000)
+    ring.reset(2.0)
+    ring.write(np.full(300, 0.5, np.float32))
+    out = AudioOutput(ring, on_heard=lambda t, s: heard.append((t, len(s))), use_device=False)
+    out.set_volume(0.5)
+    block = np.ones((256, 1), np.float32)
+    out._callback(block, 256, None, None)  # paused: silence, nothing heard
+    assert not block.any() and heard == []
+    out.set_running(True)
+    out._callback(block, 256, None, None)
+    assert np.allclose(block[:, 0], 0.25) and heard == [(2.0, 256)]
+    out._callback(block, 256, None, None)  # underrun: 44 samples, then silence
+    assert np.allclose(block[:44, 0], 0.25) and not block[44:].any() and heard[-1] == (pytest.approx(2.256), 44)
+    out.close()
