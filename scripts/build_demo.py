@@ -1,0 +1,373 @@
+"""Builds the embedded demo model end to end, reproducibly, on CPU.
+
+Steps (each prints what it did; ``--work`` keeps intermediate results):
+
+1. ``imd synth``: a training set (seed 0) and a held-out set with an unseen seed (777).
+2. ``scripts/train_tagger.py``: a tiny ``ASTForAudioClassification`` tagging SynthAV
+   audio with AudioSet names.
+3. The SAVLD between the action names and the tagger's labels, built with the
+   all-MiniLM-L6-v2 encoder (``Savld.build``, what ``imd savld build`` runs), K = 1.
+4. The ``tiny`` IMD model trained on the training set (AST frozen, its outputs cached per
+   clip, as the training engine does) with the real preprocessing
+   (``imd_core.data.transforms.ClipPreprocessor``) and decoding (``imd_core.media``).
+5. Evaluation on the unseen-seed set: top-1 and keep/drop accuracy (keep relevant audio,
+   drop irrelevant, misleading and silent audio); then ``resources/demo_model/`` and a
+   few ``resources/demo_clips/``.
+
+The training loop here is a small one written against ``imd_core.model`` (the engine's
+``imd train`` was not wired to data when this was written); ``scripts/ablation.py``
+reuses it. Example::
+
+    .venv/bin/python scripts/build_demo.py --work runs/demo
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from imd_core.data.transforms import ClipPreprocessor, uniform_times
+from imd_core.model.config import ModelConfig
+from imd_core.model.imd_model import IMDModel
+from imd_core.model.savld import Savld
+from imd_core.synth import ACTION_CLASSES, TAGGER_LABELS, SynthConfig, generate
+
+log = logging.getLogger("build_demo")
+ROOT = Path(__file__).resolve().parent.parent
+CACHE_FRAMES = 16  # frames kept per training clip; each epoch samples num_frames of them
+
+
+@dataclass
+class ClipSet:
+    """A decoded SynthAV split, cached in memory.
+
+    frames: uint8 ``(N, K, S, S, 3)``; labels ``(N,)``; kinds: audio_kind per clip;
+    emb ``(N, D_a)`` and logits ``(N, A)``: the frozen tagger's outputs on each clip.
+    """
+
+    frames: np.ndarray
+    labels: torch.Tensor
+    kinds: list[str]
+    emb: torch.Tensor
+    logits: torch.Tensor
+
+
+def read_manifest(folder: Path, splits: tuple[str, ...] | None = None) -> list[dict[str, str]]:
+    import csv
+
+    with open(folder / "manifest.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    return [r for r in rows if splits is None or r["split"] in splits]
+
+
+def _load_one(job: tuple[Path, ClipPreprocessor, int, int]) -> tuple[np.ndarray, torch.Tensor]:
+    """One clip: ``frames_per_clip`` frames (TSN segment centres) at ``size`` and its fbank."""
+    from imd_core.media.decode import decode_clip
+
+    torch.set_num_threads(1)
+    path, pre, frames_per_clip, size = job
+    clip = decode_clip(path, size=size, sample_rate=pre.sample_rate)
+    dur = clip.info.duration or len(clip.frames) / 25.0
+    times = uniform_times(0.0, dur, frames_per_clip)
+    idx = np.clip(np.searchsorted(clip.frame_times, times), 0, len(clip.frames) - 1)
+    f = clip.frames[idx]
+    top, left = (f.shape[1] - size) // 2, (f.shape[2] - size) // 2
+    return np.ascontiguousarray(f[:, top: top + size, left: left + size]), pre.fbank(clip.audio)
+
+
+def decode_clips(folder: Path, rows: list[dict[str, str]], pre: ClipPreprocessor, frames_per_clip: int,
+                 size: int, cache: Path | None = None, workers: int = 2) -> tuple[np.ndarray, torch.Tensor]:
+    """Decodes clips in ``workers`` processes: frames uint8 ``(N, K, S, S, 3)``, fbanks ``(N, F, M)``.
+
+    With ``cache``, the result is stored there (``.npz``) and reused on the next run.
+    """
+    import multiprocessing as mp
+
+    if cache is not None and cache.is_file():
+        with np.load(cache) as z:
+            return z["frames"], torch.from_numpy(z["fbank"])
+    jobs = [(folder / r["path"], pre, frames_per_clip, size) for r in rows]
+    with mp.get_context("spawn").Pool(workers) as pool:
+        loaded = pool.map(_load_one, jobs, chunksize=8)
+    frames, fbank = np.stack([x[0] for x in loaded]), torch.stack([x[1] for x in loaded])
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, frames=frames, fbank=fbank.numpy())
+    return frames, fbank
+
+
+def tag_clips(rows: list[dict[str, str]], frames: np.ndarray, fbank: torch.Tensor, tagger) -> ClipSet:
+    """Runs the frozen tagger once per clip (the training engine caches the same outputs)."""
+    with torch.no_grad():
+        outs = [tagger(fbank[i: i + 64]) for i in range(0, len(fbank), 64)]
+    labels = torch.tensor([ACTION_CLASSES.index(r["label"]) for r in rows])
+    return ClipSet(frames, labels, [r["audio_kind"] for r in rows],
+                   torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs]))
+
+
+def batch_tensors(pre: ClipPreprocessor, frames: np.ndarray, train: bool, rng: np.random.Generator):
+    """``(B, K, S', S', 3)`` uint8 -> rgb, motion ``(B, T, 3, S, S)``: the real preprocessing."""
+    t = pre.num_frames
+    rgbs, mots = [], []
+    for f in frames:
+        if train and len(f) > t:  # TSN-style: a random frame of each of t segments
+            seg = len(f) / t
+            idx = np.minimum((np.arange(t) * seg + rng.random(t) * seg).astype(int), len(f) - 1)
+            f = f[idx]
+        elif len(f) > t:
+            f = f[np.linspace(0, len(f) - 1, t).round().astype(int)]
+        out = pre(np.ascontiguousarray(f), None, train, rng)
+        rgbs.append(out["rgb"])
+        mots.append(out["motion"])
+    return torch.stack(rgbs), torch.stack(mots)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A training recipe of the ablation: how audio is used."""
+
+    name: str
+    imd: bool = True
+    audio: bool = True  # False: video only (audio always absent)
+    modality_dropout: float = 0.0  # DropPathway: drop the audio of a training clip with this p
+    cross_modal_p: float = 0.0  # intra-class cross-modality augmentation (audio swap)
+
+
+VARIANTS = {
+    "video_only": Variant("video_only", imd=False, audio=False),
+    "naive_fusion": Variant("naive_fusion", imd=False),
+    "modality_dropout": Variant("modality_dropout", imd=False, modality_dropout=0.5),
+    "imd": Variant("imd"),
+    "imd_xmod": Variant("imd_xmod", cross_modal_p=0.5),
+}
+
+
+def make_model(tagger_dir: Path, savld: Savld, variant: Variant, image_size: int, warmup_steps: int,
+               **overrides) -> IMDModel:
+    cfg = ModelConfig(
+        **overrides,
+        size="tiny",
+        labels=ACTION_CLASSES,
+        image_size=image_size,
+        ast_source=str(tagger_dir),
+        tag_top_k=1,
+        imd=variant.imd,
+        gating="teacher_then_straight_through",
+        gating_warmup_steps=warmup_steps,
+    )
+    return IMDModel(cfg, savld=savld)
+
+
+def train_model(model: IMDModel, pre: ClipPreprocessor, data: ClipSet, variant: Variant, *, epochs: int,
+                batch_size: int, lr: float, seed: int) -> list[dict]:
+    """AdamW + warm-up/cosine; cached AST outputs; returns per-epoch losses."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.05)
+    n = len(data.labels)
+    steps = epochs * math.ceil(n / batch_size)
+    warm = max(1, steps // 10)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s / steps, 1.0))))
+    by_class = [np.flatnonzero(data.labels.numpy() == c) for c in range(len(ACTION_CLASSES))]
+    history = []
+    for epoch in range(epochs):
+        model.train()
+        perm = rng.permutation(n)
+        sums = {"loss": 0.0, "ce": 0.0, "relevance_bce": 0.0}
+        start = time.perf_counter()
+        for i in range(0, n, batch_size):
+            idx = perm[i: i + batch_size]
+            rgb, mot = batch_tensors(pre, data.frames[idx], True, rng)
+            aidx = idx.copy()
+            if variant.cross_modal_p > 0:  # swap audio with a same-class training clip
+                for j, k in enumerate(idx):
+                    if rng.random() < variant.cross_modal_p:
+                        aidx[j] = rng.choice(by_class[int(data.labels[k])])
+            present = torch.full((len(idx),), variant.audio)
+            if variant.modality_dropout > 0:
+                present &= torch.from_numpy(rng.random(len(idx)) >= variant.modality_dropout)
+            out = model(rgb, mot, audio_embedding=data.emb[aidx], audio_logits=data.logits[aidx],
+                        audio_present=present, labels=data.labels[idx])
+            opt.zero_grad(set_to_none=True)
+            out.loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            sched.step()
+            sums["loss"] += float(out.loss) * len(idx)
+            for k, v in out.losses.items():
+                sums[k] += float(v) * len(idx)
+        rec = {k: v / n for k, v in sums.items()} | {"epoch": epoch + 1, "seconds": time.perf_counter() - start}
+        log.info("%s epoch %d: %s", variant.name, epoch + 1, {k: round(v, 4) for k, v in rec.items()})
+        history.append(rec)
+    return history
+
+
+@torch.no_grad()
+def evaluate(model: IMDModel, pre: ClipPreprocessor, data: ClipSet, variant: Variant) -> dict[str, float]:
+    """Top-1, relevance (keep/drop) accuracy and the audio-drop rate per audio kind."""
+    model.eval()
+    rng = np.random.default_rng(0)
+    preds, kept = [], []
+    for i in range(0, len(data.labels), 32):
+        rgb, mot = batch_tensors(pre, data.frames[i: i + 32], False, rng)
+        present = torch.full((len(rgb),), variant.audio)
+        out = model(rgb, mot, audio_embedding=data.emb[i: i + 32], audio_logits=data.logits[i: i + 32],
+                    audio_present=present)
+        preds.append(out.logits.argmax(-1))
+        kept.append(out.audio_kept)
+    pred, kept_t = torch.cat(preds), torch.cat(kept)
+    kinds = np.array(data.kinds)
+    relevant = torch.from_numpy(kinds == "relevant")
+    res = {
+        "top1": float((pred == data.labels).float().mean()),
+        "keep_drop_acc": float((kept_t == relevant).float().mean()),
+        "drop_rate": float((~kept_t).float().mean()),
+        "clips": len(pred),
+    }
+    for k in ("relevant", "irrelevant", "misleading", "silent"):
+        m = torch.from_numpy(kinds == k)
+        if m.any():
+            res[f"drop_rate_{k}"] = float((~kept_t[m]).float().mean())
+            res[f"top1_{k}"] = float((pred[m] == data.labels[m]).float().mean())
+    return res
+
+
+def folder_mb(folder: Path) -> float:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 1e6
+
+
+def build_savld(tagger_labels: list[str]) -> Savld:
+    """SAVLD with all-MiniLM-L6-v2, K = 1 (each action's one nearest tagger label)."""
+    return Savld.build(list(ACTION_CLASSES), tagger_labels, k=1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="Build the embedded demo model from scratch (CPU).")
+    p.add_argument("--work", type=Path, default=ROOT / "runs" / "demo", help="intermediate files")
+    p.add_argument("--out", type=Path, default=ROOT / "resources", help="resources folder to write")
+    p.add_argument("--train-clips", type=int, default=1000)
+    p.add_argument("--test-clips", type=int, default=300)
+    p.add_argument("--train-data", type=Path, default=None,
+                   help="an existing SynthAV folder to train on (default: WORK/synth_train, seed 0)")
+    p.add_argument("--tagger", type=Path, default=None,
+                   help="an existing tagger folder from train_tagger.py (default: train one into WORK/tagger)")
+    p.add_argument("--relevance", type=float, default=0.5)
+    p.add_argument("--ambiguity", type=float, default=0.3)
+    p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--tagger-epochs", type=int, default=6)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-write", action="store_true", help="evaluate only; leave resources/ alone")
+    p.add_argument("--decode-only", action="store_true", help="generate and decode the data, then stop")
+    p.add_argument("--max-train-clips", type=int, default=0, help="use only the first N training clips (CPU)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (1: on a shared 2-core machine more threads spin and slow down)")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import train_tagger
+
+    torch.set_num_threads(args.threads)
+    work = args.work
+    t0 = time.perf_counter()
+    train_dir = args.train_data or work / "synth_train"
+    test_dir = work / "synth_test_seed777"
+    tagger_dir = args.tagger or work / "tagger"
+    if not (train_dir / "manifest.csv").is_file():
+        generate(train_dir, SynthConfig(clips=args.train_clips, relevance=args.relevance, ambiguity=args.ambiguity,
+                                        seed=0))
+    if not (test_dir / "manifest.csv").is_file():
+        generate(test_dir, SynthConfig(clips=args.test_clips, relevance=args.relevance, ambiguity=args.ambiguity,
+                                       seed=777))
+    log.info("data ready (%.0f s)", time.perf_counter() - t0)
+    # The preprocessor only needs the model's input fields: decode before the tagger exists.
+    pre = ClipPreprocessor.from_model_config(ModelConfig(size="tiny", labels=ACTION_CLASSES,
+                                                         image_size=args.image_size))
+    train_rows = read_manifest(train_dir, ("train", "val"))
+    train_rows = train_rows[: args.max_train_clips or None]
+    if args.decode_only:
+        for folder, rows, k, size, name in (
+            (train_dir, train_rows, CACHE_FRAMES, pre.decode_size(True), "train"),
+            (test_dir, read_manifest(test_dir), pre.num_frames, pre.image_size, "test"),
+        ):
+            suffix = len(rows) if name == "train" else ""
+            decode_clips(folder, rows, pre, k, size, cache=work / f"cache_{name}{suffix}_{pre.image_size}.npz")
+        log.info("decoded (%.0f s)", time.perf_counter() - t0)
+        return 0
+    if not (tagger_dir / "model.safetensors").is_file():
+        train_tagger.train(train_dir, tagger_dir, epochs=args.tagger_epochs, lr=2e-3, hidden=64, seed=args.seed)
+    tagger_metrics = json.loads((tagger_dir / "tagger_metrics.json").read_text())
+    log.info("tagger ready (%.0f s): %s", time.perf_counter() - t0, tagger_metrics.get("test"))
+
+    savld = build_savld(list(TAGGER_LABELS))
+    variant = VARIANTS["imd"]
+    steps_per_epoch = math.ceil(len(train_rows) / args.batch_size)
+    model = make_model(tagger_dir, savld, variant, args.image_size, warmup_steps=3 * steps_per_epoch)
+    test_rows = read_manifest(test_dir)
+    train_frames, train_fb = decode_clips(train_dir, train_rows, pre, CACHE_FRAMES, pre.decode_size(True),
+                                          cache=work / f"cache_train{len(train_rows)}_{pre.image_size}.npz")
+    test_frames, test_fb = decode_clips(test_dir, test_rows, pre, pre.num_frames, pre.image_size,
+                                        cache=work / f"cache_test_{pre.image_size}.npz")
+    train_set = tag_clips(train_rows, train_frames, train_fb, model.ast)
+    test_set = tag_clips(test_rows, test_frames, test_fb, model.ast)
+    log.info("decoded and tagged %d + %d clips (%.0f s)", len(train_set.labels), len(test_set.labels),
+             time.perf_counter() - t0)
+    history = train_model(model, pre, train_set, variant, epochs=args.epochs, batch_size=args.batch_size,
+                          lr=args.lr, seed=args.seed)
+    metrics = evaluate(model, pre, test_set, variant)
+    log.info("held-out (seed 777): %s (%.0f s)", metrics, time.perf_counter() - t0)
+    report = {"heldout_seed777": metrics, "tagger": tagger_metrics, "history": history, "args": {
+        k: str(v) for k, v in vars(args).items()}, "savld": savld.mapping}
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "demo_report.json").write_text(json.dumps(report, indent=2) + "\n")
+    if args.no_write:
+        return 0
+    from imd_core.model.checkpoint import save_model
+
+    model.config = model.config.replace(ast_source=None)  # the AST lives in the folder's weights
+    out_model = args.out / "demo_model"
+    if out_model.exists():
+        shutil.rmtree(out_model)
+    save_model(model, out_model, savld=savld)
+    (out_model / "demo_metrics.json").write_text(json.dumps(
+        {"heldout_seed777": metrics, "tagger_test": tagger_metrics.get("test")}, indent=2) + "\n")
+    write_demo_clips(test_dir, args.out / "demo_clips")
+    log.info("wrote %s (%.1f MB) and demo clips (%.1f MB)", out_model, folder_mb(out_model),
+             folder_mb(args.out / "demo_clips"))
+    return 0
+
+
+def write_demo_clips(test_dir: Path, out: Path, per_kind: dict[str, int] | None = None) -> None:
+    """Copies a few held-out clips, named ``<action>_<audio kind>[_<tag>].mp4``."""
+    per_kind = per_kind or {"relevant": 4, "irrelevant": 2, "misleading": 1, "silent": 1}
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    seen_labels: set[str] = set()
+    counts = dict.fromkeys(per_kind, 0)
+    for row in read_manifest(test_dir):
+        kind = row["audio_kind"]
+        if counts[kind] >= per_kind[kind] or row["label"] in seen_labels:
+            continue
+        counts[kind] += 1
+        seen_labels.add(row["label"])
+        tag = "" if kind == "relevant" else "_" + row["audio_tags"].split(";")[0].split(",")[0].lower()
+        shutil.copy(test_dir / row["path"], out / f"{row['label'].replace(' ', '_')}_{kind}{tag}.mp4")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
