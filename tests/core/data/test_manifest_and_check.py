@@ -154,3 +154,15 @@ def test_cli_data_check_exit_codes_and_json(tree, tmp_path, capsys):
 
     assert main(["data", "check", str(tmp_path / "missing")]) == 3
     assert "not found" in capsys.readouterr().err
+
+
+def test_check_windows_audio_only_files_and_worker_processes(tmp_path):
+    write_clip(tmp_path / "a.mp4", 1.0)
+    write_clip(tmp_path / "sound.m4a", 1.0, video=False)
+    rows = ["path,label,start,end", "a.mp4,x,0.2,0.8", "a.mp4,x,3.0,4.0", "sound.m4a,y,,"]
+    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
+    report = check_dataset(tmp_path / "m.csv", workers=2)
+    inside, outside, audio_only = sorted(report.files, key=lambda f: (f.path, f.reason or ""))
+    assert inside.status == "ok" and inside.duration == pytest.approx(0.6)
+    assert outside.status == "error" and "after the video ends" in outside.reason
+    assert audio_only.status == "error" and audio_only.reason == "no video stream"

@@ -218,3 +218,12 @@ def test_probe_reports_streams(media):
     assert info.has_video and info.has_audio and info.video_codec == "mjpeg"
     assert (info.width, info.height) == (64, 48) and info.fps == pytest.approx(25)
     assert info.duration == pytest.approx(2.0, abs=0.05) and info.channels == 2
+
+
+def test_audio_only_requests_and_files(tmp_path, media):
+    clip = decode_clip(media["mp4"], 0.5, 1.5, video=False)
+    assert clip.frames.shape[0] == 0 and clip.audio.shape == (16000,) and clip.has_audio
+    sound = write_clip(tmp_path / "sound.m4a", 1.0, video=False)
+    assert not probe(sound).has_video
+    with pytest.raises(DecodeError, match="no video stream"):
+        decode_clip(sound, num_frames=2)
