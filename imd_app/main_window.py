@@ -53,15 +53,14 @@ class MainWindow(QMainWindow):
         self.live_state = LiveState()
         self.model_state = ModelState()
         self.batch_state = BatchState()
-        if cuda_available is None:
-            import torch
-
-            cuda_available = torch.cuda.is_available()
-        self.model_state.set_cuda_available(cuda_available)
+        if cuda_available is not None:
+            self.model_state.set_cuda_available(cuda_available)
         self.player_state.set_volume(float(self.settings.value("player/volume", 0.8)))
         self.player_state.set_loop(self.settings.value("player/loop", "false") in (True, "true"))
 
         self.player = PlayerController(self.player_state, self.live_state, self.model_state, use_audio_device)
+        if cuda_available is None:  # torch is imported on the inference thread, not here
+            self.player.inference.cuda_checked.connect(self.model_state.set_cuda_available, Qt.ConnectionType.QueuedConnection)
         self.batch = BatchController(self.batch_state, self.model_state)
 
         self.player_tab = PlayerTab(self.player_state, self.live_state, camera_devices())
@@ -126,8 +125,8 @@ class MainWindow(QMainWindow):
         self._action(f, "&Open video…", QKeySequence.StandardKey.Open, self.open_file_dialog)
         self._action(f, "Open &webcam", "Ctrl+Shift+W",
                      lambda: self.player.open_camera(self.player_tab.camera_box.currentText().strip()))
-        self._action(f, "Add to &batch…", "Ctrl+B", self.batch_tab._on_add_files_clicked)
-        self._action(f, "&Export batch results…", "Ctrl+E", lambda: self.batch_tab._on_export_clicked("csv"))
+        self._action(f, "Add to &batch…", "Ctrl+B", self.batch_tab.add_files_dialog)
+        self._action(f, "&Export batch results…", "Ctrl+E", lambda: self.batch_tab.export_dialog("csv"))
         f.addSeparator()
         self._action(f, "Open &log folder", None, self._open_log_folder)
         f.addSeparator()
@@ -145,11 +144,12 @@ class MainWindow(QMainWindow):
         self._action(pm, "Close source", "Ctrl+Shift+C", self.player.close_media)
         mm = bar.addMenu("&Model")
         self._action(mm, "Model &manager…", "Ctrl+M", self.show_model_manager)
-        self._action(mm, "&Load model folder…", "Ctrl+Shift+M", self.model_manager._on_load_clicked)
+        self._action(mm, "&Load model folder…", "Ctrl+Shift+M", self.model_manager.load_folder_dialog)
         self._action(mm, "Load &demo model", None, lambda: self.load_model(str(demo_model_dir())))
         self._action(mm, "Use &CPU", None, lambda: self.set_device("cpu"))
         gpu = self._action(mm, "Use &GPU (CUDA)", None, lambda: self.set_device("cuda"))
         gpu.setEnabled(self.model_state.cuda_available)
+        self.model_state.cuda_available_changed.connect(gpu.setEnabled)
         vm = bar.addMenu("&View")
         self.overlay_action = self._action(vm, "&Debug overlay (A/V drift)", "F3",
                                            self.player_tab.video.set_overlay_visible, checkable=True)

@@ -64,7 +64,7 @@ class BatchTab(QWidget):
         self.proxy.setFilterKeyColumn(-1)
 
         add_files = QPushButton("Add files…")
-        add_files.clicked.connect(self._on_add_files_clicked)
+        add_files.clicked.connect(self.add_files_dialog)
         add_folder = QPushButton("Add folder…")
         add_folder.clicked.connect(self._on_add_folder_clicked)
         self.cancel_button = QPushButton("Cancel selected")
@@ -81,9 +81,9 @@ class BatchTab(QWidget):
         self.window_box.setToolTip("Window length; 0 = the model's audio length")
         self.window_box.valueChanged.connect(self.window_changed)
         export_csv = QPushButton("Export CSV…")
-        export_csv.clicked.connect(lambda: self._on_export_clicked("csv"))
+        export_csv.clicked.connect(lambda: self.export_dialog("csv"))
         export_json = QPushButton("Export JSON…")
-        export_json.clicked.connect(lambda: self._on_export_clicked("json"))
+        export_json.clicked.connect(lambda: self.export_dialog("json"))
         buttons = QHBoxLayout()
         for w in (add_files, add_folder, self.cancel_button, self.cancel_all_button, self.clear_button):
             buttons.addWidget(w)
@@ -143,7 +143,7 @@ class BatchTab(QWidget):
     def _on_state_running_changed(self, running: bool) -> None:
         self.clear_button.setEnabled(not running)
 
-    def _on_add_files_clicked(self) -> None:
+    def add_files_dialog(self) -> None:
         files, _ = QFileDialog.getOpenFileNames(self, "Add videos", "", "Videos (*.mp4 *.mkv *.webm *.avi *.mov *.m4v);;All files (*)")
         if files:
             self.paths_requested.emit(files)
@@ -158,7 +158,7 @@ class BatchTab(QWidget):
         if rows:
             self.cancel_requested.emit(rows)
 
-    def _on_export_clicked(self, kind: str) -> None:
+    def export_dialog(self, kind: str) -> None:
         pattern = "CSV (*.csv)" if kind == "csv" else "JSON lines (*.jsonl *.json)"
         path, _ = QFileDialog.getSaveFileName(self, f"Export results as {kind.upper()}", f"results.{'csv' if kind == 'csv' else 'jsonl'}", pattern)
         if path:

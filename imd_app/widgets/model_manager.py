@@ -51,7 +51,7 @@ class ModelManager(QDialog):
         self.status = QLabel("")
         self.status.setWordWrap(True)
         load = QPushButton("Load model folder…")
-        load.clicked.connect(self._on_load_clicked)
+        load.clicked.connect(self.load_folder_dialog)
         demo = QPushButton("Load demo model")
         demo.clicked.connect(self.demo_requested)
         self.device_box = QComboBox()
@@ -79,7 +79,7 @@ class ModelManager(QDialog):
         self._on_state_spec_changed(state.spec)
         self._on_state_status_changed()
 
-    def _on_load_clicked(self) -> None:
+    def load_folder_dialog(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Choose a model folder (config.json, model.safetensors…)")
         if folder:
             self.load_requested.emit(folder)

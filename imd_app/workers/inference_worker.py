@@ -37,6 +37,7 @@ class InferenceWorker(QObject):
     spectrogram_ready = Signal(object)  # float32 (K, mel_bins)
     stats_changed = Signal(object)  # InferenceStats
     finished = Signal()
+    cuda_checked = Signal(bool)  # whether torch sees a CUDA device (checked on this thread)
 
     def __init__(self, max_frames: int = 90, max_audio_blocks: int = 400, mel_bins: int = 64) -> None:
         super().__init__()
@@ -84,6 +85,9 @@ class InferenceWorker(QObject):
     @Slot()
     def run(self) -> None:
         try:
+            import torch  # the heavy import happens here, not on the GUI thread
+
+            self.cuda_checked.emit(bool(torch.cuda.is_available()))
             while not self._stop.is_set():
                 busy = self._handle_commands()
                 busy |= self._feed()
