@@ -102,7 +102,8 @@ def _target_size(width: int, height: int, size: int | tuple[int, int] | None) ->
     """(height, width) of the output for a displayed ``width`` x ``height`` frame."""
     if size is None:
         return height, width
-    if isinstance(size, int):
+    if isinstance(size, (int, np.integer)):
+        size = int(size)
         if size < 1:
             raise ConfigError(f"size must be positive, got {size}")
         if width <= height:
@@ -359,6 +360,8 @@ def decode_clip(
     """
     if sum(x is not None for x in (num_frames, fps, times)) > 1:
         raise ConfigError("pass at most one of num_frames, fps and times")
+    if sample_rate < 1 or timeout <= 0:
+        raise ConfigError(f"sample_rate and timeout must be positive, got {sample_rate} and {timeout}")
     p = check_path(path)
     dog = Watchdog(p, timeout)
     with open_media(p, dog) as container:
