@@ -51,7 +51,18 @@ def run_check(args: argparse.Namespace) -> int:
     from imd_core.data.check import check_dataset
 
     labels = _read_labels(args.labels) if args.labels else None
-    report = check_dataset(args.data, labels=labels, timeout=args.timeout, workers=max(1, args.workers))
+    progress = None
+    if sys.stderr.isatty():
+
+        def progress(done: int, total: int, result) -> None:
+            sys.stderr.write(f"\rchecked {done}/{total} files")
+            if done == total:
+                sys.stderr.write("\n")
+            sys.stderr.flush()
+
+    report = check_dataset(
+        args.data, labels=labels, timeout=args.timeout, workers=max(1, args.workers), progress=progress
+    )
     if args.json:
         json.dump(report.to_dict(), sys.stdout, indent=2, ensure_ascii=False)
         sys.stdout.write("\n")
