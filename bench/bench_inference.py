@@ -187,9 +187,12 @@ def bench_gpu_model(name, forward, make_inputs, device, batches, peak_tflops, mi
 
 
 def run_gpu(args) -> list[dict]:
-    if not torch.cuda.is_available():
+    if args.on_cpu:  # a functional dry run of this mode where there is no GPU
+        device = torch.device("cpu")
+    elif not torch.cuda.is_available():
         raise SystemExit("no CUDA device: run `bench_inference.py cpu` here, `gpu` on a GPU machine")
-    device = torch.device("cuda")
+    else:
+        device = torch.device("cuda")
     torch.backends.cuda.matmul.allow_tf32 = True
     rows = []
     for size in args.sizes:
@@ -238,7 +241,9 @@ def run_gpu(args) -> list[dict]:
 
 # ---------------------------------------------------------------------------- CPU
 def _raw_window(pred, rng) -> WindowInput:
-    frames = rng.integers(0, 255, (pred.num_frames, 360, 640, 3), dtype=np.uint8)
+    # Frames as the streaming engine stores them (downscaled on push to ~8/7 of the crop).
+    side = int(np.ceil(pred.image_size * 8 / 7))
+    frames = rng.integers(0, 255, (pred.num_frames, side, side * 16 // 9, 3), dtype=np.uint8)
     audio = (0.1 * rng.standard_normal(int(pred.audio_seconds * 16000))).astype(np.float32)
     return WindowInput(frames=frames, audio=audio, path="bench", start=0.0, end=pred.audio_seconds)
 
@@ -391,6 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     gpu.add_argument("--peak-tflops", type=float, default=782.0)
     gpu.add_argument("--seconds", type=float, default=2.0)
+    gpu.add_argument("--on-cpu", action="store_true", help="dry-run this mode on the CPU (checks the script)")
     for p in (cpu, gpu):
         p.add_argument("--json", help="also write the results to this JSON file")
     args = ap.parse_args(argv)
