@@ -14,7 +14,7 @@ def audio_reason(
     result: WindowResult,
     threshold: float,
     savld: Mapping[str, Sequence[str]],
-    max_tags: int = 3,
+    max_tags: int = 5,
 ) -> str:
     """Why the audio was used or dropped, in words.
 

@@ -111,6 +111,7 @@ class BatchTab(QWidget):
         self.results_view.sortByColumn(2, Qt.SortOrder.DescendingOrder)
         self.results_view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.results_view.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.results_view.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
         self.results_view.verticalHeader().hide()
         self.results_view.doubleClicked.connect(self._on_results_double_clicked)
 

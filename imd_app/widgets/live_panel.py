@@ -41,7 +41,7 @@ class LivePanel(QWidget):
         self._dirty = True
         self._position_dirty = True
         self._tick = 0
-        self._view = (-TIMELINE_SECONDS + PAGE_SECONDS, PAGE_SECONDS)
+        self._view = (-0.5, TIMELINE_SECONDS - 0.5)
         self._legend_names = [""] * TOP_K
         self._spec_version = -1
         self.refresh_count = 0
@@ -216,7 +216,7 @@ class LivePanel(QWidget):
         self.position_line.setValue(pos)
         lo, hi = self._view
         if not lo + 1.0 <= pos <= hi - 1.0:
-            lo = pos - TIMELINE_SECONDS + PAGE_SECONDS
+            lo = max(-0.5, pos - TIMELINE_SECONDS + PAGE_SECONDS)
             self._view = (lo, lo + TIMELINE_SECONDS)
             self.timeline.setXRange(*self._view, padding=0)
             self._dirty = True
@@ -236,17 +236,21 @@ class LivePanel(QWidget):
             return
         x = np.fromiter((r.end for r in visible), dtype=np.float64, count=len(visible))
         index = {name: i for i, name in enumerate(labels)}
-        for k, curve in enumerate(self.curves):
-            if k < len(latest.top) and latest.top[k][0] in index:
-                name = latest.top[k][0]
+        names = [latest.top[k][0] if k < len(latest.top) and latest.top[k][0] in index else "" for k in range(TOP_K)]
+        for curve, name in zip(self.curves, names, strict=True):
+            if name:
                 ci = index[name]
                 y = np.array([r.scores[ci] if ci < len(r.scores) else np.nan for r in visible], dtype=np.float64)
                 curve.setData(x, y, connect="finite")
-                if legend is not None and self._legend_names[k] != name:
-                    self._legend_names[k] = name
-                    legend.items[k][1].setText(name)
             else:
                 curve.setData([], [])
+        if legend is not None and names != self._legend_names:  # rebuilt only when the top-5 changes
+            self._legend_names = names
+            legend.clear()
+            for curve, name in zip(self.curves, names, strict=True):
+                if name:
+                    legend.addItem(curve, name)
+            legend.addItem(self.relevance_curve, "relevance")
         rel = np.array([np.nan if r.relevance is None else r.relevance for r in visible], dtype=np.float64)
         if np.isfinite(rel).any():
             self.relevance_curve.setData(x, rel, connect="finite")
