@@ -63,6 +63,11 @@ class Watchdog:
         self.path, self.timeout = path, timeout
         self.deadline = time.monotonic() + timeout
 
+    def extend(self, seconds: float) -> None:
+        """Allows ``seconds`` more (a whole-file scan gets the file's duration on top)."""
+        self.timeout += seconds
+        self.deadline += seconds
+
     def check(self) -> None:
         if time.monotonic() > self.deadline:
             raise DecodeError(

@@ -63,6 +63,9 @@ class MediaScan:
 def scan_media(path: str | os.PathLike, *, timeout: float = 120.0) -> MediaScan:
     """Decodes every video and audio packet of a file.
 
+    The watchdog allows ``timeout`` seconds plus the duration the file claims (capped at
+    a day), so long recordings are checked rather than timed out.
+
     Raises:
         DecodeError: the file cannot be opened at all (missing, not media, ...), or
             the watchdog fired. Files that open but are bad come back with ``problem`` set.
@@ -72,6 +75,8 @@ def scan_media(path: str | os.PathLike, *, timeout: float = 120.0) -> MediaScan:
     with open_media(p, dog) as container:
         vs = video_stream(container)
         a = container.streams.audio[0] if container.streams.audio else None
+        if container.duration:  # decoding runs far faster than real time: a long file may
+            dog.extend(min(container.duration / av.time_base, 24 * 3600.0))  # take its duration
         t0 = container.start_time / av.time_base if container.start_time is not None else 0.0
         streams = [s for s in (vs, a) if s is not None]
         frames = samples = damaged = 0
