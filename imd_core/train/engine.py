@@ -126,10 +126,15 @@ def train(
     except ImdError as exc:
         writer.emit("run_failed", reason=str(exc), error=type(exc).__name__)
         raise
+    except KeyboardInterrupt:  # a second Ctrl-C: stopped at once, without saving
+        writer.emit("run_failed", reason="stopped at once by a second interrupt; last/ holds the previous "
+                    "checkpoint, continue with --resume", error="KeyboardInterrupt")
+        raise
     except Exception as exc:
         reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        logger.exception("training failed")  # the traceback goes to stderr (the app keeps it)
         writer.emit("run_failed", reason=reason, error=type(exc).__name__)
-        raise TrainingError(f"training failed ({reason}); see the log above") from exc
+        raise TrainingError(f"training failed ({reason}); the traceback is above") from exc
     finally:
         stop.restore()
         writer.close()
