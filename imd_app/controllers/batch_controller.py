@@ -9,7 +9,7 @@ import queue
 import threading
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Qt, QThreadPool, Signal
+from PySide6.QtCore import QObject, QRunnable, Qt, QThreadPool, Signal
 
 from imd_app.state import BatchState, ModelState
 from imd_app.types import BatchRow
@@ -41,6 +41,23 @@ def export_csv(rows: list[BatchRow], path: str | Path) -> None:
             writer.writerow(row.result.to_csv_row())
 
 
+class _ExpandSignals(QObject):
+    expanded = Signal(list, list)  # files (str), errors ((path, reason))
+
+
+class ExpandJob(QRunnable):
+    """One-shot: turns dropped files and folders into media files (a folder walk can be slow)."""
+
+    def __init__(self, paths: list[str]) -> None:
+        super().__init__()
+        self.paths = paths
+        self.signals = _ExpandSignals()
+
+    def run(self) -> None:
+        files, errors = expand_inputs(self.paths)
+        self.signals.expanded.emit([str(f) for f in files], [(e.path, e.reason) for e in errors])
+
+
 class BatchController(QObject):
     message = Signal(str)  # errors and notices for the user
 
@@ -50,6 +67,9 @@ class BatchController(QObject):
         self.model = model
         self.pool = pool or QThreadPool(self)
         self.pool.setMaxThreadCount(1)
+        self._expand_pool = QThreadPool(self)
+        self._expand_pool.setMaxThreadCount(1)
+        self._expanding = 0
         self.window: float | None = None  # seconds; None: the model's default window
         self._tasks: queue.Queue[BatchTask] = queue.Queue()
         self._cancelled: set[int] = set()
@@ -58,20 +78,30 @@ class BatchController(QObject):
         self._job: BatchJob | None = None
         self.predictor_factory = None  # tests may inject a factory building a Predictor
 
-    def add_paths(self, paths: list[str]) -> int:
-        """Queues files (folders are walked for media files); returns how many were queued."""
-        files, errors = expand_inputs(paths)
-        for err in errors:
-            self.message.emit(f"{err.path}: {err.reason}")
+    def add_paths(self, paths: list[str]) -> None:
+        """Queues files; folders are walked (recursively, for media files) in the pool, not here."""
+        job = ExpandJob(list(paths))
+        job.signals.expanded.connect(self._on_expand_job_expanded, Qt.ConnectionType.QueuedConnection)
+        self._expanding += 1
+        self._expand_pool.start(job)
+
+    def _on_expand_job_expanded(self, files: list, errors: list) -> None:
+        self._expanding -= 1
+        for path, reason in errors:
+            self.message.emit(f"{path}: {reason}")
         added = 0
         for f in files:
-            index = self.state.add_item(str(f))
+            index = self.state.add_item(f)
             if index is not None:
-                self._tasks.put(BatchTask(index, str(f)))
+                self._tasks.put(BatchTask(index, f))
                 added += 1
         if added:
             self._ensure_running()
-        return added
+
+    @property
+    def busy(self) -> bool:
+        """Walking folders or classifying."""
+        return self._expanding > 0 or self.state.running
 
     def _window_seconds(self) -> float | None:
         if self.window is not None:
@@ -156,4 +186,5 @@ class BatchController(QObject):
         """Stop the run and wait for the pool's job to return."""
         self._stop.set()
         self._drain()
+        self._expand_pool.waitForDone(timeout_ms)
         self.pool.waitForDone(timeout_ms)

@@ -22,7 +22,7 @@ def _load(qtbot, window, folder) -> None:
 
 def _finished(window) -> bool:
     items = window.batch_state.items
-    return bool(items) and all(i.status in ("done", "failed", "cancelled") for i in items) and not window.batch_state.running
+    return bool(items) and all(i.status in ("done", "failed", "cancelled") for i in items) and not window.batch.busy
 
 
 def test_batch_classifies_files_and_folders_and_exports_like_imd_predict(qtbot, window, tiny_model_dir, clips_dir, tmp_path):
@@ -93,6 +93,7 @@ def test_cancel_all_stops_the_queue(qtbot, window, tiny_model_dir, clips_dir):
     _load(qtbot, window, tiny_model_dir)
     files = [str(clips_dir / "guitar.mp4"), str(clips_dir / "silent video.mp4"), str(clips_dir / "sub" / "wood.mp4")]
     window.batch.add_paths(files)
+    qtbot.waitUntil(lambda: len(window.batch_state.items) == 3, timeout=10000)
     window.batch.cancel_all()
     qtbot.waitUntil(lambda: _finished(window), timeout=60000)
     statuses = [i.status for i in window.batch_state.items]

@@ -106,6 +106,7 @@ def test_drag_and_drop_routes_files_to_player_and_folders_to_batch(qtbot, window
     window.batch.cancel_all()
     _drop(window, [clips_dir])  # a folder goes to the batch queue (recursively)
     assert window.tabs.currentWidget() is window.batch_tab
+    qtbot.waitUntil(lambda: len(window.batch_state.items) == 3, timeout=10000)
     paths = sorted(item.path for item in window.batch_state.items)
     assert [p.split("/")[-1] for p in paths] == ["guitar.mp4", "silent video.mp4", "wood.mp4"]
     window.batch.cancel_all()
