@@ -107,7 +107,8 @@ def main() -> int:
     frames = w.player.frames_presented - f0
     lat = [r.latency for r in windows]
     info = w.model_state.info
-    print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d')}")
+    print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M')}, "
+          f"load average {os.getloadavg()[0]:.1f}")
     print(f"model: {info.folder} ({info.size}, {info.parameters / 1e6:.1f} M params) on {info.device}; "
           f"clip: {w.player_state.media.width}x{w.player_state.media.height} {w.player_state.media.fps:.0f} fps; "
           f"clock: {'audio device' if w.player.audio.has_device else 'wall (muted)'}")
