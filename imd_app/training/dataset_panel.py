@@ -46,6 +46,7 @@ class DatasetPanel(QGroupBox):
         self.details = QTreeWidget(self)
         self.details.setHeaderLabels(["", "count / reason"])
         self.details.setMinimumHeight(120)
+        self.details.setWordWrap(True)
         layout.addWidget(self.details)
         self.skip_bad = QCheckBox("Go on without the unusable files (a filtered manifest goes into the run folder)", self)
         self.skip_bad.setChecked(True)

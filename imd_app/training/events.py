@@ -195,7 +195,7 @@ class RunProgress:
             self.epoch = record.epoch
             eta = pick(flat, ("eta_s", "eta"))
             self.eta_s = eta if eta is not None else self._estimate_eta(now)
-            if record.val_acc is not None and record.val_acc >= self.best.get("val_acc", -1.0):
+            if record.val_acc is not None and record.val_acc > self.best.get("val_acc", -1.0):  # as the engine: strictly better
                 self.best = {k: v for k, v in vars(record).items() if v is not None}
             parts = [f"{name} {getattr(record, name):.4g}" for name in EPOCH_METRICS if getattr(record, name) is not None]
             return f"epoch {record.epoch:g}: " + ", ".join(parts)

@@ -96,14 +96,14 @@ class MonitorPanel(QWidget):
             plot.getPlotItem().setDownsampling(auto=True, mode="peak")
             plot.setLabel("bottom", "epoch")
             plots_layout.addWidget(plot)
-        self.acc_plot.setYRange(0.0, 1.0)
+        self.acc_plot.setYRange(0.0, 1.05)
         self.curves = {
             "step_loss": self.loss_plot.plot(name="train (steps)", pen=pg.mkPen((120, 120, 200), width=1)),
-            "train_loss": self.loss_plot.plot(name="train", pen=pg.mkPen("b", width=2), symbol="o", symbolSize=5),
-            "val_loss": self.loss_plot.plot(name="val", pen=pg.mkPen("r", width=2), symbol="o", symbolSize=5),
-            "train_acc": self.acc_plot.plot(name="train", pen=pg.mkPen("b", width=2), symbol="o", symbolSize=5),
-            "val_acc": self.acc_plot.plot(name="val", pen=pg.mkPen("r", width=2), symbol="o", symbolSize=5),
-            "relevance_acc": self.acc_plot.plot(name="relevance", pen=pg.mkPen("g", width=2), symbol="t", symbolSize=5),
+            "train_loss": self.loss_plot.plot(name="train", pen=pg.mkPen("b", width=2), symbol="o", symbolSize=6, symbolBrush="b"),
+            "val_loss": self.loss_plot.plot(name="val", pen=pg.mkPen("r", width=2), symbol="o", symbolSize=6, symbolBrush="r"),
+            "train_acc": self.acc_plot.plot(name="train", pen=pg.mkPen("b", width=2), symbol="o", symbolSize=6, symbolBrush="b"),
+            "val_acc": self.acc_plot.plot(name="val", pen=pg.mkPen("r", width=2), symbol="o", symbolSize=6, symbolBrush="r"),
+            "relevance_acc": self.acc_plot.plot(name="relevance", pen=pg.mkPen("g", width=2, style=Qt.PenStyle.DashLine)),
         }
         bottom = QWidget(split)
         bottom_layout = QHBoxLayout(bottom)
