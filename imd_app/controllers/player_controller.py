@@ -55,6 +55,7 @@ class PlayerController(QObject):
         self._pending_start = 0.0
         self._pending_play = False
         self._ended = False
+        self._preview_at: float | None = None
         self._present_times: deque[float] = deque(maxlen=120)
         self._drifts: deque[float] = deque(maxlen=60)
         self.frames_dropped = 0
@@ -134,6 +135,7 @@ class PlayerController(QObject):
         if self._ended and media.kind == "file":
             self.seek(0.0)
         self._ended = False
+        self._preview_at = None
         self.audio.set_running(True)
         self.player.set_playing(True)
 
@@ -161,6 +163,7 @@ class PlayerController(QObject):
         self.inference.request_reset(self._source, seconds)
         self.frames_presented_since_reset = 0
         self.player.set_position(seconds)
+        self._preview_at = None if self.player.playing else seconds
 
     def set_display_size(self, width: int, height: int) -> None:
         self.decoder.display_size = (int(width), int(height))
@@ -226,7 +229,10 @@ class PlayerController(QObject):
     # -- presenter (GUI thread, every few ms) ----------------------------------------
     def _on_timer_timeout(self) -> None:
         media = self.player.media
-        if media is None or not self.player.playing:
+        if media is None:
+            return
+        if not self.player.playing:
+            self._show_preview()
             return
         if media.kind == "webcam":
             frame, dropped = self.frames.take_newest()
@@ -255,6 +261,20 @@ class PlayerController(QObject):
         if now - self._last_stats > 0.5:
             self._last_stats = now
             self._publish_stats()
+
+    def _show_preview(self) -> None:
+        """After a seek while paused: show the first frame at the new position once decoded."""
+        if self._preview_at is None:
+            return
+        frame, _ = self.frames.take_due(self._preview_at + 1e-3)
+        if frame is None:
+            frame, _ = self.frames.take_due(self._preview_at + 1.0 / max(self.player.media.fps, 1.0))
+        if frame is not None:
+            self._preview_at = None
+            self.frames_presented += 1
+            self.frames_presented_since_reset += 1
+            self.frame_presented.emit(frame.image)
+            self.inference.submit_frame(frame.time, frame.rgb)
 
     def _update_buffering(self, media: MediaOpened) -> None:
         """Hold the muted clock while the decoder is behind (as a sound device would, on underrun)."""
@@ -292,7 +312,7 @@ class PlayerController(QObject):
         self.overlay_changed.emit(lines)
 
     # -- shutdown ------------------------------------------------------------------
-    def shutdown(self, timeout_ms: int = 5000) -> None:
+    def shutdown(self, timeout_ms: int = 30000) -> None:
         """Stop the timer, the sources and both workers, and join their threads."""
         if self._closed:
             return

@@ -46,6 +46,10 @@ def test_plays_a_file_pauses_seeks_and_loops_without_a_model(qtbot, window, clip
     p = window.player_state.position
     qtbot.wait(200)
     assert window.player_state.position == pytest.approx(p, abs=0.05)
+    shown = window.player.frames_presented
+    window.player.seek(2.0)  # paused: the frame at the new position is shown once decoded
+    qtbot.waitUntil(lambda: window.player.frames_presented == shown + 1, timeout=10000)
+    assert not window.player_state.playing and window.player_state.position == pytest.approx(2.0)
     window.player.seek(3.5)
     window.player.set_loop(True)
     window.player.play()
