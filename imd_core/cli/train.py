@@ -82,7 +82,58 @@ def run(args: argparse.Namespace) -> int:
     stream = None
     if args.events == "-":
         stream = sys.stdout
+    elif sys.stderr.isatty() or logger.getEffectiveLevel() > logging.INFO:
+        stream = HumanProgress(sys.stderr)
     elif args.events:
         raise ConfigError(f"--events {args.events!r}: only '-' (stdout) is supported; the file is always RUN_DIR/events.jsonl")
     result = train(cfg, Path(data), run_dir, resume=resume, events_stream=stream)
     return result.exit_code
+
+
+class HumanProgress:
+    """Reads the event lines the engine writes and prints short progress lines instead.
+
+    Used on stderr when the events do not go to stdout, so a user in a shell sees the
+    run advance without ``-v``.
+    """
+
+    def __init__(self, out) -> None:
+        self.out = out
+
+    def write(self, line: str) -> None:
+        try:
+            text = self._format(json.loads(line))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):  # e.g. a NaN loss written as null
+            text = line.strip()
+        if text:
+            print(text, file=self.out, flush=True)  # noqa: T201
+
+    @staticmethod
+    def _format(e: dict) -> str:
+        kind = e.get("event")
+        if kind == "run_started":
+            text = (f"training {e['config']} on {e['device']} ({e['precision']}, {e['world_size']} process(es)): "
+                    f"{e['train_clips']} train / {e['val_clips']} val clips, {e['epochs']} epochs x "
+                    f"{e['steps_per_epoch']} steps" + (f", resumed at step {e['start_step']}" if e["resumed"] else ""))
+        elif kind == "step":
+            text = f"  step {e['step']}/{e['total_steps']}  loss {e['loss']:.4f}  lr {e['lr']:.2e}  {e['clips_per_s']:.1f} clips/s"
+        elif kind == "epoch":
+            v = e.get("val") or {}
+            top1 = v.get("top1")
+            text = (f"epoch {e['epoch']}: train loss {e['train']['loss']:.4f} top1 {e['train']['top1']:.3f}"
+                    + (f" | val top1 {top1:.3f} top5 {v.get('top5') or 0:.3f}" if top1 is not None else "")
+                    + (" (best)" if e.get("best") else "") + f" | eta {e.get('eta_s') or 0:.0f} s")
+        elif kind == "early_stopped":
+            text = f"early stop: no improvement for {e['patience']} epochs (best epoch {e['best_epoch']})"
+        elif kind == "run_finished":
+            best = e["best_value"]
+            text = f"run {e['outcome']} after {e['epochs_run']} epoch(s); best {e['best_metric']} = " + (
+                f"{best:.4f}" if isinstance(best, float) else str(best))
+        elif kind == "run_failed":
+            text = f"run failed: {e['reason']}"
+        else:
+            text = ""
+        return text
+
+    def flush(self) -> None:
+        self.out.flush()

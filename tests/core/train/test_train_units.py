@@ -216,3 +216,15 @@ def test_lr_schedule_warms_up_then_decays():
     f = [lr_factor(s, total=10, warmup=2, name="cosine", min_ratio=0.1) for s in range(10)]
     assert f[0] == 0.5 and f[1] == 1.0 and f[2] == 1.0 and f[-1] < 0.2 and all(a >= b for a, b in zip(f[1:], f[2:], strict=False))
     assert lr_factor(5, total=10, warmup=0, name="constant", min_ratio=0.1) == 1.0
+
+
+def test_human_progress_lines_never_break_on_odd_values():
+    from imd_core.cli.train import HumanProgress
+
+    out = io.StringIO()
+    h = HumanProgress(out)
+    h.write(json.dumps({"event": "step", "step": 2, "total_steps": 9, "loss": 0.5, "lr": 1e-3, "clips_per_s": 4.0}))
+    h.write(json.dumps({"event": "step", "step": 3, "total_steps": 9, "loss": None, "lr": 1e-3, "clips_per_s": 4.0}))
+    h.write(json.dumps({"event": "checkpoint_saved", "kind": "last"}))
+    lines = out.getvalue().splitlines()
+    assert lines[0].strip().startswith("step 2/9  loss 0.5000") and '"loss": null' in lines[1] and len(lines) == 2
