@@ -262,3 +262,30 @@ def test_unreadable_files_are_skipped_counted_and_reported(tmp_path, tiny_data, 
     assert code == 3  # some files could not be read: reported, the rest evaluated
     m = json.loads(out.out)
     assert m["skipped"] == 1 and m["clips"] == 18 and "zz_truncated.mp4" in out.err
+
+
+def test_train_from_backbones_an_ast_folder_and_a_timm_vit_file(tmp_path, tiny_data, tiny_savld):
+    import timm
+    from safetensors.torch import save_file
+    from transformers import ASTConfig, ASTForAudioClassification
+
+    from tests.core.train.conftest import tiny_ast_config
+
+    torch.manual_seed(11)
+    ast_dir = tmp_path / "ast"
+    ASTForAudioClassification(ASTConfig(**tiny_ast_config())).save_pretrained(ast_dir)
+    vit = timm.models.vision_transformer.VisionTransformer(
+        img_size=32, patch_size=16, embed_dim=32, depth=1, num_heads=2, mlp_ratio=2.0, num_classes=0)
+    vit_file = tmp_path / "vit.safetensors"
+    save_file({k: v.contiguous() for k, v in vit.state_dict().items()}, str(vit_file))
+    recipe = write_recipe(tmp_path / "r.json", tiny_savld, epochs=1, max_steps_per_epoch=1, optim={"lr": 1e-12})
+    assert imd_here("train", "--config", str(recipe), "--data", str(tiny_data), "--out", str(tmp_path / "run"),
+                    "--set", f"model.ast_source={ast_dir}", "model.ast_config=null", f"model.video_init={vit_file}") == 0
+    w = weights(tmp_path / "run" / "last")
+    ast = ASTForAudioClassification.from_pretrained(ast_dir).state_dict()
+    key = "audio_spectrogram_transformer.layers.0.attention.k_proj.weight"
+    key = key if key in ast else next(k for k in ast if k.endswith("k_proj.weight") or k.endswith("key.weight"))
+    assert torch.equal(w[f"ast.model.{key}"], ast[key])  # the frozen AST is the saved one, unchanged
+    for stream in ("rgb", "motion"):  # both streams start from the ViT (lr ~0: still equal)
+        torch.testing.assert_close(w[f"video.{stream}.blocks.0.attn.qkv.weight"], vit.state_dict()["blocks.0.attn.qkv.weight"])
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["model"]["ast_source"] == str(ast_dir)
