@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The one prepared GPU run of a session (device time is scarce: ~4 minutes of commands).
+# Runs on the lent H100/H200 whose Python has torch/transformers/timm but no PyAV or Qt.
+# Usage there:  bash bench/gpu_all.sh            (writes JSON and logs under $OUT)
+set -u
+OUT=${OUT:-/tmp/gpu_out}; mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+PY=${PY:-python3}
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/card.txt"
+$PY -c "import torch, transformers, timm; print(torch.__version__, transformers.__version__, timm.__version__)" | tee -a "$OUT/card.txt"
+# 1. correctness bf16 vs fp32 (forward + backward of IMD-base), train/eval clips/s, peak memory
+timeout 80 $PY bench/gpu_check.py --size base --batch-size 8 --steps 10 --out "$OUT/gpu_check.json" 2>&1 | tee "$OUT/gpu_check.log"
+# 2. end-to-end inference: IMD small/base/large vs HF TimeSformer/VideoMAE/AST (random weights)
+timeout 130 $PY bench/bench_inference.py gpu --sizes small base large \
+    --baselines timesformer-base videomae-base ast-base --batches 1 8 32 64 --seconds 1.0 \
+    --json "$OUT/inference_gpu.json" 2>&1 | tee "$OUT/inference_gpu.log"
+# 3. training throughput of IMD-base (bf16, AdamW), TFLOP/s against the 782 ceiling
+timeout 60 $PY bench/bench_train.py --size base --batch-size 32 --steps 12 --warmup 3 2>&1 | tee "$OUT/train_gpu.log"
+echo done
