@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import logging
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -293,8 +294,7 @@ class TrainingController(QObject):
         elif outcome == "failed" or (exit_code not in (0, None)):
             status = "failed"
             if not state.record.failure:
-                reason = state.progress.failure or _last_error_line(state) or f"exit code {exit_code}"
-                state.record.failure = reason
+                state.record.failure = state.progress.failure or _exit_reason(state, exit_code)
         elif exit_code == 0:
             status = "finished"
         else:
@@ -312,8 +312,15 @@ class TrainingController(QObject):
         self._change(state, status)
 
 
-def _last_error_line(state: JobState) -> str:
+def _exit_reason(state: JobState, exit_code: int | None) -> str:
+    """Why a job ended without a ``run_failed`` event: a signal, or its last error line."""
+    if exit_code is not None and exit_code < 0:
+        try:
+            name = signal.Signals(-exit_code).name
+        except ValueError:
+            name = f"signal {-exit_code}"
+        return f"the job process was killed ({name}); Resume continues from last/"
     for line in reversed(state.log):
         if "error" in line.lower():
             return line.strip()
-    return state.log[-1].strip() if state.log else ""
+    return f"the job process ended with exit code {exit_code}; see its log in {state.record.run_dir}"

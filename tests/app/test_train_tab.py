@@ -7,6 +7,8 @@ shrunken tiny model, 32x32 crops, 2 frames), driven through the tab's widgets.
 from __future__ import annotations
 
 import json
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -198,6 +200,14 @@ def test_train_bad_jobs_fail_in_their_own_process_and_the_queue_goes_on(qtbot, a
     qtbot.mouseClick(tab.monitor.cancel_button, Qt.MouseButton.LeftButton)
     wait_status(qtbot, jobs[running], ("cancelled",), timeout=10_000)
     assert not job_alive(pid, tmp_path / "cancel_running") and not (tmp_path / "cancel_running").exists()
+
+    # A job that dies (here: killed from outside) is marked failed with the reason; the app goes on.
+    tab.form.run_dir.setText(str(tmp_path / "killed"))
+    killed = tab.submit(tab.current_spec())
+    os.kill(jobs[killed].record.pid, signal.SIGKILL)
+    wait_status(qtbot, jobs[killed], ("failed",), timeout=10_000)
+    assert "SIGKILL" in jobs[killed].record.failure
+    assert tab.monitor.state is jobs[killed] and tab.monitor.resume_button.isEnabled()
     tab.shutdown()
 
 
