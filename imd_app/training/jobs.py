@@ -39,7 +39,16 @@ LOG_LINES = 500
 
 
 class JobState(QObject):
-    """What the monitor shows of one job; one signal per kind of change."""
+    """What the monitor shows of one job; one signal per kind of change.
+
+    Signals:
+        status_changed(str): queued, running, stopping, stopped, finished, failed,
+            cancelled or interrupted.
+        progress_changed(): new events were folded into ``progress``.
+        log_appended(list[str]): new lines for the log tail.
+
+    Only the controller changes a state (``set_status``, ``read_updates``).
+    """
 
     status_changed = Signal(str)
     progress_changed = Signal()
@@ -84,12 +93,12 @@ class JobState(QObject):
         found = sorted(run.glob("confusion*.png")) + sorted(run.glob("*/confusion*.png"))
         return found[0] if found else None
 
-    def _set_status(self, status: str) -> None:
+    def set_status(self, status: str) -> None:
         if status != self.record.status:
             self.record.status = status  # type: ignore[assignment]
             self.status_changed.emit(status)
 
-    def _pump(self) -> None:
+    def read_updates(self) -> None:
         """Reads what the process wrote since last time; emits what changed."""
         events, stray = self.events.read_new()
         _, err_lines = self.stderr.read_new()
@@ -222,21 +231,21 @@ class TrainingController(QObject):
         return state
 
     def _change(self, state: JobState, status: str) -> None:
-        state._set_status(status)
+        state.set_status(status)
         self.history.save()
         self.job_status_changed.emit(state.id, status)
 
     def _reattach(self) -> None:
         for state in self.jobs.values():
             if state.status in ACTIVE:
-                state._pump()  # replays the whole event file: curves come back too
+                state.read_updates()  # replays the whole event file: curves come back too
                 if job_alive(state.record.pid, state.record.run_dir):
                     logger.info("reattached to job %s (pid %s)", state.id, state.record.pid)
                     state.log.append(f"reattached to running job (pid {state.record.pid})")
                 else:
                     self._conclude(state, exit_code=None)
             elif state.status != "queued":
-                state._pump()
+                state.read_updates()
 
     def _start_next(self) -> None:
         if self.running_job() is not None:
@@ -268,7 +277,7 @@ class TrainingController(QObject):
         for state in list(self.jobs.values()):
             if state.status not in ACTIVE:
                 continue
-            state._pump()
+            state.read_updates()
             if state.popen is not None:
                 code = state.popen.poll()
                 if code is None:
@@ -277,7 +286,7 @@ class TrainingController(QObject):
                 continue
             else:
                 code = None
-            state._pump()
+            state.read_updates()
             self._conclude(state, exit_code=code)
         self._start_next()
 
