@@ -36,7 +36,7 @@ SET_KEYS: dict[str, str] = {
     "init_from": "init.from_model",
     "ast_source": "model.ast_source",
     "vit_source": "model.video_init",
-    "text_encoder": "model.text_encoder",
+    "text_encoder": "init.text_encoder",
 }
 
 
