@@ -1,7 +1,4 @@
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import torch
 
@@ -11,8 +8,6 @@ from imd_core.model.flops import build_for_size, count_flops, model_info
 from imd_core.model.imd_model import IMDModel
 
 from .conftest import tiny_config
-
-REPO = Path(__file__).resolve().parents[3]
 
 
 def test_model_info_cli_size_and_folder(tmp_path, capsys):
@@ -33,16 +28,8 @@ def test_model_info_cli_size_and_folder(tmp_path, capsys):
     assert 2 * 8 * 35 < info["gflops_per_clip"] < 2 * 8 * 35 + 400
     model = IMDModel(tiny_config())
     save_model(model, tmp_path / "m")
-    # a real subprocess once, as a user runs it
-    out = subprocess.run(
-        [sys.executable, "-m", "imd_core", "model-info", "--model", str(tmp_path / "m"), "--json"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=REPO,
-    )
-    assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout) == model_info(model)
+    assert main(["model-info", "--model", str(tmp_path / "m"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == model_info(model)
 
 
 def test_flops_scale_with_frames_and_count_on_cpu_and_meta():

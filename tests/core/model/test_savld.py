@@ -1,11 +1,10 @@
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from imd_core.cli.main import main
 from imd_core.errors import CheckpointError
 from imd_core.model.savld import Savld, content_words, lexical_overlap, relevance_iou, set_iou, top_k_sets
 
@@ -83,40 +82,34 @@ def test_content_words_and_overlap():
     ]
 
 
-def _cli(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "imd_core", *args], capture_output=True, text=True, timeout=300, cwd=REPO
-    )
-
-
 def test_savld_build_cli(bert_folder, tmp_path, capsys):
     (tmp_path / "video.txt").write_text("playing guitar\ndog barking\n\n")
     (tmp_path / "audio.csv").write_text(
         'index,mid,display_name\n0,/m/1,"Guitar"\n1,/m/2,"Bark"\n2,/m/3,"Engine, motor"\n'
     )
-    out = _cli(
-        "savld",
-        "build",
-        "--video-labels",
-        str(tmp_path / "video.txt"),
-        "--audio-labels",
-        str(tmp_path / "audio.csv"),
-        "--encoder",
-        str(bert_folder),
-        "--pooling",
-        "mean",
-        "--k",
-        "2",
-        "--out",
-        str(tmp_path / "s.json"),
+    code = main(
+        [
+            "savld",
+            "build",
+            "--video-labels",
+            str(tmp_path / "video.txt"),
+            "--audio-labels",
+            str(tmp_path / "audio.csv"),
+            "--encoder",
+            str(bert_folder),
+            "--pooling",
+            "mean",
+            "--k",
+            "2",
+            "--out",
+            str(tmp_path / "s.json"),
+        ]
     )
-    assert out.returncode == 0, out.stderr
+    assert code == 0, capsys.readouterr().err
     data = json.loads((tmp_path / "s.json").read_text())
     assert data["video_labels"] == ["playing guitar", "dog barking"]
     assert data["audio_labels"] == ["Guitar", "Bark", "Engine, motor"]  # spelled as given
     assert data["k"] == 2 and data["pooling"] == "mean" and len(data["mapping"]["dog barking"]) == 2
-    from imd_core.cli.main import main
-
     code = main(
         [
             "savld",
