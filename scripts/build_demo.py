@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from imd_core.data.transforms import ClipPreprocessor, uniform_times
+from imd_core.model.audio_features import AudioFeatureConfig
 from imd_core.model.config import ModelConfig
 from imd_core.model.imd_model import IMDModel
 from imd_core.model.savld import Savld
@@ -266,8 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--relevance", type=float, default=0.5)
     p.add_argument("--ambiguity", type=float, default=0.3)
     p.add_argument("--image-size", type=int, default=64)
-    p.add_argument("--epochs", type=int, default=12)
-    p.add_argument("--tagger-epochs", type=int, default=6)
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--tagger-epochs", type=int, default=8)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--seed", type=int, default=0)
@@ -308,24 +309,34 @@ def main(argv: list[str] | None = None) -> int:
             decode_clips(folder, rows, pre, k, size, cache=work / f"cache_{name}{suffix}_{pre.image_size}.npz")
         log.info("decoded (%.0f s)", time.perf_counter() - t0)
         return 0
-    if not (tagger_dir / "model.safetensors").is_file():
-        train_tagger.train(train_dir, tagger_dir, epochs=args.tagger_epochs, lr=2e-3, hidden=64, seed=args.seed)
-    tagger_metrics = json.loads((tagger_dir / "tagger_metrics.json").read_text())
-    log.info("tagger ready (%.0f s): %s", time.perf_counter() - t0, tagger_metrics.get("test"))
-
-    savld = build_savld(list(TAGGER_LABELS))
-    variant = VARIANTS["imd"]
-    steps_per_epoch = math.ceil(len(train_rows) / args.batch_size)
-    model = make_model(tagger_dir, savld, variant, args.image_size, warmup_steps=3 * steps_per_epoch)
     test_rows = read_manifest(test_dir)
     train_frames, train_fb = decode_clips(train_dir, train_rows, pre, CACHE_FRAMES, pre.decode_size(True),
                                           cache=work / f"cache_train{len(train_rows)}_{pre.image_size}.npz")
     test_frames, test_fb = decode_clips(test_dir, test_rows, pre, pre.num_frames, pre.image_size,
                                         cache=work / f"cache_test_{pre.image_size}.npz")
+    log.info("decoded %d + %d clips (%.0f s)", len(train_rows), len(test_rows), time.perf_counter() - t0)
+    if not (tagger_dir / "model.safetensors").is_file():
+        # The tagger learns from exactly the AST input the IMD pipeline computes (the
+        # clip's centred audio window); "val" clips pick its epoch; seed 777 tests it.
+        is_val = torch.tensor([r["split"] == "val" for r in train_rows])
+        y = train_tagger.targets(train_rows, TAGGER_LABELS)
+        held = {"val": (train_fb[is_val], y[is_val]),
+                "heldout_seed777": (test_fb, train_tagger.targets(test_rows, TAGGER_LABELS))}
+        lengths = torch.full((int((~is_val).sum()),), train_fb.shape[1])
+        tagger, tmetrics = train_tagger.fit((train_fb[~is_val], y[~is_val], lengths), held,
+                                            window=train_fb.shape[1], epochs=args.tagger_epochs, batch_size=8,
+                                            lr=1e-3, seed=args.seed)
+        fcfg = AudioFeatureConfig(max_length=train_fb.shape[1])
+        train_tagger.save(tagger, tagger_dir, fcfg, tmetrics)
+    tagger_metrics = json.loads((tagger_dir / "tagger_metrics.json").read_text())
+    log.info("tagger ready (%.0f s): %s", time.perf_counter() - t0, tagger_metrics)
+
+    savld = build_savld(list(TAGGER_LABELS))
+    variant = VARIANTS["imd"]
+    steps_per_epoch = math.ceil(len(train_rows) / args.batch_size)
+    model = make_model(tagger_dir, savld, variant, args.image_size, warmup_steps=3 * steps_per_epoch)
     train_set = tag_clips(train_rows, train_frames, train_fb, model.ast)
     test_set = tag_clips(test_rows, test_frames, test_fb, model.ast)
-    log.info("decoded and tagged %d + %d clips (%.0f s)", len(train_set.labels), len(test_set.labels),
-             time.perf_counter() - t0)
     history = train_model(model, pre, train_set, variant, epochs=args.epochs, batch_size=args.batch_size,
                           lr=args.lr, seed=args.seed)
     metrics = evaluate(model, pre, test_set, variant)

@@ -62,20 +62,31 @@ def read_rows(data_dir: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def load_features(data_dir: Path, rows: list[dict[str, str]], fcfg: AudioFeatureConfig) -> torch.Tensor:
-    """Decodes every clip's audio (16 kHz mono) and returns fbanks ``(N, CLIP_FRAMES, 128)``.
-
-    The whole clip is kept so training can crop random ``max_length`` windows of it.
-    """
+def _load_one(job: tuple[Path, AudioFeatureConfig]) -> tuple[torch.Tensor, int]:
     from imd_core.media.decode import decode_clip
 
-    full = fcfg.replace(max_length=CLIP_FRAMES)
-    feats = []
-    for row in rows:
-        clip = decode_clip(data_dir / row["path"], video=False, sample_rate=fcfg.sample_rate)
-        wave = clip.audio if clip.audio is not None else np.zeros(fcfg.sample_rate, np.float32)
-        feats.append(waveform_to_fbank(wave, full))
-    return torch.stack(feats)
+    torch.set_num_threads(1)
+    path, fcfg = job
+    clip = decode_clip(path, video=False, sample_rate=fcfg.sample_rate)
+    wave = clip.audio if clip.audio is not None else np.zeros(fcfg.sample_rate, np.float32)
+    frames = min(CLIP_FRAMES, 1 + max(len(wave) - 400, 0) // 160)  # 25 ms windows, 10 ms hop
+    return waveform_to_fbank(wave, fcfg.replace(max_length=CLIP_FRAMES)), frames
+
+
+def load_features(data_dir: Path, rows: list[dict[str, str]], fcfg: AudioFeatureConfig,
+                  workers: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decodes every clip's audio (16 kHz mono) in ``workers`` processes.
+
+    Returns:
+        fbanks ``(N, CLIP_FRAMES, 128)`` of whole clips (so training can crop random
+        ``max_length`` windows) and the number of real frames per clip ``(N,)``.
+    """
+    import multiprocessing as mp
+
+    jobs = [(data_dir / r["path"], fcfg) for r in rows]
+    with mp.get_context("spawn").Pool(workers) as pool:
+        out = pool.map(_load_one, jobs, chunksize=8)
+    return torch.stack([o[0] for o in out]), torch.tensor([o[1] for o in out])
 
 
 def targets(rows: list[dict[str, str]], labels: tuple[str, ...]) -> torch.Tensor:
@@ -111,13 +122,13 @@ def evaluate(model, x: torch.Tensor, y: torch.Tensor, batch: int = 64) -> dict[s
     return {"mAP": float(np.nanmean(aps)), "top1": float(top1), "f1@0.5": float(f1), "clips": len(t)}
 
 
-def augment(x: torch.Tensor, window: int, gen: torch.Generator) -> torch.Tensor:
-    """A random ``window``-frame crop (inside the clip's first 200 frames of start range),
-    one time mask and one frequency mask per clip: ``(B, CLIP_FRAMES, M) -> (B, window, M)``."""
-    n, f, m = x.shape
+def augment(x: torch.Tensor, lengths: torch.Tensor, window: int, gen: torch.Generator) -> torch.Tensor:
+    """A random ``window``-frame crop of each clip's real frames, one time mask and one
+    frequency mask: ``(B, F, M) -> (B, window, M)``."""
+    n, _, m = x.shape
     out = torch.empty(n, window, m)
     for i in range(n):
-        s0 = int(torch.randint(0, max(f - window, 0) // 2 + 1, (1,), generator=gen))
+        s0 = int(torch.randint(0, max(int(lengths[i]) - window, 0) + 1, (1,), generator=gen))
         out[i] = x[i, s0: s0 + window]
         t0 = int(torch.randint(0, window - 30, (1,), generator=gen))
         out[i, t0: t0 + int(torch.randint(0, 30, (1,), generator=gen))] = 0
@@ -126,46 +137,48 @@ def augment(x: torch.Tensor, window: int, gen: torch.Generator) -> torch.Tensor:
     return out
 
 
-def train(
-    data_dir: Path,
-    out_dir: Path,
+def centre(x: torch.Tensor, lengths: torch.Tensor, window: int) -> torch.Tensor:
+    """The centred ``window`` frames of each clip, as ``ClipPreprocessor.audio_window`` takes them."""
+    offs = [max(int(n) - window, 0) // 2 for n in lengths]
+    return torch.stack([x[i, o: o + window] for i, o in enumerate(offs)])
+
+
+def fit(
+    train: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    held_out: dict[str, tuple[torch.Tensor, torch.Tensor]],
     *,
-    epochs: int = 12,
-    batch_size: int = 32,
+    window: int,
+    epochs: int = 6,
+    batch_size: int = 8,
     lr: float = 1e-3,
-    seconds: float = 2.56,
     seed: int = 0,
-    hidden: int = 96,
+    hidden: int = 64,
     layers: int = 2,
-) -> dict[str, dict[str, float]]:
-    """Trains on the ``train`` split (``val`` picks the best epoch); tests on ``test``."""
-    from transformers import ASTFeatureExtractor, ASTForAudioClassification
+):
+    """Trains a tiny AST on ``train = (fbank (N, F, M), targets (N, A), lengths (N,))``.
+
+    ``held_out`` maps split names to ``(fbank (N, window, M), targets)``; ``val`` (when
+    present) picks the best epoch. Returns the model and its metrics per held-out split.
+    """
+    from transformers import ASTForAudioClassification
 
     torch.manual_seed(seed)
-    fcfg = AudioFeatureConfig(max_length=int(round(seconds * 100)))
-    rows = read_rows(data_dir)
-    split = {s: [r for r in rows if r["split"] == s] for s in ("train", "val", "test")}
-    start = time.perf_counter()
-    data = {s: (load_features(data_dir, r, fcfg), targets(r, TAGGER_LABELS)) for s, r in split.items() if r}
-    window = fcfg.max_length
-    # Evaluation sees what the IMD pipeline feeds the tagger: the clip's first window.
-    held_out = {s: (x[:, :window], y) for s, (x, y) in data.items()}
-    log.info("decoded %d clips in %.1f s", len(rows), time.perf_counter() - start)
-    model = ASTForAudioClassification(tiny_ast_config(fcfg.max_length, hidden=hidden, layers=layers))
+    model = ASTForAudioClassification(tiny_ast_config(window, hidden=hidden, layers=layers))
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    x, y = data["train"]
+    x, y, lengths = train
     steps = epochs * ((len(x) + batch_size - 1) // batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     gen = torch.Generator().manual_seed(seed)
-    best, best_state = -1.0, None
+    best, best_state = -float("inf"), None
+    start = time.perf_counter()
     for epoch in range(epochs):
         model.train()
         perm = torch.randperm(len(x), generator=gen)
         total = 0.0
         for i in range(0, len(x), batch_size):
             idx = perm[i: i + batch_size]
-            logits = model(input_values=augment(x[idx], window, gen)).logits
+            logits = model(input_values=augment(x[idx], lengths[idx], window, gen)).logits
             loss = loss_fn(logits, y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -177,13 +190,49 @@ def train(
         if val["mAP"] >= best:
             best, best_state = val["mAP"], {k: v.clone() for k, v in model.state_dict().items()}
     model.load_state_dict(best_state)
-    metrics = {s: evaluate(model, *d) for s, d in held_out.items()}
+    return model, {s: evaluate(model, *d) for s, d in held_out.items()}
+
+
+def save(model, out_dir: Path, fcfg: AudioFeatureConfig, metrics: dict) -> None:
+    """Hugging Face folder: config + weights + ``ASTFeatureExtractor`` preprocessor config."""
+    from transformers import ASTFeatureExtractor
+
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
     ASTFeatureExtractor(**{k: v for k, v in fcfg.to_hf_dict().items() if k != "feature_extractor_type"}
                         ).save_pretrained(out_dir)
     (out_dir / "tagger_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     log.info("saved tagger to %s: %s", out_dir, metrics)
+
+
+def train(
+    data_dir: Path,
+    out_dir: Path,
+    *,
+    epochs: int = 6,
+    batch_size: int = 8,
+    lr: float = 1e-3,
+    seconds: float = 2.56,
+    seed: int = 0,
+    hidden: int = 64,
+    layers: int = 2,
+) -> dict[str, dict[str, float]]:
+    """Decodes a SynthAV folder, trains on ``train`` (``val`` picks the epoch), tests on ``test``."""
+    fcfg = AudioFeatureConfig(max_length=int(round(seconds * 100)))
+    rows = read_rows(data_dir)
+    start = time.perf_counter()
+    data = {}
+    for split in ("train", "val", "test"):
+        sub = [r for r in rows if r["split"] == split]
+        if sub:
+            data[split] = (*load_features(data_dir, sub, fcfg), targets(sub, TAGGER_LABELS))
+    log.info("decoded %d clips in %.1f s", len(rows), time.perf_counter() - start)
+    window = fcfg.max_length
+    held_out = {s: (centre(x, n, window), y) for s, (x, n, y) in data.items()}
+    x, n, y = data["train"]
+    model, metrics = fit((x, y, n), held_out, window=window, epochs=epochs, batch_size=batch_size, lr=lr,
+                         seed=seed, hidden=hidden, layers=layers)
+    save(model, out_dir, fcfg, metrics)
     return metrics
 
 
@@ -191,11 +240,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("data_dir", type=Path, help="a SynthAV folder (manifest.csv with audio_tags)")
     p.add_argument("out_dir", type=Path, help="where to save the Hugging Face tagger folder")
-    p.add_argument("--epochs", type=int, default=12)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seconds", type=float, default=2.56, help="tagger input length in seconds (100 frames/s)")
-    p.add_argument("--hidden", type=int, default=96)
+    p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1,
