@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from imd_core import __version__
@@ -41,6 +42,10 @@ def setup_logging(verbosity: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Before torch loads (build_parser imports subcommands): OpenMP threads that sleep
+    # instead of spinning between ops. On a busy 2-core machine spinning made 2-thread
+    # inference 6-10x slower (docs/PERFORMANCE.md, Inference); a user's value wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
