@@ -346,6 +346,15 @@ class StreamingEngine:
         return self.complete(window, result, time.perf_counter() - t0)
 
     @property
+    def origin(self) -> float | None:
+        """The source time of window 0's start (``None`` until the first frame after a reset).
+
+        Results' ``start``/``end`` are relative to it: add it back to get source times.
+        """
+        with self._lock:
+            return self._origin
+
+    @property
     def stats(self) -> StreamStats:
         with self._lock:
             lat = list(self._latencies)

@@ -110,3 +110,11 @@ def test_torchrun_two_cpu_processes_merge_in_input_order(tiny_model_dir, media_d
         assert g["top"][0]["label"] == w["top"][0]["label"]
         assert g["top"][0]["score"] == pytest.approx(w["top"][0]["score"], abs=1e-4)
         assert g["audio"]["present"] == w["audio"]["present"]
+
+
+def test_progress_bar_keeps_error_lines_whole(tiny_model_dir, media_dir, capsys):
+    code = main(["predict", str(media_dir), "--model", str(tiny_model_dir), "--progress", "-o", os.devnull])
+    err = capsys.readouterr().err
+    assert code == 3 and "/3" in err  # the bar counted the three files
+    lines = [seg.strip() for line in err.split("\n") for seg in line.split("\r") if seg.strip()]
+    assert any(seg.startswith(f"{media_dir / 'broken.mp4'}: ") for seg in lines)

@@ -140,3 +140,36 @@ def test_audio_ring_fills_gaps_with_silence_and_wraps():
     assert samples[:8000].max() == 0.0 and samples[8000:].min() == 2.0
     samples, covered = ring.read(0.0, 0.5)  # overwritten by the wrap: silence
     assert covered == 0.0 and not samples.any()
+
+
+def test_pushes_from_another_thread_while_the_consumer_runs():
+    import threading
+    import time
+
+    pred = RecordingPredictor(FakeClock(), cost=0.0)
+    eng = StreamingEngine(pred, window=0.2, hop=0.1, keep_fps=50.0)  # real monotonic clock
+    stop = threading.Event()
+
+    def produce():
+        t0 = time.monotonic()
+        while not stop.is_set():
+            t = time.monotonic() - t0
+            eng.push_frame(np.zeros((8, 8, 3), np.uint8), t)
+            eng.push_audio(np.zeros(160, np.float32), t, 16000)
+            time.sleep(0.01)
+
+    th = threading.Thread(target=produce)
+    th.start()
+    results = []
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:
+        r = eng.run_once()
+        if r is not None:
+            results.append(r)
+        time.sleep(0.005)
+    stop.set()
+    th.join()
+    assert len(results) >= 5
+    assert all(b.start > a.start for a, b in zip(results, results[1:], strict=False))
+    assert all(r.latency is not None and 0 <= r.latency < 0.5 for r in results)
+    assert eng.origin == pytest.approx(0.0, abs=0.01) and eng.stats.windows_done == len(results)
