@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import sys
 
@@ -32,9 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # A frozen app's multiprocessing children (spawn: ``imd synth`` workers) re-run this
+    # executable; freeze_support runs the child's task and exits there. No-op unfrozen.
+    multiprocessing.freeze_support()
     argv = sys.argv[1:] if argv is None else argv
     # The packaged app re-invokes itself for the CLI (``imd-app train ...``).
-    if argv and argv[0] in ("train", "eval", "data", "predict", "synth", "savld"):
+    if argv and argv[0] in ("train", "eval", "data", "predict", "synth", "savld", "model-info"):
         from imd_core.cli.main import main as cli_main
 
         return cli_main(argv)
