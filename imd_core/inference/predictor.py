@@ -137,7 +137,6 @@ class Predictor:
         frames = sample_frames(item.frames, self.num_frames)
         return self.preprocessor(frames, item.audio, train=False)
 
-    @torch.inference_mode()
     def predict_windows(self, items: Sequence[WindowInput]) -> list[WindowResult]:
         """Runs the model on windows, ``batch_size`` at a time; one result per window."""
         out: list[WindowResult] = []
@@ -146,6 +145,7 @@ class Predictor:
             out += self._run_batch(chunk, [self.preprocess(it) for it in chunk])
         return out
 
+    @torch.inference_mode()
     def _run_batch(self, items: Sequence[WindowInput], inputs: list[dict[str, Any]]) -> list[WindowResult]:
         dev = self.device
         non_blocking = dev.type == "cuda"
@@ -182,7 +182,14 @@ class Predictor:
         Raises:
             DecodeError: the file cannot be read.
         """
-        return self.predict_windows(list(self.open(path, window, hop)))
+        results: list[WindowResult] = []
+        batch: list[WindowInput] = []
+        for item in self.open(path, window, hop):  # batch by batch: a long file never sits in memory
+            batch.append(item)
+            if len(batch) == self.batch_size:
+                results += self.predict_windows(batch)
+                batch = []
+        return results + self.predict_windows(batch)
 
     def predict_paths(
         self,
