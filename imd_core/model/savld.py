@@ -37,7 +37,7 @@ Pooling = Literal["mean", "cls"]
 # Our defaults, chosen on the Kinetics-Sounds relevance set (docs/MODEL.md, bench/savld_eval.py).
 DEFAULT_K = 10
 DEFAULT_VIDEO_PROMPT = "{}"
-DEFAULT_AUDIO_PROMPT = "{}"
+DEFAULT_AUDIO_PROMPT = "the sound of {}"
 DEFAULT_LEXICAL_WEIGHT = 0.0
 DEFAULT_POOLING = "cls"
 
