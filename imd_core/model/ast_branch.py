@@ -62,7 +62,8 @@ class ASTBranch(nn.Module):
         """
         from transformers import ASTForAudioClassification
 
-        looks_local = os.path.sep in source or source.startswith(".") or os.path.exists(source)
+        # "org/name" is a hub id; absolute, relative ("./x", "../x", "~/x") or existing paths are folders
+        looks_local = source.startswith(("/", ".", "~")) or os.path.exists(source) or source.count("/") > 1
         if looks_local and not os.path.isdir(source):
             raise CheckpointError(
                 f"AST folder {source!r} does not exist; pass a folder saved with save_pretrained"

@@ -316,7 +316,7 @@ def load_vit_weights(stream: nn.Module, source: str) -> None:
             )
     elif path.is_file():
         state = _read_weight_file(path)
-    elif path.suffix in (".safetensors", ".pth", ".pt", ".bin") or os.path.sep in source:
+    elif path.suffix in (".safetensors", ".pth", ".pt", ".bin") or source.startswith(("/", ".", "~")):
         raise CheckpointError(f"ViT weight file {source} does not exist")
     else:
         import timm

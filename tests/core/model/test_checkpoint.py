@@ -141,3 +141,29 @@ def test_ast_from_pretrained_folder(ast_folder, tmp_path):
     assert torch.equal(loaded.ast.model.classifier.dense.weight, branch.model.classifier.dense.weight)
     with pytest.raises(CheckpointError, match="does not exist"):
         ASTBranch.from_pretrained(str(tmp_path / "missing_ast"))
+
+
+def test_hub_ids_fail_cleanly_offline(tmp_path, monkeypatch):
+    """The real hub paths are used; offline they end in one clear CheckpointError."""
+    from imd_core.model.checkpoint import load_vit_weights
+    from imd_core.model.video_transformer import VisualStream
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(CheckpointError, match="cannot load the AST tagger from 'no-such-org/no-such-ast'"):
+        ASTBranch.from_pretrained("no-such-org/no-such-ast")
+    stream = VisualStream(
+        num_frames=2,
+        image_size=32,
+        patch_size=16,
+        embed_dim=32,
+        depth=1,
+        num_heads=2,
+        mlp_ratio=4.0,
+        st_depth=0,
+        st_dim=16,
+        st_heads=2,
+    )
+    with pytest.raises(CheckpointError, match="cannot load timm ViT 'no_such_vit_model'"):
+        load_vit_weights(stream, "no_such_vit_model")
+    with pytest.raises(CheckpointError, match="cannot load timm ViT 'hf-hub:timm/no_such_vit'"):
+        load_vit_weights(stream, "hf-hub:timm/no_such_vit")
