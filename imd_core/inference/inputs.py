@@ -85,9 +85,10 @@ def plan_windows(
     """The ``(start, end)`` windows of a clip of ``duration`` seconds.
 
     Without ``window`` the whole clip is one window. With it, windows of ``window``
-    seconds start every ``hop`` seconds (``hop`` defaults to ``window``: no overlap) and
-    must fit in the clip; a clip shorter than one window gives one window of the whole
-    clip, so that every readable file yields at least one result.
+    seconds start every ``hop`` seconds (``hop`` defaults to ``window``: no overlap); when
+    they leave a tail (> 10 % of a window) uncovered, one more window ends exactly at the end (as
+    ``audio_features.window_starts`` does), so every second of the file is classified. A
+    clip shorter than one window gives one window of the whole clip.
     """
     if not math.isfinite(duration) or duration <= 0:
         raise ConfigError(f"cannot plan windows for a clip of duration {duration!r} s")
@@ -104,7 +105,10 @@ def plan_windows(
         return [(0.0, float(duration))]
     # Tolerate float noise so that a 10.0 s clip holds exactly five 2.0 s windows.
     count = int(math.floor((duration - window) / hop + 1e-6)) + 1
-    return [(round(i * hop, 6), round(i * hop + window, 6)) for i in range(count)]
+    out = [(round(i * hop, 6), round(i * hop + window, 6)) for i in range(count)]
+    if duration - out[-1][1] > 0.1 * window:  # a few ms of container slack is not a tail
+        out.append((round(duration - window, 6), round(float(duration), 6)))
+    return out
 
 
 def shard(items: Sequence[Path], rank: int, world_size: int) -> list[int]:

@@ -8,6 +8,7 @@ def test_plan_windows_whole_clip_and_hops():
     assert plan_windows(7.5) == [(0.0, 7.5)]
     assert plan_windows(10.0, 2.0) == [(0.0, 2.0), (2.0, 4.0), (4.0, 6.0), (6.0, 8.0), (8.0, 10.0)]
     assert plan_windows(5.0, 2.0, 1.5) == [(0.0, 2.0), (1.5, 3.5), (3.0, 5.0)]
+    assert plan_windows(3.0, 2.0) == [(0.0, 2.0), (1.0, 3.0)]  # the tail gets a window ending at the end
     assert plan_windows(1.0, 4.0) == [(0.0, 1.0)]  # shorter than a window: one window
     with pytest.raises(ConfigError):
         plan_windows(5.0, 0.0)
