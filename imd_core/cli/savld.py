@@ -139,9 +139,7 @@ def run(args: argparse.Namespace) -> int:
         lexical_weight=args.lexical_weight,
     )
     savld.save(args.out)
-    print(
-        f"wrote {args.out}: {len(video)} video x {len(audio)} audio labels, K={savld.k}, "  # noqa: T201
-        f"{time.perf_counter() - start:.1f} s",
-        file=sys.stderr,
-    )
+    elapsed = time.perf_counter() - start
+    msg = f"wrote {args.out}: {len(video)} video x {len(audio)} audio labels, K={savld.k}, {elapsed:.1f} s"
+    print(msg, file=sys.stderr)  # noqa: T201
     return 0
