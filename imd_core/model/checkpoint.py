@@ -247,7 +247,8 @@ def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor], model: nn.Module) 
     Strips ``module.`` / ``_orig_mod.`` prefixes (DDP, torch.compile), drops the
     classifier head and keys the stream lacks (extra blocks, ``fc_norm``), resamples
     ``pos_embed`` to the stream's patch grid and ``patch_embed.proj.weight`` to its patch
-    size. Pure: returns a new dict, changes nothing in place.
+    size, and keeps the first hidden units of a wider MLP (ViT-B weights into IMD-small's
+    MLP ratio 3). Pure: returns a new dict, changes nothing in place.
 
     Raises:
         CheckpointError: a kept tensor has another shape (e.g. a 1024-wide ViT-L into a
@@ -268,6 +269,8 @@ def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor], model: nn.Module) 
             value = resample_abs_pos_embed(value, new_size=list(model.grid_size), num_prefix_tokens=1)
         elif k == "patch_embed.proj.weight" and value.shape[-2:] != own[k].shape[-2:]:
             value = resample_patch_embed(value, list(own[k].shape[-2:]))
+        elif ".mlp.fc" in k and value.shape != own[k].shape:
+            value = _select_mlp_units(k, value, own[k].shape)
         if value.shape != own[k].shape:
             raise CheckpointError(
                 f"ViT weight {k} has shape {tuple(value.shape)} but the stream needs {tuple(own[k].shape)}; "
@@ -277,6 +280,22 @@ def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor], model: nn.Module) 
     if dropped:
         logger.info("ViT import: ignored %d keys (e.g. %s)", len(dropped), dropped[0])
     return out
+
+
+def _select_mlp_units(key: str, value: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """Keeps the first hidden units of a wider MLP (weight selection, Xu et al. 2023).
+
+    Lets IMD-small (MLP ratio 3, 2,304 hidden units) start from ViT-B weights (3,072):
+    ``fc1`` keeps its first rows, ``fc2`` its first columns. Other mismatches are left
+    for the caller to refuse.
+    """
+    if key.endswith("fc1.weight") or key.endswith("fc1.bias"):
+        if value.shape[0] > shape[0] and value.shape[1:] == shape[1:]:
+            return value[: shape[0]]
+    elif key.endswith("fc2.weight") and value.ndim == 2:
+        if value.shape[1] > shape[1] and value.shape[0] == shape[0]:
+            return value[:, : shape[1]]
+    return value
 
 
 def _read_weight_file(path: Path) -> dict[str, torch.Tensor]:

@@ -120,6 +120,11 @@ def test_vit_import_with_pos_embed_and_patch_resampling(tmp_path):
     assert s8.patch_embed.proj.weight.shape == (32, 3, 8, 8)
     with torch.no_grad():
         assert s8(torch.randn(1, 3, 3, 32, 32)).isfinite().all()
+    # a wider MLP (ViT-B into small's ratio 3) keeps its first hidden units
+    s3 = _stream(mlp_ratio=3.0)
+    load_vit_weights(s3, str(tmp_path / "vit.safetensors"))
+    assert torch.equal(s3.blocks[0].mlp.fc1.weight, vit.blocks[0].mlp.fc1.weight[:96])
+    assert torch.equal(s3.blocks[0].mlp.fc2.weight, vit.blocks[0].mlp.fc2.weight[:, :96])
     # a wider ViT does not fit
     with pytest.raises(CheckpointError, match="same width"):
         checkpoint_filter_fn(_timm_vit(embed_dim=64).state_dict(), _stream())
