@@ -118,3 +118,10 @@ def test_progress_bar_keeps_error_lines_whole(tiny_model_dir, media_dir, capsys)
     assert code == 3 and "/3" in err  # the bar counted the three files
     lines = [seg.strip() for line in err.split("\n") for seg in line.split("\r") if seg.strip()]
     assert any(seg.startswith(f"{media_dir / 'broken.mp4'}: ") for seg in lines)
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_without_gpu_is_one_line_error(tiny_model_dir, media_dir, capsys):
+    assert main(["predict", str(media_dir / "a.mp4"), "--model", str(tiny_model_dir), "--device", "cuda"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "CUDA is not available" in err and "--device cpu" in err
