@@ -44,7 +44,7 @@ def test_batch_classifies_files_and_folders_and_exports_like_imd_predict(qtbot, 
     tab.results_view.sortByColumn(0, Qt.SortOrder.AscendingOrder)
     assert [tab.proxy.index(r, 0).data() for r in range(3)] == ["guitar.mp4", "silent video.mp4", "wood.mp4"]
     assert tab.proxy.index(1, 3).data() == "no" and tab.proxy.index(1, 4).data() == "yes"  # no audio: dropped
-    tab.filter_edit.setText("wood")
+    tab.filter_edit.setText("wood.mp4")  # (a bare "wood" also matches the label "chopping wood")
     assert tab.proxy.rowCount() == 1
     tab.filter_edit.clear()
 
