@@ -27,7 +27,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 
@@ -177,10 +177,10 @@ class StreamingEngine:
         window: window length in seconds.
         hop: seconds between window starts (``<= window`` for overlap).
         keep_fps: frames kept per second of video (older frames are thinned on push);
-            ``None`` keeps every frame. Defaults to ``max(4, 2 * num_frames / window)``
+            ``None`` keeps every frame; ``"auto"``: ``max(4, 2 * num_frames / window)``
             when the predictor exposes ``num_frames``.
         frame_size: frames whose shorter side is larger are downscaled to it on push
-            (``None`` keeps them as they come). Defaults from ``image_size``.
+            (``None`` keeps them as they come); ``"auto"``: ~8/7 of ``image_size``.
         audio_grace: seconds video may run ahead of audio before a window is run
             without waiting for its audio.
         min_audio_coverage: fraction of the window real audio must fill to count as
@@ -196,8 +196,8 @@ class StreamingEngine:
         *,
         window: float,
         hop: float,
-        keep_fps: float | None = -1.0,
-        frame_size: int | None = -1,
+        keep_fps: float | Literal["auto"] | None = "auto",
+        frame_size: int | Literal["auto"] | None = "auto",
         audio_grace: float = 0.5,
         min_audio_coverage: float = 0.5,
         origin: float | None = None,
@@ -210,9 +210,9 @@ class StreamingEngine:
         self.window = float(window)
         self.hop = float(hop)
         num_frames = getattr(predictor, "num_frames", None)
-        if keep_fps == -1.0:
+        if keep_fps == "auto":
             keep_fps = max(4.0, 2.0 * num_frames / self.window) if num_frames else None
-        if frame_size == -1:
+        if frame_size == "auto":
             image_size = getattr(predictor, "image_size", None)
             frame_size = max(64, math.ceil(image_size * 8 / 7)) if image_size else None
         self.keep_fps = keep_fps
