@@ -138,6 +138,20 @@ def test_imd_app_routes_every_cli_subcommand_to_imd(capsys):
         assert f"usage: imd {name}" in capsys.readouterr().out, name
 
 
+def test_runtime_hook_finds_the_bundled_portaudio_first(tmp_path, monkeypatch):
+    """sounddevice asks ctypes.util.find_library("portaudio"): the bundle's copy must win."""
+    import ctypes.util
+
+    monkeypatch.setattr(ctypes.util, "find_library", ctypes.util.find_library)  # restored afterwards
+    (tmp_path / "libportaudio.so.2").write_bytes(b"")
+    monkeypatch.setattr(sys, "_MEIPASS", str(tmp_path), raising=False)
+    runpy.run_path(str(ROOT / "scripts" / "pyi_rth_imd.py"))
+    found = ctypes.util.find_library("portaudio")
+    if sys.platform.startswith("linux"):
+        assert found == str(tmp_path / "libportaudio.so.2")
+    assert ctypes.util.find_library("imd-no-such-library") is None  # others: the system lookup
+
+
 # --- the frozen bundle (opt-in) ---------------------------------------------------------
 
 
@@ -204,6 +218,13 @@ def test_frozen_bundle_runs_version_self_test_train_and_savld(tmp_path, record_p
     out = _run(exe, "--self-test", "--timeout", "240", env=env)
     assert out.returncode == 0, out.stderr[-4000:]
     assert out.stdout.startswith("imd-app self-test: ok ("), out.stdout
+    if shutil.which("xvfb-run"):  # the X11 (xcb) platform plugin, as on a desktop
+        xcb = {**env, "QT_QPA_PLATFORM": "xcb"}
+        inner = " ".join(f"{k}='{v}'" for k, v in xcb.items())
+        out = subprocess.run(["xvfb-run", "-a", "sh", "-c", f'env -i {inner} DISPLAY="$DISPLAY" '
+                              f'XAUTHORITY="$XAUTHORITY" "{exe}" --self-test --timeout 240'],
+                             capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0 and "imd-app self-test: ok (" in out.stdout, out.stderr[-4000:]
     env.pop("IMD_RESOURCES", None)
 
     # the training tab re-invokes the frozen executable: `imd-app train ...` trains for real
