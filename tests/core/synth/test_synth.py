@@ -14,7 +14,8 @@ from imd_core.errors import ConfigError
 from imd_core.synth import ACTION_CLASSES, CLASS_TAGS, TAGGER_LABELS, SynthConfig, generate
 from imd_core.synth.generate import MANIFEST_COLUMNS, ClipSpec, render_clip, sample_clip_spec
 
-AUDIOSET_CSV = Path("/work/shared/data/labels/audioset_527.csv")
+# The shared label lists sit beside the checkout (../shared), in CI too.
+AUDIOSET_CSV = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "labels" / "audioset_527.csv"
 
 
 def _read_manifest(path: Path) -> list[dict[str, str]]:
