@@ -18,6 +18,7 @@ from imd_core.inference.results import WindowResult
 log = logging.getLogger(__name__)
 
 
+MIN_WINDOW_SECONDS = 0.5  # shorter tails of a file get no window of their own
 LIVE_HOP_SECONDS = 0.2  # 5 windows/s when the CPU keeps up; the newest window wins when it does not
 
 
@@ -68,19 +69,22 @@ class EngineSession:
     """
 
     def __init__(self, predictor, spec: ModelSpec, window: float | None = None, hop: float | None = None) -> None:
-        from imd_core.inference.streaming import StreamingEngine
-
         self.predictor = predictor
         self.info = model_info(predictor, spec)
         self.threshold = float(predictor.relevance_threshold)
         self.savld_map = {v: tags for v, tags in self.info.savld}
         w, h = default_window(self.info.audio_seconds)
-        self.window = window or w
-        self.hop = hop or h
-        self.engine = StreamingEngine(predictor, window=self.window, hop=self.hop, source="")
+        self.full_window = window or w
+        self.full_hop = hop or h
         self.source = ""
+        self._make_engine(self.full_window, self.full_hop)
         self._first_time: float | None = None
-        self._skipped_before = 0
+
+    def _make_engine(self, window: float, hop: float) -> None:
+        from imd_core.inference.streaming import StreamingEngine
+
+        self.window, self.hop = window, hop
+        self.engine = StreamingEngine(self.predictor, window=window, hop=hop, source=self.source)
 
     @classmethod
     def load(cls, spec: ModelSpec) -> EngineSession:
@@ -98,12 +102,22 @@ class EngineSession:
         log.info("loaded model %s on %s", spec.folder, predictor.device)
         return cls(predictor, spec)
 
-    def reset(self, source: str, start_time: float = 0.0) -> None:
+    def reset(self, source: str, start_time: float = 0.0, duration: float = 0.0, fps: float = 0.0) -> None:
+        """A new source or a seek. A file shorter than the window (or its rest after a seek
+        is) gets one window spanning what is left, as ``imd predict`` treats short clips."""
         self.source = source
-        self.engine.source = source
-        self.engine.reset()
+        window = self.full_window
+        if duration > 0:
+            frame = 1.0 / fps if fps > 0 else 0.04
+            left = duration - start_time - 1.5 * frame  # the last frame's time bounds a window's end
+            if left < window:
+                window = max(left, MIN_WINDOW_SECONDS)
+        if abs(window - self.window) > 1e-6:
+            self._make_engine(window, min(self.full_hop, window))
+        else:
+            self.engine.source = source
+            self.engine.reset()
         self._first_time = None
-        self._skipped_before = 0
 
     def push_frame(self, t: float, rgb: np.ndarray) -> None:
         if self._first_time is None:

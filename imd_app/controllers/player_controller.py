@@ -160,7 +160,7 @@ class PlayerController(QObject):
         self.decoder.request_seek(seconds)
         # The decoder resets the ring when it takes the request; the clock restarts now.
         self.audio.seek(seconds)
-        self.inference.request_reset(self._source, seconds)
+        self.inference.request_reset(self._source, seconds, media.duration, media.fps)
         self.frames_presented_since_reset = 0
         self.player.set_position(seconds)
         self._preview_at = None if self.player.playing else seconds
@@ -182,7 +182,7 @@ class PlayerController(QObject):
         self.player.set_media(info)
         self.player.set_position(self._pending_start)
         self.audio.seek(self._pending_start)
-        self.inference.request_reset(info.source, self._pending_start)
+        self.inference.request_reset(info.source, self._pending_start, info.duration, info.fps)
         self.frames_presented_since_reset = 0
         self._ended = False
         if info.kind == "webcam":

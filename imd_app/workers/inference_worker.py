@@ -46,6 +46,7 @@ class InferenceWorker(QObject):
         self._audio: deque[tuple[int, float, np.ndarray, int]] = deque(maxlen=max_audio_blocks)
         self._epoch = 0  # last reset requested (any thread)
         self._active_epoch = 0  # last reset handled (worker thread)
+        self._media: tuple[str, float, float, float] = ("", 0.0, 0.0, 0.0)  # the newest reset's arguments
         self._commands: queue.SimpleQueue = queue.SimpleQueue()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -67,10 +68,13 @@ class InferenceWorker(QObject):
         self._audio.append((self._epoch, media_time, samples, sample_rate))
         self._wake.set()
 
-    def request_reset(self, source: str, start_time: float = 0.0) -> None:
-        """Forget buffered media (new source, seek, loop); windows restart at ``start_time``."""
+    def request_reset(self, source: str, start_time: float = 0.0, duration: float = 0.0, fps: float = 0.0) -> None:
+        """Forget buffered media (new source, seek, loop); windows restart at ``start_time``.
+
+        ``duration`` (0 for a live source) and ``fps`` let a short file get a shorter window.
+        """
         self._epoch += 1
-        self._commands.put(("reset", source, float(start_time), self._epoch))
+        self._commands.put(("reset", (source, float(start_time), float(duration), float(fps)), self._epoch))
         self._wake.set()
 
     def request_model(self, spec: ModelSpec) -> None:
@@ -108,12 +112,13 @@ class InferenceWorker(QObject):
                 return handled
             handled = True
             if cmd[0] == "reset":
-                self._active_epoch = cmd[3]
+                self._active_epoch = cmd[2]
+                self._media = cmd[1]
                 self.frames_fed_since_reset = 0
                 self._mel.reset()
                 self._result_times.clear()
                 if self._session is not None:
-                    self._session.reset(cmd[1], cmd[2])
+                    self._session.reset(*cmd[1])
             elif cmd[0] == "model":
                 self._load(cmd[1])
 
@@ -128,9 +133,8 @@ class InferenceWorker(QObject):
             log.exception("model %s not loaded", spec.folder)
             self.model_failed.emit(f"{spec.folder}: cannot load this model ({type(exc).__name__}: {exc})")
         else:
-            old_source = self._session.source if self._session is not None else ""
             self._session = session
-            self._session.reset(old_source, 0.0)
+            self._session.reset(*self._media)
             self.model_loaded.emit(session.info)
         finally:
             self.loading_changed.emit(False)

@@ -93,3 +93,14 @@ def test_gui_thread_stall_during_playback_with_inference(qtbot, window, tiny_mod
     assert len(windows) >= 3
     # A shared 2-core CI box can preempt the process; the bound is loose, the number is reported.
     assert worst < 250.0
+
+
+def test_a_clip_shorter_than_the_window_still_gets_scored(qtbot, window, tiny_model_dir, tmp_path):
+    from tests.media_factory import write_clip
+
+    short = write_clip(tmp_path / "short.mp4", seconds=1.0, fps=15, width=64, height=48)  # window: 1.28 s
+    _load(qtbot, window, tiny_model_dir)
+    window.open_in_player(str(short))
+    qtbot.waitUntil(lambda: len(window.live_state.results) >= 1, timeout=30000)
+    r = window.live_state.latest
+    assert r.start == pytest.approx(0.0, abs=1e-6) and 0.5 <= r.end <= 1.0
