@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=str(demo_model_dir()))
     parser.add_argument("--clips", nargs="*", default=[str(p) for p in demo_clips()])
     parser.add_argument("--dark", action="store_true")
+    parser.add_argument("--second-clip", help="also save player_2.png playing this clip")
     args = parser.parse_args(argv)
     if not args.clips:
         print("no clips: pass --clips FILE...", file=sys.stderr)  # noqa: T201
@@ -64,6 +65,12 @@ def main(argv: list[str] | None = None) -> int:
         _wait(app, lambda: len(w.live_state.results) >= 6, 90)
         _wait(app, lambda: False, 1.0)
         w.grab().save(str(out / "player.png"))
+        if args.second_clip:
+            w.open_in_player(args.second_clip)
+            _wait(app, lambda: w.player_state.media is not None and w.player_state.media.source == args.second_clip, 30)
+            _wait(app, lambda: len(w.live_state.results) >= 6, 90)
+            _wait(app, lambda: False, 1.0)
+            w.grab().save(str(out / "player_2.png"))
         w.batch.add_paths(args.clips)
         w.tabs.setCurrentWidget(w.batch_tab)
         _wait(app, lambda: bool(w.batch_state.items) and all(i.status in ("done", "failed", "cancelled") for i in w.batch_state.items), 300)

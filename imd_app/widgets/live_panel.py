@@ -78,7 +78,12 @@ class LivePanel(QWidget):
         self.timeline.getAxis("bottom").setTextPen(fg)
         self.timeline.getAxis("left").setTextPen(fg)
         self.timeline.addLegend(offset=(5, 5), labelTextColor=fg, labelTextSize="7pt")
-        self.curves = [self.timeline.plot([], [], pen=pg.mkPen(pg.intColor(i, TOP_K), width=2), name=" ") for i in range(TOP_K)]
+        # Symbols too: a clip shorter than two windows gives isolated points, which a line alone hides.
+        self.curves = [
+            self.timeline.plot([], [], pen=pg.mkPen(pg.intColor(i, TOP_K), width=2), name=" ", symbol="o",
+                               symbolSize=4, symbolPen=None, symbolBrush=pg.intColor(i, TOP_K))
+            for i in range(TOP_K)
+        ]
         self.relevance_curve = self.timeline.plot(
             [], [], pen=pg.mkPen((200, 200, 200), width=1, style=Qt.PenStyle.DashLine), name="relevance"
         )

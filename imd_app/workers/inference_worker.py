@@ -116,7 +116,6 @@ class InferenceWorker(QObject):
                 self._media = cmd[1]
                 self.frames_fed_since_reset = 0
                 self._mel.reset()
-                self._result_times.clear()
                 if self._session is not None:
                     self._session.reset(*cmd[1])
             elif cmd[0] == "model":
