@@ -116,7 +116,6 @@ def bench_data(args: argparse.Namespace) -> dict:
     from imd_core.data.dataset import ClipDataset, make_loader
     from imd_core.data.manifest import load_dataset_index
     from imd_core.data.transforms import ClipPreprocessor
-
     from imd_core.model.config import ModelConfig
     from tests.media_factory import write_clip
 
