@@ -241,6 +241,11 @@ def test_frozen_bundle_runs_version_self_test_train_and_savld(tmp_path, record_p
     assert events[-1]["event"] == "run_finished" and events[-1]["outcome"] == "completed"
     assert (run / "best" / "model.safetensors").is_file()
 
+    # spawned worker processes re-enter the frozen executable (multiprocessing.freeze_support)
+    out = _run(exe, "synth", str(tmp_path / "synth"), "--clips", "4", "--size", "64", "--workers", "2", env=env)
+    assert out.returncode == 0, out.stderr[-4000:]
+    assert len(list((tmp_path / "synth").rglob("*.mp4"))) == 4
+
     # the BERT-style text encoder (shipped all-MiniLM-L6-v2) loads through transformers
     (tmp_path / "video.txt").write_text("playing guitar\nchopping wood\n", encoding="utf-8")
     (tmp_path / "audio.txt").write_text("Guitar\nWood\nSpeech\n", encoding="utf-8")
