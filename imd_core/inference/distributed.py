@@ -8,48 +8,16 @@ so the group always uses gloo (it works on CPU-only machines and beside CUDA ali
 
 from __future__ import annotations
 
-import dataclasses
-import logging
-import os
-from datetime import timedelta
 from typing import Any
 
-log = logging.getLogger(__name__)
+from imd_core.distributed import DistInfo, join_from_env, leave
 
-
-@dataclasses.dataclass(frozen=True)
-class RankInfo:
-    """This process's place in a torchrun job (rank 0 of 1 without torchrun)."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
+RankInfo = DistInfo  # the name this module's callers use
 
 
 def init_from_env(timeout_minutes: float = 60.0) -> RankInfo:
-    """Joins the torchrun process group when ``WORLD_SIZE > 1``; a no-op otherwise."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return RankInfo()
-    import torch.distributed as dist
-
-    info = RankInfo(
-        rank=int(os.environ.get("RANK", "0")),
-        world_size=world,
-        local_rank=int(os.environ.get("LOCAL_RANK", "0")),
-    )
-    if not dist.is_initialized():
-        dist.init_process_group(backend="gloo", timeout=timedelta(minutes=timeout_minutes))
-    log.info("imd predict: rank %d of %d", info.rank, info.world_size)
-    return info
+    """Joins the torchrun process group (gloo) when ``WORLD_SIZE > 1``; a no-op otherwise."""
+    return join_from_env("gloo", timeout_minutes=timeout_minutes)
 
 
 def gather_to_main(obj: Any, info: RankInfo) -> list[Any] | None:
@@ -64,9 +32,5 @@ def gather_to_main(obj: Any, info: RankInfo) -> list[Any] | None:
 
 
 def shutdown(info: RankInfo) -> None:
-    if not info.enabled:
-        return
-    import torch.distributed as dist
-
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    if info.enabled:
+        leave()

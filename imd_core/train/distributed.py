@@ -8,51 +8,23 @@ Side effects (events, logs, checkpoints) happen on rank 0 only.
 
 from __future__ import annotations
 
-import dataclasses
-import logging
 import os
-from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 
-logger = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass(frozen=True)
-class DistInfo:
-    rank: int = 0
-    local_rank: int = 0
-    world_size: int = 1
-
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
+from imd_core.distributed import DistInfo, join_from_env, leave
 
 
 def init_distributed(device_type: str) -> DistInfo:
     """Joins the process group if launched by torchrun; returns this process's place."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return DistInfo()
-    rank = int(os.environ["RANK"])
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    backend = "nccl" if device_type == "cuda" else "gloo"
-    if device_type == "cuda":
-        torch.cuda.set_device(local_rank)
-    if not dist.is_initialized():
-        dist.init_process_group(backend=backend, timeout=timedelta(minutes=30))
-    logger.info("DDP rank %d/%d (local %d), backend %s", rank, world, local_rank, backend)
-    return DistInfo(rank=rank, local_rank=local_rank, world_size=world)
+    if device_type == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    return join_from_env("nccl" if device_type == "cuda" else "gloo", timeout_minutes=30)
 
 
 def shutdown_distributed() -> None:
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+    leave()
 
 
 def broadcast_flag(flag: bool, info: DistInfo, device: torch.device) -> bool:
