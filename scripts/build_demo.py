@@ -275,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-write", action="store_true", help="evaluate only; leave resources/ alone")
     p.add_argument("--decode-only", action="store_true", help="generate and decode the data, then stop")
     p.add_argument("--max-train-clips", type=int, default=0, help="use only the first N training clips (CPU)")
+    p.add_argument("--init", type=Path, default=None, help="continue training this saved model folder")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (1: on a shared 2-core machine more threads spin and slow down)")
     args = p.parse_args(argv)
@@ -334,7 +335,13 @@ def main(argv: list[str] | None = None) -> int:
     savld = build_savld(list(TAGGER_LABELS))
     variant = VARIANTS["imd"]
     steps_per_epoch = math.ceil(len(train_rows) / args.batch_size)
-    model = make_model(tagger_dir, savld, variant, args.image_size, warmup_steps=3 * steps_per_epoch)
+    if args.init is not None:  # continue training a saved model (same architecture, its own tagger)
+        from imd_core.model.checkpoint import load_model
+
+        model = load_model(args.init)
+        model.set_savld(savld)
+    else:
+        model = make_model(tagger_dir, savld, variant, args.image_size, warmup_steps=3 * steps_per_epoch)
     train_set = tag_clips(train_rows, train_frames, train_fb, model.ast)
     test_set = tag_clips(test_rows, test_frames, test_fb, model.ast)
     history = train_model(model, pre, train_set, variant, epochs=args.epochs, batch_size=args.batch_size,

