@@ -245,6 +245,23 @@ def evaluate(model: IMDModel, pre: ClipPreprocessor, data: ClipSet, variant: Var
     return res
 
 
+def tune_threshold(model: IMDModel, pre: ClipPreprocessor, val: ClipSet, variant: Variant,
+                   grid: tuple[float, ...] = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7)) -> dict:
+    """Sets ``relevance_threshold`` to the grid value with the best validation keep/drop accuracy.
+
+    Ties go to the better top-1, then to the value nearest 0.5. ``val`` must not be the
+    held-out set (the caller passes the training seed's unused ``test`` split).
+    """
+    table = {}
+    for t in grid:
+        model.config = model.config.replace(relevance_threshold=t)
+        table[t] = evaluate(model, pre, val, variant)
+    best = max(grid, key=lambda t: (round(table[t]["keep_drop_acc"], 6), round(table[t]["top1"], 6), -abs(t - 0.5)))
+    model.config = model.config.replace(relevance_threshold=best)
+    return {"threshold": best, "clips": len(val.labels),
+            "table": {str(t): {k: round(table[t][k], 4) for k in ("top1", "keep_drop_acc")} for t in grid}}
+
+
 def folder_mb(folder: Path) -> float:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 1e6
 
@@ -262,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--test-clips", type=int, default=300)
     p.add_argument("--train-data", type=Path, default=None,
                    help="an existing SynthAV folder to train on (default: WORK/synth_train, seed 0)")
+    p.add_argument("--extra-train-data", type=Path, nargs="*", default=[],
+                   help="more SynthAV folders (other seeds than 777) to train on, all their splits")
     p.add_argument("--tagger", type=Path, default=None,
                    help="an existing tagger folder from train_tagger.py (default: train one into WORK/tagger)")
     p.add_argument("--relevance", type=float, default=0.5)
@@ -276,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--decode-only", action="store_true", help="generate and decode the data, then stop")
     p.add_argument("--max-train-clips", type=int, default=0, help="use only the first N training clips (CPU)")
     p.add_argument("--init", type=Path, default=None, help="continue training this saved model folder")
+    p.add_argument("--tune-threshold", action="store_true",
+                   help="pick the relevance threshold on the training seed's unused 'test' split (never on seed 777)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (1: on a shared 2-core machine more threads spin and slow down)")
     args = p.parse_args(argv)
@@ -313,6 +334,14 @@ def main(argv: list[str] | None = None) -> int:
     test_rows = read_manifest(test_dir)
     train_frames, train_fb = decode_clips(train_dir, train_rows, pre, CACHE_FRAMES, pre.decode_size(True),
                                           cache=work / f"cache_train{len(train_rows)}_{pre.image_size}.npz")
+    for extra in args.extra_train_data:  # more clips from other seeds: every split is training data
+        rows = read_manifest(extra)
+        if json.loads((extra / "synth_config.json").read_text())["config"]["seed"] == 777:
+            raise SystemExit(f"{extra} uses the held-out seed 777: generate it with another seed")
+        f, fb = decode_clips(extra, rows, pre, CACHE_FRAMES, pre.decode_size(True),
+                             cache=work / f"cache_{extra.name}_{len(rows)}_{pre.image_size}.npz")
+        train_rows = train_rows + [r | {"split": "train"} for r in rows]
+        train_frames, train_fb = np.concatenate([train_frames, f]), torch.cat([train_fb, fb])
     test_frames, test_fb = decode_clips(test_dir, test_rows, pre, pre.num_frames, pre.image_size,
                                         cache=work / f"cache_test_{pre.image_size}.npz")
     log.info("decoded %d + %d clips (%.0f s)", len(train_rows), len(test_rows), time.perf_counter() - t0)
@@ -344,11 +373,21 @@ def main(argv: list[str] | None = None) -> int:
         model = make_model(tagger_dir, savld, variant, args.image_size, warmup_steps=3 * steps_per_epoch)
     train_set = tag_clips(train_rows, train_frames, train_fb, model.ast)
     test_set = tag_clips(test_rows, test_frames, test_fb, model.ast)
-    history = train_model(model, pre, train_set, variant, epochs=args.epochs, batch_size=args.batch_size,
-                          lr=args.lr, seed=args.seed)
+    history = []
+    if args.epochs > 0:
+        history = train_model(model, pre, train_set, variant, epochs=args.epochs, batch_size=args.batch_size,
+                              lr=args.lr, seed=args.seed)
+    tuning = None
+    if args.tune_threshold:
+        val_rows = read_manifest(train_dir, ("test",))  # seed 0's own test split: never trained on
+        val_frames, val_fb = decode_clips(train_dir, val_rows, pre, pre.num_frames, pre.image_size,
+                                          cache=work / f"cache_valtest{len(val_rows)}_{pre.image_size}.npz")
+        tuning = tune_threshold(model, pre, tag_clips(val_rows, val_frames, val_fb, model.ast), variant)
+        log.info("relevance threshold from %d validation clips: %s", len(val_rows), tuning)
     metrics = evaluate(model, pre, test_set, variant)
     log.info("held-out (seed 777): %s (%.0f s)", metrics, time.perf_counter() - t0)
-    report = {"heldout_seed777": metrics, "tagger": tagger_metrics, "history": history, "args": {
+    report = {"heldout_seed777": metrics, "tagger": tagger_metrics, "history": history, "threshold_tuning": tuning,
+              "args": {
         k: str(v) for k, v in vars(args).items()}, "savld": savld.mapping}
     work.mkdir(parents=True, exist_ok=True)
     (work / "demo_report.json").write_text(json.dumps(report, indent=2) + "\n")
