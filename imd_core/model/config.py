@@ -42,6 +42,19 @@ TINY_AST_CONFIG: dict[str, Any] = {
 # 8/12/24 ViT blocks + 1/2/4 spatiotemporal blocks. small copies the old timm
 # ``vit_small`` (768 wide, 8 deep, 8 heads, MLP ratio 3) because 8 standard ViT-B blocks
 # alone would already be 57M parameters, 19% over the paper's 47.9M.
+_FULL_SIZE_COMMON: dict[str, Any] = dict(
+    num_frames=8,
+    image_size=224,
+    patch_size=16,
+    embed_dim=768,
+    st_dim=256,
+    st_heads=4,
+    audio_seconds=10.24,
+    ast_source=DEFAULT_AST_SOURCE,
+    ast_config=None,
+    relevance_hidden=256,
+)
+
 _PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(
         num_frames=8,
@@ -59,54 +72,10 @@ _PRESETS: dict[str, dict[str, Any]] = {
         ast_config=TINY_AST_CONFIG,
         relevance_hidden=128,
     ),
-    "small": dict(
-        num_frames=8,
-        image_size=224,
-        patch_size=16,
-        embed_dim=768,
-        depth=8,
-        num_heads=8,
-        mlp_ratio=3.0,
-        st_depth=1,
-        st_dim=256,
-        st_heads=4,
-        audio_seconds=10.24,
-        ast_source=DEFAULT_AST_SOURCE,
-        ast_config=None,
-        relevance_hidden=256,
-    ),
-    "base": dict(
-        num_frames=8,
-        image_size=224,
-        patch_size=16,
-        embed_dim=768,
-        depth=12,
-        num_heads=12,
-        mlp_ratio=4.0,
-        st_depth=2,
-        st_dim=256,
-        st_heads=4,
-        audio_seconds=10.24,
-        ast_source=DEFAULT_AST_SOURCE,
-        ast_config=None,
-        relevance_hidden=256,
-    ),
-    "large": dict(
-        num_frames=8,
-        image_size=224,
-        patch_size=16,
-        embed_dim=768,
-        depth=24,
-        num_heads=12,
-        mlp_ratio=4.0,
-        st_depth=4,
-        st_dim=256,
-        st_heads=4,
-        audio_seconds=10.24,
-        ast_source=DEFAULT_AST_SOURCE,
-        ast_config=None,
-        relevance_hidden=256,
-    ),
+    # small/base/large: 768-wide blocks on 8 x 224 px frames with the AudioSet AST (method.md).
+    "small": dict(_FULL_SIZE_COMMON, depth=8, num_heads=8, mlp_ratio=3.0, st_depth=1),
+    "base": dict(_FULL_SIZE_COMMON, depth=12, num_heads=12, mlp_ratio=4.0, st_depth=2),
+    "large": dict(_FULL_SIZE_COMMON, depth=24, num_heads=12, mlp_ratio=4.0, st_depth=4),
 }
 
 # Fields that define tensor shapes: a checkpoint and a model must agree on all of them.
