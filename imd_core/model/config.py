@@ -95,6 +95,7 @@ ARCHITECTURE_FIELDS: tuple[str, ...] = (
     "audio_seconds",
     "num_mel_bins",
     "relevance_hidden",
+    "relevance_agreement",
     "fusion",
     "fusion_dim",
     "no_audio",
@@ -162,6 +163,16 @@ class ModelConfig(FrozenConfig):
     gating: Literal["teacher", "straight_through", "teacher_then_straight_through"] = "teacher"
     gating_warmup_steps: int = 1000  # steps of teacher forcing before straight-through
     no_audio: Literal["learned", "zeros"] = "learned"
+    # Semantic agreement features for the relevance net (ours, off by default): the
+    # visual-only class probabilities times the audio's evidence for each class through
+    # the SAVLD. An MLP on concatenated embeddings must learn "audio class == video
+    # class" as a product of two 8-way codes, which it does poorly from little data;
+    # these features give it that product directly. Needs visual_head_weight > 0.
+    relevance_agreement: bool = False
+    # Weight of an auxiliary visual-only cross-entropy (a linear head on the two stream
+    # embeddings). Keeps the visual streams learning when relevant audio already names
+    # the class; 0 disables the head.
+    visual_head_weight: float = 0.0
 
     # --- fusion and head ---
     fusion: Literal["gmu", "concat"] = "gmu"
@@ -199,6 +210,10 @@ class ModelConfig(FrozenConfig):
             bad(f"audio_seconds must be > 0, got {self.audio_seconds}")
         if not 0.0 <= self.relevance_threshold <= 1.0:
             bad(f"relevance_threshold must be in [0, 1], got {self.relevance_threshold}")
+        if self.visual_head_weight < 0:
+            bad(f"visual_head_weight must be >= 0, got {self.visual_head_weight}")
+        if self.relevance_agreement and self.visual_head_weight <= 0:
+            bad("relevance_agreement needs the visual head: set visual_head_weight > 0 (e.g. 0.5)")
         if len(set(self.labels)) != len(self.labels):
             bad("labels contain duplicates; give each action class once")
         if self.ast_source is None and self.ast_config is None:

@@ -44,8 +44,10 @@ class IMDOutput:
         audio_logits: ``(B, A)`` AST logits, or None when only a cached embedding was given.
         audio_embedding: ``(B, D_a)`` pooled AST embedding (before gating).
         relevance_iou: ``(B,)`` SAVLD IoU used as target, when labels/targets were given.
-        loss: total loss (CE + weight x relevance BCE) when ``labels`` were given.
-        losses: the detached parts, ``{"ce": ..., "relevance_bce": ...}``.
+        visual_logits: ``(B, C)`` visual-only head logits, when the model has that head.
+        loss: total loss (CE + weight x relevance BCE [+ weight x visual CE]) when
+            ``labels`` were given.
+        losses: the detached parts, ``{"ce": ..., "relevance_bce": ..., "visual_ce": ...}``.
     """
 
     logits: torch.Tensor
@@ -54,6 +56,7 @@ class IMDOutput:
     audio_logits: torch.Tensor | None
     audio_embedding: torch.Tensor
     relevance_iou: torch.Tensor | None = None
+    visual_logits: torch.Tensor | None = None
     loss: torch.Tensor | None = None
     losses: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
 
@@ -138,7 +141,10 @@ class IMDModel(nn.Module):
             for stream in (self.video.rgb, self.video.motion):
                 load_vit_weights(stream, config.video_init)
         d, da = config.embed_dim, self.ast.embed_dim
-        self.relevance = RelevanceNet(2 * d + da, config.relevance_hidden)
+        # visual-only head: auxiliary CE, and the class probabilities of the agreement features
+        self.visual_head = nn.Linear(2 * d, config.num_classes) if config.visual_head_weight > 0 else None
+        agreement_dim = 2 * config.num_classes + 1 if config.relevance_agreement else 0
+        self.relevance = RelevanceNet(2 * d + da + agreement_dim, config.relevance_hidden)
         self.no_audio = NoAudioToken(da, config.no_audio)
         if config.fusion == "gmu":
             self.fusion = GatedMultimodalUnit([d, d, da], config.fusion_dim)
@@ -215,7 +221,10 @@ class IMDModel(nn.Module):
 
         e_rgb, e_mot = self.video(rgb, motion)  # (B*V, D) each
         a = audio_embedding.to(e_rgb.dtype).repeat_interleave(views, dim=0)  # (B*V, D_a)
+        visual_logits = self.visual_head(torch.cat([e_rgb, e_mot], -1)) if self.visual_head is not None else None
         rel_in = [a, e_rgb, e_mot]
+        if cfg.relevance_agreement:
+            rel_in += self._agreement_features(visual_logits, audio_logits, present, views)
         if cfg.relevance_detach_inputs:
             rel_in = [x.detach() for x in rel_in]
         rel_logit = self.relevance(rel_in).view(b, views).mean(1)  # (B,)
@@ -250,6 +259,8 @@ class IMDModel(nn.Module):
         a_gated = self.no_audio(a, gate.repeat_interleave(views))
         fused, _ = self.fusion([e_rgb, e_mot, a_gated])
         logits = self.head(self.head_drop(fused)).view(b, views, -1).mean(1)  # (B, C)
+        if visual_logits is not None:
+            visual_logits = visual_logits.view(b, views, -1).mean(1)
 
         out = IMDOutput(
             logits=logits,
@@ -258,11 +269,16 @@ class IMDModel(nn.Module):
             audio_logits=audio_logits,
             audio_embedding=audio_embedding,
             relevance_iou=iou,
+            visual_logits=visual_logits,
         )
         if labels is not None:
             ce = F.cross_entropy(logits.float(), labels.long().to(device))
             loss = ce
             out.losses["ce"] = ce.detach()
+            if visual_logits is not None:
+                visual_ce = F.cross_entropy(visual_logits.float(), labels.long().to(device))
+                loss = loss + cfg.visual_head_weight * visual_ce
+                out.losses["visual_ce"] = visual_ce.detach()
             if cfg.imd and iou is not None:
                 target = relevance_targets(iou, tau=cfg.relevance_tau, soft=cfg.relevance_soft_target)
                 # clips without audio have no meaningful target (they are always dropped): masked out
@@ -273,6 +289,29 @@ class IMDModel(nn.Module):
                 out.losses["relevance_bce"] = bce.detach()
             out.loss = loss
         return out
+
+    def _agreement_features(
+        self, visual_logits: torch.Tensor, audio_logits: torch.Tensor | None, present: torch.Tensor, views: int
+    ) -> list[torch.Tensor]:
+        """Semantic agreement between what is seen and what is heard, ``(B*V, 2C + 1)``.
+
+        ``p_v`` ``(B*V, C)``: visual-only class probabilities (detached: the visual head
+        learns from its own CE). ``s`` ``(B*V, C)``: the audio's evidence for each class,
+        the mean tag probability over the class's SAVLD labels. Returns ``[p_v * s, s,
+        sum_c p_v * s]``; all zero for clips without audio.
+        """
+        if not self.has_savld:
+            raise ConfigError("relevance_agreement needs a SAVLD: build one (imd savld build) and set it on the model")
+        if audio_logits is None:
+            raise ValueError("relevance_agreement needs audio_logits (B, A) with a cached audio_embedding")
+        p_v = torch.softmax(visual_logits.detach().float(), -1)
+        m = self.savld_matrix.to(p_v.device).float()  # (C, A)
+        tags = torch.sigmoid(audio_logits.detach().float()) * present.float().unsqueeze(-1)  # (B, A)
+        s = (tags @ m.T) / m.sum(1).clamp(min=1.0)  # (B, C)
+        s = s.repeat_interleave(views, dim=0)
+        joint = p_v * s
+        dtype = visual_logits.dtype
+        return [joint.to(dtype), s.to(dtype), joint.sum(-1, keepdim=True).to(dtype)]
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
@@ -339,6 +378,6 @@ class IMDModel(nn.Module):
             "video": n(self.video),
             "ast": n(self.ast),
             "relevance": n(self.relevance) + n(self.no_audio),
-            "fusion_head": n(self.fusion) + n(self.head),
+            "fusion_head": n(self.fusion) + n(self.head) + (n(self.visual_head) if self.visual_head else 0),
             "total": n(self),
         }

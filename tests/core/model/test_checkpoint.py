@@ -65,6 +65,17 @@ def test_round_trip_is_bit_exact(tmp_path):
     ).read_bytes()
 
 
+def test_round_trip_with_visual_head_and_agreement(tmp_path):
+    model = _trained_model(tiny_config(visual_head_weight=0.5, relevance_agreement=True)).eval()
+    save_model(model, tmp_path / "m")
+    loaded = load_model(tmp_path / "m")
+    assert loaded.config == model.config and loaded.visual_head is not None
+    x = tiny_inputs(model.config)
+    with torch.no_grad():
+        a, b = model(**x), loaded(**x)
+    assert torch.equal(a.logits, b.logits) and torch.equal(a.relevance_logit, b.relevance_logit)
+
+
 class _Exploit:
     def __reduce__(self):
         return (os.system, (f"touch {self.marker}",))

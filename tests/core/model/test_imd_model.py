@@ -219,3 +219,49 @@ def test_gating_learned_on_toy_set_drops_irrelevant_audio():
         ~kept[~relevant]
     ).float().mean() > 0.95  # irrelevant audio (incl. the other class's sound) dropped
     assert (out.logits.argmax(-1) == labels).float().mean() > 0.95
+
+
+def test_visual_head_and_agreement_features():
+    torch.manual_seed(0)
+    cfg = tiny_config(visual_head_weight=0.5, relevance_agreement=True)
+    model = IMDModel(cfg, savld=_savld(cfg.labels, SAVLD_TABLE))
+    x = tiny_inputs(cfg, batch=3)
+    out = model(**x, labels=torch.tensor([0, 1, 2]), audio_present=torch.tensor([True, True, False]))
+    assert out.visual_logits.shape == (3, 3)
+    assert set(out.losses) == {"ce", "relevance_bce", "visual_ce"}
+    expected = out.losses["ce"] + out.losses["relevance_bce"] + 0.5 * out.losses["visual_ce"]
+    assert torch.allclose(out.loss.detach(), expected, atol=1e-6)
+    out.loss.backward()
+    assert model.visual_head.weight.grad.abs().sum() > 0
+    # relevance input = audio + two streams + agreement (C products, C evidences, their sum)
+    assert model.relevance.fc1.in_features == 32 + 2 * 48 + 2 * 3 + 1
+    # the agreement features: p_v * s, where s is the mean tag probability of the class's SAVLD labels
+    e_rgb, e_mot = model.video(x["rgb"], x["motion"])
+    vis = model.visual_head(torch.cat([e_rgb, e_mot], -1))
+    emb, alog = model.ast(x["fbank"])
+    feats = model._agreement_features(vis, alog, torch.tensor([True, True, False]), views=1)
+    tags = torch.sigmoid(alog)
+    guitar_evidence = (tags[:, AUDIO_LABELS.index("Guitar")] + tags[:, AUDIO_LABELS.index("Music")]) / 2
+    assert torch.allclose(feats[1][:2, 0], guitar_evidence[:2], atol=1e-5)
+    assert torch.all(feats[1][2] == 0) and torch.all(feats[0][2] == 0)  # no audio track: no evidence
+    p_v = torch.softmax(vis, -1)
+    assert torch.allclose(feats[0], p_v * feats[1], atol=1e-6)
+    assert torch.allclose(feats[2].squeeze(-1), feats[0].sum(-1), atol=1e-6)
+    # multi-view input averages the visual logits over views like the class logits
+    mv = {k: v.unsqueeze(1).expand(-1, 2, *v.shape[1:]) if k != "fbank" else v for k, v in x.items()}
+    model.eval()
+    with torch.no_grad():
+        a, b = model(**x), model(**mv)
+    assert torch.allclose(a.visual_logits, b.visual_logits, atol=1e-5)
+    assert torch.allclose(a.relevance_logit, b.relevance_logit, atol=1e-5)
+
+
+def test_agreement_needs_visual_head_and_savld():
+    with pytest.raises(ConfigError, match="visual_head_weight"):
+        tiny_config(relevance_agreement=True)
+    cfg = tiny_config(visual_head_weight=1.0, relevance_agreement=True)
+    with pytest.raises(ConfigError, match="SAVLD"):
+        IMDModel(cfg).eval()(**tiny_inputs(cfg))
+    plain = IMDModel(tiny_config(visual_head_weight=1.0)).eval()
+    assert plain(**tiny_inputs(plain.config)).visual_logits.shape == (2, 3)
+    assert IMDModel(tiny_config()).visual_head is None
