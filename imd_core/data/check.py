@@ -4,6 +4,11 @@ Used by ``imd data check`` and by the app's dataset view. A file is *usable* whe
 video decodes end to end (``ok``, or ``no-audio`` when it has no audio track); anything
 else is an ``error`` with a one-line reason. Windows (``start``/``end``) from a
 manifest must lie inside the decoded video.
+
+Every file is decoded in a worker process (:func:`imd_core.media.isolate.map_bounded`)
+that is killed when its decode overruns the per-file time limit, so a file that hangs
+inside FFmpeg (a pipe, a stalled disk) becomes an error "decode timed out after N s"
+instead of a check that never ends.
 """
 
 from __future__ import annotations
@@ -11,7 +16,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -116,13 +120,18 @@ class CheckReport:
         return "\n".join(lines)
 
 
-def check_entry(entry: ClipEntry, timeout: float = 120.0) -> FileCheck:
-    """Decodes one clip's file and judges it (never raises for a bad file)."""
+def check_entry(
+    entry: ClipEntry, timeout: float = 120.0, on_extend: Callable[[float], None] | None = None
+) -> FileCheck:
+    """Decodes one clip's file and judges it, in this process (never raises for a bad file).
+
+    ``on_extend`` hears the extra seconds a long file gets (see ``scan_media``).
+    """
     from imd_core.media.scan import scan_media
 
     base = {"path": entry.path, "label": entry.label, "split": entry.split}
     try:
-        scan = scan_media(entry.path, timeout=timeout)
+        scan = scan_media(entry.path, timeout=timeout, on_extend=on_extend)
     except ImdError as exc:
         return FileCheck(status="error", reason=_strip_path(str(exc), entry.path), **base)
     found = {
@@ -160,8 +169,16 @@ def _strip_path(message: str, path: str) -> str:
     return message[len(path) + 2 :] if message.startswith(path + ": ") else message
 
 
-def _check_star(args: tuple[ClipEntry, float]) -> FileCheck:
-    return check_entry(*args)
+def timed_out(entry: ClipEntry, seconds: float) -> FileCheck:
+    """The verdict on a file whose decode was stopped by the process-level deadline."""
+    return FileCheck(
+        path=entry.path,
+        label=entry.label,
+        split=entry.split,
+        status="error",
+        reason=f"decode timed out after {seconds:g} s (stopped; the file may be damaged, "
+        "a pipe, or on a stalled disk)",
+    )
 
 
 def check_index(
@@ -171,32 +188,41 @@ def check_index(
     workers: int = 1,
     progress: Callable[[int, int, FileCheck], None] | None = None,
 ) -> CheckReport:
-    """Checks every clip of an index (in ``workers`` processes when > 1).
+    """Checks every clip of an index in ``workers`` killable worker processes.
 
     Args:
         index: the dataset.
-        timeout: per-file watchdog, seconds.
-        workers: processes decoding in parallel.
-        progress: called with ``(done, total, result)`` after each file.
+        timeout: per-file time limit, seconds (plus the duration a file claims, so long
+            recordings are not cut short); a decode still running then is killed and
+            the file reported as an error.
+        workers: processes decoding in parallel (at least one; the check itself never
+            decodes in the calling process).
+        progress: called with ``(done, total, result)`` after each file (in the order
+            files finish).
     """
+    from imd_core.media.isolate import map_bounded
+
     entries: Sequence[ClipEntry] = index.entries
-    results: list[FileCheck] = []
-    jobs = [(e, timeout) for e in entries]
-    if workers > 1 and len(entries) > 1:
-        with ProcessPoolExecutor(max_workers=min(workers, os.cpu_count() or 1, len(entries))) as pool:
-            for r in pool.map(_check_star, jobs, chunksize=4):
-                results.append(r)
-                if progress:
-                    progress(len(results), len(entries), r)
-    else:
-        for job in jobs:
-            results.append(_check_star(job))
-            if progress:
-                progress(len(results), len(entries), results[-1])
-    for r in results:
+    results: list[FileCheck | None] = [None] * len(entries)
+    jobs = [((e, timeout), {}) for e in entries]
+    done = 0
+    for i, r in map_bounded(
+        check_entry,
+        jobs,
+        timeout=timeout,
+        on_timeout=lambda i, seconds: timed_out(entries[i], seconds),
+        workers=min(max(1, workers), os.cpu_count() or 1),
+        extendable=True,
+    ):
+        results[i] = r
+        done += 1
+        if progress:
+            progress(done, len(entries), r)
+    files = tuple(r for r in results if r is not None)
+    for r in files:
         if r.status == "error":
             logger.info("%s: %s", r.path, r.reason)
-    return CheckReport(index.root, index.labels, tuple(results))
+    return CheckReport(index.root, index.labels, files)
 
 
 def check_dataset(

@@ -8,6 +8,7 @@ well before the duration its header claims is reported as truncated.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import av
@@ -60,11 +61,15 @@ class MediaScan:
         return self.audio_samples > 0
 
 
-def scan_media(path: str | os.PathLike, *, timeout: float = 120.0) -> MediaScan:
+def scan_media(
+    path: str | os.PathLike, *, timeout: float = 120.0, on_extend: Callable[[float], None] | None = None
+) -> MediaScan:
     """Decodes every video and audio packet of a file.
 
     The watchdog allows ``timeout`` seconds plus the duration the file claims (capped at
-    a day), so long recordings are checked rather than timed out.
+    a day), so long recordings are checked rather than timed out. ``on_extend(seconds)``
+    hears about that extra time (a killing deadline outside the process moves with it,
+    see :mod:`imd_core.media.isolate`).
 
     Raises:
         DecodeError: the file cannot be opened at all (missing, not media, ...), or
@@ -76,7 +81,10 @@ def scan_media(path: str | os.PathLike, *, timeout: float = 120.0) -> MediaScan:
         vs = video_stream(container)
         a = container.streams.audio[0] if container.streams.audio else None
         if container.duration:  # decoding runs far faster than real time: a long file may
-            dog.extend(min(container.duration / av.time_base, 24 * 3600.0))  # take its duration
+            extra = min(container.duration / av.time_base, 24 * 3600.0)  # take its duration
+            dog.extend(extra)
+            if on_extend is not None:
+                on_extend(extra)
         t0 = container.start_time / av.time_base if container.start_time is not None else 0.0
         streams = [s for s in (vs, a) if s is not None]
         frames = samples = damaged = 0
