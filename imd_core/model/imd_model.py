@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -236,12 +237,11 @@ class IMDModel(nn.Module):
             iou = relevance_iou(audio_logits.detach(), labels, self.savld_matrix, cfg.tag_top_k)
 
         if cfg.imd:
-            # read the step counter only when it matters: .item() would sync a GPU every step
-            teacher = (
-                self.training
-                and cfg.gating == "teacher_then_straight_through"
-                and int(self.gating_steps) < cfg.gating_warmup_steps
-            )
+            # warm-up as a 0-dim bool tensor, never read on the host: int()/.item() would sync
+            # a GPU every step and break a torch.compile(fullgraph=True) graph
+            teacher: bool | torch.Tensor = True
+            if self.training and cfg.gating == "teacher_then_straight_through":
+                teacher = self.gating_steps < cfg.gating_warmup_steps
             gate = audio_gate(
                 rel_logit,
                 present,
@@ -323,12 +323,17 @@ class IMDModel(nn.Module):
         audio_present: torch.Tensor | None = None,
         *,
         top_tags: int | None = None,
+        forward: Callable[..., IMDOutput] | None = None,
     ) -> list[ClipResult]:
-        """Eval-mode forward -> one :class:`ClipResult` per clip (shapes as :meth:`forward`)."""
+        """Eval-mode forward -> one :class:`ClipResult` per clip (shapes as :meth:`forward`).
+
+        ``forward``: what to call instead of :meth:`forward` with the same arguments,
+        e.g. ``torch.compile(model, fullgraph=True)`` (the Predictor's ``compile`` option).
+        """
         was_training = self.training
         self.eval()
         try:
-            out = self.forward(rgb, motion, fbank=fbank, audio_present=audio_present)
+            out = (self.forward if forward is None else forward)(rgb, motion, fbank=fbank, audio_present=audio_present)
         finally:
             self.train(was_training)
         present = torch.ones_like(out.audio_kept) if audio_present is None else audio_present.bool()

@@ -76,7 +76,7 @@ def audio_gate(
     threshold: float = 0.5,
     iou: torch.Tensor | None = None,
     tau: float = 0.0,
-    teacher: bool = True,
+    teacher: bool | torch.Tensor = True,
 ) -> torch.Tensor:
     """The audio gate ``(B,)`` in {0, 1} (straight-through: 0/1 forward, ``p``'s gradient).
 
@@ -88,13 +88,25 @@ def audio_gate(
         threshold: keep audio iff ``sigmoid(logit) >= threshold``.
         iou: ``(B,)`` SAVLD IoU targets; required for teacher forcing.
         tau: relevant iff ``iou > tau``.
-        teacher: for ``teacher_then_straight_through``, whether warm-up is still on.
+        teacher: for ``teacher_then_straight_through``, whether warm-up is still on: a
+            bool, or a 0-dim bool tensor (the model's step counter compared on the device,
+            so neither eager nor ``torch.compile(fullgraph=True)`` reads it on the host).
     """
     p = torch.sigmoid(relevance_logit.float())
     hard = (p >= threshold).float()
     present = audio_present.to(p.device).float()
     if not training:
         return hard * present
+    if mode == "teacher_then_straight_through" and isinstance(teacher, torch.Tensor):
+        straight = (hard + p - p.detach()) * present
+        if iou is None:  # only an error while warming up: reading the flag syncs, but only here
+            if bool(teacher):
+                raise ValueError(
+                    "teacher-forced gating needs SAVLD IoU targets: pass labels (and a SAVLD) or relevance_target"
+                )
+            return straight
+        # select on the device: the same values as the Python branch, no host read
+        return torch.where(teacher.to(p.device), (iou.to(p.device) > tau).float() * present, straight)
     use_teacher = mode == "teacher" or (mode == "teacher_then_straight_through" and teacher)
     if use_teacher:
         if iou is None:
