@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -15,7 +16,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="evaluate a model folder on a dataset (top-1/5, per class, relevance, audio drops)",
         description=(
             "Evaluate MODEL on DATA (a folder per class or a CSV/JSONL manifest; the 'test' split if it has "
-            "one, else 'val', else every clip). Exit codes: 0 success, 2 bad arguments, 3 unusable data "
+            "one, else 'val', else every clip). Under torchrun the processes share the batches and rank 0 "
+            "prints the result (the same numbers as one process). Exit codes: 0 success, 2 bad arguments, 3 unusable data "
             "(every unreadable file is listed on stderr), 1 other failure."
         ),
     )
@@ -65,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
         model_dir, Path(args.data), views=views, split=args.split, batch_size=args.batch_size,
         num_workers=args.workers, device=args.device,
     )
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun: every rank has the result, rank 0 reports
+        return 3 if result.get("skipped_files") else 0
     for path, reason in result.get("skipped_files", []):
         line = reason if reason.startswith(str(path)) else f"{path}: {reason}"
         print(line, file=sys.stderr)  # noqa: T201

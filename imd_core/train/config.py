@@ -76,6 +76,20 @@ class InitConfig(FrozenConfig):
 
 
 @dataclasses.dataclass(frozen=True)
+class DataConfig(FrozenConfig):
+    """Data loading options (see imd_core/train/frame_cache.py and docs/TRAINING.md).
+
+    ``frame_cache``: folder of the decoded-frame cache, ``"auto"`` = ``RUN_DIR/frame_cache``,
+    None = off. With it, each clip is decoded once; training then samples each
+    segment's frame among ``frame_grid`` fixed candidates and applies the random scale
+    by resizing (the only differences from training without it).
+    """
+
+    frame_cache: str | None = None
+    frame_grid: int = 4
+
+
+@dataclasses.dataclass(frozen=True)
 class TrainConfig(FrozenConfig):
     """Everything that defines a training run (except the data and the run folder)."""
 
@@ -86,6 +100,7 @@ class TrainConfig(FrozenConfig):
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
     schedule: ScheduleConfig = dataclasses.field(default_factory=ScheduleConfig)
     augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
     epochs: int = 10
     batch_size: int = 8  # global batch per optimiser micro-step (split across DDP ranks)
     grad_accum_steps: int = 1
@@ -120,6 +135,9 @@ class TrainConfig(FrozenConfig):
             (0.0 <= self.val_fraction < 1.0, "val_fraction must be in [0, 1)"),
             (self.optim.lr > 0, "optim.lr must be > 0"),
             (0.0 <= self.augment.cross_modal_p <= 1.0, "augment.cross_modal_p must be in [0, 1]"),
+            (self.data.frame_grid >= 1, "data.frame_grid must be >= 1"),
+            (not (self.data.frame_cache and self.clip_seconds > 0),
+             "data.frame_cache caches whole clips (or manifest windows): set clip_seconds=0 or turn it off"),
         ]
         for ok, message in checks:
             if not ok:

@@ -117,3 +117,41 @@ class isolated_rng:  # noqa: N801 - used as a context manager, reads like one
         torch.set_rng_state(self._torch)
         np.random.set_state(self._np)
         random.setstate(self._py)
+
+
+class EvalShardSampler(Sampler[int]):
+    """Dataset order, whole batches dealt round-robin to the DDP ranks (evaluation).
+
+    Batch ``k`` of the single-process evaluation (items ``k*batch_size`` to
+    ``(k+1)*batch_size - 1``) goes to rank ``k % world_size``, unchanged; so the ranks
+    together evaluate exactly the batches one process would, and gathering the
+    per-batch results in batch order (:func:`global_batch_index`) reproduces the
+    single-process numbers. Only the last batch can be short, and it comes last on
+    its rank, so a loader with the same ``batch_size`` cuts this rank's indices into
+    exactly those batches.
+    """
+
+    def __init__(self, num_items: int, batch_size: int, *, rank: int = 0, world_size: int = 1):
+        self.num_items = num_items
+        self.batch_size = batch_size
+        self.rank = rank
+        self.world_size = world_size
+
+    @property
+    def num_batches(self) -> int:
+        return -(-self.num_items // self.batch_size)
+
+    def __iter__(self) -> Iterator[int]:
+        for k in range(self.rank, self.num_batches, self.world_size):
+            yield from range(k * self.batch_size, min(self.num_items, (k + 1) * self.batch_size))
+
+    def __len__(self) -> int:
+        return sum(
+            min(self.num_items, (k + 1) * self.batch_size) - k * self.batch_size
+            for k in range(self.rank, self.num_batches, self.world_size)
+        )
+
+
+def global_batch_index(local_batch: int, rank: int, world_size: int) -> int:
+    """The single-process batch number of this rank's ``local_batch``-th batch."""
+    return local_batch * world_size + rank

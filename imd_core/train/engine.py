@@ -46,7 +46,7 @@ from imd_core.train.distributed import (
 from imd_core.train.evaluate import evaluate
 from imd_core.train.events import EventWriter
 from imd_core.train.metrics import MetricsCsv, TensorBoardLog, save_confusion_png
-from imd_core.train.steps import forward_batch
+from imd_core.train.steps import compile_train_model, forward_batch
 
 logger = logging.getLogger(__name__)
 
@@ -184,8 +184,16 @@ class _Run:
         a = cfg.augment
         pre = ClipPreprocessor.from_model_config(mcfg, flip=a.flip, train_scale=list(a.train_scale))
         clip_s = cfg.clip_seconds or None
-        self.train_ds = ClipDataset(train_index, pre, train=True, cross_modal_p=a.cross_modal_p, clip_seconds=clip_s, seed=cfg.seed)
-        self.val_ds = ClipDataset(val_index, pre, train=False, clip_seconds=clip_s) if len(val_index) else None
+        dataset: Any = ClipDataset
+        if cfg.data.frame_cache:  # decode each clip once (imd_core/train/frame_cache.py)
+            from functools import partial
+
+            from imd_core.train.frame_cache import FrameCacheDataset
+
+            folder = self.run_dir / "frame_cache" if cfg.data.frame_cache == "auto" else Path(cfg.data.frame_cache)
+            dataset = partial(FrameCacheDataset, cache_dir=folder, frame_grid=cfg.data.frame_grid)
+        self.train_ds = dataset(train_index, pre, train=True, cross_modal_p=a.cross_modal_p, clip_seconds=clip_s, seed=cfg.seed)
+        self.val_ds = dataset(val_index, pre, train=False, clip_seconds=clip_s) if len(val_index) else None
         if self.val_ds is None:
             logger.warning("no validation clips: early stopping and best/ follow the training accuracy")
         self.skipped: dict[int, str] = {}
@@ -193,8 +201,10 @@ class _Run:
         self.loader, self.sampler, self.seeded = S.make_train_loader(
             self.train_ds, cfg, rank=info.rank, world_size=info.world_size, pin=pin
         )
+        # Every rank validates whole batches of batch_size, round-robin (same batches as one process).
         self.val_loader = (
-            S.make_eval_loader(self.val_ds, max(1, cfg.batch_size // info.world_size), cfg.num_workers, pin) if self.val_ds else None
+            S.make_eval_loader(self.val_ds, cfg.batch_size, cfg.num_workers, pin, rank=info.rank, world_size=info.world_size)
+            if self.val_ds else None
         )
         self.model.to(self.device)
         self.ast_trainable = bool(mcfg.ast_trainable)
@@ -239,8 +249,8 @@ class _Run:
                 # (the no-audio token when every clip keeps its audio).
                 find_unused_parameters=True,
             )
-        if cfg.compile:
-            self.wrapped = torch.compile(self.wrapped)
+        if cfg.compile:  # forward + loss as one graph (fullgraph outside DDP; see compile_train_model)
+            self.wrapped = compile_train_model(self.wrapped, fullgraph=not info.enabled)
         if info.is_main:
             self.csv = MetricsCsv(self.run_dir / "metrics.csv", keep_epochs_below=self.epoch if self.resume else None)
             self.tb = TensorBoardLog(self.run_dir / "tensorboard")
@@ -389,8 +399,23 @@ class _Run:
         count = max(1.0, sums[2])
         train_m = {"loss": sums[0] / count, "top1": sums[1] / count, "clips": int(sums[2]), "skipped": len(self.skipped)}
         stop_early = False
+        # Every rank evaluates its share and gets the same gathered metrics (a collective).
+        val = (
+            evaluate(self.model, self.val_loader, device=self.device, precision=cfg.precision, cache=self.cache, dist=info)
+            if self.val_loader else {}
+        )
+        if val:
+            logger.info("validation epoch %d (rank %d of %d): clips %d top1 %.6f loss %.8f", epoch, info.rank,
+                        info.world_size, val.get("clips", 0), val.get("top1") or 0.0, val.get("loss") or 0.0)
+        cache_counts = None
+        if self.cache is not None:
+            counts = [self.cache.hits, self.cache.misses]
+            if info.enabled:  # each rank counted its own training slices and validation batches
+                t = torch.tensor(counts, dtype=torch.int64, device=self.device)
+                torch.distributed.all_reduce(t)
+                counts = t.tolist()
+            cache_counts = {"hits": int(counts[0]), "misses": int(counts[1])}
         if info.is_main:
-            val = evaluate(self.model, self.val_loader, device=self.device, precision=cfg.precision, cache=self.cache) if self.val_loader else {}
             if cfg.early_stopping_metric == "val_loss" and val.get("loss") is not None:
                 value = val["loss"]
             else:
@@ -414,9 +439,8 @@ class _Run:
                 "val_audio_drop_rate": val.get("audio_drop_rate"), "elapsed_s": round(elapsed, 2),
             })
             self.tb.scalars({f"train/{k}": v for k, v in train_m.items()} | {f"val/{k}": v for k, v in val_summary.items()}, self.step)
-            cache = {"hits": self.cache.hits, "misses": self.cache.misses} if self.cache is not None else None
             self.writer.emit("epoch", epoch=epoch, step=self.step, train=train_m, val=val_summary, best=improved,
-                             elapsed_s=elapsed, eta_s=eta, ast_cache=cache)
+                             elapsed_s=elapsed, eta_s=eta, ast_cache=cache_counts)
             if improved:
                 path = save_model_folder(self.model, self.run_dir / "best", savld=self.savld)
                 if val:

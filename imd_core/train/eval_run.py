@@ -44,9 +44,29 @@ def evaluate_model_folder(
     Dataset classes are matched to the model's labels by name (case-insensitively); a
     class the model does not know is refused (DataError).
 
+    Under ``torchrun`` each process evaluates its share of the batches and every
+    process returns the same (gathered) result, equal to a single process's.
+
     Args:
         views: ``(clips, crops)`` test views; crops must be 1 or 3.
     """
+
+    import torch
+
+    from imd_core.train.distributed import init_distributed, shutdown_distributed
+
+    joined_here = not (torch.distributed.is_available() and torch.distributed.is_initialized())
+    info = init_distributed("cuda" if device != "cpu" and torch.cuda.is_available() else "cpu")
+    try:
+        return _evaluate_folder(model_dir, data, info, views=views, split=split, batch_size=batch_size,
+                                num_workers=num_workers, device=device, precision=precision)
+    finally:
+        if joined_here:
+            shutdown_distributed()
+
+
+def _evaluate_folder(model_dir: Path, data: Path, info: Any, *, views: tuple[int, int], split: str | None,
+                     batch_size: int, num_workers: int, device: str, precision: str) -> dict[str, Any]:
     from imd_core.data.dataset import ClipDataset
     from imd_core.data.manifest import load_dataset_index
     from imd_core.data.transforms import ClipPreprocessor
@@ -55,7 +75,7 @@ def evaluate_model_folder(
     from imd_core.train.evaluate import evaluate
     from imd_core.train.setup import make_eval_loader
 
-    dev = resolve_train_device(device)
+    dev = resolve_train_device(device, info.local_rank)
     model = load_model(model_dir, device=dev)
     # Clips without a split stay in "train" (ratio 1, 0, 0): only explicit splits select.
     index = load_dataset_index(data, labels=model.labels, split_ratios=(1.0, 0.0, 0.0))
@@ -63,8 +83,8 @@ def evaluate_model_folder(
     clips, crops = views
     pre = ClipPreprocessor.from_model_config(model.config, test_clips=clips, test_crops=crops)
     ds = ClipDataset(part, pre, train=False, multi_view=clips * crops > 1)
-    loader = make_eval_loader(ds, batch_size, num_workers, pin=dev.type == "cuda")
-    metrics = evaluate(model, loader, device=dev, precision=precision)
+    loader = make_eval_loader(ds, batch_size, num_workers, pin=dev.type == "cuda", rank=info.rank, world_size=info.world_size)
+    metrics = evaluate(model, loader, device=dev, precision=precision, dist=info)
     items = metrics.pop("skipped_items")
     skipped = [(part.entries[i].path, why) for i, why in items]
     return {

@@ -3,6 +3,11 @@
 Shared by validation at the end of each epoch and by ``imd eval``. With multi-view
 batches (``rgb`` ``(B,V,T,3,H,W)``, ``V`` = clips x crops) the model averages the class
 logits and the relevance logits over the views; the AST runs once per clip.
+
+Under DDP each rank evaluates its share of whole batches (``EvalShardSampler``); the
+per-batch results are gathered to every rank and fed to one accumulator in the
+single-process batch order, so every rank computes the same numbers, equal to what one
+process computes.
 """
 
 from __future__ import annotations
@@ -12,7 +17,9 @@ from typing import Any
 
 import torch
 
+from imd_core.distributed import DistInfo
 from imd_core.train.ast_cache import ASTCache
+from imd_core.train.data_order import global_batch_index
 from imd_core.train.metrics import MetricAccumulator
 from imd_core.train.steps import audio_features, autocast_context
 
@@ -28,11 +35,17 @@ def evaluate(
     precision: str = "auto",
     cache: ASTCache | None = None,
     max_batches: int = 0,
+    dist: DistInfo | None = None,
 ) -> dict[str, Any]:
     """Evaluates the bare ``IMDModel`` on every batch of ``loader``.
 
     Relevance accuracy compares the relevance network's decision (p >= 0.5) with the
     SAVLD IoU target (relevant iff IoU > ``relevance_tau``) of clips with audio.
+
+    Args:
+        dist: this process's DDP place; with ``world_size > 1`` the loader must hold
+            this rank's batches of an ``EvalShardSampler`` (``make_eval_loader(...,
+            rank=, world_size=)``), and every rank must call this (collective).
 
     Returns:
         The mapping of :meth:`MetricAccumulator.compute` (top1, top5,
@@ -45,6 +58,8 @@ def evaluate(
     model.eval()
     acc = MetricAccumulator(len(cfg.labels), tau=float(cfg.relevance_tau))
     skipped: dict[int, str] = {}
+    sharded = dist is not None and dist.enabled
+    records: list[tuple[int, tuple]] = []  # (single-process batch number, update arguments)
     try:
         for i, batch in enumerate(loader):
             if max_batches and i >= max_batches:
@@ -71,9 +86,21 @@ def evaluate(
             if target is not None:  # clips without audio have no relevance target
                 rel_prob, target = rel_prob[present], target[present]
             loss = float(out.loss) if out.loss is not None else None
-            acc.update(out.logits.float(), labels, out.audio_kept, rel_prob, target, loss)
+            if not sharded:
+                acc.update(out.logits.float(), labels, out.audio_kept, rel_prob, target, loss)
+                continue
+            detach = (out.logits.float(), labels, out.audio_kept, rel_prob, target)
+            args = tuple(None if x is None else x.detach().cpu() for x in detach) + (loss,)
+            records.append((global_batch_index(i, dist.rank, dist.world_size), args))
     finally:
         model.train(was_training)
+    if sharded:
+        gathered: list[Any] = [None] * dist.world_size
+        torch.distributed.all_gather_object(gathered, (records, skipped))
+        for _, rank_skipped in gathered:
+            skipped.update(rank_skipped)
+        for _, args in sorted((r for rank_records, _ in gathered for r in rank_records), key=lambda r: r[0]):
+            acc.update(*args)
     out = acc.compute(cfg.labels)
     out["skipped"] = len(skipped)
     out["skipped_items"] = sorted(skipped.items())

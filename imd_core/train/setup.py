@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 
 from imd_core.errors import ConfigError, DataError
 from imd_core.train.config import TrainConfig
-from imd_core.train.data_order import EpochOrderSampler, SeededItems, epoch_seed
+from imd_core.train.data_order import EpochOrderSampler, EvalShardSampler, SeededItems, epoch_seed
 
 logger = logging.getLogger(__name__)
 
@@ -142,13 +142,19 @@ def make_train_loader(dataset: Any, cfg: TrainConfig, *, rank: int, world_size: 
     return loader, sampler, seeded
 
 
-def make_eval_loader(dataset: Any, batch_size: int, num_workers: int, pin: bool) -> DataLoader:
+def make_eval_loader(
+    dataset: Any, batch_size: int, num_workers: int, pin: bool, *, rank: int = 0, world_size: int = 1
+) -> DataLoader:
+    """Loader in dataset order; under DDP this rank's share of whole batches
+    (:class:`EvalShardSampler`), so batches are the same as in one process."""
     from imd_core.data.dataset import collate_clips
 
+    sampler = EvalShardSampler(len(dataset), batch_size, rank=rank, world_size=world_size) if world_size > 1 else None
     return DataLoader(
         dataset,
         batch_size=batch_size,
         shuffle=False,
+        sampler=sampler,
         num_workers=num_workers,
         pin_memory=pin,
         collate_fn=collate_clips,

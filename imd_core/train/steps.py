@@ -24,6 +24,23 @@ def autocast_context(device: torch.device, precision: str) -> contextlib.Abstrac
     return contextlib.nullcontext()
 
 
+def compile_train_model(model: torch.nn.Module, *, fullgraph: bool = True, mode: str | None = None) -> torch.nn.Module:
+    """``torch.compile`` of the whole training forward, loss included, as one graph.
+
+    The model's ``forward`` computes the loss when ``labels`` are given, so compiling
+    the module (not its submodules) puts the two visual streams, relevance, gating,
+    fusion, head and losses into one graph; AOTAutograd then compiles the backward as
+    one graph too. Only the AST cache lookup (Python) stays outside (see
+    :func:`forward_batch`). ``fullgraph=True`` turns any graph break into an error
+    instead of a silent slow-down; under DDP pass ``fullgraph=False``: dynamo's DDP
+    optimiser splits the graph at gradient-bucket boundaries on purpose.
+    ``dynamic=False``: training batches have one shape (``drop_last``), so every
+    graph is specialised; a new shape recompiles instead of going symbolic.
+    ``mode``: ``torch.compile``'s (None = default; benchmarks try others).
+    """
+    return torch.compile(model, fullgraph=fullgraph, dynamic=False, mode=mode)
+
+
 def ast_branch(model: torch.nn.Module) -> torch.nn.Module:
     """The model's AST branch (``forward(fbank (B,F,128)) -> (embedding, logits)``)."""
     for name in ("ast", "audio_branch", "ast_branch"):

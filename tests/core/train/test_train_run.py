@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -185,27 +186,59 @@ def test_a_failing_run_reports_run_failed(tmp_path, recipe, capsys):
     assert code == 2 and "lr" in capsys.readouterr().err
 
 
+VAL_LOG = re.compile(r"validation epoch (\d+) \(rank (\d) of 2\): clips (\d+) top1 ([\d.]+) loss ([\d.]+)")
+
+
 @pytest.mark.slow
-def test_ddp_two_cpu_processes_match_one_process(tmp_path, tiny_savld):
+def test_ddp_two_cpu_processes_match_one_process(tmp_path, tiny_savld, capsys):
     # Every clip has audio here: the relevance BCE is a mean over clips with audio, and
     # with audio-less clips unevenly split across ranks the mean of per-rank means would
     # differ from one process's mean (a real, documented DDP property, not a bug).
     tiny_data = make_dataset(tmp_path / "clips", per_class=4, silent_class=False)
     # SGD: Adam's first steps divide by sqrt(v), which turns float noise in near-zero
     # gradients (another summation order across ranks) into full-size updates.
-    recipe = write_recipe(tmp_path / "r.json", tiny_savld, epochs=1, batch_size=4,
+    # val_fraction 0.5: 6 validation clips = batches of 4 and 2, one per rank.
+    recipe = write_recipe(tmp_path / "r.json", tiny_savld, epochs=2, batch_size=4, val_fraction=0.5,
                           optim={"name": "sgd", "lr": 0.05, "momentum": 0.9})
     assert imd_here("train", "--config", str(recipe), "--data", str(tiny_data), "--out", str(tmp_path / "one")) == 0
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                "-m", "imd_core", "train", "--config", str(recipe), "--data", str(tiny_data),
-                "--out", str(tmp_path / "two"), "--device", "cpu"]
-    two = subprocess.run(torchrun, capture_output=True, text=True, timeout=300, env=ENV, cwd=ROOT)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "imd_core"]
+    two = subprocess.run([*torchrun, "-v", "train", "--config", str(recipe), "--data", str(tiny_data),
+                          "--out", str(tmp_path / "two"), "--device", "cpu"],
+                         capture_output=True, text=True, timeout=300, env=ENV, cwd=ROOT)
     assert two.returncode == 0, two.stderr[-3000:]
     events = read_events(tmp_path / "two" / "events.jsonl")
     assert events[0]["world_size"] == 2 and kinds(events).count("run_started") == 1  # rank 0 only
     a, b = weights(tmp_path / "one" / "last"), weights(tmp_path / "two" / "last")
     for key in a:
         torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=1e-5, msg=key)
+
+    # Validation ran on both ranks (a share each), and both got the gathered numbers.
+    logged = VAL_LOG.findall(two.stderr)
+    assert sorted((int(e), int(r)) for e, r, *_ in logged) == [(0, 0), (0, 1), (1, 0), (1, 1)], two.stderr[-2000:]
+    for epoch in (0, 1):
+        per_rank = [row[2:] for row in logged if int(row[0]) == epoch]
+        assert per_rank[0] == per_rank[1]  # every rank agrees
+    one_val = [e["val"] for e in read_events(tmp_path / "one" / "events.jsonl") if e["event"] == "epoch"]
+    two_val = [e["val"] for e in events if e["event"] == "epoch"]
+    for v1, v2 in zip(one_val, two_val, strict=True):  # the same model within float noise
+        assert v1["clips"] == v2["clips"] == 6 and v1["top1"] == v2["top1"] and v1["top5"] == v2["top5"]
+        assert v2["loss"] == pytest.approx(v1["loss"], rel=1e-4)
+
+    # imd eval under torchrun: the same JSON as one process (same batches, same order).
+    model = str(tmp_path / "one" / "last")
+    args = ("eval", "--model", model, "--data", str(tiny_data), "--split", "all", "--batch-size", "2", "--json",
+            "--workers", "0", "--device", "cpu")
+    capsys.readouterr()
+    assert imd_here(*args) == 0
+    single = json.loads(capsys.readouterr().out)
+    ddp = subprocess.run([*torchrun, *args], capture_output=True, text=True, timeout=300, env=ENV, cwd=ROOT)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    lines = ddp.stdout.splitlines()
+    assert len(lines) == 1  # rank 0 prints, rank 1 does not
+    multi = json.loads(lines[0])
+    assert multi["clips"] == single["clips"] == 12
+    assert multi.pop("loss") == pytest.approx(single.pop("loss"), rel=1e-6)
+    assert multi == single
 
 
 def test_fine_tune_from_a_model_folder_with_new_classes_and_a_trainable_ast(tmp_path, tiny_data, tiny_savld):
