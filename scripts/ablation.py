@@ -29,35 +29,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import build_demo as B  # noqa: E402
+from synth_stream import render_set  # noqa: E402
 
-from imd_core.data.transforms import ClipPreprocessor, uniform_times  # noqa: E402
-from imd_core.synth import ACTION_CLASSES, TAGGER_LABELS, SynthConfig  # noqa: E402
-from imd_core.synth.generate import render_clip, sample_clip_spec  # noqa: E402
+from imd_core.data.transforms import ClipPreprocessor  # noqa: E402
+from imd_core.synth import TAGGER_LABELS, SynthConfig  # noqa: E402
 
 log = logging.getLogger("ablation")
-
-
-def _render(job: tuple[dict, int, ClipPreprocessor, int]) -> tuple[np.ndarray, torch.Tensor, int, str]:
-    torch.set_num_threads(1)
-    cfg_dict, index, pre, k = job
-    cfg = SynthConfig.from_dict(cfg_dict)
-    spec = sample_clip_spec(cfg, index)
-    frames, audio = render_clip(cfg, spec)
-    idx = np.minimum((uniform_times(0.0, len(frames), k)).astype(int), len(frames) - 1)
-    return frames[idx], pre.fbank(audio), ACTION_CLASSES.index(spec.label), spec.audio_kind
-
-
-def render_set(cfg: SynthConfig, pre: ClipPreprocessor, k: int, tagger, workers: int = 2) -> B.ClipSet:
-    import multiprocessing as mp
-
-    jobs = [(cfg.to_dict(), i, pre, k) for i in range(cfg.clips)]
-    with mp.get_context("spawn").Pool(workers) as pool:
-        out = pool.map(_render, jobs, chunksize=8)
-    fb = torch.stack([o[1] for o in out])
-    with torch.no_grad():
-        res = [tagger(fb[i: i + 64]) for i in range(0, len(fb), 64)]
-    return B.ClipSet(np.stack([o[0] for o in out]), torch.tensor([o[2] for o in out]), [o[3] for o in out],
-                     torch.cat([r[0] for r in res]), torch.cat([r[1] for r in res]))
 
 
 def summarise(results_path: Path, plot_path: Path) -> str:

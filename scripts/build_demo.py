@@ -30,6 +30,7 @@ import math
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -169,47 +170,59 @@ def make_model(tagger_dir: Path, savld: Savld, variant: Variant, image_size: int
     return IMDModel(cfg, savld=savld)
 
 
-def train_model(model: IMDModel, pre: ClipPreprocessor, data: ClipSet, variant: Variant, *, epochs: int,
-                batch_size: int, lr: float, seed: int) -> list[dict]:
-    """AdamW + warm-up/cosine; cached AST outputs; returns per-epoch losses."""
+def train_model(model: IMDModel, pre: ClipPreprocessor, data: ClipSet | Callable[[int], ClipSet],
+                variant: Variant, *, epochs: int, batch_size: int, lr: float, seed: int,
+                clips_per_epoch: int | None = None, on_epoch: Callable[[int], dict] | None = None) -> list[dict]:
+    """AdamW + warm-up/cosine over all epochs; cached AST outputs; returns per-epoch losses.
+
+    ``data`` is one ``ClipSet`` seen every epoch, or ``epoch -> ClipSet`` giving fresh clips
+    each epoch (``clips_per_epoch`` of them, for the schedule). ``on_epoch(epoch)`` may
+    return metrics (e.g. validation) to log with the epoch.
+    """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
+    get_data = data if callable(data) else (lambda _epoch: data)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.05)
-    n = len(data.labels)
-    steps = epochs * math.ceil(n / batch_size)
+    n_sched = clips_per_epoch or len(data.labels)
+    steps = epochs * math.ceil(n_sched / batch_size)
     warm = max(1, steps // 10)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s / steps, 1.0))))
-    by_class = [np.flatnonzero(data.labels.numpy() == c) for c in range(len(ACTION_CLASSES))]
     history = []
     for epoch in range(epochs):
+        start = time.perf_counter()
+        epoch_data = get_data(epoch)
+        prepared = time.perf_counter() - start
+        n = len(epoch_data.labels)
+        by_class = [np.flatnonzero(epoch_data.labels.numpy() == c) for c in range(len(ACTION_CLASSES))]
         model.train()
         perm = rng.permutation(n)
-        sums = {"loss": 0.0, "ce": 0.0, "relevance_bce": 0.0}
-        start = time.perf_counter()
+        sums: dict[str, float] = {}
         for i in range(0, n, batch_size):
             idx = perm[i: i + batch_size]
-            rgb, mot = batch_tensors(pre, data.frames[idx], True, rng)
+            rgb, mot = batch_tensors(pre, epoch_data.frames[idx], True, rng)
             aidx = idx.copy()
             if variant.cross_modal_p > 0:  # swap audio with a same-class training clip
                 for j, k in enumerate(idx):
                     if rng.random() < variant.cross_modal_p:
-                        aidx[j] = rng.choice(by_class[int(data.labels[k])])
+                        aidx[j] = rng.choice(by_class[int(epoch_data.labels[k])])
             present = torch.full((len(idx),), variant.audio)
             if variant.modality_dropout > 0:
                 present &= torch.from_numpy(rng.random(len(idx)) >= variant.modality_dropout)
-            out = model(rgb, mot, audio_embedding=data.emb[aidx], audio_logits=data.logits[aidx],
-                        audio_present=present, labels=data.labels[idx])
+            out = model(rgb, mot, audio_embedding=epoch_data.emb[aidx], audio_logits=epoch_data.logits[aidx],
+                        audio_present=present, labels=epoch_data.labels[idx])
             opt.zero_grad(set_to_none=True)
             out.loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             sched.step()
-            sums["loss"] += float(out.loss) * len(idx)
-            for k, v in out.losses.items():
-                sums[k] += float(v) * len(idx)
-        rec = {k: v / n for k, v in sums.items()} | {"epoch": epoch + 1, "seconds": time.perf_counter() - start}
+            for k, v in {"loss": out.loss, **out.losses}.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach()) * len(idx)
+        rec = {k: v / n for k, v in sums.items()} | {
+            "epoch": epoch + 1, "clips": n, "data_seconds": prepared, "seconds": time.perf_counter() - start}
+        if on_epoch is not None:
+            rec |= on_epoch(epoch)
         log.info("%s epoch %d: %s", variant.name, epoch + 1, {k: round(v, 4) for k, v in rec.items()})
         history.append(rec)
     return history
@@ -262,6 +275,25 @@ def tune_threshold(model: IMDModel, pre: ClipPreprocessor, val: ClipSet, variant
             "table": {str(t): {k: round(table[t][k], 4) for k in ("top1", "keep_drop_acc")} for t in grid}}
 
 
+def upgrade(model: IMDModel, savld: Savld, warmup_steps: int, **changes) -> IMDModel:
+    """The same model with new ``ModelConfig`` fields (e.g. a visual head), keeping every weight
+    that still fits. A relevance net whose inputs change starts fresh, with teacher forcing
+    again for ``warmup_steps`` steps."""
+    new_inputs = changes.get("relevance_agreement", model.config.relevance_agreement) != model.config.relevance_agreement
+    cfg = model.config.replace(**changes)
+    if new_inputs:
+        cfg = cfg.replace(gating_warmup_steps=warmup_steps)
+    new = IMDModel(cfg, savld=savld, load_pretrained=False)
+    own = new.state_dict()
+    kept = {k: v for k, v in model.state_dict().items()
+            if k in own and own[k].shape == v.shape and not (new_inputs and k.startswith("relevance."))}
+    if new_inputs:
+        kept.pop("gating_steps", None)
+    new.load_state_dict(kept, strict=False)
+    log.info("upgraded the model with %s: %d of %d tensors kept", changes, len(kept), len(own))
+    return new
+
+
 def folder_mb(folder: Path) -> float:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 1e6
 
@@ -297,6 +329,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--init", type=Path, default=None, help="continue training this saved model folder")
     p.add_argument("--tune-threshold", action="store_true",
                    help="pick the relevance threshold on the training seed's unused 'test' split (never on seed 777)")
+    p.add_argument("--fresh-rounds", type=int, default=0,
+                   help="train on clips rendered in memory instead: this many rounds (epochs) of new clips")
+    p.add_argument("--fresh-clips", type=int, default=2000, help="clips rendered per fresh round")
+    p.add_argument("--fresh-real", type=int, default=1000,
+                   help="decoded MP4 training clips mixed into each fresh round (the domain the model is used on)")
+    p.add_argument("--fresh-seed-base", type=int, default=10000, help="fresh round r renders seed BASE + r")
+    p.add_argument("--render-size", type=int, default=96, help="render size of fresh clips (pixels)")
+    p.add_argument("--visual-head-weight", type=float, default=None,
+                   help="add/set the visual-only head with this auxiliary CE weight (ModelConfig.visual_head_weight)")
+    p.add_argument("--agreement", action="store_true",
+                   help="give the relevance net the SAVLD agreement features (ModelConfig.relevance_agreement)")
+    p.add_argument("--warmup-epochs", type=float, default=1.0,
+                   help="teacher-forcing epochs for a relevance net that starts fresh (--agreement on --init)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (1: on a shared 2-core machine more threads spin and slow down)")
     args = p.parse_args(argv)
@@ -371,18 +416,48 @@ def main(argv: list[str] | None = None) -> int:
         model.set_savld(savld)
     else:
         model = make_model(tagger_dir, savld, variant, args.image_size, warmup_steps=3 * steps_per_epoch)
+    changes = {}
+    if args.visual_head_weight is not None:
+        changes["visual_head_weight"] = args.visual_head_weight
+    if args.agreement:
+        changes["relevance_agreement"] = True
+    if changes:
+        clips = args.fresh_clips + args.fresh_real if args.fresh_rounds else len(train_rows)
+        model = upgrade(model, savld, round(args.warmup_epochs * math.ceil(clips / args.batch_size)), **changes)
     train_set = tag_clips(train_rows, train_frames, train_fb, model.ast)
     test_set = tag_clips(test_rows, test_frames, test_fb, model.ast)
+    # seed 0's own test split: never trained on; watches training and tunes the threshold
+    val_rows = read_manifest(train_dir, ("test",))
+    val_frames, val_fb = decode_clips(train_dir, val_rows, pre, pre.num_frames, pre.image_size,
+                                      cache=work / f"cache_valtest{len(val_rows)}_{pre.image_size}.npz")
+    val_set = tag_clips(val_rows, val_frames, val_fb, model.ast)
+
+    model.config = model.config.replace(ast_source=None)  # the AST lives in the folder's weights
+
+    def watch(_epoch: int) -> dict:
+        from imd_core.model.checkpoint import save_model
+
+        save_model(model, work / "last_epoch_model", savld=savld)  # an interrupted build keeps its progress
+        m = evaluate(model, pre, val_set, variant)
+        return {"val_top1": m["top1"], "val_keep_drop_acc": m["keep_drop_acc"]}
+
     history = []
-    if args.epochs > 0:
+    if args.fresh_rounds > 0:
+        import synth_stream
+
+        real = min(args.fresh_real, len(train_set.labels))
+        rounds = synth_stream.fresh_rounds(
+            SynthConfig(relevance=args.relevance, ambiguity=args.ambiguity, size=args.render_size), pre, model.ast,
+            clips=args.fresh_clips, seed_base=args.fresh_seed_base, k=CACHE_FRAMES, size=pre.decode_size(True),
+            real=train_set, real_per_round=real)
+        history = train_model(model, pre, rounds, variant, epochs=args.fresh_rounds, batch_size=args.batch_size,
+                              lr=args.lr, seed=args.seed, clips_per_epoch=args.fresh_clips + real, on_epoch=watch)
+    elif args.epochs > 0:
         history = train_model(model, pre, train_set, variant, epochs=args.epochs, batch_size=args.batch_size,
-                              lr=args.lr, seed=args.seed)
+                              lr=args.lr, seed=args.seed, on_epoch=watch)
     tuning = None
     if args.tune_threshold:
-        val_rows = read_manifest(train_dir, ("test",))  # seed 0's own test split: never trained on
-        val_frames, val_fb = decode_clips(train_dir, val_rows, pre, pre.num_frames, pre.image_size,
-                                          cache=work / f"cache_valtest{len(val_rows)}_{pre.image_size}.npz")
-        tuning = tune_threshold(model, pre, tag_clips(val_rows, val_frames, val_fb, model.ast), variant)
+        tuning = tune_threshold(model, pre, val_set, variant)
         log.info("relevance threshold from %d validation clips: %s", len(val_rows), tuning)
     metrics = evaluate(model, pre, test_set, variant)
     log.info("held-out (seed 777): %s (%.0f s)", metrics, time.perf_counter() - t0)
@@ -395,7 +470,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from imd_core.model.checkpoint import save_model
 
-    model.config = model.config.replace(ast_source=None)  # the AST lives in the folder's weights
     out_model = args.out / "demo_model"
     if out_model.exists():
         shutil.rmtree(out_model)
