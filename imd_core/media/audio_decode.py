@@ -64,6 +64,7 @@ class _Mixdown:
         self.block_seconds = block_seconds
         self.chunks: list[np.ndarray] = []
         self.buf: np.ndarray | None = None  # (channels, block) in the frames' sample type
+        self.rows: list[memoryview] = []
         self.fmt = ""
         self.fill = 0
 
@@ -80,9 +81,12 @@ class _Mixdown:
             self._mix()
             block = max(n, round(self.block_seconds * (frame.sample_rate or 48000)))
             buf = self.buf = np.empty((len(planes), block), _SAMPLE_TYPES[fmt.name.rstrip("p")][0])
+            self.rows = [memoryview(row).cast("B") for row in buf]  # byte views: a plain copy per plane
             self.fmt = fmt.name
-        for c, plane in enumerate(planes):
-            buf[c, self.fill : self.fill + n] = np.frombuffer(plane, buf.dtype, count=n)
+        size = buf.itemsize
+        lo, hi = self.fill * size, (self.fill + n) * size
+        for row, plane in zip(self.rows, planes, strict=True):
+            row[lo:hi] = memoryview(plane)[: hi - lo]
         self.fill += n
 
     def _mix(self) -> None:
