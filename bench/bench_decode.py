@@ -7,6 +7,8 @@ textured moving scene (~0.8 Mbit/s, like ordinary footage), then times, per clip
 - ``seek-per-frame``: the naive way, one seek + decode per sampled frame (+ audio);
 - ``decode_clip``: :func:`imd_core.media.decode.decode_clip`, 8 frames at 224 short side
   centre-cropped to 224x224, plus 10 s of 16 kHz mono audio;
+- ``no-deblock``: the same with ``deblock=False`` (an approximation: the H.264 loop
+  filter skipped); its pixel difference from the exact frames is printed too;
 - ``preprocess``: the same plus :class:`ClipPreprocessor` (motion, normalisation, fbank);
 - ``loader``: a ``make_loader`` DataLoader with worker processes over the clips.
 
@@ -93,10 +95,21 @@ def audio_only(path: Path) -> None:
     decode_clip(path, video=False)
 
 
-def ours(path: Path) -> np.ndarray:
-    clip = decode_clip(path, num_frames=FRAMES, size=SIZE)
+def ours(path: Path, deblock: bool = True) -> np.ndarray:
+    clip = decode_clip(path, num_frames=FRAMES, size=SIZE, deblock=deblock)
     w = clip.frames.shape[2]
     return clip.frames[:, :, (w - SIZE) // 2 : (w - SIZE) // 2 + SIZE]
+
+
+def no_deblock_error(paths: list[Path]) -> dict:
+    """How far ``deblock=False`` frames are from the exact ones (grey levels, 0-255)."""
+    diffs = [np.abs(ours(p).astype(np.int16) - ours(p, deblock=False)) for p in paths]
+    per_frame = np.concatenate([d.mean(axis=(1, 2, 3)) for d in diffs])
+    return {
+        "mean_abs": round(float(np.mean(per_frame)), 3),
+        "worst_frame_mean_abs": round(float(per_frame.max()), 3),
+        "max_abs": int(max(d.max() for d in diffs)),
+    }
 
 
 def preprocess(path: Path, pre) -> dict:
@@ -182,6 +195,7 @@ def main() -> int:
     pre = ClipPreprocessor(num_frames=FRAMES, image_size=SIZE, audio_seconds=10.24, train_scale=(1.0, 1.0))
     results = {
         "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} CPUs",
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "clip": f"{SECONDS:g} s {WIDTH}x{HEIGHT} {FPS} fps H.264+AAC, {size_mbit:.2f} Mbit/s",
     }
@@ -191,13 +205,18 @@ def main() -> int:
     if args.breakdown:
         stages.update({"open": open_only, "video part": video_only, "audio part": audio_only})
     stages["decode_clip"] = ours
+    if "no-deblock" not in skip:
+        stages["no-deblock"] = lambda p: ours(p, deblock=False)
     if "preprocess" not in skip:
         stages["preprocess"] = lambda p: preprocess(p, pre)
     results.update(time_stages(stages, paths, args.repeats))
+    if "no-deblock" not in skip:
+        results["no-deblock error"] = no_deblock_error(paths)
     if "loader" not in skip:
         results["loader"] = loader_rate(paths, args.workers, args.loader_clips, pre)
 
     print(f"{results['machine']}, {results['date']}; {results['clip']}")
+    print(f"load average at start {results['load_average']}, at end {[round(x, 2) for x in os.getloadavg()]}")
     print(f"{'stage':<16} {'CPU ms/clip':>12} {'wall ms/clip':>13} {'clips/s/core':>13}")
     for k in (
         "sequential",
@@ -206,11 +225,16 @@ def main() -> int:
         "video part",
         "audio part",
         "decode_clip",
+        "no-deblock",
         "preprocess",
     ):
         if k in results:
             r = results[k]
             print(f"{k:<16} {r['cpu_ms']:>12.1f} {r['wall_ms']:>13.1f} {r['clips_per_s_per_core']:>13.2f}")
+    if "no-deblock error" in results:
+        e = results["no-deblock error"]
+        print(f"no-deblock vs exact frames: mean |diff| {e['mean_abs']} grey levels, worst frame "
+              f"{e['worst_frame_mean_abs']}, worst pixel {e['max_abs']}")  # fmt: skip
     if "loader" in results:
         r = results["loader"]
         print(f"loader (train transforms + fbank): {r['workers']} workers, {r['clips']} clips in {r['wall_s']} s "
