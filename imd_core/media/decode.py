@@ -218,6 +218,12 @@ def _decode_video(
                 )
         state["prev"], state["prev_time"] = frame, ftime
 
+    if needed is not None:
+        # Packets after the last needed one (decode order) only push it out of the
+        # decoder's reorder buffer; draining the decoder there does the same without
+        # decoding them (every reference a needed frame uses comes before it).
+        last = max(i for i, p in enumerate(packets) if p.pts in needed)
+        packets = packets[: last + 1]
     errors = 0
     skipping = None  # the decoder's skip_frame setting, changed only when it must
     for packet in [*packets, None]:
