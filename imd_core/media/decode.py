@@ -1,11 +1,15 @@
 """Decoding a time range of a media file into frames and 16 kHz mono audio with PyAV.
 
-Speed matters here (it feeds training): one open per clip, one seek per stream, every
-packet demuxed once, and only the frames that are shown or referenced get decoded —
-non-reference frames that no sampled time needs are skipped (``skip_frame="NONREF"``),
-intra-only codecs (MJPEG) skip unneeded packets outright. Only the picked frames are
-converted to RGB, at the requested size, by swscale in one step. Audio is decoded,
-down-mixed in numpy straight from the frame buffers and resampled once.
+Speed matters here (it feeds training): one lean open per clip (FFmpeg's stream probe
+decodes no video frames, see :func:`~imd_core.media.probe.open_media`), one seek per
+stream, every packet demuxed once, and only the frames that are shown or referenced get
+decoded — non-reference frames that no sampled time needs are skipped
+(``skip_frame="NONREF"``), intra-only codecs (MJPEG) skip unneeded packets outright, and
+the decoder is drained after the last needed packet instead of being fed more. Only the
+picked frames are converted to RGB, at the requested size, by swscale in one step.
+Audio is decoded, down-mixed in blocks straight from the frame buffers and resampled
+once. All of this is exact: the frames are the ones a full decode gives. The one
+approximation, skipping the deblocking filter, is opt-in (``deblock=False``).
 
 Times are seconds from the file's first presentation time (``container.start_time``).
 A frame "at" time ``t`` is the one on screen at ``t``: the last frame whose presentation
@@ -362,7 +366,7 @@ def decode_clip(
         deblock: ``False`` skips the in-loop deblocking filter of every frame
             (``skip_loop_filter=all``; H.264, HEVC, VP8/VP9), an approximation: ~8% less
             CPU for H.264 clips, frames off by 0.4 grey levels on average from the exact
-            decode (0.9 at most per frame, single pixels up to ~20) on the
+            decode (about 1 in the worst frame, single pixels up to ~20) on the
             ``bench/bench_decode.py`` clips, more at low bit rates and long GOPs, because
             the error propagates through reference frames. Exact (``True``) by default.
         timeout: seconds before the watchdog gives up with a DecodeError.
