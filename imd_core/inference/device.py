@@ -2,16 +2,16 @@
 
 CUDA when present, else CPU. On CUDA the forward pass runs under bf16 autocast (the
 matrix products in bf16, reductions and softmax in fp32); on CPU it stays fp32, which is
-what small models run fastest with on a laptop CPU. ``torch.compile`` (and CUDA graphs
-through its ``reduce-overhead`` mode) is opt-in: it cuts batch-1 latency on a GPU but
-costs a compile per new input shape and needs a C++ toolchain on CPU.
+what small models run fastest with on a laptop CPU. ``torch.compile`` of the whole
+forward (:class:`CompiledForward`; CUDA graphs through its ``reduce-overhead`` mode) is
+opt-in: it is meant to cut batch-1 latency on a GPU but costs a compile per input shape
+(minutes on a small CPU) and needs a C++ toolchain on CPU.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
@@ -75,22 +75,73 @@ def autocast_context(device: torch.device) -> contextlib.AbstractContextManager[
     return contextlib.nullcontext()
 
 
-def maybe_compile(fn: Callable[..., Any], mode: str, device: torch.device) -> Callable[..., Any]:
-    """Wraps ``fn`` with ``torch.compile`` unless ``mode == "none"``.
+class CompiledForward:
+    """The model's whole forward under ``torch.compile(fullgraph=True, dynamic=False)``.
 
-    ``reduce-overhead`` records CUDA graphs: worth it for batch-1 latency on a GPU, where
-    launching ~hundreds of small kernels dominates. It is refused on CPU.
+    One graph for everything (AST, both visual streams, relevance, gating, fusion, head),
+    specialised to each input shape: a new batch size compiles once more, so callers
+    keep batch sizes few (the :class:`~imd_core.inference.predictor.Predictor` pads
+    partial batches) and warm up. ``reduce-overhead`` records the graph as a CUDA graph
+    (a replay is one launch instead of hundreds: the batch-1 latency mode on a GPU);
+    :meth:`__call__` marks each call as a new step, so a replay may reuse the last
+    call's output memory: read the outputs before the next call.
+
+    If the forward cannot be captured as one graph (a graph break, e.g. from another
+    ``transformers`` version's AST code), the first call logs the reason once and falls
+    back to ``fullgraph=False`` (pieces compiled, breaks run eagerly); ``break_reason``
+    keeps the reason.
+
+    Args:
+        module: the model (called as ``module(*args, **kwargs)``).
+        mode: ``default`` | ``reduce-overhead`` | ``max-autotune``.
+        device: where it runs (``reduce-overhead`` needs CUDA).
+    """
+
+    def __init__(self, module: torch.nn.Module, mode: str, device: torch.device) -> None:
+        if mode not in COMPILE_MODES or mode == "none":
+            raise ConfigError(f"unknown compile mode {mode!r}; choose one of {list(COMPILE_MODES[1:])}")
+        if mode == "reduce-overhead" and device.type != "cuda":
+            raise ConfigError(
+                "compile mode 'reduce-overhead' (CUDA graphs) needs a CUDA device; use 'default' on CPU"
+            )
+        self.module, self.mode = module, mode
+        self.fullgraph = True
+        self.break_reason: str | None = None
+        self._fn = torch.compile(module, mode=mode, fullgraph=True, dynamic=False)
+        log.info("compiling the whole model forward with torch.compile(mode=%s, fullgraph=True)", mode)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.mode == "reduce-overhead":
+            torch.compiler.cudagraph_mark_step_begin()  # the last replay's outputs are no longer read
+        try:
+            return self._fn(*args, **kwargs)
+        except (torch._dynamo.exc.Unsupported, torch._dynamo.exc.UserError) as exc:
+            if not self.fullgraph:
+                raise
+            self.break_reason = _first_line(exc)
+            log.warning(
+                "the model forward is not one graph (%s); compiling it in pieces instead (slower)",
+                self.break_reason,
+            )
+            self.fullgraph = False
+            self._fn = torch.compile(self.module, mode=self.mode, fullgraph=False, dynamic=False)
+            return self._fn(*args, **kwargs)
+
+
+def compile_forward(module: torch.nn.Module, mode: str, device: torch.device) -> CompiledForward | None:
+    """:class:`CompiledForward` of ``module``, or ``None`` for ``mode == "none"`` (eager).
+
+    Raises:
+        ConfigError: unknown mode, or ``reduce-overhead`` without CUDA.
     """
     if mode not in COMPILE_MODES:
         raise ConfigError(f"unknown compile mode {mode!r}; choose one of {list(COMPILE_MODES)}")
-    if mode == "none":
-        return fn
-    if mode == "reduce-overhead" and device.type != "cuda":
-        raise ConfigError(
-            "compile mode 'reduce-overhead' (CUDA graphs) needs a CUDA device; use 'default' on CPU"
-        )
-    log.info("compiling the model forward with torch.compile(mode=%s)", mode)
-    return torch.compile(fn, mode=mode, dynamic=False)
+    return None if mode == "none" else CompiledForward(module, mode, device)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
 def synchronize(device: torch.device) -> None:

@@ -6,7 +6,14 @@ preprocessing (:class:`~imd_core.data.transforms.ClipPreprocessor`, configured f
 model's own config) and batching; decoding is in :mod:`imd_core.inference.file_windows`.
 
 Batching: :meth:`Predictor.predict_paths` fills batches across files, so a folder of
-short clips keeps a GPU busy while results still come back file by file, in input order.
+short clips keeps a GPU busy while results still come back file by file, in input order;
+the next files are decoded and preprocessed on worker threads
+(:mod:`imd_core.inference.prefetch`) while the model runs.
+
+Compilation (``compile=``): the whole forward as one ``torch.compile(fullgraph=True)``
+graph with static shapes; partial batches are padded to ``batch_size`` so that only
+batch 1 (streaming) and ``batch_size`` ever compile; :meth:`Predictor.warmup` compiles
+them up front.
 """
 
 from __future__ import annotations
@@ -25,14 +32,17 @@ import torch
 
 from imd_core.errors import CheckpointError, ConfigError, ImdError
 from imd_core.inference.device import (
+    CompiledForward,
+    CompileMode,
     autocast_context,
+    compile_forward,
     configure_threads,
-    maybe_compile,
     resolve_device,
     synchronize,
 )
 from imd_core.inference.file_windows import FileWindows, open_file_windows
 from imd_core.inference.inputs import WindowInput
+from imd_core.inference.prefetch import prefetch
 from imd_core.inference.results import TOP_K, AudioResult, LabelScore, WindowResult
 
 log = logging.getLogger(__name__)
@@ -72,10 +82,15 @@ class Predictor:
         device: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``.
         threads: CPU threads for torch (``None``: torch's default, one per core).
         batch_size: windows per forward pass.
-        compile: ``none`` or a ``torch.compile`` mode for the two heavy submodules
-            (``reduce-overhead`` adds CUDA graphs: lowest batch-1 latency on a GPU).
+        compile: ``none`` (eager), or a ``torch.compile`` mode for the whole forward as
+            one graph: ``default``, ``reduce-overhead`` (CUDA graphs: the lowest batch-1
+            latency on a GPU; CUDA only) or ``max-autotune`` (longest compile, for
+            throughput at ``batch_size``). Shapes are static: batch 1 and ``batch_size``
+            each compile once (call :meth:`warmup` to do it before the first input).
         chunk_seconds: longest span of a file decoded at once when windowing (bounds
             memory on hour-long files; windows in a chunk share one decode).
+        decode_workers: files decoded and preprocessed ahead on threads by
+            :meth:`predict_paths` (0: decode on the calling thread, between forwards).
     """
 
     def __init__(
@@ -85,13 +100,16 @@ class Predictor:
         threads: int | None = None,
         *,
         batch_size: int = 8,
-        compile: str = "none",
+        compile: CompileMode = "none",
         chunk_seconds: float = 60.0,
+        decode_workers: int = 2,
     ) -> None:
         from imd_core.data.transforms import ClipPreprocessor
 
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        if decode_workers < 0:
+            raise ConfigError(f"decode_workers must be >= 0, got {decode_workers}")
         self.device = resolve_device(device)
         self.threads = configure_threads(threads)
         if isinstance(model_dir_or_model, (str, os.PathLike)):
@@ -103,12 +121,9 @@ class Predictor:
         self.batch_size = int(batch_size)
         self.chunk_seconds = float(chunk_seconds)
         self.preprocessor = ClipPreprocessor.from_model_config(self.config)
+        self.decode_workers = int(decode_workers)
         self.compile_mode = compile
-        if compile != "none":
-            # predict() calls the submodules as modules, so compiling them in place is enough.
-            for name in ("video", "ast"):
-                sub = getattr(self.model, name)
-                setattr(self.model, name, maybe_compile(sub, compile, self.device))
+        self._forward = compile_forward(self.model, compile, self.device)  # None: eager
 
     # ------------------------------------------------------------------ properties
     @property
@@ -131,6 +146,11 @@ class Predictor:
     def relevance_threshold(self) -> float:
         return float(self.config.relevance_threshold)
 
+    @property
+    def compiled_forward(self) -> CompiledForward | None:
+        """The compiled whole forward (``compile`` other than ``none``), else ``None``."""
+        return self._forward
+
     # ------------------------------------------------------------------ windows
     def preprocess(self, item: WindowInput) -> dict[str, torch.Tensor]:
         """One window -> model inputs ``rgb``/``motion`` ``(T,3,H,W)``, ``fbank`` ``(F,M)``, ``audio_present``."""
@@ -149,15 +169,44 @@ class Predictor:
     def _run_batch(self, items: Sequence[WindowInput], inputs: list[dict[str, Any]]) -> list[WindowResult]:
         dev = self.device
         non_blocking = dev.type == "cuda"
+        n = len(inputs)
+        if self._forward is not None and 1 < n < self.batch_size:
+            # static shapes: pad a partial batch (the end of the inputs) to the compiled size
+            inputs = list(inputs) + [inputs[-1]] * (self.batch_size - n)
         rgb = torch.stack([x["rgb"] for x in inputs]).to(dev, non_blocking=non_blocking)  # (B,T,3,H,W)
         motion = torch.stack([x["motion"] for x in inputs]).to(dev, non_blocking=non_blocking)
         fbank = torch.stack([x["fbank"] for x in inputs]).to(dev, non_blocking=non_blocking)  # (B,F,M)
         present = torch.tensor([bool(x["audio_present"]) for x in inputs], device=dev)  # (B,)
-        if self.compile_mode == "reduce-overhead":
-            torch.compiler.cudagraph_mark_step_begin()  # outputs of the last replay are no longer needed
         with autocast_context(dev):
-            clips = self.model.predict(rgb, motion, fbank, present, top_tags=TOP_K)
-        return [to_window_result(c, it, self.labels) for c, it in zip(clips, items, strict=True)]
+            clips = self.model.predict(rgb, motion, fbank, present, top_tags=TOP_K, forward=self._forward)
+        return [to_window_result(c, it, self.labels) for c, it in zip(clips[:n], items, strict=True)]
+
+    def warmup(self, batch_sizes: Sequence[int] | None = None, calls: int = 3) -> float:
+        """Runs ``calls`` forwards of blank inputs per batch size; returns the seconds it took.
+
+        With ``compile`` this is where the graphs are compiled (and, for
+        ``reduce-overhead``, recorded as CUDA graphs), so the first real input does not
+        wait for it. Default sizes: 1 (streaming) and ``batch_size`` (files).
+        """
+        sizes = sorted(set(batch_sizes or (1, self.batch_size)))
+        c = self.config
+        blank = {
+            "rgb": torch.zeros(c.num_frames, 3, c.image_size, c.image_size),
+            "motion": torch.zeros(c.num_frames, 3, c.image_size, c.image_size),
+            "fbank": torch.zeros(c.max_length, c.num_mel_bins),
+            "audio_present": True,
+        }
+        item = WindowInput(
+            frames=np.zeros((1, 1, 1, 3), np.uint8), audio=None, path="warmup", start=0.0, end=1.0
+        )
+        t0 = time.perf_counter()
+        for b in sizes:
+            for _ in range(max(1, calls)):
+                self._run_batch([item] * b, [blank] * b)
+        synchronize(self.device)
+        seconds = time.perf_counter() - t0
+        log.info("warm-up of batch sizes %s (compile=%s): %.1f s", sizes, self.compile_mode, seconds)
+        return seconds
 
     # ------------------------------------------------------------------ files
     def open(
@@ -191,16 +240,31 @@ class Predictor:
                 batch = []
         return results + self.predict_windows(batch)
 
+    def _produce(
+        self, path: str | os.PathLike[str], window: float | None, hop: float | None
+    ) -> Iterator[tuple[WindowInput, dict[str, Any]]]:
+        """Decodes and preprocesses one file's windows (on a prefetch thread); returns its duration."""
+        fw = self.open(path, window, hop)
+        for item in fw:
+            yield item, self.preprocess(item)
+        return fw.duration
+
     def predict_paths(
         self,
         paths: Iterable[str | os.PathLike[str]],
         window: float | None = None,
         hop: float | None = None,
+        *,
+        decode_workers: int | None = None,
     ) -> Iterator[PathOutcome]:
         """Yields one :class:`PathOutcome` per path, in order, batching windows across files.
 
         A file that cannot be read yields an outcome with ``error`` set; the others go on.
+        ``decode_workers`` (default: the constructor's) files are decoded and
+        preprocessed ahead on threads while the model runs; 0 decodes inline. The
+        results are the same either way.
         """
+        workers = self.decode_workers if decode_workers is None else int(decode_workers)
         pending: collections.deque[_Entry] = collections.deque()  # files not yet yielded, in order
         batch: list[tuple[_Entry, WindowInput, dict[str, Any]]] = []
 
@@ -221,27 +285,36 @@ class Predictor:
         def head_ready() -> bool:
             return bool(pending) and pending[0].done and all(e is not pending[0] for e, _, _ in batch)
 
-        for path in paths:
-            entry = _Entry(path=str(path))
-            pending.append(entry)
-            try:
-                fw = self.open(path, window, hop)
-                for item in fw:
-                    batch.append((entry, item, self.preprocess(item)))
-                    entry.expected += 1
-                    if len(batch) >= self.batch_size:
-                        flush()
-                entry.duration = fw.duration
-            except Exception as exc:  # noqa: BLE001 -- reported per file, the run goes on
-                log.debug("failed on %s", path, exc_info=True)
-                entry.fail(exc)
-                batch[:] = [b for b in batch if b[0] is not entry]
-            entry.done = True
-            while head_ready():
+        streams = prefetch(
+            paths,
+            lambda p: self._produce(p, window, hop),
+            workers=workers,
+            depth=2 * self.batch_size,
+        )
+        try:
+            for stream in streams:
+                entry = _Entry(path=str(stream.path))
+                pending.append(entry)
+                try:
+                    for item, x in stream:
+                        batch.append((entry, item, x))
+                        entry.expected += 1
+                        if len(batch) >= self.batch_size:
+                            flush()
+                    entry.duration = stream.result
+                except Exception as exc:  # noqa: BLE001 -- reported per file, the run goes on
+                    log.debug("failed on %s", stream.path, exc_info=True)
+                    stream.cancel()
+                    entry.fail(exc)
+                    batch[:] = [b for b in batch if b[0] is not entry]
+                entry.done = True
+                while head_ready():
+                    yield pending.popleft().outcome()
+            flush()
+            while pending:
                 yield pending.popleft().outcome()
-        flush()
-        while pending:
-            yield pending.popleft().outcome()
+        finally:
+            streams.close()  # stops the prefetch threads when the caller stops early
 
     def timed_forward(self, items: Sequence[WindowInput]) -> tuple[list[WindowResult], float]:
         """Like :meth:`predict_windows`, also returning seconds spent (device synchronised)."""
