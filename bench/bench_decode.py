@@ -84,7 +84,10 @@ def seek_per_frame(path: Path) -> None:
 
 
 def open_only(path: Path) -> None:
-    av.open(str(path)).close()
+    """The open ``decode_clip`` does (lean: FFmpeg's stream probe decodes no video frame)."""
+    from imd_core.media.probe import Watchdog, open_media
+
+    open_media(str(path), Watchdog(str(path), 30.0), lean=True).close()
 
 
 def video_only(path: Path) -> None:
