@@ -117,7 +117,7 @@ def open_media(path: str, dog: Watchdog, *, lean: bool = False) -> av.container.
     costs. The headers still give sizes, rates, channels, durations and rotation; what
     is lost is the probe's pixel format (the first decoded frame has it). When a
     stream's size, sample rate or channel count is then unknown, or the format exposes
-    no streams before probing (MPEG-TS, FLV), the file is opened again the ordinary way.
+    no streams before probing (FLV), the file is opened again the ordinary way.
     """
     if lean:
         container = None
