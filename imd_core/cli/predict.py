@@ -59,7 +59,18 @@ def register(subparsers: Any) -> None:
         "--compile",
         default="none",
         choices=("none", "default", "reduce-overhead", "max-autotune"),
-        help="torch.compile the model (reduce-overhead: CUDA graphs, lowest GPU batch-1 latency)",
+        help=(
+            "torch.compile the whole model forward as one graph before the first file (GPU: "
+            "reduce-overhead = CUDA graphs for batch 1, default/max-autotune for --batch-size; "
+            "takes seconds to minutes; on a CPU it measured no gain)"
+        ),
+    )
+    p.add_argument(
+        "--decode-workers",
+        type=int,
+        default=2,
+        metavar="N",
+        help="files decoded ahead on threads while the model runs (default: 2; 0: one at a time)",
     )
     p.add_argument("-o", "--output", metavar="FILE", help="write results to FILE instead of stdout")
     prog = p.add_mutually_exclusive_group()
@@ -122,7 +133,12 @@ def _run(args: argparse.Namespace, info: Any) -> int:
         threads=args.threads,
         batch_size=args.batch_size,
         compile=args.compile,
+        decode_workers=args.decode_workers,
     )
+    if args.compile != "none":
+        # compile (and record CUDA graphs) for the shapes this run uses, before the first file
+        # (batches are padded to --batch-size; only a lone whole clip runs at batch 1)
+        predictor.warmup([1 if len(files) == 1 and args.window is None else args.batch_size])
     mine = shard(files, info.rank, info.world_size)
     show = args.progress if args.progress is not None else (len(files) > 1 and sys.stderr.isatty())
     bar = tqdm(

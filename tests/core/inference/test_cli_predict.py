@@ -38,6 +38,29 @@ def test_csv_windows_and_text_default(tiny_model_dir, media_dir, capsys):
     assert len(out.splitlines()) == 2 and "[1.00-3.00s]" in out and "audio:" in out
 
 
+def test_decode_workers_change_nothing_but_speed(tiny_model_dir, media_dir, tmp_path, capsys):
+    for i in range(3):
+        shutil.copy(media_dir / "a.mp4", tmp_path / f"c{i}.mp4")
+    (tmp_path / "c1b.mp4").write_bytes(b"not a video")  # sorted between c1 and c2
+    base = ["predict", str(tmp_path), str(media_dir / "sub" / "b.mp4"), "--model", str(tiny_model_dir)]
+    base += ["--json", "--window", "1"]
+    runs = []
+    for workers in ("0", "3"):
+        code = main([*base, "--decode-workers", workers])
+        out, err = capsys.readouterr()
+        runs.append((code, [json.loads(line) for line in out.splitlines()], err.strip().splitlines()))
+    (code0, rows0, err0), (code3, rows3, err3) = runs
+    assert code0 == code3 == 3 and err0 == err3 == [f"{tmp_path / 'c1b.mp4'}: " + err0[0].split(": ", 1)[1]]
+    names = [os.path.basename(r["path"]) for r in rows3]
+    assert names == ["c0.mp4"] * 3 + ["c1.mp4"] * 3 + ["c2.mp4"] * 3 + ["b.mp4"] * 2  # input order
+    assert [(r["path"], r["start"], r["top"][0]["label"]) for r in rows3] == [
+        (r["path"], r["start"], r["top"][0]["label"]) for r in rows0
+    ]
+    for a, b in zip(rows3, rows0, strict=True):
+        assert a["top"][0]["score"] == pytest.approx(b["top"][0]["score"], abs=1e-5)
+    assert main([*base, "--decode-workers", "-1"]) == 2 and "decode_workers" in capsys.readouterr().err
+
+
 def test_bad_window_is_a_usage_error(tiny_model_dir, media_dir, capsys):
     assert main(["predict", str(media_dir / "a.mp4"), "--model", str(tiny_model_dir), "--window", "0"]) == 2
     assert "--window" in capsys.readouterr().err
@@ -122,6 +145,8 @@ def test_progress_bar_keeps_error_lines_whole(tiny_model_dir, media_dir, capsys)
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has CUDA")
 def test_cuda_without_gpu_is_one_line_error(tiny_model_dir, media_dir, capsys):
-    assert main(["predict", str(media_dir / "a.mp4"), "--model", str(tiny_model_dir), "--device", "cuda"]) == 1
+    assert (
+        main(["predict", str(media_dir / "a.mp4"), "--model", str(tiny_model_dir), "--device", "cuda"]) == 1
+    )
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "CUDA is not available" in err and "--device cpu" in err
