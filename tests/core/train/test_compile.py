@@ -15,6 +15,9 @@ from imd_core.model.savld import Savld
 from imd_core.train.steps import compile_train_model, forward_batch
 from tests.core.train.conftest import CLASSES, savld_dict
 
+# inductor's own code still calls torch.jit.script_method on import
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+
 
 def tiny_model(**overrides) -> IMDModel:
     torch.manual_seed(0)
