@@ -169,16 +169,9 @@ def _strip_path(message: str, path: str) -> str:
     return message[len(path) + 2 :] if message.startswith(path + ": ") else message
 
 
-def timed_out(entry: ClipEntry, seconds: float) -> FileCheck:
-    """The verdict on a file whose decode was stopped by the process-level deadline."""
-    return FileCheck(
-        path=entry.path,
-        label=entry.label,
-        split=entry.split,
-        status="error",
-        reason=f"decode timed out after {seconds:g} s (stopped; the file may be damaged, "
-        "a pipe, or on a stalled disk)",
-    )
+def failed(entry: ClipEntry, reason: str) -> FileCheck:
+    """The verdict on a file whose decode was stopped (deadline) or crashed its process."""
+    return FileCheck(path=entry.path, label=entry.label, split=entry.split, status="error", reason=reason)
 
 
 def check_index(
@@ -210,7 +203,7 @@ def check_index(
         check_entry,
         jobs,
         timeout=timeout,
-        on_timeout=lambda i, seconds: timed_out(entries[i], seconds),
+        on_failure=lambda i, reason: failed(entries[i], reason),
         workers=min(max(1, workers), os.cpu_count() or 1),
         extendable=True,
     ):

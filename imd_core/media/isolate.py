@@ -6,7 +6,8 @@ blocks inside one FFmpeg function: an ``open`` of a pipe that never gets a write
 ``ffconcat`` list naming one is enough), a file system that stops answering, a decoder
 stuck on pathological data. :func:`map_bounded` runs such calls in spawned worker
 processes and kills (SIGKILL) a worker whose call overruns its deadline; the caller gets
-a result for that item from ``on_timeout`` and a fresh worker takes the next item.
+a result for that item from ``on_failure`` and a fresh worker takes the next item. A
+worker that dies (a decoder crash on a damaged file) fails only its item, too.
 
 Used by ``imd data check`` (:func:`imd_core.data.check.check_index`). Starting a worker
 costs one Python start plus the imports (~0.5 s), once per worker and once per killed
@@ -76,6 +77,12 @@ class _Worker:
         self.item: int | None = None
         self.deadline = 0.0
 
+    def limit(self) -> float | None:
+        """When this worker must have answered (start-up or its call), ``None`` when idle."""
+        if not self.ready:
+            return self.started + _START_TIMEOUT
+        return self.deadline if self.item is not None else None
+
     def submit(self, item: int, job: tuple[tuple, dict], timeout: float) -> None:
         self.item = item
         self.deadline = time.monotonic() + timeout + _KILL_GRACE
@@ -103,7 +110,7 @@ def map_bounded(
     jobs: Sequence[tuple[tuple, dict]],
     *,
     timeout: float,
-    on_timeout: Callable[[int, float], R],
+    on_failure: Callable[[int, str], R],
     workers: int = 1,
     extendable: bool = False,
 ) -> Iterator[tuple[int, R]]:
@@ -114,7 +121,9 @@ def map_bounded(
         jobs: ``(args, kwargs)`` per item.
         timeout: seconds a call may take before its worker is killed (plus a 2 s grace
             so that the call's own watchdog can report first).
-        on_timeout: ``(item index, seconds allowed) -> result`` for a killed call.
+        on_failure: ``(item index, one-line reason) -> result`` for a call that was
+            killed at its deadline ("decode timed out after N s ...") or whose process
+            died (a decoder crash: "the decoding process crashed ...").
         workers: processes running at once.
         extendable: ``fn`` takes ``on_extend(seconds)``; calling it gives that call
             more time (a whole-file scan adds the duration the file claims).
@@ -124,7 +133,7 @@ def map_bounded(
 
     Raises:
         Exception: whatever ``fn`` raised (pickled back from the worker).
-        ImdError: a worker could not start or died without an answer.
+        ImdError: a worker process could not start.
     """
     if not jobs:
         return
@@ -138,38 +147,57 @@ def map_bounded(
                 if w.ready and w.item is None and pending:
                     i = pending.pop()
                     w.submit(i, jobs[i], timeout)
+            limits = [w.limit() for w in pool]
             now = time.monotonic()
-            waits = [w.deadline - now if w.ready else w.started + _START_TIMEOUT - now for w in pool]
-            ready = wait([w.conn for w in pool], timeout=max(0.0, min(waits)))
-            for k, w in enumerate(pool):
+            soonest = min((t for t in limits if t is not None), default=None)
+            ready = wait([w.conn for w in pool], timeout=None if soonest is None else max(0.0, soonest - now))
+            now = time.monotonic()
+            survivors = []
+            for w, limit in zip(pool, limits, strict=True):
+                failed = None
                 if w.conn in ready:
                     try:
                         kind, value = w.conn.recv()
-                    except (EOFError, OSError):
-                        raise ImdError(
-                            f"a decoding worker process died (exit code {w.proc.exitcode}); "
-                            "rerun, or check the machine's memory"
-                        ) from None
-                    if kind == "ready":
-                        w.ready = True
-                    elif kind == "extend":
-                        w.deadline += value
-                        allowed[w.item] += value
-                    elif kind == "done":
-                        i, w.item = w.item, None
-                        yield i, value
-                    else:  # "raise"
-                        raise value
-                elif time.monotonic() > (w.deadline if w.ready else w.started + _START_TIMEOUT):
+                    except (EOFError, OSError):  # the process died
+                        w.proc.join(5.0)
+                        if w.item is None:
+                            raise ImdError(
+                                f"a decoding worker process exited at start (exit code {w.proc.exitcode}); "
+                                "check that the installation imports in a fresh process"
+                            ) from None
+                        failed = (
+                            f"the decoding process crashed (exit code {w.proc.exitcode}); "
+                            "the file is probably damaged"
+                        )
+                    else:
+                        if kind == "ready":
+                            w.ready = True
+                        elif kind == "extend":
+                            w.deadline += value
+                            allowed[w.item] += value
+                        elif kind == "done":
+                            i, w.item = w.item, None
+                            yield i, value
+                        else:  # "raise"
+                            raise value
+                elif limit is not None and now > limit:
                     if not w.ready:
                         raise ImdError(f"a decoding worker process did not start within {_START_TIMEOUT:g} s")
-                    i = w.item
-                    logger.warning(
-                        "item %d: call still running after %g s; killing its worker", i, allowed[i]
+                    failed = (
+                        f"decode timed out after {allowed[w.item]:g} s (stopped; the file may be "
+                        "damaged, a pipe, or on a stalled disk)"
                     )
-                    w.kill()
-                    pool[k] = _Worker(ctx, fn, extendable)
-                    yield i, on_timeout(i, allowed[i])
+                if failed is None:
+                    survivors.append(w)
+                    continue
+                i = w.item
+                logger.warning("item %d: %s", i, failed)
+                w.kill()
+                w.item = None
+                if pending:
+                    survivors.append(_Worker(ctx, fn, extendable))
+                yield i, on_failure(i, failed)
+            pool = survivors
     finally:
         for w in pool:
             if w.item is not None:
