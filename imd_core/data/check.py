@@ -169,7 +169,7 @@ def _strip_path(message: str, path: str) -> str:
     return message[len(path) + 2 :] if message.startswith(path + ": ") else message
 
 
-def failed(entry: ClipEntry, reason: str) -> FileCheck:
+def _failed(entry: ClipEntry, reason: str) -> FileCheck:
     """The verdict on a file whose decode was stopped (deadline) or crashed its process."""
     return FileCheck(path=entry.path, label=entry.label, split=entry.split, status="error", reason=reason)
 
@@ -203,7 +203,7 @@ def check_index(
         check_entry,
         jobs,
         timeout=timeout,
-        on_failure=lambda i, reason: failed(entries[i], reason),
+        on_failure=lambda i, reason: _failed(entries[i], reason),
         workers=min(max(1, workers), os.cpu_count() or 1),
         extendable=True,
     ):

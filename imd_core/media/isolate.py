@@ -34,7 +34,7 @@ _KILL_GRACE = 2.0  # seconds past the deadline: the call's own watchdog reports 
 
 
 def _serve(conn: Connection) -> None:
-    """A worker's loop: load the function, then run ``(args, timeout)`` jobs until told to stop."""
+    """A worker's loop: load the function, then run ``(args, kwargs)`` jobs until told to stop."""
     try:
         fn, extendable = conn.recv()  # unpickling imports the function's module here
     except (EOFError, OSError):
