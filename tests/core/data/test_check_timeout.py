@@ -13,12 +13,16 @@ import subprocess
 import sys
 import time
 
+import av
 import pytest
 
 from imd_core.data.check import check_dataset
 from tests.media_factory import write_clip
 
-pytestmark = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes (POSIX)")
+pytestmark = pytest.mark.skipif(
+    not hasattr(os, "mkfifo") or "concat" not in av.formats_available,
+    reason="needs named pipes (POSIX) and FFmpeg's concat demuxer",
+)
 
 
 def _hanging_clip(folder):
