@@ -19,14 +19,23 @@ exists), at batch 1:
 
 GPU::
 
-    python bench/bench_inference.py gpu --sizes small base large --baselines
+    python bench/bench_inference.py gpu --quick --json out.json      # what bench/gpu_all.sh runs
 
 measures batch-1 latency (median) and best-batch throughput of IMD small/base/large end
-to end (AST + both streams + relevance + fusion, random weights, bf16 autocast, optional
-``--compile``), and, in the same run, HF TimeSformer-base, VideoMAE-base and AST-base
-(random weights); FLOPs per clip from ``torch.utils.flop_counter`` give the achieved
-TFLOP/s and the fraction of ``--peak-tflops`` (782: the bf16 matrix-product ceiling
-measured on the H200 used for this project).
+to end (AST + both streams + relevance + fusion, random weights, bf16 autocast) and, in
+the same run, HF TimeSformer-base, VideoMAE-base and AST-base (random weights), all in
+eager mode; then IMD's whole forward compiled as one graph (``CompiledForward``:
+``torch.compile(fullgraph=True, dynamic=False)``), ``--compile-b1`` (``--quick``:
+reduce-overhead = CUDA graphs) at batch 1 and ``--compile`` (``--quick``: default) at
+the eager best batch, for ``--compile-sizes`` (``--quick``: base only, to bound the
+compile time), with the compile time, whether it stayed one graph, and the largest
+difference from the eager logits. FLOPs per clip from ``torch.utils.flop_counter`` give
+the achieved TFLOP/s and the fraction of ``--peak-tflops`` (782: the bf16
+matrix-product ceiling measured on the H200 used for this project).
+
+Dry run on a CPU (checks the script, not the speed)::
+
+    .venv/bin/python bench/bench_inference.py gpu --quick --device cpu --tiny --compile-backend eager
 
 Both print a table and write ``--json`` results; docs/PERFORMANCE.md records them.
 """
@@ -121,7 +130,11 @@ def tiny_random_model_dir(folder: Path) -> Path:
 
 
 def imd_random(size: str, device: torch.device):
-    """IMD ``size`` with random weights and an AST-base-shaped tagger (527 labels, 10.24 s)."""
+    """IMD ``size`` with random weights and an AST-base-shaped tagger (527 labels, 10.24 s).
+
+    ``tiny`` keeps the preset's own tiny tagger (the CPU dry run). Built on ``device``
+    directly: initialising IMD-large's 446M parameters on the CPU would take seconds.
+    """
     from transformers import ASTConfig
 
     from imd_core.model.config import ModelConfig
@@ -133,7 +146,14 @@ def imd_random(size: str, device: torch.device):
     if ast is not None:
         overrides.update(ast_source=None, ast_config=ast)
     cfg = ModelConfig.for_size(size, **overrides)
-    return IMDModel(cfg, load_pretrained=False).to(device).eval()
+    try:
+        with torch.device(device):
+            return IMDModel(cfg, load_pretrained=False).eval()
+    except Exception as exc:  # noqa: BLE001 -- never lose a GPU run to an init detail
+        print(
+            f"building IMD-{size} on {device} failed ({exc!r}); building on the CPU and moving it", flush=True
+        )
+        return IMDModel(cfg, load_pretrained=False).to(device).eval()
 
 
 def imd_inputs(model, batch: int, device: torch.device):
@@ -144,37 +164,53 @@ def imd_inputs(model, batch: int, device: torch.device):
     return rgb, rgb.clone(), fbank, present
 
 
-def hf_baseline(name: str, device: torch.device):
-    """(model, make_inputs(batch)) of a Hugging Face baseline with random weights."""
+def hf_baseline(name: str, device: torch.device, *, tiny: bool = False):
+    """(model, make_inputs(batch)) of a Hugging Face baseline with random weights.
+
+    ``tiny``: the same classes at toy sizes (2 layers of width 64, 32 px), for the CPU dry run.
+    """
     import transformers as tf
 
+    small = (
+        dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128)
+        if tiny
+        else {}
+    )
+    px, frames8, frames16 = (32, 4, 4) if tiny else (224, 8, 16)
     if name == "timesformer-base":
-        cfg = tf.TimesformerConfig(num_frames=8, image_size=224, num_labels=400)
-        model = tf.TimesformerForVideoClassification(cfg)
+        cfg = tf.TimesformerConfig(num_frames=frames8, image_size=px, num_labels=400, **small)
+        cls = tf.TimesformerForVideoClassification
 
         def inputs(b):
-            return {"pixel_values": torch.randn(b, 8, 3, 224, 224, device=device)}
+            return {"pixel_values": torch.randn(b, frames8, 3, px, px, device=device)}
     elif name == "videomae-base":
-        cfg = tf.VideoMAEConfig(num_frames=16, image_size=224, num_labels=400)
-        model = tf.VideoMAEForVideoClassification(cfg)
+        cfg = tf.VideoMAEConfig(num_frames=frames16, image_size=px, num_labels=400, **small)
+        cls = tf.VideoMAEForVideoClassification
 
         def inputs(b):
-            return {"pixel_values": torch.randn(b, 16, 3, 224, 224, device=device)}
+            return {"pixel_values": torch.randn(b, frames16, 3, px, px, device=device)}
     elif name == "ast-base":
-        cfg = tf.ASTConfig(num_labels=527)
-        model = tf.ASTForAudioClassification(cfg)
+        cfg = tf.ASTConfig(num_labels=527, **(dict(small, max_length=128) if tiny else {}))
+        cls = tf.ASTForAudioClassification
 
         def inputs(b):
-            return {"input_values": torch.randn(b, 1024, 128, device=device)}
+            return {"input_values": torch.randn(b, cfg.max_length, cfg.num_mel_bins, device=device)}
     else:
         raise SystemExit(f"unknown baseline {name!r}; choose timesformer-base, videomae-base, ast-base")
-    cfg._attn_implementation = "sdpa"
-    return model.to(device).eval(), inputs
+    try:
+        with torch.device(device):
+            model = cls(cfg)  # transformers picks SDPA where the class supports it (not TimeSformer)
+    except Exception as exc:  # noqa: BLE001 -- never lose a GPU run to an init detail
+        print(f"building {name} on {device} failed ({exc!r}); building on the CPU and moving it", flush=True)
+        model = cls(cfg).to(device)
+    cfg._attn_implementation = "sdpa"  # as the eager reference run of 2026-11-27 did
+    return model.eval(), inputs
 
 
 # ---------------------------------------------------------------------------- GPU
 def bench_gpu_model(name, forward, make_inputs, device, batches, peak_tflops, min_seconds):
-    row = {"model": name}
+    """Eager: FLOPs per clip, batch-1 median latency, best throughput over ``batches`` (stops at OOM)."""
+    row = {"model": name, "compile": "none"}
     with torch.inference_mode(), autocast_context(device):
         x1 = make_inputs(1)
         row["gflops_per_clip"] = count_flops(lambda: forward(x1)) / 1e9
@@ -197,30 +233,99 @@ def bench_gpu_model(name, forward, make_inputs, device, batches, peak_tflops, mi
     return row
 
 
+def bench_imd_compiled(model, name, eager_row, mode, batch, device, args) -> dict:
+    """The whole forward as one compiled graph (``CompiledForward``) at one static batch size.
+
+    Reports the compile + warm-up time, whether it stayed one graph (else the break
+    reason), and the latency / throughput at ``batch``; a recompile while timing (a
+    guard that does not hold) is an error in the row rather than a wrong number.
+    """
+    from imd_core.inference.device import CompiledForward
+
+    if mode == "reduce-overhead" and device.type != "cuda":
+        mode = "default"  # the CPU dry run: CUDA graphs need CUDA
+    row = {"model": name, "compile": mode, "batch": batch, "gflops_per_clip": eager_row["gflops_per_clip"]}
+    torch._dynamo.reset()
+    try:
+        fwd = CompiledForward(model, mode, device, backend=args.compile_backend)
+        x = imd_inputs(model, batch, device)
+
+        def call():
+            return fwd(x[0], x[1], fbank=x[2], audio_present=x[3]).logits
+
+        with torch.inference_mode(), autocast_context(device):
+            t0 = time.perf_counter()
+            for _ in range(3):  # compile, then (reduce-overhead) warm-up run and CUDA-graph recording
+                call()
+            synchronize(device)
+            row["compile_s"] = time.perf_counter() - t0
+            with torch._dynamo.config.patch(error_on_recompile=True):
+                med, _, n = time_calls(call, device, warmup=5, min_seconds=args.seconds)
+            # the same inputs through the eager model: the compiled graph computes the same thing
+            ref = model(x[0], x[1], fbank=x[2], audio_present=x[3]).logits.float()
+            got = call().float()
+            row["max_abs_diff_vs_eager"] = float((got - ref).abs().max())
+    except Exception as exc:  # noqa: BLE001 -- one failed compile must not lose the other rows
+        text = str(exc).strip().splitlines()
+        row["error"] = f"{type(exc).__name__}: {text[0][:300] if text else ''}"
+        return row
+    finally:
+        torch._dynamo.reset()
+    row["fullgraph"], row["break_reason"] = fwd.fullgraph, fwd.break_reason
+    row["calls"] = n
+    if batch == 1:
+        row["latency_ms_b1"] = med * 1e3
+    row["best_batch"], row["clips_per_s"] = batch, batch / med
+    row["tflops"] = row["clips_per_s"] * row["gflops_per_clip"] / 1e3
+    row["fraction_of_peak"] = row["tflops"] / args.peak_tflops
+    return row
+
+
+QUICK = {  # one bounded run that answers the issue's goals (bench/gpu_all.sh)
+    "sizes": ["small", "base", "large"],
+    "baselines": ["timesformer-base", "videomae-base", "ast-base"],
+    "batches": [1, 32, 64, 128],
+    "seconds": 0.5,
+    "compile_sizes": ["base"],
+    "compile_b1": "reduce-overhead",
+    "compile_best": "default",
+    "budget": 185.0,
+}
+T_START = time.perf_counter()
+
+
 def run_gpu(args) -> list[dict]:
-    if args.on_cpu:  # a functional dry run of this mode where there is no GPU
+    if args.device == "cpu" or args.on_cpu:  # a functional dry run of this mode where there is no GPU
         device = torch.device("cpu")
     elif not torch.cuda.is_available():
         raise SystemExit("no CUDA device: run `bench_inference.py cpu` here, `gpu` on a GPU machine")
     else:
         device = torch.device("cuda")
+    if args.quick:
+        for key, value in QUICK.items():
+            if getattr(args, key) is None:
+                setattr(args, key, value)
+    if args.tiny:  # dry run: the tiny preset and toy-sized baselines, few batches, a short time
+        args.sizes = ["tiny"]
+        args.compile_sizes = ["tiny"] if args.compile_sizes else []
+        args.batches, args.seconds = [1, 2], min(args.seconds, 0.2)
     torch.backends.cuda.matmul.allow_tf32 = True
-    rows = []
+    rows: list[dict] = []
+
+    def add(row: dict) -> None:
+        rows.append(row)
+        print(row, flush=True)
+        if args.json:  # after every row: a run cut short by its timeout keeps what it measured
+            Path(args.json).write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1) + "\n")
+
+    # 1. eager: every IMD size, then the HF references (cheap, so they come first)
+    eager, keep = {}, {}
     for size in args.sizes:
         model = imd_random(size, device)
-        if args.compile != "none":
-            model.video = torch.compile(model.video, mode=args.compile)
-            model.ast = torch.compile(model.ast, mode=args.compile)
-
-        def forward(x, model=model):
-            if args.compile == "reduce-overhead":
-                torch.compiler.cudagraph_mark_step_begin()
-            return model(x[0], x[1], fbank=x[2], audio_present=x[3]).logits
-
-        rows.append(
+        add(
             bench_gpu_model(
                 f"IMD-{size}",
-                forward,
+                lambda x, model=model: model(x[0], x[1], fbank=x[2], audio_present=x[3]).logits,
                 lambda b, m=model: imd_inputs(m, b, device),
                 device,
                 args.batches,
@@ -228,14 +333,16 @@ def run_gpu(args) -> list[dict]:
                 args.seconds,
             )  # fmt: skip
         )
-        print(rows[-1], flush=True)
+        eager[size] = rows[-1]
+        if size in (args.compile_sizes or []):
+            keep[size] = model  # compiled below (rebuilding IMD-base costs seconds)
         del model
-        torch.cuda.empty_cache()
+        _free(device)
     for name in args.baselines:
-        model, make = hf_baseline(name, device)
-        rows.append(
+        model, make = hf_baseline(name, device, tiny=args.tiny)
+        add(
             bench_gpu_model(
-                f"HF {name}",
+                f"HF {name}" + (" (toy size)" if args.tiny else ""),
                 lambda x, m=model: m(**x).logits,
                 make,
                 device,
@@ -244,10 +351,29 @@ def run_gpu(args) -> list[dict]:
                 args.seconds,
             )  # fmt: skip
         )
-        print(rows[-1], flush=True)
         del model
-        torch.cuda.empty_cache()
+        _free(device)
+    # 2. the whole IMD forward compiled: batch 1 (CUDA graphs) and the eager best batch
+    for size in args.compile_sizes or []:
+        model = keep.pop(size, None) or imd_random(size, device)
+        plan = [(args.compile_b1, 1), (args.compile_best, eager[size]["best_batch"])]
+        for mode, batch in plan:
+            if mode == "none":
+                continue
+            left = (args.budget or float("inf")) - (time.perf_counter() - T_START)
+            if left < 50:  # a compile of IMD-base takes tens of seconds: do not start one that cannot finish
+                add({"model": f"IMD-{size}", "compile": mode, "batch": batch,
+                     "error": f"skipped: {left:.0f} s left of the --budget of {args.budget:.0f} s"})  # fmt: skip
+                continue
+            add(bench_imd_compiled(model, f"IMD-{size}", eager[size], mode, batch, device, args))
+        del model
+        _free(device)
     return rows
+
+
+def _free(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 # ---------------------------------------------------------------------------- CPU
@@ -290,6 +416,26 @@ def run_cpu(args) -> list[dict]:
     med, mean, n = time_calls(lambda: pred.predict_windows([item]), device, min_seconds=args.seconds)
     rows.append({"stage": "window", "latency_ms": med * 1e3, "windows_per_s": 1 / mean, "calls": n,
                  "cpu_ms": time_calls.cpu_seconds * 1e3})  # fmt: skip
+    if args.compile != "none":  # the same two stages with the whole forward compiled (one graph)
+        cpred = Predictor(pred.model, device="cpu", batch_size=1, compile=args.compile)
+        c0 = time.process_time()
+        compile_s = cpred.warmup([1])
+        compile_cpu = time.process_time() - c0
+        fwd = cpred.compiled_forward
+        with torch.inference_mode():
+            med, mean, n = time_calls(
+                lambda: pred.model.predict(rgb, motion, fbank, present, forward=fwd),
+                device,
+                min_seconds=args.seconds,
+            )
+        rows.append({"stage": f"model compiled ({args.compile}, fullgraph={fwd.fullgraph})",
+                     "latency_ms": med * 1e3, "windows_per_s": 1 / mean, "calls": n,
+                     "cpu_ms": time_calls.cpu_seconds * 1e3, "compile_s": compile_s, "compile_cpu_s": compile_cpu})  # fmt: skip
+        med, mean, n = time_calls(lambda: cpred.predict_windows([item]), device, min_seconds=args.seconds)
+        rows.append({"stage": f"window compiled ({args.compile})", "latency_ms": med * 1e3,
+                     "windows_per_s": 1 / mean, "calls": n, "cpu_ms": time_calls.cpu_seconds * 1e3})  # fmt: skip
+        if args.compile_only:
+            return rows
 
     from imd_core.media.decode import probe  # noqa: F401 -- fail early without PyAV
 
@@ -405,19 +551,64 @@ def main(argv: list[str] | None = None) -> int:
     )
     cpu.add_argument("--hop", type=float, default=None)
     cpu.add_argument("--seconds", type=float, default=5.0, help="seconds per measurement")
+    cpu.add_argument(
+        "--compile", default="none", choices=("none", "default", "max-autotune"),
+        help="also measure the model and window stages with the whole forward compiled",
+    )  # fmt: skip
+    cpu.add_argument("--compile-only", action="store_true", help="stop after the compiled stages")
     gpu = sub.add_parser("gpu", help="IMD sizes and HF baselines on a GPU")
-    gpu.add_argument("--sizes", nargs="*", default=["small", "base", "large"])
-    gpu.add_argument("--baselines", nargs="*", default=["timesformer-base", "videomae-base", "ast-base"])
-    gpu.add_argument("--batches", type=int, nargs="*", default=[1, 2, 4, 8, 16, 32, 64, 128])
     gpu.add_argument(
-        "--compile", default="none", choices=("none", "default", "reduce-overhead", "max-autotune")
+        "--quick", action="store_true",
+        help="the bounded run of bench/gpu_all.sh (~3 min on an H200): small/base/large + the 3 HF references "
+        "eager at batches 1/32/64/128, then IMD-base compiled whole (reduce-overhead at batch 1, default at "
+        "its best batch); any option given explicitly overrides it",
+    )  # fmt: skip
+    gpu.add_argument("--sizes", nargs="*", default=None, help="IMD sizes (default: small base large)")
+    gpu.add_argument("--baselines", nargs="*", default=None, help="HF references (default: all three)")
+    gpu.add_argument("--batches", type=int, nargs="*", default=None, help="default: 1 2 4 ... 128")
+    gpu.add_argument(
+        "--compile", dest="compile_best", default=None, choices=("none", "default", "reduce-overhead", "max-autotune"),
+        help="compile the whole IMD forward in this mode at the eager best batch (default: none; --quick: default)",
+    )  # fmt: skip
+    gpu.add_argument(
+        "--compile-b1", default=None, choices=("none", "default", "reduce-overhead", "max-autotune"),
+        help="compile the whole IMD forward in this mode at batch 1 (default: none; --quick: reduce-overhead)",
+    )  # fmt: skip
+    gpu.add_argument(
+        "--compile-sizes", nargs="*", default=None, help="IMD sizes to compile (default: --sizes)"
     )
+    gpu.add_argument(
+        "--compile-backend", default="inductor",
+        help="torch.compile backend (inductor; eager/aot_eager capture without codegen: dry runs)",
+    )  # fmt: skip
     gpu.add_argument("--peak-tflops", type=float, default=782.0)
-    gpu.add_argument("--seconds", type=float, default=2.0)
-    gpu.add_argument("--on-cpu", action="store_true", help="dry-run this mode on the CPU (checks the script)")
+    gpu.add_argument(
+        "--budget", type=float, default=None,
+        help="seconds for the whole run: a compile is not started with < 50 s left (--quick: 185)",
+    )  # fmt: skip
+    gpu.add_argument(
+        "--seconds", type=float, default=None, help="seconds per measurement (default 2; --quick 0.5)"
+    )
+    gpu.add_argument("--device", default="cuda", choices=("cuda", "cpu"), help="cpu: a dry run of this mode")
+    gpu.add_argument("--on-cpu", action="store_true", help=argparse.SUPPRESS)  # old spelling of --device cpu
+    gpu.add_argument(
+        "--tiny",
+        action="store_true",
+        help="toy-sized models (IMD tiny, 2-layer HF references): a CPU smoke test",
+    )
     for p in (cpu, gpu):
         p.add_argument("--json", help="also write the results to this JSON file")
     args = ap.parse_args(argv)
+    if args.mode == "gpu" and not args.quick:
+        defaults = {"sizes": ["small", "base", "large"], "baselines": list(QUICK["baselines"]),
+                    "batches": [1, 2, 4, 8, 16, 32, 64, 128], "seconds": 2.0, "compile_best": "none",
+                    "compile_b1": "none"}  # fmt: skip
+        for key, value in defaults.items():
+            if getattr(args, key) is None:
+                setattr(args, key, value)
+        if args.compile_sizes is None:
+            compiling = args.compile_b1 != "none" or args.compile_best != "none"
+            args.compile_sizes = list(args.sizes) if compiling else []
     if args.mode == "cpu" and args.threads:
         torch.set_num_threads(args.threads)
     rows = run_cpu(args) if args.mode == "cpu" else run_gpu(args)
