@@ -49,6 +49,7 @@ def _ordinary(monkeypatch):
         ("h264.mkv", {"video_codec": "h264"}),
         ("vp8.webm", {}),
         ("mjpeg.avi", {}),
+        ("h264.avi", {"video_codec": "h264", "pattern": "texture"}),  # B-frames, no stored pts
         ("mpegts.ts", {"video_codec": "h264", "audio_codec": "aac"}),  # no streams before the probe
         ("rot.mp4", {"rotation": 90}),
         ("audio_first.mp4", None),
