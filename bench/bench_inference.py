@@ -244,8 +244,11 @@ def bench_imd_compiled(model, name, eager_row, mode, batch, device, args) -> dic
 
     if mode == "reduce-overhead" and device.type != "cuda":
         mode = "default"  # the CPU dry run: CUDA graphs need CUDA
+    from torch._dynamo.utils import counters
+
     row = {"model": name, "compile": mode, "batch": batch, "gflops_per_clip": eager_row["gflops_per_clip"]}
     torch._dynamo.reset()
+    counters.clear()
     try:
         fwd = CompiledForward(model, mode, device, backend=args.compile_backend)
         x = imd_inputs(model, batch, device)
@@ -265,6 +268,11 @@ def bench_imd_compiled(model, name, eager_row, mode, batch, device, args) -> dic
             ref = model(x[0], x[1], fbank=x[2], audio_present=x[3]).logits.float()
             got = call().float()
             row["max_abs_diff_vs_eager"] = float((got - ref).abs().max())
+        # graphs dynamo captured: 1 is the whole forward; 0 would mean the "compiled" timing ran
+        # eager code (as the 04:09 run did after its first call under FlopCounterMode)
+        row["graphs"] = int(counters["stats"]["unique_graphs"])
+        if row["graphs"] == 0:
+            raise RuntimeError("dynamo captured no graph: the compiled timing would be eager code")
     except Exception as exc:  # noqa: BLE001 -- one failed compile must not lose the other rows
         text = str(exc).strip().splitlines()
         row["error"] = f"{type(exc).__name__}: {text[0][:300] if text else ''}"
@@ -422,15 +430,25 @@ def run_cpu(args) -> list[dict]:
         compile_s = cpred.warmup([1])
         compile_cpu = time.process_time() - c0
         fwd = cpred.compiled_forward
+        # eager and compiled alternate in rounds, so a change in the machine's load hits both
+        per_round = max(1.0, args.seconds / 3)
+        runs: dict[str, list] = {"eager": [], "compiled": []}
         with torch.inference_mode():
-            med, mean, n = time_calls(
-                lambda: pred.model.predict(rgb, motion, fbank, present, forward=fwd),
-                device,
-                min_seconds=args.seconds,
-            )
-        rows.append({"stage": f"model compiled ({args.compile}, fullgraph={fwd.fullgraph})",
-                     "latency_ms": med * 1e3, "windows_per_s": 1 / mean, "calls": n,
-                     "cpu_ms": time_calls.cpu_seconds * 1e3, "compile_s": compile_s, "compile_cpu_s": compile_cpu})  # fmt: skip
+            for _ in range(3):
+                for name, f in (("eager", None), ("compiled", fwd)):
+                    med, mean, n = time_calls(
+                        lambda f=f: pred.model.predict(rgb, motion, fbank, present, forward=f),
+                        device,
+                        min_seconds=per_round,
+                    )
+                    runs[name].append((med, mean, n, time_calls.cpu_seconds))
+        for name, rs in runs.items():
+            rows.append({"stage": f"model {name}, 3 interleaved rounds" + (f" ({args.compile}, fullgraph={fwd.fullgraph})" if name == "compiled" else ""),
+                         "latency_ms": statistics.median(r[0] for r in rs) * 1e3,
+                         "windows_per_s": sum(r[2] for r in rs) / sum(r[1] * r[2] for r in rs),
+                         "calls": sum(r[2] for r in rs), "cpu_ms": statistics.median(r[3] for r in rs) * 1e3,
+                         "rounds_cpu_ms": [round(r[3] * 1e3, 1) for r in rs]})  # fmt: skip
+        rows[-1].update(compile_s=compile_s, compile_cpu_s=compile_cpu)
         med, mean, n = time_calls(lambda: cpred.predict_windows([item]), device, min_seconds=args.seconds)
         rows.append({"stage": f"window compiled ({args.compile})", "latency_ms": med * 1e3,
                      "windows_per_s": 1 / mean, "calls": n, "cpu_ms": time_calls.cpu_seconds * 1e3})  # fmt: skip

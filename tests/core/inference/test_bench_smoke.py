@@ -38,5 +38,6 @@ def test_gpu_quick_mode_runs_on_cpu_with_toy_models(tmp_path, capsys):
     assert all(
         "error" not in r and r["fullgraph"] is True and r["max_abs_diff_vs_eager"] == 0.0 for r in compiled
     )
+    assert [r["graphs"] for r in compiled] == [1, 1]  # the whole forward, one graph per batch size
     assert all(r["clips_per_s"] > 0 and r["gflops_per_clip"] > 0 for r in rows)
     assert "IMD-tiny" in capsys.readouterr().out
