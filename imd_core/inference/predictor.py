@@ -186,7 +186,8 @@ class Predictor:
 
         With ``compile`` this is where the graphs are compiled (and, for
         ``reduce-overhead``, recorded as CUDA graphs), so the first real input does not
-        wait for it. Default sizes: 1 (streaming) and ``batch_size`` (files).
+        wait for it. Default sizes: 1 (streaming) and ``batch_size`` (files). Call it on
+        the thread that will run the model (CUDA graphs are recorded per thread).
         """
         sizes = sorted(set(batch_sizes or (1, self.batch_size)))
         c = self.config
