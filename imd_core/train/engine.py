@@ -402,7 +402,7 @@ class _Run:
         # Every rank evaluates its share and gets the same gathered metrics (a collective).
         val = (
             evaluate(self.model, self.val_loader, device=self.device, precision=cfg.precision, cache=self.cache, dist=info)
-            if self.val_loader else {}
+            if self.val_loader is not None else {}  # not truthiness: a rank may have no batch (len 0)
         )
         if val:
             logger.info("validation epoch %d (rank %d of %d): clips %d top1 %.6f loss %.8f", epoch, info.rank,
