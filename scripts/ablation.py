@@ -1,4 +1,4 @@
-"""The IMD ablation on SynthAV, scaled to a 2-core CPU.
+"""The IMD ablation on SynthAV, scaled to a 2-core CPU, from a shared visual pretraining.
 
 Variants (``build_demo.VARIANTS``): video only, naive audio-visual fusion, random
 modality dropout (AVSlowFast's DropPathway, p = 0.5 on training clips), IMD, and IMD with
@@ -6,13 +6,26 @@ intra-class cross-modality augmentation (p = 0.5). Each at audio relevance P = 0
 0.1 and several seeds. All variants share the frozen demo tagger (like the paper's frozen
 AudioSet AST) and the ``tiny`` IMD architecture; only how audio is used differs.
 
+Visual pretraining (the analogue of the paper's pretrained ViT backbone; on by default,
+``--visual-pretrain-clips 0`` trains from scratch as the first study did): the ``tiny``
+model is trained once video-only (variant ``video_only``: audio absent) on
+``--visual-pretrain-clips`` SynthAV clips of ``--visual-pretrain-seed`` (50: no ablation
+train or test set uses it), rendered in memory at the same render size and ambiguity. Its
+state is saved once under ``OUT/visual_pretrain/`` (reused when present and made with the
+same settings) and EVERY run's visual streams (``video.*``; not the relevance net,
+fusion or head) start from it; everything else is the same across variants. The
+pretraining data are the same 8 classes, a stronger prior than ImageNet/K400 weights.
+
 CPU scale-down (said in docs/RESULTS.md): clips are rendered in memory at 64x64 (no MP4
-round trip) and fed to the model at 32x32, 160 training clips per P, 4 frames per clip,
-5 epochs.
+round trip) and fed to the model at 32x32 with 4 frames; the defaults below are the scale
+of the second study (``runs/ablation_v2``). An interrupted grid resumes from
+``OUT/results.jsonl``.
 
 Example::
 
-    .venv/bin/python scripts/ablation.py --tagger runs/demo/tagger --out runs/ablation
+    .venv/bin/python scripts/ablation.py --tagger runs/demo/tagger --out runs/ablation_v2
+    .venv/bin/python scripts/ablation.py --tagger runs/demo/tagger --out runs/ablation_v2 \\
+        --report docs/results_ablation_v2.png
 """
 
 from __future__ import annotations
@@ -37,8 +50,23 @@ from imd_core.synth import TAGGER_LABELS, SynthConfig  # noqa: E402
 log = logging.getLogger("ablation")
 
 
-def summarise(results_path: Path, plot_path: Path) -> str:
-    """Mean +- std over seeds per (P, variant) as a markdown table, and a plot of top-1 vs P."""
+# The scale of the second study (runs/ablation_v2), measured to fit ~35 min on one busy core.
+TRAIN_CLIPS = 480
+EPOCHS = 6
+PRETRAIN_CLIPS = 2000
+PRETRAIN_EPOCHS = 4
+
+
+KINDS = ("relevant", "irrelevant", "misleading", "silent")
+
+
+def summarise(results_path: Path, plot_path: Path, title: str = "SynthAV ablation (CPU scale)") -> str:
+    """Mean +- std over seeds per (P, variant) as markdown tables, and a plot of top-1 vs P.
+
+    The first table has top-1, keep/drop accuracy and the audio-drop rate; the second the
+    drop rate and top-1 per audio kind (means over seeds). A grid that stopped early is
+    summarised as far as it got (the ``seeds`` column says how many).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -50,8 +78,16 @@ def summarise(results_path: Path, plot_path: Path) -> str:
         groups.setdefault((r["relevance"], r["variant"]), []).append(r)
     order = [v for v in B.VARIANTS if any(k[1] == v for k in groups)]
     rels = sorted({k[0] for k in groups}, reverse=True)
-    lines = ["| P | variant | seeds | top-1 (mean +- std) | keep/drop acc. | audio-drop rate | drop rate on relevant |",
-             "|---|---|---|---|---|---|---|"]
+
+    def mean(g: list[dict], key: str) -> float:
+        vals = [r[key] for r in g if key in r]
+        return float(np.mean(vals)) if vals else float("nan")
+
+    lines = ["| P | variant | seeds | top-1 (mean +- std) | keep/drop acc. | audio-drop rate |",
+             "|---|---|---|---|---|---|"]
+    kind_lines = ["| P | variant | " + " | ".join(f"drop {k}" for k in KINDS) + " | "
+                  + " | ".join(f"top-1 {k}" for k in KINDS) + " |",
+                  "|---|---|" + "---|" * (2 * len(KINDS))]
     fig, ax = plt.subplots(figsize=(6, 4))
     for v in order:
         means, stds, xs = [], [], []
@@ -60,51 +96,110 @@ def summarise(results_path: Path, plot_path: Path) -> str:
             if not g:
                 continue
             t = np.array([r["top1"] for r in g])
-            lines.append(
-                f"| {rel} | {v} | {len(g)} | {t.mean():.3f} +- {t.std():.3f} | "
-                f"{np.mean([r['keep_drop_acc'] for r in g]):.3f} | {np.mean([r['drop_rate'] for r in g]):.3f} | "
-                f"{np.mean([r.get('drop_rate_relevant', float('nan')) for r in g]):.3f} |")
+            lines.append(f"| {rel} | {v} | {len(g)} | {t.mean():.3f} +- {t.std():.3f} | "
+                         f"{mean(g, 'keep_drop_acc'):.3f} | {mean(g, 'drop_rate'):.3f} |")
+            kind_lines.append(f"| {rel} | {v} | " + " | ".join(f"{mean(g, f'drop_rate_{k}'):.2f}" for k in KINDS)
+                              + " | " + " | ".join(f"{mean(g, f'top1_{k}'):.2f}" for k in KINDS) + " |")
             xs.append(rel)
             means.append(t.mean())
             stds.append(t.std())
         ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3, label=v)
     ax.set_xlabel("audio relevance P")
     ax.set_ylabel("top-1 (held-out, unseen seed)")
-    ax.set_title("SynthAV ablation (CPU scale)")
+    ax.set_title(title)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     plot_path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(plot_path, dpi=110)
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n\nPer audio kind (means over seeds):\n\n" + "\n".join(kind_lines)
+
+
+def visual_pretrain(args: argparse.Namespace, savld, pre: ClipPreprocessor, tagger,
+                    tests: dict[float, object]) -> dict[str, torch.Tensor]:
+    """The shared pretrained visual streams: ``video.*`` tensors of a video-only ``tiny`` model.
+
+    Trained once on ``args.visual_pretrain_clips`` clips of ``args.visual_pretrain_seed``
+    and saved (``save_model``) under ``OUT/visual_pretrain/``; a saved one is reused if its
+    settings match, else this stops with a message. Its top-1 on each P's test set
+    (before any fine-tuning) goes to ``OUT/visual_pretrain/eval.json``.
+    """
+    from safetensors.torch import load_file
+
+    from imd_core.model.checkpoint import save_model
+
+    folder = args.out / "visual_pretrain"
+    settings = {"clips": args.visual_pretrain_clips, "epochs": args.visual_pretrain_epochs,
+                "seed": args.visual_pretrain_seed, "relevance": 0.5, "ambiguity": args.ambiguity,
+                "size": args.size, "image_size": args.image_size, "frames": args.frames,
+                "batch_size": args.batch_size, "lr": args.lr}
+    meta_path = folder / "pretrain.json"
+    if (folder / "model.safetensors").is_file() and meta_path.is_file():
+        saved = json.loads(meta_path.read_text())["settings"]
+        if saved != settings:
+            raise SystemExit(f"{folder} was pretrained with {saved}, not {settings}: delete it or use another --out")
+        log.info("reusing the visual pretraining in %s", folder)
+    else:
+        t0, c0 = time.perf_counter(), time.process_time()
+        variant = B.VARIANTS["video_only"]
+        data = render_set(SynthConfig(clips=args.visual_pretrain_clips, seed=args.visual_pretrain_seed,
+                                      relevance=0.5, ambiguity=args.ambiguity, size=args.size),
+                          pre, 2 * args.frames, tagger)
+        rendered = time.perf_counter() - t0
+        torch.manual_seed(args.visual_pretrain_seed)
+        model = B.make_model(args.tagger, savld, variant, args.image_size, 0, num_frames=args.frames)
+        first = tests[args.relevance[0]]  # watched only (no choice is made from it)
+        history = B.train_model(model, pre, data, variant, epochs=args.visual_pretrain_epochs,
+                                batch_size=args.batch_size, lr=args.lr, seed=args.visual_pretrain_seed,
+                                on_epoch=lambda _e: {"test_top1": B.evaluate(model, pre, first, variant)["top1"]})
+        evals = {str(rel): B.evaluate(model, pre, test, variant)["top1"] for rel, test in tests.items()}
+        save_model(model, folder, savld=savld)
+        meta_path.write_text(json.dumps({
+            "settings": settings, "render_seconds": round(rendered, 1),
+            "seconds": round(time.perf_counter() - t0, 1), "cpu_seconds": round(time.process_time() - c0, 1),
+            "history": history, "top1_on_test_sets_before_finetuning": evals}, indent=2) + "\n")
+        log.info("visual pretraining: %d clips x %d epochs in %.0f s; top-1 on the test sets %s",
+                 args.visual_pretrain_clips, args.visual_pretrain_epochs, time.perf_counter() - t0, evals)
+    state = load_file(str(folder / "model.safetensors"))
+    return {k[len("video."):]: v for k, v in state.items() if k.startswith("video.")}
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--tagger", type=Path, required=True, help="the demo tagger folder (train_tagger.py)")
-    p.add_argument("--out", type=Path, default=Path("runs/ablation"))
+    p.add_argument("--out", type=Path, default=Path("runs/ablation_v2"))
     p.add_argument("--relevance", type=float, nargs="+", default=[0.9, 0.5, 0.1])
     p.add_argument("--variants", nargs="+", default=list(B.VARIANTS))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--train-clips", type=int, default=160)
+    p.add_argument("--train-clips", type=int, default=TRAIN_CLIPS)
     p.add_argument("--test-clips", type=int, default=160)
     p.add_argument("--ambiguity", type=float, default=0.6)
     p.add_argument("--size", type=int, default=64, help="render size (pixels)")
     p.add_argument("--image-size", type=int, default=32, help="model input size (pixels)")
     p.add_argument("--frames", type=int, default=4)
-    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--epochs", type=int, default=EPOCHS)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--visual-pretrain-clips", type=int, default=PRETRAIN_CLIPS,
+                   help="clips of the shared video-only pretraining (0: every run trains its video streams from scratch)")
+    p.add_argument("--visual-pretrain-epochs", type=int, default=PRETRAIN_EPOCHS)
+    p.add_argument("--visual-pretrain-seed", type=int, default=50,
+                   help="SynthAV seed of the pretraining clips (no train/test set of the grid may use it)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (1: on a shared 2-core machine more threads spin and slow down)")
     p.add_argument("--report", type=Path, default=None,
-                   help="only summarise OUT/results.jsonl: print a markdown table, write this plot (PNG)")
+                   help="only summarise OUT/results.jsonl: print markdown tables, write this plot (PNG)")
     args = p.parse_args(argv)
     if args.report is not None:
         print(summarise(args.out / "results.jsonl", args.report))
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     torch.set_num_threads(args.threads)
+    # Data depends on P only; training and test sets use different seeds (test unseen).
+    seeds = {rel: (100 + round(rel * 10), 900 + round(rel * 10)) for rel in args.relevance}
+    if args.visual_pretrain_clips > 0 and any(args.visual_pretrain_seed in s for s in seeds.values()):
+        raise SystemExit(f"--visual-pretrain-seed {args.visual_pretrain_seed} is a train/test seed of the grid "
+                         f"({seeds}); choose another")
     args.out.mkdir(parents=True, exist_ok=True)
     results_path = args.out / "results.jsonl"
     done = set()
@@ -117,33 +212,40 @@ def main(argv: list[str] | None = None) -> int:
     probe = B.make_model(args.tagger, savld, B.VARIANTS["imd"], args.image_size, 0, **overrides)
     pre = ClipPreprocessor.from_model_config(probe.config)
     t0 = time.perf_counter()
+    base = {rel: dict(relevance=rel, ambiguity=args.ambiguity, size=args.size) for rel in args.relevance}
+    tests = {rel: render_set(SynthConfig(clips=args.test_clips, seed=seeds[rel][1], **base[rel]), pre,
+                             args.frames, probe.ast) for rel in args.relevance}
+    log.info("rendered the test sets (%.0f s)", time.perf_counter() - t0)
+    video_init = None
+    if args.visual_pretrain_clips > 0:
+        video_init = visual_pretrain(args, savld, pre, probe.ast, tests)
     for rel in args.relevance:
-        # Data depends on P only; training/test sets use different seeds (test unseen).
-        base = dict(relevance=rel, ambiguity=args.ambiguity, size=args.size)
-        train = render_set(SynthConfig(clips=args.train_clips, seed=100 + int(rel * 10), **base), pre,
+        todo = [(s, n) for s in args.seeds for n in args.variants if (rel, n, s) not in done]
+        if not todo:
+            continue
+        train = render_set(SynthConfig(clips=args.train_clips, seed=seeds[rel][0], **base[rel]), pre,
                            2 * args.frames, probe.ast)
-        test = render_set(SynthConfig(clips=args.test_clips, seed=900 + int(rel * 10), **base), pre,
-                          args.frames, probe.ast)
-        log.info("P=%.1f: rendered %d + %d clips (%.0f s)", rel, len(train.labels), len(test.labels),
-                 time.perf_counter() - t0)
+        log.info("P=%.1f: rendered %d training clips (%.0f s)", rel, len(train.labels), time.perf_counter() - t0)
         steps = args.epochs * -(-len(train.labels) // args.batch_size)
-        for seed in args.seeds:
-            for name in args.variants:
-                if (rel, name, seed) in done:
-                    continue
-                variant = B.VARIANTS[name]
-                torch.manual_seed(seed)
-                model = B.make_model(args.tagger, savld, variant, args.image_size, steps // 3, **overrides)
-                start = time.perf_counter()
-                B.train_model(model, pre, train, variant, epochs=args.epochs, batch_size=args.batch_size,
-                              lr=args.lr, seed=seed)
-                metrics = B.evaluate(model, pre, test, variant)
-                row = {"relevance": rel, "variant": name, "seed": seed, **metrics,
-                       "train_seconds": round(time.perf_counter() - start, 1)}
-                log.info("%s", row)
-                with open(results_path, "a", encoding="utf-8") as f:
-                    f.write(json.dumps(row) + "\n")
+        for seed, name in todo:
+            variant = B.VARIANTS[name]
+            torch.manual_seed(seed)
+            model = B.make_model(args.tagger, savld, variant, args.image_size, steps // 3, **overrides)
+            if video_init is not None:  # only the visual streams; relevance net, fusion, head start fresh
+                model.video.load_state_dict(video_init)
+            start, cpu = time.perf_counter(), time.process_time()
+            B.train_model(model, pre, train, variant, epochs=args.epochs, batch_size=args.batch_size,
+                          lr=args.lr, seed=seed)
+            metrics = B.evaluate(model, pre, tests[rel], variant)
+            row = {"relevance": rel, "variant": name, "seed": seed, **metrics,
+                   "visual_pretrain": video_init is not None,
+                   "train_seconds": round(time.perf_counter() - start, 1),
+                   "cpu_seconds": round(time.process_time() - cpu, 1)}
+            log.info("%s", row)
+            with open(results_path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(row) + "\n")
     (args.out / "args.json").write_text(json.dumps({k: str(v) for k, v in vars(args).items()}, indent=2))
+    log.info("grid done (%.0f s)", time.perf_counter() - t0)
     return 0
 
 
