@@ -95,19 +95,24 @@ class CompiledForward:
         module: the model (called as ``module(*args, **kwargs)``).
         mode: ``default`` | ``reduce-overhead`` | ``max-autotune``.
         device: where it runs (``reduce-overhead`` needs CUDA).
+        backend: ``torch.compile``'s backend: ``inductor`` (generates kernels); ``eager``
+            or ``aot_eager`` capture the same graph without code generation (seconds
+            instead of minutes: dry runs and debugging).
     """
 
-    def __init__(self, module: torch.nn.Module, mode: str, device: torch.device) -> None:
+    def __init__(
+        self, module: torch.nn.Module, mode: str, device: torch.device, *, backend: str = "inductor"
+    ) -> None:
         if mode not in COMPILE_MODES or mode == "none":
             raise ConfigError(f"unknown compile mode {mode!r}; choose one of {list(COMPILE_MODES[1:])}")
         if mode == "reduce-overhead" and device.type != "cuda":
             raise ConfigError(
                 "compile mode 'reduce-overhead' (CUDA graphs) needs a CUDA device; use 'default' on CPU"
             )
-        self.module, self.mode = module, mode
+        self.module, self.mode, self.backend = module, mode, backend
         self.fullgraph = True
         self.break_reason: str | None = None
-        self._fn = torch.compile(module, mode=mode, fullgraph=True, dynamic=False)
+        self._fn = self._compile(fullgraph=True)
         log.info("compiling the whole model forward with torch.compile(mode=%s, fullgraph=True)", mode)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -124,8 +129,13 @@ class CompiledForward:
                 self.break_reason,
             )
             self.fullgraph = False
-            self._fn = torch.compile(self.module, mode=self.mode, fullgraph=False, dynamic=False)
+            self._fn = self._compile(fullgraph=False)
             return self._fn(*args, **kwargs)
+
+    def _compile(self, *, fullgraph: bool) -> Any:
+        if self.backend == "inductor":
+            return torch.compile(self.module, mode=self.mode, fullgraph=fullgraph, dynamic=False)
+        return torch.compile(self.module, backend=self.backend, fullgraph=fullgraph, dynamic=False)
 
 
 def compile_forward(module: torch.nn.Module, mode: str, device: torch.device) -> CompiledForward | None:
