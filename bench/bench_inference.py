@@ -17,6 +17,11 @@ exists), at batch 1:
   runs windows as fast as it can (hop 0.02 s: one is due at every frame, so at most
   30 windows/s): windows/s, mean latency, skipped windows.
 
+Files (``imd predict``'s loop, decode-ahead threads on and off)::
+
+    .venv/bin/python -m imd_core synth /tmp/s16 --clips 16
+    .venv/bin/python bench/bench_inference.py files /tmp/s16/clips --threads 1 --workers 0 2
+
 GPU::
 
     python bench/bench_inference.py gpu --quick --json out.json      # what bench/gpu_all.sh runs
@@ -250,6 +255,49 @@ def write_clip(path: Path, seconds: float, fps: int, size: tuple[int, int]) -> P
     return path
 
 
+def run_files(args) -> list[dict]:
+    """``Predictor.predict_paths`` over a folder: files/s with ``decode_workers`` 0 and N, alternating.
+
+    The same predictor (and thread count) for every run; one warm-up pass first, then
+    ``--rounds`` rounds of each worker count in turn, so load changes hit all of them.
+    """
+    from imd_core.inference.inputs import expand_inputs
+    from imd_core.inference.predictor import Predictor
+    from imd_core.resources import demo_model_dir
+
+    files, errors = expand_inputs([args.folder])
+    if errors or not files:
+        raise SystemExit(f"no media files in {args.folder}")
+    pred = Predictor(
+        args.model or demo_model_dir(), device="cpu", threads=args.threads, batch_size=args.batch_size
+    )
+    list(pred.predict_paths(files[:2], args.window, decode_workers=0))  # warm-up
+    runs: dict[int, list[tuple[float, float, int]]] = {w: [] for w in args.workers}
+    reference = None
+    for _ in range(args.rounds):
+        for w in args.workers:
+            t0, c0 = time.perf_counter(), time.process_time()
+            outcomes = list(pred.predict_paths(files, args.window, decode_workers=w))
+            dt, dc = time.perf_counter() - t0, time.process_time() - c0
+            labels = [(o.path, o.error, [r.top[0].label for r in o.results]) for o in outcomes]
+            reference = reference or labels
+            if labels != reference:
+                raise SystemExit(
+                    f"decode_workers={w} gave other results than decode_workers={args.workers[0]}"
+                )
+            runs[w].append((dt, dc, sum(len(o.results) for o in outcomes)))
+    rows = []
+    for w, rs in runs.items():
+        walls = sorted(r[0] for r in rs)
+        rows.append({"stage": f"predict_paths {len(files)} files, decode_workers={w}",
+                     "files_per_s": len(files) / statistics.median(walls),
+                     "files_per_s_runs": [round(len(files) / t, 2) for t in walls[::-1]],
+                     "windows_per_s": rs[0][2] / statistics.median(walls),
+                     "cpu_s_per_run": statistics.median(r[1] for r in rs),
+                     "wall_s_per_run": statistics.median(walls)})  # fmt: skip
+    return rows
+
+
 # ---------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -307,7 +355,15 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="toy-sized models (IMD tiny, 2-layer HF references): a CPU smoke test",
     )
-    for p in (cpu, gpu):
+    fl = sub.add_parser("files", help="imd predict's file loop: decode-ahead threads on and off")
+    fl.add_argument("folder", help="a folder of clips (e.g. from `imd synth OUT --clips 16`)")
+    fl.add_argument("--model", help="checkpoint folder (default: the demo model)")
+    fl.add_argument("--threads", type=int, default=None)
+    fl.add_argument("--batch-size", type=int, default=8)
+    fl.add_argument("--window", type=float, default=None, help="window seconds (default: whole clip)")
+    fl.add_argument("--workers", type=int, nargs="+", default=[0, 2], help="decode_workers values to compare")
+    fl.add_argument("--rounds", type=int, default=5)
+    for p in (cpu, gpu, fl):
         p.add_argument("--json", help="also write the results to this JSON file")
     args = ap.parse_args(argv)
     if args.mode == "gpu" and not args.quick:
@@ -322,7 +378,8 @@ def main(argv: list[str] | None = None) -> int:
             args.compile_sizes = list(args.sizes) if compiling else []
     if args.mode == "cpu" and args.threads:
         torch.set_num_threads(args.threads)
-    rows = run_cpu(args) if args.mode == "cpu" else run_gpu(args)
+    runner = {"cpu": run_cpu, "gpu": run_gpu, "files": run_files}[args.mode]
+    rows = runner(args)
     info = machine()
     print(json.dumps(info))
     keys = sorted({k for r in rows for k in r}, key=lambda k: list(rows[0]).index(k) if k in rows[0] else 99)

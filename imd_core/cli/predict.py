@@ -68,9 +68,12 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--decode-workers",
         type=int,
-        default=2,
+        default=None,
         metavar="N",
-        help="files decoded ahead on threads while the model runs (default: 2; 0: one at a time)",
+        help=(
+            "files decoded ahead on threads while the model runs (0: one at a time; default: 2 "
+            "on a GPU, on a CPU 1 when --threads leaves a core free, else 0)"
+        ),
     )
     p.add_argument("-o", "--output", metavar="FILE", help="write results to FILE instead of stdout")
     prog = p.add_mutually_exclusive_group()

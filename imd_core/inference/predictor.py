@@ -90,7 +90,8 @@ class Predictor:
         chunk_seconds: longest span of a file decoded at once when windowing (bounds
             memory on hour-long files; windows in a chunk share one decode).
         decode_workers: files decoded and preprocessed ahead on threads by
-            :meth:`predict_paths` (0: decode on the calling thread, between forwards).
+            :meth:`predict_paths` (0: decode on the calling thread, between forwards;
+            ``None``: :func:`auto_decode_workers`).
     """
 
     def __init__(
@@ -102,13 +103,13 @@ class Predictor:
         batch_size: int = 8,
         compile: CompileMode = "none",
         chunk_seconds: float = 60.0,
-        decode_workers: int = 2,
+        decode_workers: int | None = None,
     ) -> None:
         from imd_core.data.transforms import ClipPreprocessor
 
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
-        if decode_workers < 0:
+        if decode_workers is not None and decode_workers < 0:
             raise ConfigError(f"decode_workers must be >= 0, got {decode_workers}")
         self.device = resolve_device(device)
         self.threads = configure_threads(threads)
@@ -121,7 +122,9 @@ class Predictor:
         self.batch_size = int(batch_size)
         self.chunk_seconds = float(chunk_seconds)
         self.preprocessor = ClipPreprocessor.from_model_config(self.config)
-        self.decode_workers = int(decode_workers)
+        self.decode_workers = (
+            auto_decode_workers(self.device, self.threads) if decode_workers is None else decode_workers
+        )
         self.compile_mode = compile
         self._forward = compile_forward(self.model, compile, self.device)  # None: eager
 
@@ -359,6 +362,18 @@ class _Entry:
             bad_input=self.bad_input,
             seconds=time.perf_counter() - self.t0,
         )
+
+
+def auto_decode_workers(device: torch.device, threads: int) -> int:
+    """Decode-ahead threads worth having: 2 while a GPU runs the model; on a CPU 1 when torch
+    leaves a core free, else 0 (measured: on a saturated CPU they only compete with the model)."""
+    if device.type == "cuda":
+        return 2
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return 1 if threads < cores else 0
 
 
 def _strip_path(message: str, path: str) -> str:

@@ -90,3 +90,16 @@ def test_predict_paths_with_decode_workers_equals_sequential(tiny_model_dir, med
             assert ra.audio.present == rb.audio.present and ra.audio.dropped == rb.audio.dropped
     whole = list(pred.predict_paths(paths[:3], decode_workers=2))  # whole-clip windows: durations too
     assert [o.ok for o in whole] == [True, False, True] and whole[2].duration == pytest.approx(2.0, abs=0.1)
+
+
+def test_auto_decode_workers_follow_the_device_and_free_cores(monkeypatch):
+    import os
+
+    import torch
+
+    from imd_core.inference.predictor import auto_decode_workers
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    assert auto_decode_workers(torch.device("cuda"), 4) == 2  # the model is on the GPU: decode ahead
+    assert auto_decode_workers(torch.device("cpu"), 2) == 1  # a core is free for decoding
+    assert auto_decode_workers(torch.device("cpu"), 4) == 0  # torch uses every core: threads would compete
