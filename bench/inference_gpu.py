@@ -215,6 +215,8 @@ def bench_imd_compiled(model, name, eager_row, mode, batch, device, args) -> dic
         # graphs dynamo captured: 1 is the whole forward; 0 would mean the "compiled" timing ran
         # eager code (as the 04:09 run did after its first call under FlopCounterMode)
         row["graphs"] = int(counters["stats"]["unique_graphs"])
+        if mode == "reduce-overhead":  # > 0: inductor ran the graph without CUDA graphs (reason in the log)
+            row["cudagraph_skips"] = int(counters["inductor"]["cudagraph_skips"])
         if row["graphs"] == 0:
             raise RuntimeError("dynamo captured no graph: the compiled timing would be eager code")
     except Exception as exc:  # noqa: BLE001 -- one failed compile must not lose the other rows
