@@ -8,7 +8,9 @@ model's own config) and batching; decoding is in :mod:`imd_core.inference.file_w
 Batching: :meth:`Predictor.predict_paths` fills batches across files, so a folder of
 short clips keeps a GPU busy while results still come back file by file, in input order;
 the next files are decoded and preprocessed on worker threads
-(:mod:`imd_core.inference.prefetch`) while the model runs.
+(:mod:`imd_core.inference.prefetch`) while the model runs. With ``decode_timeout``
+each file decodes in a worker process killed at the file's deadline (a hang inside
+FFmpeg becomes that file's ``DecodeError``; ``imd predict`` sets it by default).
 
 Compilation (``compile=``): the whole forward as one ``torch.compile(fullgraph=True)``
 graph with static shapes; partial batches are padded to ``batch_size`` so that only
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import logging
 import os
 import time
@@ -42,7 +45,7 @@ from imd_core.inference.device import (
 )
 from imd_core.inference.file_windows import FileWindows, open_file_windows
 from imd_core.inference.inputs import WindowInput
-from imd_core.inference.prefetch import prefetch
+from imd_core.inference.prefetch import DecoderPool, UniformTimes, isolated_windows, prefetch
 from imd_core.inference.results import TOP_K, AudioResult, LabelScore, WindowResult
 
 log = logging.getLogger(__name__)
@@ -92,6 +95,13 @@ class Predictor:
         decode_workers: files decoded and preprocessed ahead on threads by
             :meth:`predict_paths` (0: decode on the calling thread, between forwards;
             ``None``: :func:`auto_decode_workers`).
+        decode_timeout: ``None``/0: decode in this process (a call that hangs inside
+            FFmpeg hangs the caller). Seconds: each file decodes in a worker process
+            (:class:`~imd_core.inference.prefetch.DecoderPool`, one per file in flight,
+            started here so their start-up overlaps the model's loading) and fails with
+            ``DecodeError("decode timed out after N s ...")`` when the caller has waited
+            longer than this plus the duration the file claims. Call :meth:`close` when
+            done (the processes also end with this one).
     """
 
     def __init__(
@@ -104,6 +114,7 @@ class Predictor:
         compile: CompileMode = "none",
         chunk_seconds: float = 60.0,
         decode_workers: int | None = None,
+        decode_timeout: float | None = None,
     ) -> None:
         from imd_core.data.transforms import ClipPreprocessor
 
@@ -111,20 +122,31 @@ class Predictor:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         if decode_workers is not None and decode_workers < 0:
             raise ConfigError(f"decode_workers must be >= 0, got {decode_workers}")
+        if decode_timeout is not None and not decode_timeout >= 0:
+            raise ConfigError(f"decode_timeout must be >= 0 seconds, got {decode_timeout}")
         self.device = resolve_device(device)
         self.threads = configure_threads(threads)
-        if isinstance(model_dir_or_model, (str, os.PathLike)):
-            model = load_model_folder(Path(model_dir_or_model), self.device)
-        else:
-            model = model_dir_or_model.to(self.device)
+        self.decode_workers = (
+            auto_decode_workers(self.device, self.threads) if decode_workers is None else decode_workers
+        )
+        self.decode_timeout = float(decode_timeout) if decode_timeout else None
+        # started before the model loads: the workers' own start-up (~0.3 s) overlaps it
+        self._decoders = (
+            DecoderPool(max(1, self.decode_workers), self.decode_timeout) if self.decode_timeout else None
+        )
+        try:
+            if isinstance(model_dir_or_model, (str, os.PathLike)):
+                model = load_model_folder(Path(model_dir_or_model), self.device)
+            else:
+                model = model_dir_or_model.to(self.device)
+        except BaseException:
+            self.close()
+            raise
         self.model = model.eval()
         self.config = model.config
         self.batch_size = int(batch_size)
         self.chunk_seconds = float(chunk_seconds)
         self.preprocessor = ClipPreprocessor.from_model_config(self.config)
-        self.decode_workers = (
-            auto_decode_workers(self.device, self.threads) if decode_workers is None else decode_workers
-        )
         self.compile_mode = compile
         self._forward = compile_forward(self.model, compile, self.device)  # None: eager
 
@@ -248,10 +270,49 @@ class Predictor:
         self, path: str | os.PathLike[str], window: float | None, hop: float | None
     ) -> Iterator[tuple[WindowInput, dict[str, Any]]]:
         """Decodes and preprocesses one file's windows (on a prefetch thread); returns its duration."""
+        if self._decoders is not None:
+            return (yield from self._produce_isolated(path, window, hop))
         fw = self.open(path, window, hop)
         for item in fw:
             yield item, self.preprocess(item)
         return fw.duration
+
+    def _produce_isolated(
+        self, path: str | os.PathLike[str], window: float | None, hop: float | None
+    ) -> Iterator[tuple[WindowInput, dict[str, Any]]]:
+        """:meth:`_produce` with the decode in a worker process, bounded by ``decode_timeout``."""
+        p = self.preprocessor
+        # the worker needs the same frame times as self.open(); uniform ones without torch there
+        times = (
+            UniformTimes(p.num_frames)
+            if p.sampling == "uniform"
+            else functools.partial(p.sample_times, train=False)
+        )
+        windows = self._decoders.stream(
+            isolated_windows,
+            path,
+            window=window,
+            hop=hop,
+            num_frames=self.num_frames,
+            frame_size=p.decode_size(False),
+            chunk_seconds=self.chunk_seconds,
+            sample_times=times,
+        )
+        try:
+            while True:
+                try:
+                    item = next(windows)
+                except StopIteration as stop:
+                    return stop.value
+                yield item, self.preprocess(item)
+        finally:
+            windows.close()  # an abandoned file: the worker drops it (or is killed mid-call)
+
+    def close(self) -> None:
+        """Stops the decoding worker processes (``decode_timeout``); the predictor still works
+        (a later bounded decode starts a fresh worker)."""
+        if getattr(self, "_decoders", None) is not None:
+            self._decoders.close()
 
     def predict_paths(
         self,
@@ -269,6 +330,8 @@ class Predictor:
         results are the same either way.
         """
         workers = self.decode_workers if decode_workers is None else int(decode_workers)
+        if self._decoders is not None:
+            self._decoders.ensure(workers)  # one worker process per file in flight
         pending: collections.deque[_Entry] = collections.deque()  # files not yet yielded, in order
         batch: list[tuple[_Entry, WindowInput, dict[str, Any]]] = []
 

@@ -9,9 +9,14 @@ processes and kills (SIGKILL) a worker whose call overruns its deadline; the cal
 a result for that item from ``on_failure`` and a fresh worker takes the next item. A
 worker that dies (a decoder crash on a damaged file) fails only its item, too.
 
-Used by ``imd data check`` (:func:`imd_core.data.check.check_index`). Starting a worker
-costs one Python start plus the imports (~0.5 s), once per worker and once per killed
-call, not per item; the deadline of an item starts when a ready worker receives it.
+Used by ``imd data check`` (:func:`imd_core.data.check.check_index`) and the training
+probe (:mod:`imd_core.train.probe`). Starting a worker costs one Python start plus the
+imports (~0.5 s), once per worker and once per killed call, not per item; the deadline
+of an item starts when a ready worker receives it.
+
+:class:`BoundedProcess` is the streaming form for ``imd predict``: one persistent
+worker that runs a generator (a file's decoded windows) and hands its items over one
+at a time, killed and replaced when the caller has waited past the file's deadline.
 """
 
 from __future__ import annotations
@@ -204,3 +209,203 @@ def map_bounded(
                 w.kill()
             else:
                 w.stop()
+
+
+# ----------------------------------------------------------------------------- one persistent worker
+_STOP = "stop"
+_NEXT = "next"
+
+
+def _send_exception(conn: Connection, exc: Exception) -> None:
+    try:
+        conn.send(("raise", exc))
+    except Exception:  # noqa: BLE001 - an exception that does not pickle
+        conn.send(("raise", ImdError(f"{type(exc).__name__}: {exc}")))
+
+
+def _serve_streams(conn: Connection) -> None:
+    """A :class:`BoundedProcess` worker: import ``preload``, then run generator jobs in lockstep.
+
+    Each item goes back as it is produced and the worker waits for ``next`` (or ``stop``:
+    the consumer gave up on the file) before producing the next one, so nothing decodes
+    ahead unseen and every second the parent waits is a second this worker worked.
+    """
+    import importlib
+
+    try:
+        preload = conn.recv()
+        for name in preload:
+            importlib.import_module(name)
+    except (EOFError, OSError):
+        return
+    conn.send(("ready", None))
+
+    def extend(seconds: float) -> None:
+        conn.send(("extend", float(seconds)))
+
+    while True:
+        try:
+            job = conn.recv()
+        except (EOFError, OSError):
+            return
+        if job is None:
+            return
+        try:
+            fn, args, kwargs = job
+            gen = fn(*args, on_extend=extend, **kwargs)
+            while True:
+                try:
+                    item = next(gen)
+                except StopIteration as stop:
+                    conn.send(("done", stop.value))
+                    break
+                conn.send(("item", item))
+                if conn.recv() != _NEXT:
+                    gen.close()
+                    break
+        except (EOFError, OSError):
+            return
+        except Exception as exc:  # noqa: BLE001 - sent back and re-raised in the parent
+            _send_exception(conn, exc)
+
+
+class BoundedProcess:
+    """One persistent spawned worker process that runs generator functions under a deadline.
+
+    :meth:`stream` yields what ``fn`` yields there, one item at a time, and returns its
+    return value. The deadline counts only the seconds the caller waits for the worker
+    (the job, then each next item), so a slow consumer never times a file out; ``fn``
+    may lengthen it with ``on_extend(seconds)`` (the duration a file claims). A worker
+    past its deadline is killed (SIGKILL) and a fresh one starts at once, in the
+    background; its start-up (one Python start plus ``preload`` imports) never counts
+    against a file. Use one instance from one thread at a time.
+
+    Args:
+        preload: modules the worker imports before it reports ready (so that the start-up
+            overlaps the caller's own, e.g. loading a model).
+    """
+
+    def __init__(self, preload: Sequence[str] = ()) -> None:
+        self._preload = tuple(preload)
+        self._ctx = mp.get_context("spawn")  # no fork: the parent holds threads (torch, Qt)
+        self._proc: Any = None
+        self._start()
+
+    def _start(self) -> None:
+        self.conn, child = self._ctx.Pipe()
+        self._proc = self._ctx.Process(
+            target=_serve_streams, args=(child,), daemon=True, name="imd-bounded-decode"
+        )
+        self._proc.start()
+        child.close()
+        self.conn.send(self._preload)
+        self._ready = False
+        self._started = time.monotonic()
+
+    def _wait_ready(self) -> None:
+        if self._ready:
+            return
+        left = self._started + _START_TIMEOUT - time.monotonic()
+        try:
+            ok = self.conn.poll(max(0.0, left)) and self.conn.recv()[0] == "ready"
+        except (EOFError, OSError):
+            ok = False
+        if not ok:
+            code = self._proc.exitcode
+            self._kill(restart=False)
+            raise ImdError(
+                f"a decoding worker process did not start within {_START_TIMEOUT:g} s (exit code {code}); "
+                "check that the installation imports in a fresh process"
+            )
+        self._ready = True
+
+    def _kill(self, restart: bool) -> None:
+        self._proc.kill()
+        self._proc.join(5.0)
+        self.conn.close()
+        self._proc = None
+        if restart:
+            self._start()
+
+    def stream(self, fn: Callable[..., Any], *args: Any, timeout: float, **kwargs: Any) -> Any:
+        """Runs the generator function ``fn(*args, on_extend=..., **kwargs)`` in the worker.
+
+        Args:
+            fn: a module-level generator function (pickled by reference; its module
+                must import in a fresh process, ideally without torch).
+            timeout: seconds the caller may wait in all, before ``on_extend`` additions.
+
+        Yields:
+            ``fn``'s items, as the worker produces them.
+
+        Returns:
+            ``fn``'s return value.
+
+        Raises:
+            DecodeError: the call ran past its deadline ("decode timed out after N s ...";
+                the worker was killed) or the worker died (a decoder crash).
+            Exception: whatever ``fn`` raised, re-raised here.
+        """
+        from imd_core.errors import DecodeError
+
+        if self._proc is None:
+            self._start()
+        self._wait_ready()
+        allowed, waited = float(timeout), 0.0
+        self.conn.send((fn, args, kwargs))
+        waiting = True  # the worker is busy on our behalf: leaving now means killing it
+        finished = False
+        try:
+            while True:
+                t0 = time.monotonic()
+                left = allowed + _KILL_GRACE - waited
+                if left <= 0 or not self.conn.poll(left):
+                    raise DecodeError(
+                        f"decode timed out after {allowed:g} s (stopped; the file may be damaged, "
+                        "a pipe, or on a stalled disk)"
+                    )
+                try:
+                    kind, value = self.conn.recv()
+                except (EOFError, OSError):
+                    self._proc.join(5.0)
+                    raise DecodeError(
+                        f"the decoding process crashed (exit code {self._proc.exitcode}); "
+                        "the file is probably damaged"
+                    ) from None
+                waited += time.monotonic() - t0
+                if kind == "extend":
+                    allowed += value
+                elif kind == "item":
+                    waiting = False
+                    yield value
+                    self.conn.send(_NEXT)
+                    waiting = True
+                else:
+                    waiting, finished = False, True
+                    if kind == "done":
+                        return value
+                    raise value
+        finally:
+            if waiting:
+                logger.debug("killing a decoding worker (deadline passed, crashed or abandoned)")
+                self._kill(restart=True)
+            elif not finished:
+                try:
+                    self.conn.send(_STOP)  # the consumer stopped early: the worker drops the file
+                except OSError:
+                    self._kill(restart=True)
+
+    def close(self) -> None:
+        """Stops the worker (waits up to 5 s, then kills it)."""
+        if self._proc is None:
+            return
+        try:
+            self.conn.send(None)
+        except OSError:
+            pass
+        self._proc.join(5.0)
+        if self._proc.is_alive():
+            self._proc.kill()
+            self._proc.join(5.0)
+        self.conn.close()
+        self._proc = None
