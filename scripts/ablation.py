@@ -54,7 +54,7 @@ log = logging.getLogger("ablation")
 TRAIN_CLIPS = 480
 EPOCHS = 6
 PRETRAIN_CLIPS = 2000
-PRETRAIN_EPOCHS = 4
+PRETRAIN_EPOCHS = 30
 
 
 KINDS = ("relevant", "irrelevant", "misleading", "silent")
@@ -185,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--visual-pretrain-epochs", type=int, default=PRETRAIN_EPOCHS)
     p.add_argument("--visual-pretrain-seed", type=int, default=50,
                    help="SynthAV seed of the pretraining clips (no train/test set of the grid may use it)")
+    p.add_argument("--pretrain-only", action="store_true", help="stop after the visual pretraining")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (1: on a shared 2-core machine more threads spin and slow down)")
     p.add_argument("--report", type=Path, default=None,
@@ -219,31 +220,34 @@ def main(argv: list[str] | None = None) -> int:
     video_init = None
     if args.visual_pretrain_clips > 0:
         video_init = visual_pretrain(args, savld, pre, probe.ast, tests)
-    for rel in args.relevance:
-        todo = [(s, n) for s in args.seeds for n in args.variants if (rel, n, s) not in done]
-        if not todo:
-            continue
-        train = render_set(SynthConfig(clips=args.train_clips, seed=seeds[rel][0], **base[rel]), pre,
-                           2 * args.frames, probe.ast)
-        log.info("P=%.1f: rendered %d training clips (%.0f s)", rel, len(train.labels), time.perf_counter() - t0)
-        steps = args.epochs * -(-len(train.labels) // args.batch_size)
-        for seed, name in todo:
-            variant = B.VARIANTS[name]
-            torch.manual_seed(seed)
-            model = B.make_model(args.tagger, savld, variant, args.image_size, steps // 3, **overrides)
-            if video_init is not None:  # only the visual streams; relevance net, fusion, head start fresh
-                model.video.load_state_dict(video_init)
-            start, cpu = time.perf_counter(), time.process_time()
-            B.train_model(model, pre, train, variant, epochs=args.epochs, batch_size=args.batch_size,
-                          lr=args.lr, seed=seed)
-            metrics = B.evaluate(model, pre, tests[rel], variant)
-            row = {"relevance": rel, "variant": name, "seed": seed, **metrics,
-                   "visual_pretrain": video_init is not None,
-                   "train_seconds": round(time.perf_counter() - start, 1),
-                   "cpu_seconds": round(time.process_time() - cpu, 1)}
-            log.info("%s", row)
-            with open(results_path, "a", encoding="utf-8") as f:
-                f.write(json.dumps(row) + "\n")
+    if args.pretrain_only:
+        return 0
+    # Seed-major order: a grid stopped early still has every (P, variant) cell for its first seeds.
+    todo = [(s, rel, n) for s in args.seeds for rel in args.relevance for n in args.variants
+            if (rel, n, s) not in done]
+    trains = {}
+    for rel in sorted({t[1] for t in todo}, key=args.relevance.index):
+        trains[rel] = render_set(SynthConfig(clips=args.train_clips, seed=seeds[rel][0], **base[rel]), pre,
+                                 2 * args.frames, probe.ast)
+        log.info("P=%.1f: rendered %d training clips (%.0f s)", rel, args.train_clips, time.perf_counter() - t0)
+    steps = args.epochs * -(-args.train_clips // args.batch_size)
+    for seed, rel, name in todo:
+        variant = B.VARIANTS[name]
+        torch.manual_seed(seed)
+        model = B.make_model(args.tagger, savld, variant, args.image_size, steps // 3, **overrides)
+        if video_init is not None:  # only the visual streams; relevance net, fusion, head start fresh
+            model.video.load_state_dict(video_init)
+        start, cpu = time.perf_counter(), time.process_time()
+        B.train_model(model, pre, trains[rel], variant, epochs=args.epochs, batch_size=args.batch_size,
+                      lr=args.lr, seed=seed)
+        metrics = B.evaluate(model, pre, tests[rel], variant)
+        row = {"relevance": rel, "variant": name, "seed": seed, **metrics,
+               "visual_pretrain": video_init is not None,
+               "train_seconds": round(time.perf_counter() - start, 1),
+               "cpu_seconds": round(time.process_time() - cpu, 1)}
+        log.info("%s", row)
+        with open(results_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
     (args.out / "args.json").write_text(json.dumps({k: str(v) for k, v in vars(args).items()}, indent=2))
     log.info("grid done (%.0f s)", time.perf_counter() - t0)
     return 0
