@@ -87,6 +87,9 @@ class DataConfig(FrozenConfig):
 
     frame_cache: str | None = None
     frame_grid: int = 4
+    # seconds to open each file and read its first packets in a killable worker process
+    # before epoch 1; files that time out or fail are left out (imd_core/train/probe.py). 0: off
+    probe_timeout: float = 10.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,6 +139,7 @@ class TrainConfig(FrozenConfig):
             (self.optim.lr > 0, "optim.lr must be > 0"),
             (0.0 <= self.augment.cross_modal_p <= 1.0, "augment.cross_modal_p must be in [0, 1]"),
             (self.data.frame_grid >= 1, "data.frame_grid must be >= 1"),
+            (self.data.probe_timeout >= 0, "data.probe_timeout must be >= 0 seconds (0 disables the probe)"),
             (not (self.data.frame_cache and self.clip_seconds > 0),
              "data.frame_cache caches whole clips (or manifest windows): set clip_seconds=0 or turn it off"),
         ]

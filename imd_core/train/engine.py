@@ -170,6 +170,8 @@ class _Run:
         from imd_core.data.transforms import ClipPreprocessor
 
         index, train_index, val_index = S.load_train_val(self.data, cfg.val_fraction, cfg.seed)
+        # files that hang or fail at open never reach a DataLoader (data.probe_timeout)
+        (train_index, val_index), self.excluded = S.probe_splits(cfg, [train_index, val_index], self.run_dir, info)
         self.labels = list(index.labels)
         if not len(train_index):
             raise TrainingError(f"{self.data} has no training clips; check the manifest's split column")
@@ -290,6 +292,7 @@ class _Run:
             world_size=info.world_size, epochs=cfg.epochs, steps_per_epoch=self.steps_per_epoch,
             total_steps=total_steps, train_clips=len(self.train_ds), val_clips=len(self.val_ds) if self.val_ds else 0,
             classes=self.labels, resumed=self.state is not None, start_epoch=self.epoch, start_step=self.step,
+            excluded=[{"path": x.path, "reason": x.reason} for x in self.excluded],
         )
         outcome = "completed"
         epochs_run = self.epoch

@@ -21,6 +21,12 @@ from imd_core.train.data_order import EpochOrderSampler, EvalShardSampler, Seede
 
 logger = logging.getLogger(__name__)
 
+# Seconds the main process waits for one batch from a DataLoader worker before the run
+# fails (run_failed; last/ keeps the previous checkpoint). Far beyond any healthy batch:
+# it turns a worker stuck mid-stream in FFmpeg (after a good open, which the probe
+# cannot see) into a clean failure instead of a silent hang. Only with num_workers > 0.
+LOADER_TIMEOUT = 1800.0
+
 
 def resolve_model_source(name: str) -> Path:
     """``"demo"`` -> the embedded demo model folder; anything else is a folder path."""
@@ -108,6 +114,36 @@ def load_train_val(data: Path, val_fraction: float, seed: int) -> tuple[Any, Any
     return index, index.split("train"), index.split("val")
 
 
+def probe_splits(cfg: TrainConfig, indexes: list[Any], run_dir: Path, info: Any = None) -> tuple[list[Any], list[Any]]:
+    """``indexes`` without the files that fail the pre-training probe (:mod:`imd_core.train.probe`).
+
+    Every file is opened and its first packets read in a worker process killed after
+    ``cfg.data.probe_timeout`` seconds (0: no probe), so no loader ever opens a file that
+    hangs at open. Results are cached in ``run_dir/probe_cache.json``; under DDP rank 0
+    probes and the other ranks read its cache.
+
+    Returns:
+        The filtered indexes (same order) and the excluded files (``Excluded``: path, reason).
+    """
+    if cfg.data.probe_timeout <= 0:
+        return list(indexes), []
+    from imd_core.train.distributed import barrier
+    from imd_core.train.probe import exclude_unprobed
+
+    cache = run_dir / "probe_cache.json"
+    workers = max(1, min(2, cfg.num_workers))
+    main = info is None or info.is_main
+    if main:
+        kept, excluded = exclude_unprobed(indexes, timeout=cfg.data.probe_timeout, cache_file=cache, workers=workers)
+    if info is not None and info.enabled:
+        barrier(info)  # rank 0's cache is complete: the other ranks only hash and read it
+    if not main:
+        kept, excluded = exclude_unprobed(indexes, timeout=cfg.data.probe_timeout, cache_file=cache, workers=workers)
+    if excluded:
+        logger.warning("%d files excluded by the probe (they time out or cannot be opened)", len(excluded))
+    return kept, excluded
+
+
 def _worker_init(_worker_id: int) -> None:
     # Ctrl-C reaches the whole process group: the main process saves and stops the
     # workers itself, so workers must not die on SIGINT first.
@@ -134,6 +170,7 @@ def make_train_loader(dataset: Any, cfg: TrainConfig, *, rank: int, world_size: 
         drop_last=True,
         collate_fn=collate_clips,
         worker_init_fn=_worker_init,
+        timeout=LOADER_TIMEOUT if cfg.num_workers > 0 else 0,
         # An explicit generator: creating an iterator never draws from the global RNG,
         # which belongs to the model (dropout) and is saved for resume.
         generator=torch.Generator().manual_seed(epoch_seed(cfg.seed, -1)),
@@ -159,6 +196,7 @@ def make_eval_loader(
         pin_memory=pin,
         collate_fn=collate_clips,
         worker_init_fn=_worker_init,
+        timeout=LOADER_TIMEOUT if num_workers > 0 else 0,
         generator=torch.Generator().manual_seed(0),
     )
 

@@ -105,4 +105,4 @@ def test_frame_cache_config_and_a_run_that_uses_it(tmp_path, tiny_data, tiny_sav
     assert main(["train", "--config", str(recipe), "--data", str(tiny_data), "--out", str(run)]) == 0
     entries = list((run / "frame_cache").glob("*/*.json"))
     assert len(entries) == 18  # every training and validation clip, decoded once
-    assert json.loads((run / "config.json").read_text())["data"] == {"frame_cache": "auto", "frame_grid": 4}
+    assert json.loads((run / "config.json").read_text())["data"] == {"frame_cache": "auto", "frame_grid": 4, "probe_timeout": 10.0}
