@@ -311,11 +311,17 @@ class BoundedProcess:
         except (EOFError, OSError):
             ok = False
         if not ok:
+            self._proc.join(1.0)
             code = self._proc.exitcode
             self._kill(restart=False)
+            what = (
+                f"exited at start (exit code {code})"
+                if code is not None
+                else f"did not start within {_START_TIMEOUT:g} s"
+            )
             raise ImdError(
-                f"a decoding worker process did not start within {_START_TIMEOUT:g} s (exit code {code}); "
-                "check that the installation imports in a fresh process"
+                f"a decoding worker process {what}; check that the installation imports in a fresh process "
+                "(a script that starts one needs an `if __name__ == '__main__':` guard)"
             )
         self._ready = True
 
