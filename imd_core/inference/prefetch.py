@@ -214,7 +214,6 @@ def isolated_windows(
     by the duration it claims (a whole clip's decode reads all of its audio). Returns
     the clip's duration, like ``FileWindows`` after iteration.
     """
-    from imd_core.errors import DecodeError
     from imd_core.inference.file_windows import open_file_windows
     from imd_core.media.decode import probe
 
@@ -231,8 +230,8 @@ def isolated_windows(
     if claimed is None:  # whole clip: no probe was needed to plan it; ask for the deadline's sake
         try:
             claimed = probe(path).duration
-        except DecodeError:
-            claimed = None  # the decode below raises its own (same as in-process) reason
+        except Exception:  # noqa: BLE001 -- only the deadline needs it: the decode below
+            claimed = None  # raises its own (same as in-process) reason
     if claimed is not None and math.isfinite(claimed) and claimed > 0:
         on_extend(float(claimed))
     yield from fw
