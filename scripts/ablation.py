@@ -18,8 +18,9 @@ pretraining data are the same 8 classes, a stronger prior than ImageNet/K400 wei
 
 CPU scale-down (said in docs/RESULTS.md): clips are rendered in memory at 64x64 (no MP4
 round trip) and fed to the model at 32x32 with 4 frames; the defaults below are the scale
-of the second study (``runs/ablation_v2``). An interrupted grid resumes from
-``OUT/results.jsonl``.
+of the second study (``runs/ablation_v2``). Runs go seed by seed (every P and variant of
+the first seed first), so a grid stopped early still covers every cell; an interrupted
+grid resumes from ``OUT/results.jsonl``. ``--pretrain-only`` stops after the pretraining.
 
 Example::
 
