@@ -342,6 +342,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="give the relevance net the SAVLD agreement features (ModelConfig.relevance_agreement)")
     p.add_argument("--warmup-epochs", type=float, default=1.0,
                    help="teacher-forcing epochs for a relevance net that starts fresh (--agreement on --init)")
+    p.add_argument("--tag-top-k", type=int, default=None,
+                   help="AST tags per clip in the SAVLD IoU relevance targets (ModelConfig.tag_top_k)")
+    p.add_argument("--train-only", choices=["all", "relevance"], default="all",
+                   help="'relevance': freeze everything but the relevance network (e.g. after changing its targets)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (1: on a shared 2-core machine more threads spin and slow down)")
     args = p.parse_args(argv)
@@ -424,6 +428,11 @@ def main(argv: list[str] | None = None) -> int:
     if changes:
         clips = args.fresh_clips + args.fresh_real if args.fresh_rounds else len(train_rows)
         model = upgrade(model, savld, round(args.warmup_epochs * math.ceil(clips / args.batch_size)), **changes)
+    if args.tag_top_k is not None:
+        model.config = model.config.replace(tag_top_k=args.tag_top_k)
+    if args.train_only == "relevance":
+        for name, param in model.named_parameters():
+            param.requires_grad_(name.startswith("relevance."))
     train_set = tag_clips(train_rows, train_frames, train_fb, model.ast)
     test_set = tag_clips(test_rows, test_frames, test_fb, model.ast)
     # seed 0's own test split: never trained on; watches training and tunes the threshold
