@@ -38,6 +38,13 @@ _START_TIMEOUT = 120.0  # seconds for a fresh worker to import its function (a l
 _KILL_GRACE = 2.0  # seconds past the deadline: the call's own watchdog reports first if it can
 
 
+def _send_exception(conn: Connection, exc: Exception) -> None:
+    try:
+        conn.send(("raise", exc))
+    except Exception:  # noqa: BLE001 - an exception that does not pickle
+        conn.send(("raise", ImdError(f"{type(exc).__name__}: {exc}")))
+
+
 def _serve(conn: Connection) -> None:
     """A worker's loop: load the function, then run ``(args, kwargs)`` jobs until told to stop."""
     try:
@@ -62,10 +69,7 @@ def _serve(conn: Connection) -> None:
         try:
             conn.send(("done", fn(*args, **kwargs)))
         except Exception as exc:  # noqa: BLE001 - sent back and re-raised in the parent
-            try:
-                conn.send(("raise", exc))
-            except Exception:  # noqa: BLE001 - an exception that does not pickle
-                conn.send(("raise", ImdError(f"{type(exc).__name__}: {exc}")))
+            _send_exception(conn, exc)
 
 
 class _Worker:
@@ -214,13 +218,6 @@ def map_bounded(
 # ----------------------------------------------------------------------------- one persistent worker
 _STOP = "stop"
 _NEXT = "next"
-
-
-def _send_exception(conn: Connection, exc: Exception) -> None:
-    try:
-        conn.send(("raise", exc))
-    except Exception:  # noqa: BLE001 - an exception that does not pickle
-        conn.send(("raise", ImdError(f"{type(exc).__name__}: {exc}")))
 
 
 def _serve_streams(conn: Connection) -> None:

@@ -57,6 +57,17 @@ def make_dataset(root: Path, per_class: int = 6, seconds: float = 0.8, silent_cl
     return root
 
 
+@pytest.fixture()
+def one_thread():
+    """One torch thread, like the CLI subprocesses (OMP_NUM_THREADS=1): float results compare bit for bit."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
     return make_dataset(tmp_path_factory.mktemp("train_data") / "clips")

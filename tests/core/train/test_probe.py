@@ -9,7 +9,6 @@ import time
 
 import av
 import pytest
-import torch
 
 from imd_core.train import probe as P
 from imd_core.train.events import read_events
@@ -17,18 +16,13 @@ from tests.core.data.test_check_timeout import _hanging_clip
 from tests.core.train.conftest import write_recipe
 from tests.media_factory import write_broken
 
-pytestmark = pytest.mark.skipif(
-    not hasattr(os, "mkfifo") or "concat" not in av.formats_available,
-    reason="needs named pipes (POSIX) and FFmpeg's concat demuxer",
-)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = [
+    pytest.mark.skipif(
+        not hasattr(os, "mkfifo") or "concat" not in av.formats_available,
+        reason="needs named pipes (POSIX) and FFmpeg's concat demuxer",
+    ),
+    pytest.mark.usefixtures("one_thread"),
+]
 
 
 @pytest.fixture()
