@@ -46,18 +46,15 @@ def render_set(cfg: SynthConfig, pre: ClipPreprocessor, k: int, tagger, *, size:
     Returns a ``build_demo.ClipSet`` with frames uint8 ``(N, k, S, S, 3)`` (``S = size``,
     or the render size).
     """
-    import build_demo as B  # the ClipSet type; imported late (build_demo imports this module)
+    import build_demo as B  # tag_clips / ClipSet; imported late (build_demo imports this module)
 
     if cfg.seed == HELD_OUT_SEED:
         raise SystemExit(f"seed {HELD_OUT_SEED} is the held-out test seed: render training data with another")
     jobs = [(cfg.to_dict(), i, k, size, pre) for i in range(cfg.clips)]
     with mp.get_context("spawn").Pool(workers) as pool:
         out = pool.map(_render, jobs, chunksize=8)
-    fb = torch.stack([o[1] for o in out])
-    with torch.no_grad():
-        res = [tagger(fb[i: i + 64]) for i in range(0, len(fb), 64)]
-    return B.ClipSet(np.stack([o[0] for o in out]), torch.tensor([o[2] for o in out]), [o[3] for o in out],
-                     torch.cat([r[0] for r in res]), torch.cat([r[1] for r in res]))
+    rows = [{"label": ACTION_CLASSES[o[2]], "audio_kind": o[3]} for o in out]
+    return B.tag_clips(rows, np.stack([o[0] for o in out]), torch.stack([o[1] for o in out]), tagger)
 
 
 def subset(data, idx: np.ndarray):
