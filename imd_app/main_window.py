@@ -14,6 +14,7 @@ from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QMessageBox, QTa
 
 from imd_app.controllers.batch_controller import BatchController
 from imd_app.controllers.player_controller import PlayerController
+from imd_app.isolated_decode import DEFAULT_DECODE_TIMEOUT
 from imd_app.media_reader import camera_devices
 from imd_app.state import BatchState, LiveState, ModelState, PlayerState
 from imd_app.types import InferenceStats, ModelInfo, ModelSpec
@@ -99,6 +100,7 @@ class MainWindow(QMainWindow):
         bt.export_requested.connect(self._on_batch_export_requested)
         bt.open_requested.connect(self.open_in_player)
         bt.window_changed.connect(lambda w: setattr(self.batch, "window", w if w > 0 else None))
+        bt.decode_timeout_changed.connect(self.set_decode_timeout)
         self.batch.message.connect(bt.show_message)
         self.batch.message.connect(lambda m: self.statusBar().showMessage(m, 8000))
         mm = self.model_manager
@@ -210,6 +212,12 @@ class MainWindow(QMainWindow):
         folder = spec.folder if spec else demo_model_dir()
         self.player.load_model(ModelSpec(folder=Path(folder), device=device))  # type: ignore[arg-type]
 
+    def set_decode_timeout(self, seconds: float) -> None:
+        """Bounds each decode of the batch (from its next run) and each open of the player."""
+        self.batch.decode_timeout = float(seconds)
+        self.player.set_decode_timeout(float(seconds))
+        self.settings.setValue("decode/timeout", float(seconds))
+
     def show_model_manager(self) -> None:
         self.model_manager.show()
         self.model_manager.raise_()
@@ -283,6 +291,14 @@ class MainWindow(QMainWindow):
         overlay = self.settings.value("view/overlay", "false") in (True, "true")
         self.overlay_action.setChecked(overlay)
         self.player_tab.video.set_overlay_visible(overlay)
+        try:
+            timeout = float(self.settings.value("decode/timeout", DEFAULT_DECODE_TIMEOUT))
+        except (TypeError, ValueError):
+            timeout = DEFAULT_DECODE_TIMEOUT
+        box = self.batch_tab.timeout_box
+        timeout = min(max(timeout, box.minimum()), box.maximum())
+        box.setValue(int(round(timeout)))
+        self.set_decode_timeout(float(box.value()))
 
     def _save_settings(self) -> None:
         s = self.settings

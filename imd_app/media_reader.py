@@ -58,17 +58,22 @@ class FileReader:
         path: the media file.
         max_short_side: frames are scaled so their shorter side is at most this.
         sample_rate: audio output rate (mono float32).
+        media: the file's ``MediaInfo`` when already probed (the player probes in a
+            killable worker process first, :mod:`imd_app.isolated_decode`); ``None``
+            probes here. Either way the playback itself (and each seek's re-open)
+            decodes in this process.
 
     Raises:
         DecodeError: the file cannot be opened, or has no video stream.
     """
 
-    def __init__(self, path: str, max_short_side: int = 480, sample_rate: int = 16000) -> None:
+    def __init__(self, path: str, max_short_side: int = 480, sample_rate: int = 16000, media=None) -> None:
         from imd_core.media.probe import probe
 
         self.path = path
         self.sample_rate = int(sample_rate)
-        media = probe(path)
+        if media is None:
+            media = probe(path)
         if not media.has_video:
             raise DecodeError(f"{path}: no video stream; open a video file")
         duration = media.duration or media.video_duration or 0.0
@@ -127,8 +132,8 @@ class FileReader:
         self._playback = self._items = None
 
 
-def open_file(path: str, max_width: int = 960, sample_rate: int = 16000) -> FileReader:
-    return FileReader(path, max_short_side=min(480, max_width), sample_rate=sample_rate)
+def open_file(path: str, max_width: int = 960, sample_rate: int = 16000, media=None) -> FileReader:
+    return FileReader(path, max_short_side=min(480, max_width), sample_rate=sample_rate, media=media)
 
 
 class LiveCamera:

@@ -1,4 +1,9 @@
-"""Runs the batch queue in the thread pool and writes :class:`BatchState`; exports results."""
+"""Runs the batch queue in the thread pool and writes :class:`BatchState`; exports results.
+
+Each run's decodes go to a worker process (:class:`IsolatedDecoder`) bounded by
+``decode_timeout``; cancelling the running file, cancelling all and :meth:`shutdown`
+abort a decode in progress at once instead of waiting for its deadline.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QRunnable, Qt, QThreadPool, Signal
 
+from imd_app.isolated_decode import DEFAULT_DECODE_TIMEOUT, IsolatedDecoder
 from imd_app.state import BatchState, ModelState
 from imd_app.types import BatchRow
 from imd_app.workers.batch_job import BatchJob, BatchTask
@@ -76,7 +82,12 @@ class BatchController(QObject):
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._job: BatchJob | None = None
+        self._decoder: IsolatedDecoder | None = None  # the running job's decoding process
         self.predictor_factory = None  # tests may inject a factory building a Predictor
+        # seconds a file's decode may keep the run waiting (plus its duration); a file past
+        # it fails as "decode timed out"; 0 decodes on the pool thread (unbounded). Read
+        # when a run starts.
+        self.decode_timeout = DEFAULT_DECODE_TIMEOUT
 
     def add_paths(self, paths: list[str]) -> None:
         """Queues files; folders are walked (recursively, for media files) in the pool, not here."""
@@ -99,6 +110,11 @@ class BatchController(QObject):
             self._ensure_running()
 
     @property
+    def decoder(self) -> IsolatedDecoder | None:
+        """The running job's decoding worker process (``None`` between runs)."""
+        return self._decoder
+
+    @property
     def busy(self) -> bool:
         """Walking folders or classifying."""
         return self._expanding > 0 or self.state.running
@@ -117,8 +133,9 @@ class BatchController(QObject):
             self.message.emit("no model loaded: load a model folder first (Model > Load model folder...)")
             return
         self._stop.clear()
+        self._decoder = IsolatedDecoder(self.decode_timeout) if self.decode_timeout > 0 else None
         job = BatchJob(spec, self._tasks, self._cancelled, self._lock, self._stop, self._window_seconds(),
-                       self.predictor_factory)
+                       self.predictor_factory, self._decoder)
         q = Qt.ConnectionType.QueuedConnection
         job.signals.item_started.connect(lambda i: self.state.update_item(i, status="running", progress=0.0), q)
         job.signals.item_progress.connect(lambda i, p: self.state.update_item(i, progress=p), q)
@@ -137,6 +154,7 @@ class BatchController(QObject):
 
     def _on_job_finished(self) -> None:
         self._job = None
+        self._decoder = None
         self.state.set_running(False)
         if not self._tasks.empty() and not self._stop.is_set():
             self._ensure_running()
@@ -146,6 +164,8 @@ class BatchController(QObject):
             self._cancelled.add(index)
         if self.state.items[index].status == "queued":
             self.state.update_item(index, status="cancelled")
+        elif self._decoder is not None:
+            self._decoder.abort(index)  # a decode of this file in progress ends now
 
     def cancel_all(self) -> None:
         with self._lock:
@@ -155,6 +175,8 @@ class BatchController(QObject):
         for i, item in enumerate(self.state.items):
             if item.status == "queued":
                 self.state.update_item(i, status="cancelled")
+        if self._decoder is not None:
+            self._decoder.abort()
 
     def clear(self) -> None:
         self.cancel_all()
@@ -183,8 +205,10 @@ class BatchController(QObject):
             export_json(self.state.rows, path)
 
     def shutdown(self, timeout_ms: int = 10000) -> None:
-        """Stop the run and wait for the pool's job to return."""
+        """Stop the run and wait for the pool's job to return (it closes its decoding process)."""
         self._stop.set()
+        if self._decoder is not None:
+            self._decoder.abort()  # a decode that hangs ends now, not at its deadline
         self._drain()
         self._expand_pool.waitForDone(timeout_ms)
         self.pool.waitForDone(timeout_ms)

@@ -165,6 +165,10 @@ class PlayerController(QObject):
         self.player.set_position(seconds)
         self._preview_at = None if self.player.playing else seconds
 
+    def set_decode_timeout(self, seconds: float) -> None:
+        """Seconds a file's open (probed in a worker process) may take before it fails."""
+        self.decoder.decode_timeout = float(seconds)
+
     def set_display_size(self, width: int, height: int) -> None:
         self.decoder.display_size = (int(width), int(height))
 

@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
+    QSpinBox,
     QSplitter,
     QStyle,
     QStyledItemDelegate,
@@ -50,6 +51,7 @@ class BatchTab(QWidget):
     export_requested = Signal(str)
     open_requested = Signal(str, float)  # path, start second
     window_changed = Signal(float)  # 0: the model's default
+    decode_timeout_changed = Signal(float)  # seconds
 
     def __init__(self, state: BatchState, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -80,6 +82,15 @@ class BatchTab(QWidget):
         self.window_box.setSuffix(" s")
         self.window_box.setToolTip("Window length; 0 = the model's audio length")
         self.window_box.valueChanged.connect(self.window_changed)
+        self.timeout_box = QSpinBox()
+        self.timeout_box.setRange(1, 3600)
+        self.timeout_box.setValue(60)
+        self.timeout_box.setSuffix(" s")
+        self.timeout_box.setToolTip(
+            "Decode timeout: a file whose decoding keeps the app waiting longer than this (plus the "
+            "duration it claims) is stopped and reported as an error; also bounds opening a file in the player"
+        )
+        self.timeout_box.valueChanged.connect(lambda v: self.decode_timeout_changed.emit(float(v)))
         export_csv = QPushButton("Export CSV…")
         export_csv.clicked.connect(lambda: self.export_dialog("csv"))
         export_json = QPushButton("Export JSON…")
@@ -90,6 +101,8 @@ class BatchTab(QWidget):
         buttons.addStretch(1)
         buttons.addWidget(QLabel("Window"))
         buttons.addWidget(self.window_box)
+        buttons.addWidget(QLabel("Decode timeout"))
+        buttons.addWidget(self.timeout_box)
         buttons.addWidget(export_csv)
         buttons.addWidget(export_json)
 

@@ -3,17 +3,27 @@
 One job loads the model once and takes files from a thread-safe queue until it is
 empty, so files dropped in while it runs join the same run. Per file it reports
 progress window by window and honours cancellation between windows.
+
+Decoding happens in the job's own worker process (:class:`IsolatedDecoder`, the bounded
+decode of ``imd predict --decode-timeout``): a file that hangs inside FFmpeg fails with
+"decode timed out after N s ..." and the next file gets a fresh process. The model runs
+here, on the pool thread. The controller may :meth:`IsolatedDecoder.abort` the decode
+of a cancelled file (or of every file, on shutdown) so that nothing waits for the deadline.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
+from collections.abc import Generator
 from dataclasses import dataclass
+from typing import Any
 
 from PySide6.QtCore import QObject, QRunnable, Signal
 
+from imd_app.isolated_decode import IsolatedDecoder, batch_windows
 from imd_app.types import BatchRow, ModelSpec
 from imd_core.errors import ImdError
 
@@ -44,6 +54,9 @@ class BatchJob(QRunnable):
         tasks: queue of :class:`BatchTask`.
         cancelled: indices to skip or abort (shared set; guarded by ``lock``).
         window: seconds per window (``None``: whole clip).
+        decoder: the job's decoding worker process (``None``: decode on the pool thread,
+            where a file that hangs inside FFmpeg hangs the batch). The job starts it
+            before loading the model and closes it when it returns.
     """
 
     def __init__(
@@ -55,6 +68,7 @@ class BatchJob(QRunnable):
         stop: threading.Event,
         window: float | None,
         predictor_factory=None,
+        decoder: IsolatedDecoder | None = None,
     ) -> None:
         super().__init__()
         self.setAutoDelete(True)
@@ -66,6 +80,7 @@ class BatchJob(QRunnable):
         self.stop = stop
         self.window = window
         self._predictor_factory = predictor_factory
+        self.decoder = decoder
 
     def _is_cancelled(self, index: int) -> bool:
         with self.lock:
@@ -73,6 +88,8 @@ class BatchJob(QRunnable):
 
     def run(self) -> None:
         try:
+            if self.decoder is not None:
+                self.decoder.start()  # its start-up overlaps the model's loading
             predictor = self._load()
             if predictor is None:
                 return
@@ -83,6 +100,8 @@ class BatchJob(QRunnable):
                     break
                 self._run_task(predictor, task)
         finally:
+            if self.decoder is not None:
+                self.decoder.close()
             self.signals.finished.emit()
 
     def _load(self):
@@ -111,22 +130,71 @@ class BatchJob(QRunnable):
             self.signals.item_cancelled.emit(task.index)
             return
         self.signals.item_started.emit(task.index)
+        windows = self._windows(predictor, task)
+        results = []
         try:
-            windows = predictor.open(task.path, self.window, None)
-            total = max(len(windows), 1)
-            results = []
-            for i, item in enumerate(windows):
+            while True:
+                try:
+                    progress, item = next(windows)
+                except StopIteration as stop:
+                    duration = stop.value
+                    break
                 if self._is_cancelled(task.index):
                     self.signals.item_cancelled.emit(task.index)
                     return
                 results += predictor.predict_windows([item])
-                self.signals.item_progress.emit(task.index, (i + 1) / total)
-        except ImdError as exc:
-            self.signals.item_failed.emit(task.index, str(exc))
+                if progress is not None:
+                    self.signals.item_progress.emit(task.index, progress)
+        except ImdError as exc:  # also a decode the controller aborted: cancelled, then
+            self._report_failure(task.index, str(exc))
             return
         except Exception as exc:  # one bad file must not end the run
             log.exception("batch: %s failed", task.path)
-            self.signals.item_failed.emit(task.index, f"unexpected error ({type(exc).__name__}: {exc})")
+            self._report_failure(task.index, f"unexpected error ({type(exc).__name__}: {exc})")
             return
-        rows = tuple(BatchRow(result=r, duration=float(windows.duration)) for r in results)
+        finally:
+            windows.close()  # a file left early: its decoding worker drops it
+        rows = tuple(BatchRow(result=r, duration=float(duration or 0.0)) for r in results)
         self.signals.item_done.emit(task.index, rows)
+
+    def _report_failure(self, index: int, message: str) -> None:
+        if self._is_cancelled(index):
+            self.signals.item_cancelled.emit(index)
+        else:
+            self.signals.item_failed.emit(index, message)
+
+    def _windows(self, predictor, task: BatchTask) -> Generator[tuple[float | None, Any], None, float | None]:
+        """``(progress 0..1 or None, WindowInput)`` per window, decoded in the worker process
+        (or here without one); returns the clip's duration."""
+        if self.decoder is None:
+            fw = predictor.open(task.path, self.window, None)
+            total = max(len(fw), 1)
+            for i, item in enumerate(fw):
+                yield (i + 1) / total, item
+            return fw.duration
+        from imd_core.inference.prefetch import UniformTimes
+
+        p = predictor.preprocessor
+        # the frame times Predictor.open would use; uniform ones without torch in the worker
+        # (the choice imd predict's bounded decode makes, Predictor._produce_isolated)
+        times = UniformTimes(p.num_frames) if p.sampling == "uniform" else functools.partial(p.sample_times, train=False)
+        stream = self.decoder.stream(
+            batch_windows,
+            task.path,
+            key=task.index,
+            window=self.window,
+            hop=None,
+            num_frames=predictor.num_frames,
+            frame_size=p.decode_size(False),
+            chunk_seconds=predictor.chunk_seconds,
+            sample_times=times,
+        )
+        try:
+            while True:
+                try:
+                    claimed, item = next(stream)
+                except StopIteration as stop:
+                    return stop.value
+                yield (min(1.0, item.end / claimed) if claimed else None), item
+        finally:
+            stream.close()

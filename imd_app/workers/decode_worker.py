@@ -4,6 +4,12 @@ It runs a loop on its own QThread and keeps the frame queue and the audio ring t
 up (both bounded: it sleeps while they are full). Opens and seeks are requests that
 the loop picks up between reads; the newest one wins. For a file it converts each
 frame to a ``QImage`` here, so the GUI thread only paints.
+
+A file is first probed in a killable worker process (:class:`IsolatedDecoder`, bounded
+by ``decode_timeout``): a file that hangs at open (inside FFmpeg, where nothing
+in-process can stop it) fails with "decode timed out after N s" instead of blocking
+this thread for good, and a newer open, a close or :meth:`DecodeWorker.stop` ends such
+a wait at once. Only a file whose probe succeeded is opened here for playback.
 """
 
 from __future__ import annotations
@@ -18,9 +24,10 @@ from PySide6.QtGui import QImage
 
 from imd_app.audio_output import AudioRing
 from imd_app.frame_queue import FrameQueue
+from imd_app.isolated_decode import DEFAULT_DECODE_TIMEOUT, IsolatedDecoder, probe_media, result_of
 from imd_app.media_reader import FileReader, LiveCamera, open_camera, open_file
 from imd_app.types import VideoFrame
-from imd_core.errors import ImdError
+from imd_core.errors import DecodeError, ImdError
 
 log = logging.getLogger(__name__)
 
@@ -56,18 +63,23 @@ class DecodeWorker(QObject):
         self._generation = 0
         # The view's size (w, h): frames are scaled here so the GUI thread only copies them.
         self.display_size: tuple[int, int] | None = None
+        # Seconds an open's probe may take (set from the GUI thread, read at each open).
+        self.decode_timeout = DEFAULT_DECODE_TIMEOUT
+        self._prober: IsolatedDecoder | None = None  # started at the first file
 
     # -- any thread ----------------------------------------------------------------
     def request_open_file(self, path: str, start: float = 0.0) -> None:
         with self._lock:
             self._pending_open = ("file", path, float(start))
             self._pending_seek = None
+        self._abort_probe()
         self._wake.set()
 
     def request_open_camera(self, device: str) -> None:
         with self._lock:
             self._pending_open = ("webcam", device, 0.0)
             self._pending_seek = None
+        self._abort_probe()
         self._wake.set()
 
     def request_seek(self, seconds: float) -> None:
@@ -80,11 +92,25 @@ class DecodeWorker(QObject):
             self._pending_close = True
             self._pending_open = None
             self._pending_seek = None
+        self._abort_probe()
         self._wake.set()
 
     def stop(self) -> None:
         self._stop.set()
+        self._abort_probe()
         self._wake.set()
+
+    def _abort_probe(self) -> None:
+        """A newer request wins over an open still probing (which may hang until its deadline)."""
+        prober = self._prober
+        if prober is not None:
+            prober.abort()
+
+    @property
+    def probing(self) -> bool:
+        """Whether this worker is waiting on a file's probe now (any thread)."""
+        prober = self._prober
+        return prober is not None and prober.waiting
 
     # -- worker thread -------------------------------------------------------------
     @Slot()
@@ -101,6 +127,9 @@ class DecodeWorker(QObject):
                     self._wake.clear()
         finally:
             self._close_sources()
+            if self._prober is not None:
+                self._prober.close()
+                self._prober = None
             self.finished.emit()
 
     def _handle_requests(self) -> None:
@@ -128,7 +157,11 @@ class DecodeWorker(QObject):
         self.ring.reset(start)
         try:
             if kind == "file":
-                self._reader = open_file(source, max_width=self.max_display_width, sample_rate=self.ring.sample_rate)
+                media = self._probe(source)
+                if media is None:
+                    return  # superseded by a newer request, or stopping
+                self._reader = open_file(source, max_width=self.max_display_width, sample_rate=self.ring.sample_rate,
+                                         media=media)
                 if start > 0:
                     self._reader.seek(start)
                 info = self._reader.info
@@ -147,6 +180,32 @@ class DecodeWorker(QObject):
         if not info.has_audio:
             self.ring.eof = True
         self.opened.emit(info)
+
+    def _probe(self, path: str):
+        """The file's ``MediaInfo`` from a worker process killed at ``decode_timeout``.
+
+        Returns ``None`` when a newer request (or :meth:`stop`) aborted the probe.
+
+        Raises:
+            ImdError: the file cannot be read, or its probe timed out.
+        """
+        if self._prober is None:
+            self._prober = IsolatedDecoder(self.decode_timeout)
+        self._prober.timeout = self.decode_timeout
+        try:
+            return result_of(self._prober.stream(probe_media, path))
+        except Exception as exc:
+            if self._superseded():
+                log.debug("probe of %s aborted by a newer request", path)
+                return None
+            if isinstance(exc, ImdError) and path not in str(exc):  # "decode timed out ...": say which file
+                raise DecodeError(f"{path}: {exc}") from None
+            raise
+
+    def _superseded(self) -> bool:
+        with self._lock:
+            newer = self._pending_open is not None or self._pending_close
+        return newer or self._stop.is_set()
 
     def _fail(self, message: str) -> None:
         log.warning("decode: %s", message)

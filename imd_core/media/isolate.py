@@ -398,6 +398,19 @@ class BoundedProcess:
                 except OSError:
                     self._kill(restart=True)
 
+    def abort(self) -> None:
+        """Kills the worker now (SIGKILL); the one method safe to call from another thread.
+
+        For a caller that must stop waiting before the deadline (a user's cancel, an app
+        closing): a :meth:`stream` waiting on the worker raises ``DecodeError`` ("the
+        decoding process crashed ...") at once and starts a fresh worker, as at a
+        deadline. A worker killed while idle is not replaced: :meth:`close` this
+        instance and use a new one after an ``abort``.
+        """
+        proc = self._proc
+        if proc is not None:
+            proc.kill()
+
     def close(self) -> None:
         """Stops the worker (waits up to 5 s, then kills it)."""
         if self._proc is None:

@@ -1,0 +1,132 @@
+"""No file can freeze the app: the batch's decodes and the player's open are bounded (issue 4).
+
+The hanging input is the one of ``imd data check``'s and ``imd predict``'s tests: an
+``ffconcat`` list naming a FIFO nobody writes to, which blocks in ``open(2)`` inside
+``avformat_open_input`` (in-process, nothing could ever stop it: a thread that tried
+would keep this test process alive for good).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+
+import av
+import pytest
+
+from tests.core.data.test_check_timeout import _hanging_clip
+
+pytestmark = [
+    pytest.mark.gui,
+    pytest.mark.skipif(
+        not hasattr(os, "mkfifo") or "concat" not in av.formats_available,
+        reason="needs named pipes (POSIX) and FFmpeg's concat demuxer",
+    ),
+]
+
+
+def _decode_workers() -> list:
+    """Live decoding worker processes of this process (``active_children`` also reaps the dead)."""
+    return [p for p in multiprocessing.active_children() if p.name == "imd-bounded-decode"]
+
+
+def _load(qtbot, window, folder) -> None:
+    window.load_model(str(folder))
+    qtbot.waitUntil(lambda: window.model_state.info is not None or bool(window.model_state.error), timeout=60000)
+    assert window.model_state.error == ""
+
+
+def _finished(window) -> bool:
+    items = window.batch_state.items
+    return bool(items) and all(i.status in ("done", "failed", "cancelled") for i in items) and not window.batch.busy
+
+
+def _shutdown_quickly(window) -> float:
+    t0 = time.monotonic()
+    window.shutdown()
+    elapsed = time.monotonic() - t0
+    assert not _decode_workers()  # no orphan: every worker process was stopped and reaped
+    return elapsed
+
+
+@pytest.mark.timeout(180)
+def test_a_hanging_file_times_out_and_the_batch_goes_on(qtbot, window, tiny_model_dir, clips_dir, tmp_path):
+    _load(qtbot, window, tiny_model_dir)
+    window.batch_tab.timeout_box.setValue(1)  # the user setting
+    assert window.batch.decode_timeout == 1.0 and float(window.settings.value("decode/timeout")) == 1.0
+    good_a, good_b = clips_dir / "guitar.mp4", clips_dir / "sub" / "wood.mp4"
+    hang = _hanging_clip(tmp_path)
+    t0 = time.monotonic()
+    window.batch.add_paths([str(good_a), str(hang), str(good_b)])
+    qtbot.waitUntil(lambda: _finished(window), timeout=90000)
+    elapsed = time.monotonic() - t0
+    items = window.batch_state.items
+    assert [os.path.basename(i.path) for i in items] == ["guitar.mp4", "hangs.mp4", "wood.mp4"]
+    assert [i.status for i in items] == ["done", "failed", "done"]
+    assert items[1].message.startswith("decode timed out after 1 s"), items[1].message
+    assert {r.result.path for r in window.batch_state.rows} == {str(good_a), str(good_b)}
+    assert window.batch_tab.proxy.rowCount() == 2
+    # 1 s + 2 s grace + a fresh worker for wood.mp4 + the tiny model, on a loaded 2-core machine
+    assert elapsed < 60, elapsed
+    assert _shutdown_quickly(window) < 10
+
+
+@pytest.mark.timeout(180)
+def test_cancel_and_close_end_a_hanging_decode_at_once(qtbot, window, tiny_model_dir, clips_dir, tmp_path):
+    _load(qtbot, window, tiny_model_dir)
+    assert window.batch.decode_timeout == 60.0  # the default: no test below may wait for it
+    hang = _hanging_clip(tmp_path)
+    window.batch.add_paths([str(hang), str(clips_dir / "guitar.mp4")])
+    qtbot.waitUntil(lambda: window.batch.decoder is not None and window.batch.decoder.waiting, timeout=60000)
+    assert window.batch_state.items[0].status == "running"
+    t0 = time.monotonic()
+    window.batch.cancel_item(0)
+    qtbot.waitUntil(lambda: _finished(window), timeout=60000)
+    assert time.monotonic() - t0 < 30  # not the 60 s deadline
+    assert [i.status for i in window.batch_state.items] == ["cancelled", "done"]
+
+    # closing the app while a file hangs: the worker process is killed, nothing waits for 60 s
+    window.batch.add_paths([str(hang)])
+    qtbot.waitUntil(lambda: window.batch.decoder is not None and window.batch.decoder.waiting, timeout=60000)
+    assert _shutdown_quickly(window) < 10
+
+
+@pytest.mark.timeout(120)
+def test_the_player_reports_a_file_that_hangs_at_open_and_stays_usable(qtbot, window, clips_dir, tmp_path):
+    from imd_app.stall_monitor import StallMonitor
+
+    window.batch_tab.timeout_box.setValue(1)
+    hang = _hanging_clip(tmp_path)
+    monitor = StallMonitor()
+    monitor.start()
+    t0 = time.monotonic()
+    window.open_in_player(str(hang))
+    qtbot.waitUntil(lambda: "decode timed out" in window.player_state.error, timeout=60000)
+    monitor.stop()
+    assert time.monotonic() - t0 < 45
+    assert window.player_state.error.startswith(f"{hang}: decode timed out after 1 s"), window.player_state.error
+    assert "decode timed out" in window.statusBar().currentMessage()
+    assert window.player_state.media is None
+    assert monitor.worst_ms < 1500, monitor.worst_ms  # the GUI thread never waited on the probe
+    # the next file plays (a fresh probe worker replaced the killed one)
+    window.open_in_player(str(clips_dir / "guitar.mp4"))
+    qtbot.waitUntil(lambda: window.player_state.media is not None, timeout=30000)
+    assert window.player_state.media.source == str(clips_dir / "guitar.mp4")
+
+
+@pytest.mark.timeout(120)
+def test_a_newer_open_or_closing_the_app_ends_a_hanging_open_at_once(qtbot, window, clips_dir, tmp_path):
+    hang = _hanging_clip(tmp_path)
+    decoder = window.player.decoder
+    window.open_in_player(str(hang))  # the default 60 s timeout
+    qtbot.waitUntil(lambda: decoder.probing, timeout=30000)
+    t0 = time.monotonic()
+    window.open_in_player(str(clips_dir / "guitar.mp4"))  # the newest request wins
+    qtbot.waitUntil(lambda: window.player_state.media is not None, timeout=30000)
+    assert time.monotonic() - t0 < 30
+    assert window.player_state.error == ""
+    window.open_in_player(str(hang))
+    qtbot.waitUntil(lambda: decoder.probing, timeout=30000)
+    assert _shutdown_quickly(window) < 10
+    assert not window.player.decode_thread.isRunning()
