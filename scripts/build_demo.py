@@ -344,6 +344,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="teacher-forcing epochs for a relevance net that starts fresh (--agreement on --init)")
     p.add_argument("--tag-top-k", type=int, default=None,
                    help="AST tags per clip in the SAVLD IoU relevance targets (ModelConfig.tag_top_k)")
+    p.add_argument("--patch-stem", choices=["linear", "conv"], default="linear",
+                   help="patch embedding of a new model's visual streams (ModelConfig.patch_stem)")
+    p.add_argument("--tag-floor", default=None,
+                   help="audio label below which no tag counts in the relevance targets "
+                        "(ModelConfig.relevance_tag_floor, e.g. Silence)")
     p.add_argument("--train-only", choices=["all", "relevance"], default="all",
                    help="'relevance': freeze everything but the relevance network (e.g. after changing its targets)")
     p.add_argument("--threads", type=int, default=1,
@@ -419,7 +424,8 @@ def main(argv: list[str] | None = None) -> int:
         model = load_model(args.init)
         model.set_savld(savld)
     else:
-        model = make_model(tagger_dir, savld, variant, args.image_size, warmup_steps=3 * steps_per_epoch)
+        model = make_model(tagger_dir, savld, variant, args.image_size, warmup_steps=3 * steps_per_epoch,
+                           patch_stem=args.patch_stem)
     changes = {}
     if args.visual_head_weight is not None:
         changes["visual_head_weight"] = args.visual_head_weight
@@ -430,6 +436,9 @@ def main(argv: list[str] | None = None) -> int:
         model = upgrade(model, savld, round(args.warmup_epochs * math.ceil(clips / args.batch_size)), **changes)
     if args.tag_top_k is not None:
         model.config = model.config.replace(tag_top_k=args.tag_top_k)
+    if args.tag_floor is not None:
+        model.config = model.config.replace(relevance_tag_floor=args.tag_floor)
+        model.tag_floor_index = model._find_tag_floor()
     if args.train_only == "relevance":
         for name, param in model.named_parameters():
             param.requires_grad_(name.startswith("relevance."))

@@ -84,6 +84,7 @@ ARCHITECTURE_FIELDS: tuple[str, ...] = (
     "num_frames",
     "image_size",
     "patch_size",
+    "patch_stem",
     "embed_dim",
     "depth",
     "num_heads",
@@ -144,6 +145,10 @@ class ModelConfig(FrozenConfig):
     st_heads: int | None = None
     qkv_bias: bool = True
     drop_path_rate: float = 0.0
+    # "linear": timm's patch embedding (paper; what ImageNet ViT weights fill).
+    # "conv": a small convolutional stem with the same token grid (ours), for streams
+    # trained from scratch on little data (the demo), where it learns far faster.
+    patch_stem: Literal["linear", "conv"] = "linear"
     video_init: str | None = None  # timm hub id, or a local .safetensors/.pth file or folder
 
     # --- audio branch (AST) ---
@@ -151,6 +156,11 @@ class ModelConfig(FrozenConfig):
     ast_config: dict | None = None  # transformers ASTConfig dict for a randomly initialised AST
     ast_trainable: bool = False  # paper: frozen tagger
     tag_top_k: int = 5  # AST tags per clip used for the SAVLD IoU
+    # An audio label (e.g. AudioSet's "Silence") that marks "nothing heard": top-k tags
+    # scored at or below it do not count for the SAVLD IoU (ours; None = plain top-k).
+    # Without it, a tagger that ranks an action tag second on a silent clip makes the
+    # top-k IoU call silence relevant.
+    relevance_tag_floor: str | None = None
 
     # --- relevance and learnable irrelevant modality dropout ---
     imd: bool = True  # False: never drop audio (plain three-way fusion, an ablation)
@@ -200,6 +210,10 @@ class ModelConfig(FrozenConfig):
 
         if self.num_frames < 1:
             bad(f"num_frames must be >= 1, got {self.num_frames}")
+        if self.patch_stem not in ("linear", "conv"):
+            bad(f"unknown patch_stem {self.patch_stem!r}; choose one of ['linear', 'conv']")
+        if self.patch_stem == "conv" and (self.patch_size < 2 or self.patch_size & (self.patch_size - 1)):
+            bad(f"patch_stem 'conv' needs a power-of-two patch_size >= 2, got {self.patch_size}")
         if self.image_size % self.patch_size:
             bad(f"image_size {self.image_size} must be a multiple of patch_size {self.patch_size}")
         if self.embed_dim % self.num_heads:

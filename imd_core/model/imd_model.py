@@ -135,6 +135,7 @@ class IMDModel(nn.Module):
             st_heads=config.st_heads,
             qkv_bias=config.qkv_bias,
             drop_path_rate=config.drop_path_rate,
+            patch_stem=config.patch_stem,
         )
         if load_pretrained and config.video_init:
             from imd_core.model.checkpoint import load_vit_weights
@@ -161,6 +162,7 @@ class IMDModel(nn.Module):
         self.savld: Savld | None = None
         if savld is not None:
             self.set_savld(savld)
+        self.tag_floor_index = self._find_tag_floor()  # a plain int: constant under torch.compile
 
     # ------------------------------------------------------------------ labels / SAVLD
     @property
@@ -175,6 +177,19 @@ class IMDModel(nn.Module):
         """Uses ``savld`` for IoU targets; builds the ``(C, A)`` matrix for this model's labels."""
         self.savld = savld
         self.savld_matrix = savld.matrix(self.labels, self.audio_labels).to(self.head.weight.device)
+
+    def _find_tag_floor(self) -> int | None:
+        """Index of ``config.relevance_tag_floor`` among the AST labels (case-insensitive)."""
+        name = self.config.relevance_tag_floor
+        if name is None:
+            return None
+        lower = [a.lower() for a in self.audio_labels]
+        if name.lower() not in lower:
+            raise ConfigError(
+                f"relevance_tag_floor {name!r} is not an audio label of this AST; "
+                f"choose one of its labels (e.g. 'Silence') or null"
+            )
+        return lower.index(name.lower())
 
     @property
     def has_savld(self) -> bool:
@@ -234,7 +249,9 @@ class IMDModel(nn.Module):
         if relevance_target is not None:
             iou = relevance_target.to(device).float()
         elif labels is not None and self.has_savld and audio_logits is not None:
-            iou = relevance_iou(audio_logits.detach(), labels, self.savld_matrix, cfg.tag_top_k)
+            iou = relevance_iou(
+                audio_logits.detach(), labels, self.savld_matrix, cfg.tag_top_k, self.tag_floor_index
+            )
 
         if cfg.imd:
             # warm-up as a 0-dim bool tensor, never read on the host: int()/.item() would sync
@@ -344,7 +361,7 @@ class IMDModel(nn.Module):
         k = min(top_tags or self.config.tag_top_k, tags.shape[-1])
         top = tags.topk(k, dim=-1)
         ious = (
-            relevance_iou(out.audio_logits, pred, self.savld_matrix, self.config.tag_top_k)
+            relevance_iou(out.audio_logits, pred, self.savld_matrix, self.config.tag_top_k, self.tag_floor_index)
             if self.has_savld
             else None
         )

@@ -315,7 +315,11 @@ def set_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def relevance_iou(
-    audio_logits: torch.Tensor, labels: torch.Tensor, matrix: torch.Tensor, top_k: int
+    audio_logits: torch.Tensor,
+    labels: torch.Tensor,
+    matrix: torch.Tensor,
+    top_k: int,
+    floor: int | None = None,
 ) -> torch.Tensor:
     """IoU of each clip's top-k AST labels with the SAVLD labels of its video label.
 
@@ -324,8 +328,14 @@ def relevance_iou(
         labels: ``(B,)`` video class indices.
         matrix: ``(C, A)`` bool SAVLD matrix.
         top_k: AST tags per clip.
+        floor: index of an audio label (AudioSet's "Silence") below which nothing counts
+            as heard: a top-k tag the AST scores no higher than it is left out. ``None``
+            keeps the plain top-k.
 
     Returns:
         ``(B,)`` float IoU in [0, 1].
     """
-    return set_iou(top_k_sets(audio_logits, top_k), matrix.to(audio_logits.device)[labels.long()])
+    tags = top_k_sets(audio_logits, top_k)
+    if floor is not None:
+        tags = tags & (audio_logits > audio_logits[:, floor : floor + 1])
+    return set_iou(tags, matrix.to(audio_logits.device)[labels.long()])

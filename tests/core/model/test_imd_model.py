@@ -265,3 +265,21 @@ def test_agreement_needs_visual_head_and_savld():
     plain = IMDModel(tiny_config(visual_head_weight=1.0)).eval()
     assert plain(**tiny_inputs(plain.config)).visual_logits.shape == (2, 3)
     assert IMDModel(tiny_config()).visual_head is None
+
+
+def test_relevance_tag_floor_uses_the_named_audio_label():
+    with pytest.raises(ConfigError, match="relevance_tag_floor 'Silence'"):
+        IMDModel(tiny_config(relevance_tag_floor="Silence"))
+    model = IMDModel(tiny_config(relevance_tag_floor="wind")).eval()  # matched case-insensitively
+    assert model.tag_floor_index == AUDIO_LABELS.index("Wind")
+    model.set_savld(_savld(model.config.labels, SAVLD_TABLE))
+    labels = [0, 1, 2, 0]
+    out = model(**tiny_inputs(model.config, batch=4, seed=3), labels=torch.tensor(labels))
+    # the target is the IoU of the top-5 tags scored above "Wind" with the SAVLD labels
+    for i, c in enumerate(labels):
+        scores = out.audio_logits[i].tolist()
+        top = sorted(range(len(scores)), key=lambda j: -scores[j])[:5]
+        heard = {AUDIO_LABELS[j] for j in top if scores[j] > scores[AUDIO_LABELS.index("Wind")]}
+        wanted = set(SAVLD_TABLE.get(model.config.labels[c], []))
+        iou = len(heard & wanted) / len(heard | wanted) if heard | wanted else 0.0
+        assert out.relevance_iou[i].item() == pytest.approx(iou)

@@ -73,6 +73,16 @@ def test_matrix_and_relevance_iou():
     assert set_iou(empty, empty).tolist() == [0.0]
 
 
+def test_relevance_iou_tag_floor_drops_tags_not_above_it():
+    m = torch.tensor([[True, True, False, False], [False, False, True, False]])
+    # clip 0: "Wind" (the floor, index 3) ranks first, the action's tag second: silence
+    # clip 1: the action's tag ranks above the floor: heard
+    logits = torch.tensor([[1.0, -3.0, -4.0, 6.0], [0.0, -1.0, 5.0, 2.0]])
+    labels = torch.tensor([0, 1])
+    assert relevance_iou(logits, labels, m, top_k=2).tolist() == [pytest.approx(1 / 3), 0.5]
+    assert relevance_iou(logits, labels, m, top_k=2, floor=3).tolist() == [0.0, 1.0]
+
+
 def test_content_words_and_overlap():
     assert content_words("playing drums") == {"drum"}
     assert content_words("Drum") == {"drum"}

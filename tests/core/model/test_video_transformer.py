@@ -8,7 +8,7 @@ from imd_core.model.config import ModelConfig, size_preset
 from imd_core.model.imd_model import IMDModel
 from imd_core.model.video_transformer import VisualStream
 
-from .conftest import tiny_config
+from .conftest import tiny_config, tiny_inputs
 
 STREAM_KEYS = (
     "num_frames",
@@ -157,3 +157,54 @@ def test_config_presets_and_validation():
         ModelConfig.from_dict({"sise": "base"})
     with pytest.raises(ConfigError, match="choose one of"):
         ModelConfig.from_dict({"size": "huge"})
+
+
+def test_conv_stem_same_token_grid_learns_and_takes_vit_blocks(tmp_path):
+    from safetensors.torch import save_file
+
+    from imd_core.model.video_transformer import ConvPatchEmbed
+
+    torch.manual_seed(0)
+    conv = _stream(patch_stem="conv")
+    assert isinstance(conv.patch_embed, ConvPatchEmbed)
+    assert conv.grid_size == _stream().grid_size == (2, 2)
+    x = torch.randn(2, 3, 3, 32, 32)
+    assert conv.forward_features(x).shape == _stream().forward_features(x).shape == (2, 3, 5, 32)
+    # 4 stride-2 convolutions for 16 px patches, widths doubling up to the stream width
+    widths = [m.out_channels for m in conv.patch_embed.convs if isinstance(m, torch.nn.Conv2d)]
+    assert widths == [16, 16, 16, 32]
+    (conv(x) * torch.randn(2, 32)).sum().backward()  # a plain sum of a LayerNorm output has no gradient
+    assert conv.patch_embed.convs[0].weight.grad.abs().sum() > 0
+    # BatchNorm statistics make eval deterministic and batch-independent
+    conv.eval()
+    with torch.no_grad():
+        assert torch.allclose(conv(x)[:1], conv(x[:1]), atol=1e-5)
+    # ImageNet ViT weights fill the blocks and leave the stem at its initialisation
+    vit = _timm_vit()
+    save_file({k: v.contiguous() for k, v in vit.state_dict().items()}, str(tmp_path / "vit.safetensors"))
+    stem_before = conv.patch_embed.convs[0].weight.clone()
+    load_vit_weights(conv, str(tmp_path / "vit.safetensors"))
+    assert torch.equal(conv.blocks[0].attn.qkv.weight, vit.blocks[0].attn.qkv.weight)
+    assert torch.equal(conv.patch_embed.convs[0].weight, stem_before)
+
+
+def test_conv_stem_config_and_checkpoint_round_trip(tmp_path):
+    from imd_core.model.checkpoint import load_model, save_model
+
+    with pytest.raises(ConfigError, match="power-of-two patch_size"):
+        tiny_config(patch_stem="conv", image_size=48, patch_size=12)
+    with pytest.raises(ConfigError, match="patch_stem"):
+        tiny_config(patch_stem="resnet")
+    model = IMDModel(tiny_config(patch_stem="conv"))
+    model.train()
+    inputs = tiny_inputs(model.config)
+    model(**inputs, relevance_target=torch.ones(2))  # a training pass moves the BatchNorm statistics
+    model.eval()
+    save_model(model, tmp_path / "m")
+    again = load_model(tmp_path / "m")
+    assert again.config.patch_stem == "conv"
+    bn = again.video.rgb.patch_embed.convs[1]
+    assert torch.equal(bn.running_mean, model.video.rgb.patch_embed.convs[1].running_mean)
+    assert bn.running_mean.abs().sum() > 0
+    with torch.no_grad():
+        assert torch.allclose(again(**inputs).logits, model(**inputs).logits, atol=1e-6)
