@@ -14,6 +14,13 @@ An item is a dict::
 window (``<hash>@<start>-<end>``), so the training engine can cache AST outputs across
 epochs and renamed copies share entries. After a cross-modality swap it is the donor's.
 
+``frame_cache_hits`` / ``frame_cache_misses`` (ints) are added by the decoded-frame cache
+(:mod:`imd_core.train.frame_cache`) and summed per batch by :func:`collate_clips`.
+
+With a :class:`DecodeLog`, every decode first records which file this process is
+decoding (one small file per process), so a watchdog in the training process can name
+a file that hangs mid-stream, in a DataLoader worker or in the main process.
+
 Unusable files never crash an epoch: in training (``on_error="replace"``) a bad item
 is replaced by the next usable one; in evaluation (``"skip"``) it is dropped from its
 batch. Either way the batch lists it under ``skipped`` (indices) and
@@ -22,10 +29,14 @@ batch. Either way the batch lists it under ``skipped`` (indices) and
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import logging
 import os
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -64,6 +75,82 @@ def content_hash(path: str) -> str:
     return _hash_cache[key]
 
 
+class DecodeLog:
+    """Where each loading process records the file it is decoding right now.
+
+    One JSON file per process, ``<folder>/<pid>.json`` = ``{"path", "since" (Unix
+    seconds), "pid", "ppid"}``, written (atomically) when a decode starts and removed
+    when it ends, so a process stuck inside FFmpeg leaves its file behind. It costs two
+    small file operations per decode (~0.1 ms, against ~100 ms for the decode). The
+    training process reads it (:meth:`busy`) when a batch is late; picklable, so
+    DataLoader workers share it.
+    """
+
+    def __init__(self, folder: str | os.PathLike) -> None:
+        self.folder = Path(folder)
+        self._stack: list[str] = []  # nested decodes (a swap donor's audio inside an item)
+        self._made_for = -1  # the pid that created the folder (workers are new processes)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"folder": self.folder}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["folder"])
+
+    def clear(self) -> None:
+        """Removes every record (a new run or epoch: nothing is being decoded)."""
+        if self.folder.is_dir():
+            for f in self.folder.glob("*.json*"):
+                with contextlib.suppress(OSError):
+                    f.unlink()
+
+    def _write(self, path: str | None) -> None:
+        pid = os.getpid()
+        target = self.folder / f"{pid}.json"
+        if path is None:
+            with contextlib.suppress(OSError):
+                target.unlink()
+            return
+        if self._made_for != pid:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._made_for = pid
+        tmp = self.folder / f"{pid}.json.tmp"
+        record = {"path": path, "since": time.time(), "pid": pid, "ppid": os.getppid()}
+        try:
+            tmp.write_text(json.dumps(record), encoding="utf-8")
+            os.replace(tmp, target)
+        except OSError as exc:  # never fail a clip because the record cannot be written
+            logger.debug("decode log %s not written: %s", target, exc)
+
+    @contextlib.contextmanager
+    def decoding(self, path: str) -> Iterator[None]:
+        """Marks ``path`` as being decoded by this process for the ``with`` block."""
+        self._stack.append(path)
+        self._write(path)
+        try:
+            yield
+        finally:
+            self._stack.pop()
+            self._write(self._stack[-1] if self._stack else None)
+
+    def busy(self, pids: set[int] | None = None) -> list[dict[str, Any]]:
+        """The current records, oldest first; ``pids``: only records of these processes
+        or of their children (a training process passes its own pid)."""
+        out = []
+        if not self.folder.is_dir():
+            return out
+        for f in self.folder.glob("*.json"):
+            try:
+                rec = json.loads(f.read_text(encoding="utf-8"))
+                since, path = float(rec["since"]), str(rec["path"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # removed meanwhile, or torn
+            if pids is not None and rec.get("pid") not in pids and rec.get("ppid") not in pids:
+                continue
+            out.append({**rec, "path": path, "since": since})
+        return sorted(out, key=lambda r: r["since"])
+
+
 class ClipDataset(Dataset):
     """Decoded, preprocessed clips of a :class:`DatasetIndex`.
 
@@ -79,6 +166,7 @@ class ClipDataset(Dataset):
         max_replacements: items tried before giving up on a batch slot.
         seed: seed of the main-process random generator (workers reseed per epoch).
         timeout: decode watchdog per file, seconds.
+        decode_log: records which file each process is decoding (see :class:`DecodeLog`).
     """
 
     def __init__(
@@ -94,6 +182,7 @@ class ClipDataset(Dataset):
         max_replacements: int = 16,
         seed: int = 0,
         timeout: float = 30.0,
+        decode_log: DecodeLog | None = None,
     ) -> None:
         if len(index) == 0:
             raise DataError(f"{index.root}: the dataset split is empty")
@@ -109,6 +198,7 @@ class ClipDataset(Dataset):
             raise ConfigError(f"on_error must be 'replace' or 'skip', got {self.on_error!r}")
         self.max_replacements = max_replacements
         self.timeout = timeout
+        self.decode_log = decode_log
         self.swap = CrossModalSwap([e.label_index for e in index.entries], cross_modal_p if train else 0.0)
         self.rng = np.random.default_rng(seed)
         self.bad: dict[int, str] = {}  # this process's unusable items and why
@@ -121,6 +211,10 @@ class ClipDataset(Dataset):
         """New random stream (called in each worker from its per-epoch torch seed)."""
         self.rng = np.random.default_rng(seed)
 
+    def _decoding(self, path: str) -> contextlib.AbstractContextManager[None]:
+        """Records ``path`` in the decode log (if any) while the block decodes it."""
+        return self.decode_log.decoding(path) if self.decode_log is not None else contextlib.nullcontext()
+
     # ---- windows
     def _window(self, i: int) -> tuple[float, float | None]:
         e = self.index.entries[i]
@@ -131,7 +225,8 @@ class ClipDataset(Dataset):
             if e.path not in self._durations:
                 from imd_core.media.decode import probe
 
-                self._durations[e.path] = probe(e.path, timeout=self.timeout).duration or 0.0
+                with self._decoding(e.path):
+                    self._durations[e.path] = probe(e.path, timeout=self.timeout).duration or 0.0
             end = self._durations[e.path]
         if end - start <= self.clip_seconds:
             return start, end
@@ -146,7 +241,8 @@ class ClipDataset(Dataset):
 
         e = self.index.entries[i]
         start, end = self._window(i)
-        clip = decode_clip(e.path, start, end, video=False, timeout=self.timeout)
+        with self._decoding(e.path):
+            clip = decode_clip(e.path, start, end, video=False, timeout=self.timeout)
         return (
             clip.audio if clip.has_audio else None
         ), f"{content_hash(e.path)}@{clip.start:.3f}-{clip.end:.3f}"
@@ -159,16 +255,17 @@ class ClipDataset(Dataset):
         start, end = self._window(i)
         # Training decodes straight at a random scale: swscale resizes once, no second resize.
         size = self.pre.train_decode_size(self.rng) if self.train else self.pre.decode_size(False)
-        clip = decode_clip(
-            e.path,
-            start,
-            end,
-            times=lambda s, t: self.pre.sample_times(
-                s, t, train=self.train, rng=self.rng, multi_view=self.multi_view
-            ),
-            size=size,
-            timeout=self.timeout,
-        )
+        with self._decoding(e.path):
+            clip = decode_clip(
+                e.path,
+                start,
+                end,
+                times=lambda s, t: self.pre.sample_times(
+                    s, t, train=self.train, rng=self.rng, multi_view=self.multi_view
+                ),
+                size=size,
+                timeout=self.timeout,
+            )
         audio = clip.audio if clip.has_audio else None
         key = f"{content_hash(e.path)}@{clip.start:.3f}-{clip.end:.3f}"
         donor = self.swap.donor(i, self.rng, exclude=set(self.bad)) if self.train else None
@@ -216,7 +313,8 @@ def collate_clips(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
     Returns:
         ``rgb``, ``motion`` (B, ...), ``fbank`` (B, F, M), ``audio_present`` (B,) bool,
         ``label`` (B,), ``index`` (B,) int64, ``cache_key`` list[str], ``skipped``
-        list[int], ``skipped_reasons`` list[str], ``batch_size`` int (B, may be 0).
+        list[int], ``skipped_reasons`` list[str], ``batch_size`` int (B, may be 0);
+        ``frame_cache_hits`` / ``frame_cache_misses`` (sums) when the items carry them.
     """
     good = [it for it in items if not it.get("failed")]
     batch: dict[str, Any] = {
@@ -224,6 +322,9 @@ def collate_clips(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "skipped_reasons": [r for it in items for r in it["skipped_reasons"]],
         "batch_size": len(good),
     }
+    for k in ("frame_cache_hits", "frame_cache_misses"):  # failed items count too (they decoded)
+        if any(k in it for it in items):
+            batch[k] = sum(int(it.get(k, 0)) for it in items)
     if good:
         for k in ("rgb", "motion", "fbank", "audio_present", "label"):
             batch[k] = torch.stack([it[k] for it in good])

@@ -24,6 +24,9 @@ from imd_core.errors import ConfigError
 
 CONFIG_VERSION = 1
 SHIPPED_CONFIGS: tuple[str, ...] = ("tiny", "small", "base", "large", "demo")
+# seconds; far beyond a healthy batch (~0.1-1 s of decoding per clip), short enough that a
+# decode stuck inside FFmpeg costs minutes, not a night (data.loader_timeout, imd eval)
+DEFAULT_LOADER_TIMEOUT = 300.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +93,10 @@ class DataConfig(FrozenConfig):
     # seconds to open each file and read its first packets in a killable worker process
     # before epoch 1; files that time out or fail are left out (imd_core/train/probe.py). 0: off
     probe_timeout: float = 10.0
+    # seconds the loop waits for one batch (training and validation) before the file being
+    # decoded is reported as hung mid-stream, excluded (probe cache) and the run fails
+    # resumably (imd_core/train/watchdog.py); bounds num_workers 0 and > 0 alike
+    loader_timeout: float = DEFAULT_LOADER_TIMEOUT
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,6 +147,8 @@ class TrainConfig(FrozenConfig):
             (0.0 <= self.augment.cross_modal_p <= 1.0, "augment.cross_modal_p must be in [0, 1]"),
             (self.data.frame_grid >= 1, "data.frame_grid must be >= 1"),
             (self.data.probe_timeout >= 0, "data.probe_timeout must be >= 0 seconds (0 disables the probe)"),
+            (0 < self.data.loader_timeout < float("inf"),
+             "data.loader_timeout must be a finite number of seconds > 0 (the longest wait for one batch)"),
             (not (self.data.frame_cache and self.clip_seconds > 0),
              "data.frame_cache caches whole clips (or manifest windows): set clip_seconds=0 or turn it off"),
         ]

@@ -7,6 +7,11 @@ saves ``last/`` every ``checkpoint_every_steps`` optimiser steps and at every ep
 ``last/`` at the next optimiser step and returns. ``resume=True`` continues from
 ``last/``: same weights, optimiser, schedule, RNG states and position in the epoch's
 seeded data order, so on CPU the final weights equal an uninterrupted run's.
+
+Every wait for a batch (training and validation) is bounded by ``data.loader_timeout``
+(:mod:`imd_core.train.watchdog`): a file that hangs mid-stream inside FFmpeg ends the
+run with ``run_failed`` naming it, is recorded as excluded in ``probe_cache.json`` and
+is left out by ``--resume``.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import numpy as np
 import torch
 
 from imd_core.errors import ImdError, TrainingError
+from imd_core.train import probe as P
 from imd_core.train import setup as S
 from imd_core.train.ast_cache import ASTCache, tagger_id
 from imd_core.train.checkpointing import (
@@ -47,6 +53,7 @@ from imd_core.train.evaluate import evaluate
 from imd_core.train.events import EventWriter
 from imd_core.train.metrics import MetricsCsv, TensorBoardLog, save_confusion_png
 from imd_core.train.steps import compile_train_model, forward_batch
+from imd_core.train.watchdog import Hang, LoaderHang, LoaderWatchdog
 
 logger = logging.getLogger(__name__)
 
@@ -121,10 +128,13 @@ def train(
     info = init_distributed("cuda" if cfg.device != "cpu" and torch.cuda.is_available() else "cpu")
     writer = EventWriter(run_dir / "events.jsonl", events_stream, run=str(run_dir), enabled=info.is_main)
     stop = StopRequest()
+    runner: _Run | None = None
     try:
-        return _Run(cfg, Path(data), run_dir, resume, writer, stop, info).run()
+        runner = _Run(cfg, Path(data), run_dir, resume, writer, stop, info)
+        return runner.run()
     except ImdError as exc:
-        writer.emit("run_failed", reason=str(exc), error=type(exc).__name__)
+        failure_writer(writer, run_dir, loud=isinstance(exc, LoaderHang)).emit(
+            "run_failed", reason=str(exc), error=type(exc).__name__)
         raise
     except KeyboardInterrupt:  # a second Ctrl-C: stopped at once, without saving
         writer.emit("run_failed", reason="stopped at once by a second interrupt; last/ holds the previous "
@@ -136,17 +146,59 @@ def train(
         writer.emit("run_failed", reason=reason, error=type(exc).__name__)
         raise TrainingError(f"training failed ({reason}); the traceback is above") from exc
     finally:
+        if runner is not None:
+            runner.dog.stop()
         stop.restore()
         writer.close()
         shutdown_distributed()
+
+
+def failure_writer(writer: EventWriter, run_dir: Path, *, loud: bool) -> EventWriter:
+    """``writer``, or for a non-zero DDP rank that found a hung file itself (``loud``) a
+    writer of its own: rank 0 is blocked in a collective and would never say why."""
+    if writer.enabled or not loud:
+        return writer
+    return EventWriter(run_dir / "events.jsonl", None, run=str(run_dir))
+
+
+def hang_message(hang: Hang, timeout: float) -> str:
+    """The one-line ``run_failed`` reason of a loader hang."""
+    if hang.path is None:
+        return (f"no batch arrived for {hang.waited:.3g} s and no file was being decoded "
+                f"(data.loader_timeout {timeout:g} s); continue with `imd train --resume`, or raise data.loader_timeout")
+    return (f"{hang.path}: decode hung for {hang.seconds:.3g} s mid-stream; it is excluded from now on; "
+            "continue with `imd train --resume`")
 
 
 class _Run:
     def __init__(self, cfg: TrainConfig, data: Path, run_dir: Path, resume: bool, writer: EventWriter, stop: StopRequest, info: DistInfo):
         self.cfg, self.data, self.run_dir, self.resume = cfg, data, run_dir, resume
         self.writer, self.stop, self.info = writer, stop, info
+        from imd_core.data.dataset import DecodeLog
+
+        self.decode_log = DecodeLog(run_dir / "decoding")
+        self.dog = LoaderWatchdog(
+            cfg.data.loader_timeout, self.decode_log,
+            message=lambda h: hang_message(h, cfg.data.loader_timeout),
+            on_hang=self._exclude_hung, on_fatal=self._fatal,
+        )
         self.device = resolve_train_device(cfg.device, info.local_rank)
         self.t0 = time.time()
+
+    # ------------------------------------------------------- loader hangs
+    def _exclude_hung(self, hang: Hang) -> None:
+        """Records a file that hung mid-stream as excluded (``--resume`` leaves it out)."""
+        if hang.path is None:
+            return
+        reason = f"decode hung for {hang.seconds:.3g} s mid-stream (data.loader_timeout {self.cfg.data.loader_timeout:g} s)"
+        if P.mark_excluded(self.run_dir / "probe_cache.json", hang.path, reason):
+            logger.error("excluded from now on: %s: %s", hang.path, reason)
+
+    def _fatal(self, message: str) -> None:
+        """From the watchdog thread, the main thread stuck in C: the last event, flushed."""
+        out = failure_writer(self.writer, self.run_dir, loud=True)
+        out.emit("run_failed", reason=message, error=LoaderHang.__name__)
+        out.close()
 
     # ----------------------------------------------------------------- set-up
     def _prepare(self) -> None:
@@ -155,6 +207,7 @@ class _Run:
         if info.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             recover_interrupted_swap(self.run_dir)
+            self.decode_log.clear()  # records of a killed earlier run
             if not self.resume and (self.run_dir / "last").exists():
                 raise TrainingError(f"{self.run_dir} already holds a run; pass --resume to continue it or choose a new --out")
         barrier(info)
@@ -194,8 +247,10 @@ class _Run:
 
             folder = self.run_dir / "frame_cache" if cfg.data.frame_cache == "auto" else Path(cfg.data.frame_cache)
             dataset = partial(FrameCacheDataset, cache_dir=folder, frame_grid=cfg.data.frame_grid)
-        self.train_ds = dataset(train_index, pre, train=True, cross_modal_p=a.cross_modal_p, clip_seconds=clip_s, seed=cfg.seed)
-        self.val_ds = dataset(val_index, pre, train=False, clip_seconds=clip_s) if len(val_index) else None
+        log = self.decode_log
+        self.train_ds = dataset(train_index, pre, train=True, cross_modal_p=a.cross_modal_p, clip_seconds=clip_s,
+                                seed=cfg.seed, decode_log=log)
+        self.val_ds = dataset(val_index, pre, train=False, clip_seconds=clip_s, decode_log=log) if len(val_index) else None
         if self.val_ds is None:
             logger.warning("no validation clips: early stopping and best/ follow the training accuracy")
         self.skipped: dict[int, str] = {}
@@ -205,7 +260,8 @@ class _Run:
         )
         # Every rank validates whole batches of batch_size, round-robin (same batches as one process).
         self.val_loader = (
-            S.make_eval_loader(self.val_ds, cfg.batch_size, cfg.num_workers, pin, rank=info.rank, world_size=info.world_size)
+            S.make_eval_loader(self.val_ds, cfg.batch_size, cfg.num_workers, pin, rank=info.rank, world_size=info.world_size,
+                               timeout=cfg.data.loader_timeout)
             if self.val_ds else None
         )
         self.model.to(self.device)
@@ -281,8 +337,14 @@ class _Run:
         return value > best if self.cfg.early_stopping_metric == "val_top1" else value < best
 
     # ------------------------------------------------------------------ loop
+    def _count_frames(self, batch: dict[str, Any]) -> None:
+        self.frame_counts[0] += int(batch.get("frame_cache_hits", 0))
+        self.frame_counts[1] += int(batch.get("frame_cache_misses", 0))
+
     def run(self) -> RunResult:
         self._prepare()
+        self.dog.start()
+        self.frame_counts = [0, 0]
         cfg, info = self.cfg, self.info
         self.base_elapsed = float(self.progress.get("elapsed_s", 0.0))
         self.t0 = time.time()
@@ -332,9 +394,10 @@ class _Run:
         self.seeded.epoch = epoch
         if self.cache is not None:
             self.cache.hits = self.cache.misses = 0
+        self.frame_counts = [0, 0]
         self.model.train()
         accum = cfg.grad_accum_steps
-        it = iter(self.loader)
+        it = iter(self.dog.watch(self.loader, on_batch=self._count_frames))  # every wait bounded
         t_log, clips_log = time.time(), 0
         micro = start
         while micro < self.micro_per_epoch:
@@ -404,7 +467,8 @@ class _Run:
         stop_early = False
         # Every rank evaluates its share and gets the same gathered metrics (a collective).
         val = (
-            evaluate(self.model, self.val_loader, device=self.device, precision=cfg.precision, cache=self.cache, dist=info)
+            evaluate(self.model, self.dog.watch(self.val_loader, on_batch=self._count_frames), device=self.device,
+                     precision=cfg.precision, cache=self.cache, dist=info)
             if self.val_loader is not None else {}  # not truthiness: a rank may have no batch (len 0)
         )
         if val:
@@ -418,6 +482,14 @@ class _Run:
                 torch.distributed.all_reduce(t)
                 counts = t.tolist()
             cache_counts = {"hits": int(counts[0]), "misses": int(counts[1])}
+        frame_counts = None
+        if self.cfg.data.frame_cache:
+            counts = list(self.frame_counts)
+            if info.enabled:  # each rank's loaders counted their own items
+                t = torch.tensor(counts, dtype=torch.int64, device=self.device)
+                torch.distributed.all_reduce(t)
+                counts = t.tolist()
+            frame_counts = {"hits": int(counts[0]), "misses": int(counts[1])}
         if info.is_main:
             if cfg.early_stopping_metric == "val_loss" and val.get("loss") is not None:
                 value = val["loss"]
@@ -443,7 +515,7 @@ class _Run:
             })
             self.tb.scalars({f"train/{k}": v for k, v in train_m.items()} | {f"val/{k}": v for k, v in val_summary.items()}, self.step)
             self.writer.emit("epoch", epoch=epoch, step=self.step, train=train_m, val=val_summary, best=improved,
-                             elapsed_s=elapsed, eta_s=eta, ast_cache=cache_counts)
+                             elapsed_s=elapsed, eta_s=eta, ast_cache=cache_counts, frame_cache=frame_counts)
             if improved:
                 path = save_model_folder(self.model, self.run_dir / "best", savld=self.savld)
                 if val:

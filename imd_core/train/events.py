@@ -7,26 +7,31 @@ parent process (the app's training tab runs ``imd train ... --events -`` as a
 
 - ``run_started``: ``config`` (name), ``device``, ``precision``, ``world_size``,
   ``epochs``, ``steps_per_epoch``, ``total_steps``, ``train_clips``, ``val_clips``,
-  ``classes``, ``resumed`` (bool), ``start_epoch``, ``start_step``.
+  ``classes``, ``resumed`` (bool), ``start_epoch``, ``start_step``, ``excluded``
+  (``path``, ``reason`` of each file left out: by the probe, or after a mid-stream hang).
 - ``step``: ``epoch`` (0-based), ``step`` (optimiser steps so far), ``total_steps``,
   ``loss``, ``losses`` (component losses), ``lr``, ``clips_per_s``.
 - ``epoch``: ``epoch``, ``step``, ``train`` (``loss``, ``top1``, ``clips``,
   ``skipped``), ``val`` (``loss``, ``top1``, ``top5``, ``mean_class_accuracy``,
   ``relevance_accuracy``, ``audio_drop_rate``), ``best`` (bool), ``elapsed_s``,
-  ``eta_s``, ``ast_cache`` (``hits``, ``misses`` of the epoch; None if not cached).
+  ``eta_s``, ``ast_cache`` (``hits``, ``misses`` of the epoch; None if not cached),
+  ``frame_cache`` (``hits``, ``misses`` of the decoded-frame cache in the epoch,
+  training and validation; None without ``data.frame_cache``).
 - ``checkpoint_saved``: ``kind`` (``last`` or ``best``), ``path``, ``epoch``, ``step``.
 - ``early_stopped``: ``epoch``, ``best_epoch``, ``metric``, ``best_value``,
   ``patience``.
 - ``run_finished``: ``epochs_run``, ``step``, ``best_epoch``, ``best_metric``,
   ``best_value``, ``stopped`` (``completed``, ``early_stopped`` or ``interrupted``),
   ``elapsed_s``.
-- ``run_failed``: ``reason`` (one line), ``error`` (exception type).
+- ``run_failed``: ``reason`` (one line), ``error`` (exception type; ``LoaderHang`` when
+  a decode hung mid-stream: the reason names the file).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import threading
 import time
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -73,6 +78,7 @@ class EventWriter:
         self.run = run
         self.enabled = enabled
         self._file = None
+        self._lock = threading.Lock()  # the loader watchdog's thread may write the last event
         if enabled and path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
@@ -85,6 +91,16 @@ class EventWriter:
         if not self.enabled:
             return record
         line = json.dumps(record, ensure_ascii=False, allow_nan=False)
+        # bounded: the watchdog's last event must go out even if the stuck thread holds it
+        got = self._lock.acquire(timeout=10)
+        try:
+            self._write(line)
+        finally:
+            if got:
+                self._lock.release()
+        return record
+
+    def _write(self, line: str) -> None:
         for out in (self._file, self.stream):
             if out is not None:
                 try:
@@ -93,12 +109,12 @@ class EventWriter:
                 except (BrokenPipeError, ValueError):  # the parent went away; keep training
                     if out is self.stream:
                         self.stream = None
-        return record
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
 
 
 def read_events(path: Path) -> list[dict[str, Any]]:

@@ -140,11 +140,12 @@ class FrameCacheDataset(ClipDataset):
         from imd_core.media.decode import decode_clip
 
         e = self.index.entries[i]
-        clip = decode_clip(
-            e.path, start, end,
-            times=lambda s, t: self._times(s, t) if pick is None else pick(self._times(s, t)),
-            size=self.pre.decode_size(self.train), timeout=self.timeout,
-        )
+        with self._decoding(e.path):
+            clip = decode_clip(
+                e.path, start, end,
+                times=lambda s, t: self._times(s, t) if pick is None else pick(self._times(s, t)),
+                size=self.pre.decode_size(self.train), timeout=self.timeout,
+            )
         audio = clip.audio if clip.has_audio else None
         key = f"{content_hash(e.path)}@{clip.start:.3f}-{clip.end:.3f}"
         return clip.frames, self.pre.fbank(audio), audio is not None, key
@@ -176,6 +177,16 @@ class FrameCacheDataset(ClipDataset):
         return frames, fbank, has_audio, cache_key
 
     # ---- items
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        """As :meth:`ClipDataset.__getitem__`, plus ``frame_cache_hits`` / ``frame_cache_misses``:
+        the cache lookups this item made (replacements and swap donors included), so the
+        engine can count them across DataLoader worker processes (``epoch`` events)."""
+        hits, misses = self.hits, self.misses
+        item = super().__getitem__(i)
+        if self.cache_dir is not None:
+            item.update(frame_cache_hits=self.hits - hits, frame_cache_misses=self.misses - misses)
+        return item
+
     def load(self, i: int) -> dict[str, Any]:
         """Item ``i`` (same layout as :meth:`ClipDataset.load`)."""
         idx = grid_pick(self.pre, self.frame_grid, self.rng) if self.train else None

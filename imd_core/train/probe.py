@@ -11,8 +11,9 @@ decoder, cannot be opened or have no video. The loaders never see them.
 Results are cached per content hash (:func:`imd_core.data.dataset.content_hash`) in
 ``RUN_DIR/probe_cache.json``, so a resumed run (and a file seen before) costs one hash,
 not a probe. Not covered: a file that opens well and hangs later, mid-stream; the
-DataLoader's own ``timeout`` (see :func:`imd_core.train.setup.make_train_loader`) is
-what bounds that.
+loader watchdog (:mod:`imd_core.train.watchdog`, ``data.loader_timeout``) bounds that,
+and records such a file here too (:func:`mark_excluded`), so ``--resume`` leaves it out
+like a file that hangs at open.
 """
 
 from __future__ import annotations
@@ -102,7 +103,7 @@ def _load_cache(path: Path) -> dict[str, str | None]:
 
 def _save_cache(path: Path, results: dict[str, str | None]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")  # DDP ranks may write at once
     tmp.write_text(json.dumps({"version": CACHE_VERSION, "results": results}, indent=0) + "\n", encoding="utf-8")
     os.replace(tmp, path)  # atomic: a killed run never leaves a torn cache
 
@@ -118,7 +119,8 @@ def probe_paths(
     """Probes each distinct path under a killing deadline; ``path -> None | reason``.
 
     Args:
-        timeout: seconds per file (open + first packets; plus a 2 s grace before the kill).
+        timeout: seconds per file (open + first packets; plus a 2 s grace before the kill);
+            0: no probe, only the cached verdicts count (unknown files pass).
         cache_file: JSON of earlier results keyed by content hash (read and updated);
             ``None``: no cache.
         workers: probe processes at once.
@@ -141,7 +143,9 @@ def probe_paths(
             out[p] = cache[keys[p]]
         else:
             todo.append(p)
-    if todo:
+    if todo and timeout <= 0:
+        out.update(dict.fromkeys(todo))
+    elif todo:
         logger.info("probing %d files (open + first packets, %g s each at most)", len(todo), timeout)
         jobs = [((p, timeout), {}) for p in todo]
         for i, reason in map_bounded(
@@ -172,3 +176,23 @@ def exclude_unprobed(
         logger.warning("excluded from training: %s: %s", item.path, item.reason)
     kept = [dataclasses.replace(ix, entries=tuple(e for e in ix.entries if e.path not in bad)) for ix in indexes]
     return kept, excluded
+
+
+def mark_excluded(cache_file: Path, path: str, reason: str) -> bool:
+    """Records ``path`` as unusable in the probe cache (by content hash), so every later
+    :func:`exclude_unprobed` with this cache (``--resume``) leaves it out with ``reason``.
+
+    Used by the loader watchdog for a file that hung mid-stream. Returns False when the
+    file cannot be hashed (then nothing is recorded).
+    """
+    from imd_core.data.dataset import content_hash
+
+    try:
+        key = content_hash(path)
+    except OSError as exc:
+        logger.warning("cannot record %s as excluded (%s)", path, exc)
+        return False
+    cache = _load_cache(cache_file)
+    cache[key] = reason
+    _save_cache(cache_file, cache)
+    return True

@@ -16,16 +16,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from imd_core.errors import ConfigError, DataError
-from imd_core.train.config import TrainConfig
+from imd_core.train.config import DEFAULT_LOADER_TIMEOUT, TrainConfig
 from imd_core.train.data_order import EpochOrderSampler, EvalShardSampler, SeededItems, epoch_seed
 
 logger = logging.getLogger(__name__)
-
-# Seconds the main process waits for one batch from a DataLoader worker before the run
-# fails (run_failed; last/ keeps the previous checkpoint). Far beyond any healthy batch:
-# it turns a worker stuck mid-stream in FFmpeg (after a good open, which the probe
-# cannot see) into a clean failure instead of a silent hang. Only with num_workers > 0.
-LOADER_TIMEOUT = 1800.0
 
 
 def resolve_model_source(name: str) -> Path:
@@ -118,19 +112,21 @@ def probe_splits(cfg: TrainConfig, indexes: list[Any], run_dir: Path, info: Any 
     """``indexes`` without the files that fail the pre-training probe (:mod:`imd_core.train.probe`).
 
     Every file is opened and its first packets read in a worker process killed after
-    ``cfg.data.probe_timeout`` seconds (0: no probe), so no loader ever opens a file that
-    hangs at open. Results are cached in ``run_dir/probe_cache.json``; under DDP rank 0
+    ``cfg.data.probe_timeout`` seconds, so no loader ever opens a file that hangs at
+    open (0: no probe; files the cache already marks bad, e.g. by the loader watchdog
+    after a mid-stream hang, are still left out). Results are cached in ``run_dir/probe_cache.json``; under DDP rank 0
     probes and the other ranks read its cache.
 
     Returns:
         The filtered indexes (same order) and the excluded files (``Excluded``: path, reason).
     """
-    if cfg.data.probe_timeout <= 0:
+    cache = run_dir / "probe_cache.json"
+    if cfg.data.probe_timeout <= 0 and not cache.is_file():
         return list(indexes), []
+    # probe_timeout 0: no probe, but files recorded as bad (a mid-stream hang) stay out
     from imd_core.train.distributed import barrier
     from imd_core.train.probe import exclude_unprobed
 
-    cache = run_dir / "probe_cache.json"
     workers = max(1, min(2, cfg.num_workers))
     main = info is None or info.is_main
     if main:
@@ -151,7 +147,12 @@ def _worker_init(_worker_id: int) -> None:
 
 
 def make_train_loader(dataset: Any, cfg: TrainConfig, *, rank: int, world_size: int, pin: bool) -> tuple[DataLoader, EpochOrderSampler, SeededItems]:
-    """Loader over ``dataset`` in the seeded epoch order; ``batch_size`` is global."""
+    """Loader over ``dataset`` in the seeded epoch order; ``batch_size`` is global.
+
+    With workers, the main process waits at most ``data.loader_timeout`` seconds for one
+    batch (DataLoader ``timeout``; :mod:`imd_core.train.watchdog` turns that into a
+    report naming the hung file, and bounds ``num_workers=0`` itself).
+    """
     if cfg.batch_size % world_size:
         raise ConfigError(f"batch_size {cfg.batch_size} must be divisible by the {world_size} DDP processes")
     per_rank = cfg.batch_size // world_size
@@ -170,7 +171,7 @@ def make_train_loader(dataset: Any, cfg: TrainConfig, *, rank: int, world_size: 
         drop_last=True,
         collate_fn=collate_clips,
         worker_init_fn=_worker_init,
-        timeout=LOADER_TIMEOUT if cfg.num_workers > 0 else 0,
+        timeout=cfg.data.loader_timeout if cfg.num_workers > 0 else 0,
         # An explicit generator: creating an iterator never draws from the global RNG,
         # which belongs to the model (dropout) and is saved for resume.
         generator=torch.Generator().manual_seed(epoch_seed(cfg.seed, -1)),
@@ -180,10 +181,12 @@ def make_train_loader(dataset: Any, cfg: TrainConfig, *, rank: int, world_size: 
 
 
 def make_eval_loader(
-    dataset: Any, batch_size: int, num_workers: int, pin: bool, *, rank: int = 0, world_size: int = 1
+    dataset: Any, batch_size: int, num_workers: int, pin: bool, *, rank: int = 0, world_size: int = 1,
+    timeout: float = DEFAULT_LOADER_TIMEOUT,
 ) -> DataLoader:
     """Loader in dataset order; under DDP this rank's share of whole batches
-    (:class:`EvalShardSampler`), so batches are the same as in one process."""
+    (:class:`EvalShardSampler`), so batches are the same as in one process.
+    ``timeout``: the longest wait for one batch from a worker (seconds)."""
     from imd_core.data.dataset import collate_clips
 
     sampler = EvalShardSampler(len(dataset), batch_size, rank=rank, world_size=world_size) if world_size > 1 else None
@@ -196,7 +199,7 @@ def make_eval_loader(
         pin_memory=pin,
         collate_fn=collate_clips,
         worker_init_fn=_worker_init,
-        timeout=LOADER_TIMEOUT if num_workers > 0 else 0,
+        timeout=timeout if num_workers > 0 else 0,
         generator=torch.Generator().manual_seed(0),
     )
 

@@ -105,4 +105,17 @@ def test_frame_cache_config_and_a_run_that_uses_it(tmp_path, tiny_data, tiny_sav
     assert main(["train", "--config", str(recipe), "--data", str(tiny_data), "--out", str(run)]) == 0
     entries = list((run / "frame_cache").glob("*/*.json"))
     assert len(entries) == 18  # every training and validation clip, decoded once
-    assert json.loads((run / "config.json").read_text())["data"] == {"frame_cache": "auto", "frame_grid": 4, "probe_timeout": 10.0}
+    assert json.loads((run / "config.json").read_text())["data"] == {
+        "frame_cache": "auto", "frame_grid": 4, "probe_timeout": 10.0, "loader_timeout": 300.0}
+    # the epoch events count the cache's hits and misses across training and validation
+    from imd_core.train.events import read_events
+
+    events = read_events(run / "events.jsonl")
+    started = next(e for e in events if e["event"] == "run_started")
+    per_epoch = started["steps_per_epoch"] * 4 + started["val_clips"]  # batch 4, no swap donors
+    first, second = (e["frame_cache"] for e in events if e["event"] == "epoch")
+    assert first == {"hits": 0, "misses": per_epoch}  # nothing cached yet: every item decoded
+    assert second["hits"] + second["misses"] == per_epoch
+    # epoch 2 decodes only the training clips epoch 1 left out (drop_last), validation is all hits
+    assert first["misses"] + second["misses"] == len(entries)
+    assert second["hits"] >= started["val_clips"] + per_epoch - started["val_clips"] - (18 - per_epoch)
