@@ -14,7 +14,8 @@ Two halves live here:
 * the worker side, run in the process and imported there by reference (so this module
   never imports Qt): :func:`batch_windows` (``imd predict``'s
   :func:`~imd_core.inference.prefetch.isolated_windows`, plus the duration the file
-  claims, for progress) and :func:`probe_media` (:func:`imd_core.media.probe.probe`);
+  claims, for progress), :func:`probe_media` (:func:`imd_core.media.probe.probe`) and
+  :func:`playback_events` (the player's :class:`~imd_core.media.live.FilePlayback`);
 * the caller side, :class:`IsolatedDecoder`: a ``BoundedProcess`` used by one worker
   thread that any thread can :meth:`~IsolatedDecoder.abort` (a user's cancel, a newer
   open, the app closing), so that nobody waits for the deadline to stop.
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
@@ -36,8 +38,15 @@ DEFAULT_DECODE_TIMEOUT = 60.0  # seconds, as `imd predict --decode-timeout`
 # against a file (the same modules as imd predict's workers, plus this one).
 PRELOAD = ("imd_app.isolated_decode", "imd_core.inference.file_windows", "imd_core.media.decode")
 
+# Refunded per playback event on top of the time the worker took to produce it: the
+# caller's wait also includes a pipe round trip (~0.05 ms). A little more than that, so
+# that hours of playback never run the budget out; a stall is still caught within the
+# timeout plus ~0.1 ms per event played (about 15 s an hour at 30 fps + 10 blocks/s).
+_PIPE_ALLOWANCE = 1e-4
+
 _ANY: Any = object()
 _IDLE: Any = object()
+PROBE, PLAYBACK = "probe", "playback"  # the player's stream keys (see DecodeWorker)
 
 
 # ----------------------------------------------------------------------------- worker side
@@ -83,6 +92,45 @@ def probe_media(path: str, *, on_extend: Callable[[float], None]) -> Generator[N
     yield  # noqa: B901 - makes this a generator function, which BoundedProcess.stream runs
 
 
+def playback_events(
+    path: str,
+    *,
+    start: float,
+    size: int | None,
+    sample_rate: int,
+    block_seconds: float,
+    on_extend: Callable[[float], None],
+) -> Generator[tuple[str, float, Any], None, None]:
+    """The player's file events, decoded in the worker: ``("video", media time, rgb uint8 (H,W,3))``
+    and ``("audio", media time, float32 mono (N,))``, in media-time order.
+
+    :class:`~imd_core.media.live.FilePlayback` (one demux pass from ``start``, unpaced).
+    Each event refunds the seconds it took to produce (``on_extend``), so the caller's
+    deadline bounds the longest wait for one event (a stall, a hang mid-file), not the
+    whole file's decoding.
+    """
+    from imd_core.media.live import FilePlayback, VideoFrame
+
+    playback = FilePlayback(path, start=start, size=size, sample_rate=sample_rate,
+                            block_seconds=block_seconds, realtime=False)
+    events = iter(playback)
+    try:
+        while True:
+            t0 = time.monotonic()
+            try:
+                item = next(events)
+            except StopIteration:
+                return
+            on_extend(time.monotonic() - t0 + _PIPE_ALLOWANCE)
+            if isinstance(item, VideoFrame):
+                yield "video", float(item.media_time), item.frame
+            else:
+                yield "audio", float(item.media_time), item.samples
+    finally:
+        playback.stop()
+        events.close()  # closes the container
+
+
 def result_of(gen: Generator[Any, None, Any]) -> Any:
     """Runs a generator to its end (discarding items) and returns its return value."""
     while True:
@@ -119,6 +167,7 @@ class IsolatedDecoder:
         self._lock = threading.Lock()
         self._proc: Any = None  # BoundedProcess, started on first use
         self._waiting: Any = _IDLE  # the key of the stream the caller is blocked on
+        self._waiting_since = 0.0
         self._aborted = False
 
     @property
@@ -136,6 +185,12 @@ class IsolatedDecoder:
         """Whether the owning thread is blocked on the worker right now."""
         with self._lock:
             return self._waiting is not _IDLE
+
+    @property
+    def waiting_key(self) -> Any:
+        """The key of the stream the owning thread is blocked on, or ``None``."""
+        with self._lock:
+            return None if self._waiting is _IDLE else self._waiting
 
     def start(self) -> None:
         """Starts the worker process now, so that its start-up overlaps the caller's own work."""
@@ -170,7 +225,7 @@ class IsolatedDecoder:
         try:
             while True:
                 with self._lock:
-                    self._waiting = key
+                    self._waiting, self._waiting_since = key, time.monotonic()
                 try:
                     item = next(items)
                 except StopIteration as stop:
@@ -182,14 +237,21 @@ class IsolatedDecoder:
         finally:
             items.close()  # left early: the worker drops the file (or is killed mid-call)
 
-    def abort(self, key: Any = _ANY) -> bool:
+    def abort(self, key: Any = _ANY, *, min_wait: float = 0.0) -> bool:
         """Kills the worker if the owning thread is waiting on it (for ``key``, or any stream).
 
         Safe from any thread. Returns whether a wait was cut short. Mark the work as
         cancelled before calling it: the waiting thread wakes with an error at once.
+
+        Args:
+            key: only a stream started with this key (default: any).
+            min_wait: only a wait that has lasted this long (seconds): a stuck call, not
+                one of the short waits of a stream that is going well.
         """
         with self._lock:
             if self._waiting is _IDLE or (key is not _ANY and key != self._waiting):
+                return False
+            if time.monotonic() - self._waiting_since < min_wait:
                 return False
             self._aborted = True
             if self._proc is not None:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 import numpy as np
 
 from imd_app.types import MediaOpened
-from imd_core.errors import DecodeError
+from imd_core.errors import DecodeError, ImdError
 
 log = logging.getLogger(__name__)
 
@@ -60,17 +60,23 @@ class FileReader:
         sample_rate: audio output rate (mono float32).
         media: the file's ``MediaInfo`` when already probed (the player probes in a
             killable worker process first, :mod:`imd_app.isolated_decode`); ``None``
-            probes here. Either way the playback itself (and each seek's re-open)
-            decodes in this process.
+            probes here.
+        decoder: decode in this worker process
+            (:func:`~imd_app.isolated_decode.playback_events`; a wait for one event past
+            its timeout fails the read with ``DecodeError("decode timed out ...")``);
+            ``None`` decodes in this process, where a file that hangs mid-stream blocks
+            the reading thread for good.
 
     Raises:
         DecodeError: the file cannot be opened, or has no video stream.
     """
 
-    def __init__(self, path: str, max_short_side: int = 480, sample_rate: int = 16000, media=None) -> None:
+    def __init__(self, path: str, max_short_side: int = 480, sample_rate: int = 16000, media=None,
+                 decoder=None) -> None:
         from imd_core.media.probe import probe
 
         self.path = path
+        self._decoder = decoder
         self.sample_rate = int(sample_rate)
         if media is None:
             media = probe(path)
@@ -96,10 +102,15 @@ class FileReader:
         self.seek(0.0)
 
     def seek(self, seconds: float) -> None:
+        from imd_app.isolated_decode import PLAYBACK, playback_events
         from imd_core.media.live import FilePlayback
 
         self.close()
         start = max(0.0, min(float(seconds), self.info.duration))
+        if self._decoder is not None:  # the pass runs in the worker; it starts at the first read
+            self._items = self._decoder.stream(playback_events, self.path, key=PLAYBACK, start=start, size=self._size,
+                                               sample_rate=self.sample_rate, block_seconds=AUDIO_BLOCK_SECONDS)
+            return
         self._playback = FilePlayback(self.path, start=start, size=self._size, sample_rate=self.sample_rate,
                                       block_seconds=AUDIO_BLOCK_SECONDS, realtime=False)
         self._items = iter(self._playback)
@@ -116,10 +127,14 @@ class FileReader:
             item = next(self._items)
         except StopIteration:
             return None
-        except DecodeError:
-            raise
+        except ImdError as exc:  # e.g. "decode timed out after N s ..." from the worker: say which file
+            if self.path in str(exc):
+                raise
+            raise DecodeError(f"{self.path}: {exc}") from None
         except Exception as exc:  # PyAV errors mid-file: report as a decode error
             raise DecodeError(f"{self.path}: decoding stopped ({type(exc).__name__}: {exc})") from None
+        if self._decoder is not None:
+            return item  # already ("video" | "audio", media time, data)
         if isinstance(item, LiveFrame):
             return "video", float(item.media_time), item.frame
         return "audio", float(item.media_time), item.samples
@@ -132,8 +147,8 @@ class FileReader:
         self._playback = self._items = None
 
 
-def open_file(path: str, max_width: int = 960, sample_rate: int = 16000, media=None) -> FileReader:
-    return FileReader(path, max_short_side=min(480, max_width), sample_rate=sample_rate, media=media)
+def open_file(path: str, max_width: int = 960, sample_rate: int = 16000, media=None, decoder=None) -> FileReader:
+    return FileReader(path, max_short_side=min(480, max_width), sample_rate=sample_rate, media=media, decoder=decoder)
 
 
 class LiveCamera:

@@ -5,11 +5,11 @@ up (both bounded: it sleeps while they are full). Opens and seeks are requests t
 the loop picks up between reads; the newest one wins. For a file it converts each
 frame to a ``QImage`` here, so the GUI thread only paints.
 
-A file is first probed in a killable worker process (:class:`IsolatedDecoder`, bounded
-by ``decode_timeout``): a file that hangs at open (inside FFmpeg, where nothing
-in-process can stop it) fails with "decode timed out after N s" instead of blocking
-this thread for good, and a newer open, a close or :meth:`DecodeWorker.stop` ends such
-a wait at once. Only a file whose probe succeeded is opened here for playback.
+A file is probed, then decoded, in a killable worker process (:class:`IsolatedDecoder`,
+bounded by ``decode_timeout``): a file that hangs at open or mid-stream (inside FFmpeg,
+where nothing in-process can stop it) fails with "decode timed out after N s" instead
+of blocking this thread for good. A newer open, a close or :meth:`DecodeWorker.stop`
+ends a probe at once, and a read stuck for more than ``STUCK_SECONDS`` (a seek too).
 """
 
 from __future__ import annotations
@@ -24,12 +24,23 @@ from PySide6.QtGui import QImage
 
 from imd_app.audio_output import AudioRing
 from imd_app.frame_queue import FrameQueue
-from imd_app.isolated_decode import DEFAULT_DECODE_TIMEOUT, IsolatedDecoder, probe_media, result_of
+from imd_app.isolated_decode import (
+    DEFAULT_DECODE_TIMEOUT,
+    PLAYBACK,
+    PROBE,
+    IsolatedDecoder,
+    probe_media,
+    result_of,
+)
 from imd_app.media_reader import FileReader, LiveCamera, open_camera, open_file
 from imd_app.types import VideoFrame
 from imd_core.errors import DecodeError, ImdError
 
 log = logging.getLogger(__name__)
+
+# A read of the next event that has waited this long is stuck (a healthy one takes
+# milliseconds): a newer request kills its worker rather than wait for the deadline.
+STUCK_SECONDS = 0.5
 
 
 def to_qimage(rgb: np.ndarray, fit: tuple[int, int] | None = None) -> QImage:
@@ -63,28 +74,32 @@ class DecodeWorker(QObject):
         self._generation = 0
         # The view's size (w, h): frames are scaled here so the GUI thread only copies them.
         self.display_size: tuple[int, int] | None = None
-        # Seconds an open's probe may take (set from the GUI thread, read at each open).
+        # Seconds a probe, or a wait for the next event, may take (set from the GUI
+        # thread, read at each open).
         self.decode_timeout = DEFAULT_DECODE_TIMEOUT
-        self._prober: IsolatedDecoder | None = None  # started at the first file
+        self._isolated: IsolatedDecoder | None = None  # started at the first file
 
     # -- any thread ----------------------------------------------------------------
     def request_open_file(self, path: str, start: float = 0.0) -> None:
         with self._lock:
             self._pending_open = ("file", path, float(start))
             self._pending_seek = None
-        self._abort_probe()
+        self._abort_waits()
         self._wake.set()
 
     def request_open_camera(self, device: str) -> None:
         with self._lock:
             self._pending_open = ("webcam", device, 0.0)
             self._pending_seek = None
-        self._abort_probe()
+        self._abort_waits()
         self._wake.set()
 
     def request_seek(self, seconds: float) -> None:
         with self._lock:
             self._pending_seek = float(seconds)
+        isolated = self._isolated
+        if isolated is not None:
+            isolated.abort(PLAYBACK, min_wait=STUCK_SECONDS)
         self._wake.set()
 
     def request_close(self) -> None:
@@ -92,25 +107,28 @@ class DecodeWorker(QObject):
             self._pending_close = True
             self._pending_open = None
             self._pending_seek = None
-        self._abort_probe()
+        self._abort_waits()
         self._wake.set()
 
     def stop(self) -> None:
         self._stop.set()
-        self._abort_probe()
+        isolated = self._isolated
+        if isolated is not None:
+            isolated.abort()
         self._wake.set()
 
-    def _abort_probe(self) -> None:
-        """A newer request wins over an open still probing (which may hang until its deadline)."""
-        prober = self._prober
-        if prober is not None:
-            prober.abort()
+    def _abort_waits(self) -> None:
+        """A newer request wins over a probe (which may hang until its deadline) or a stuck read."""
+        isolated = self._isolated
+        if isolated is not None:
+            isolated.abort(PROBE)
+            isolated.abort(PLAYBACK, min_wait=STUCK_SECONDS)
 
     @property
     def probing(self) -> bool:
         """Whether this worker is waiting on a file's probe now (any thread)."""
-        prober = self._prober
-        return prober is not None and prober.waiting
+        isolated = self._isolated
+        return isolated is not None and isolated.waiting_key == PROBE
 
     # -- worker thread -------------------------------------------------------------
     @Slot()
@@ -127,9 +145,9 @@ class DecodeWorker(QObject):
                     self._wake.clear()
         finally:
             self._close_sources()
-            if self._prober is not None:
-                self._prober.close()
-                self._prober = None
+            if self._isolated is not None:
+                self._isolated.close()
+                self._isolated = None
             self.finished.emit()
 
     def _handle_requests(self) -> None:
@@ -161,7 +179,7 @@ class DecodeWorker(QObject):
                 if media is None:
                     return  # superseded by a newer request, or stopping
                 self._reader = open_file(source, max_width=self.max_display_width, sample_rate=self.ring.sample_rate,
-                                         media=media)
+                                         media=media, decoder=self._isolated)
                 if start > 0:
                     self._reader.seek(start)
                 info = self._reader.info
@@ -189,11 +207,11 @@ class DecodeWorker(QObject):
         Raises:
             ImdError: the file cannot be read, or its probe timed out.
         """
-        if self._prober is None:
-            self._prober = IsolatedDecoder(self.decode_timeout)
-        self._prober.timeout = self.decode_timeout
+        if self._isolated is None:
+            self._isolated = IsolatedDecoder(self.decode_timeout)
+        self._isolated.timeout = self.decode_timeout
         try:
-            return result_of(self._prober.stream(probe_media, path))
+            return result_of(self._isolated.stream(probe_media, path, key=PROBE))
         except Exception as exc:
             if self._superseded():
                 log.debug("probe of %s aborted by a newer request", path)
@@ -202,9 +220,10 @@ class DecodeWorker(QObject):
                 raise DecodeError(f"{path}: {exc}") from None
             raise
 
-    def _superseded(self) -> bool:
+    def _superseded(self, seek: bool = False) -> bool:
+        """A newer request (a seek too, with ``seek``) or :meth:`stop` is waiting."""
         with self._lock:
-            newer = self._pending_open is not None or self._pending_close
+            newer = self._pending_open is not None or self._pending_close or (seek and self._pending_seek is not None)
         return newer or self._stop.is_set()
 
     def _fail(self, message: str) -> None:
@@ -220,6 +239,9 @@ class DecodeWorker(QObject):
         try:
             packet = reader.read()
         except ImdError as exc:
+            if self._superseded(seek=True):  # a stuck read aborted for a newer request: it goes on
+                log.debug("read of %s aborted by a newer request", reader.path)
+                return
             self._fail(str(exc))
             self._reader = None
             self.frames.mark_end(generation)

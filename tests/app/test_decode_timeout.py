@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import re
+import shutil
 import time
 
 import av
@@ -40,6 +42,13 @@ def _load(qtbot, window, folder) -> None:
 def _finished(window) -> bool:
     items = window.batch_state.items
     return bool(items) and all(i.status in ("done", "failed", "cancelled") for i in items) and not window.batch.busy
+
+
+def _decoding(window, index: int) -> bool:
+    """Row ``index`` is running and the batch waits on its decoding process."""
+    items, decoder = window.batch_state.items, window.batch.decoder
+    running = len(items) > index and items[index].status == "running"
+    return running and decoder is not None and decoder.waiting_key == index
 
 
 def _shutdown_quickly(window) -> float:
@@ -78,8 +87,7 @@ def test_cancel_and_close_end_a_hanging_decode_at_once(qtbot, window, tiny_model
     assert window.batch.decode_timeout == 60.0  # the default: no test below may wait for it
     hang = _hanging_clip(tmp_path)
     window.batch.add_paths([str(hang), str(clips_dir / "guitar.mp4")])
-    qtbot.waitUntil(lambda: window.batch.decoder is not None and window.batch.decoder.waiting, timeout=60000)
-    assert window.batch_state.items[0].status == "running"
+    qtbot.waitUntil(lambda: _decoding(window, 0), timeout=60000)
     t0 = time.monotonic()
     window.batch.cancel_item(0)
     qtbot.waitUntil(lambda: _finished(window), timeout=60000)
@@ -88,7 +96,7 @@ def test_cancel_and_close_end_a_hanging_decode_at_once(qtbot, window, tiny_model
 
     # closing the app while a file hangs: the worker process is killed, nothing waits for 60 s
     window.batch.add_paths([str(hang)])
-    qtbot.waitUntil(lambda: window.batch.decoder is not None and window.batch.decoder.waiting, timeout=60000)
+    qtbot.waitUntil(lambda: _decoding(window, 2), timeout=60000)
     assert _shutdown_quickly(window) < 10
 
 
@@ -130,3 +138,28 @@ def test_a_newer_open_or_closing_the_app_ends_a_hanging_open_at_once(qtbot, wind
     qtbot.waitUntil(lambda: decoder.probing, timeout=30000)
     assert _shutdown_quickly(window) < 10
     assert not window.player.decode_thread.isRunning()
+
+
+def _hanging_mid_stream(folder, good) -> str:
+    """An ``ffconcat`` list that declares 4 s: ``good`` (2 s) plays, then the FIFO blocks the demuxer."""
+    shutil.copy(good, folder / "first.mp4")  # the concat demuxer's safe mode wants relative names
+    os.mkfifo(folder / "later.fifo")
+    path = folder / "hangs_later.mp4"
+    path.write_text("ffconcat version 1.0\nfile first.mp4\nduration 2\nfile later.fifo\nduration 2\n")
+    return str(path)
+
+
+@pytest.mark.timeout(120)
+def test_a_file_that_hangs_mid_playback_is_stopped_and_reported(qtbot, window, clips_dir, tmp_path):
+    window.batch_tab.timeout_box.setValue(1)
+    path = _hanging_mid_stream(tmp_path, clips_dir / "sub" / "wood.mp4")
+    window.open_in_player(path)
+    qtbot.waitUntil(lambda: window.player_state.media is not None, timeout=30000)  # the probe passes
+    assert window.player_state.media.duration == pytest.approx(4.0)
+    qtbot.waitUntil(lambda: "decode timed out" in window.player_state.error, timeout=60000)
+    # N = the 1 s stall budget plus the seconds the worker spent decoding the good part
+    assert re.match(rf"{re.escape(path)}: decode timed out after 1(\.\d+)? s", window.player_state.error), (
+        window.player_state.error
+    )
+    assert window.player_state.media is not None  # the good part was played; the player is paused
+    assert _shutdown_quickly(window) < 10
