@@ -53,7 +53,7 @@ from imd_core.train.evaluate import evaluate
 from imd_core.train.events import EventWriter
 from imd_core.train.metrics import MetricsCsv, TensorBoardLog, save_confusion_png
 from imd_core.train.steps import compile_train_model, forward_batch
-from imd_core.train.watchdog import Hang, LoaderHang, LoaderWatchdog
+from imd_core.train.watchdog import Hang, LoaderHang, LoaderWatchdog, failure_writer, hang_message
 
 logger = logging.getLogger(__name__)
 
@@ -151,23 +151,6 @@ def train(
         stop.restore()
         writer.close()
         shutdown_distributed()
-
-
-def failure_writer(writer: EventWriter, run_dir: Path, *, loud: bool) -> EventWriter:
-    """``writer``, or for a non-zero DDP rank that found a hung file itself (``loud``) a
-    writer of its own: rank 0 is blocked in a collective and would never say why."""
-    if writer.enabled or not loud:
-        return writer
-    return EventWriter(run_dir / "events.jsonl", None, run=str(run_dir))
-
-
-def hang_message(hang: Hang, timeout: float) -> str:
-    """The one-line ``run_failed`` reason of a loader hang."""
-    if hang.path is None:
-        return (f"no batch arrived for {hang.waited:.3g} s and no file was being decoded "
-                f"(data.loader_timeout {timeout:g} s); continue with `imd train --resume`, or raise data.loader_timeout")
-    return (f"{hang.path}: decode hung for {hang.seconds:.3g} s mid-stream; it is excluded from now on; "
-            "continue with `imd train --resume`")
 
 
 class _Run:

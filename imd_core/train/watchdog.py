@@ -32,9 +32,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 from imd_core.errors import DecodeError
+from imd_core.train.events import EventWriter
 
 logger = logging.getLogger(__name__)
 
@@ -239,6 +241,23 @@ class LoaderWatchdog:
             # here leaves every checkpoint complete.
             self.exit_fn(EXIT_HUNG)
             return
+
+
+def failure_writer(writer: EventWriter, run_dir: Path, *, loud: bool) -> EventWriter:
+    """``writer``, or for a non-zero DDP rank that found a hung file itself (``loud``) a
+    writer of its own: rank 0 is blocked in a collective and would never say why."""
+    if writer.enabled or not loud:
+        return writer
+    return EventWriter(run_dir / "events.jsonl", None, run=str(run_dir))
+
+
+def hang_message(hang: Hang, timeout: float) -> str:
+    """The one-line ``run_failed`` reason of a loader hang."""
+    if hang.path is None:
+        return (f"no batch arrived for {hang.waited:.3g} s and no file was being decoded "
+                f"(data.loader_timeout {timeout:g} s); continue with `imd train --resume`, or raise data.loader_timeout")
+    return (f"{hang.path}: decode hung for {hang.seconds:.3g} s mid-stream; it is excluded from now on; "
+            "continue with `imd train --resume`")
 
 
 def _is_loader_timeout(exc: RuntimeError) -> bool:
