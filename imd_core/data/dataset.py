@@ -34,6 +34,7 @@ import hashlib
 import json
 import logging
 import os
+import socket
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -53,6 +54,7 @@ logger = logging.getLogger(__name__)
 _FULL_HASH_LIMIT = 64 << 20  # bytes; larger files hash head, middle and tail
 _CHUNK = 4 << 20
 _hash_cache: dict[tuple[str, int, int], str] = {}
+_HOST = socket.gethostname().replace(os.sep, "_") or "host"
 
 
 def content_hash(path: str) -> str:
@@ -78,8 +80,8 @@ def content_hash(path: str) -> str:
 class DecodeLog:
     """Where each loading process records the file it is decoding right now.
 
-    One JSON file per process, ``<folder>/<pid>.json`` = ``{"path", "since" (Unix
-    seconds), "pid", "ppid"}``, written (atomically) when a decode starts and removed
+    One JSON file per process, ``<folder>/<host>-<pid>.json`` = ``{"path", "since" (Unix
+    seconds), "pid", "ppid", "host"}``, written (atomically) when a decode starts and removed
     when it ends, so a process stuck inside FFmpeg leaves its file behind. It costs two
     small file operations per decode (~0.1 ms, against ~100 ms for the decode). The
     training process reads it (:meth:`busy`) when a batch is late; picklable, so
@@ -106,7 +108,7 @@ class DecodeLog:
 
     def _write(self, path: str | None) -> None:
         pid = os.getpid()
-        target = self.folder / f"{pid}.json"
+        target = self.folder / f"{_HOST}-{pid}.json"  # the host: DDP nodes may share the run folder
         if path is None:
             with contextlib.suppress(OSError):
                 target.unlink()
@@ -114,8 +116,8 @@ class DecodeLog:
         if self._made_for != pid:
             self.folder.mkdir(parents=True, exist_ok=True)
             self._made_for = pid
-        tmp = self.folder / f"{pid}.json.tmp"
-        record = {"path": path, "since": time.time(), "pid": pid, "ppid": os.getppid()}
+        tmp = self.folder / f"{_HOST}-{pid}.json.tmp"
+        record = {"path": path, "since": time.time(), "pid": pid, "ppid": os.getppid(), "host": _HOST}
         try:
             tmp.write_text(json.dumps(record), encoding="utf-8")
             os.replace(tmp, target)
@@ -135,7 +137,7 @@ class DecodeLog:
 
     def busy(self, pids: set[int] | None = None) -> list[dict[str, Any]]:
         """The current records, oldest first; ``pids``: only records of these processes
-        or of their children (a training process passes its own pid)."""
+        or of their children on this host (a training process passes its own pid)."""
         out = []
         if not self.folder.is_dir():
             return out
@@ -145,7 +147,9 @@ class DecodeLog:
                 since, path = float(rec["since"]), str(rec["path"])
             except (OSError, ValueError, KeyError, TypeError):
                 continue  # removed meanwhile, or torn
-            if pids is not None and rec.get("pid") not in pids and rec.get("ppid") not in pids:
+            if pids is not None and (
+                rec.get("host") != _HOST or (rec.get("pid") not in pids and rec.get("ppid") not in pids)
+            ):
                 continue
             out.append({**rec, "path": path, "since": since})
         return sorted(out, key=lambda r: r["since"])
