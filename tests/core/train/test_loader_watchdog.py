@@ -122,6 +122,7 @@ def test_a_mid_stream_hang_fails_the_run_names_the_file_and_resume_skips_it(tmp_
     assert started["excluded"][0]["reason"].startswith("decode hung for ")
     assert started["train_clips"] + started["val_clips"] == clips_before - 1 == 17 + (hang_in == "val")
     assert events[-1]["event"] == "run_finished" and events[-1]["outcome"] == "completed"
+    assert [e["frame_cache"] for e in events if e["event"] == "epoch"] == [None]  # no data.frame_cache
 
 
 @needs_fifo
@@ -293,3 +294,18 @@ def test_mark_excluded_feeds_the_probe_cache_even_without_probing(tmp_path, tiny
     assert P.mark_excluded(cache, clip, "decode hung for 4 s mid-stream")
     assert P.probe_paths([clip], timeout=0, cache_file=cache) == {clip: "decode hung for 4 s mid-stream"}
     assert not P.mark_excluded(cache, str(tmp_path / "missing.mp4"), "x")
+
+
+def test_with_the_probe_off_recorded_hangs_are_still_left_out(tmp_path, tiny_data):
+    from imd_core.data.manifest import load_dataset_index
+    from imd_core.train.setup import probe_splits
+
+    index = load_dataset_index(tiny_data)
+    hung = index.entries[3].path
+    cfg = load_train_config("tiny", ["data.probe_timeout=0"])
+    run = tmp_path / "run"
+    assert probe_splits(cfg, [index], run) == ([index], [])  # no cache: nothing read, nothing probed
+    P.mark_excluded(run / "probe_cache.json", hung, "decode hung for 5 s mid-stream")
+    (kept,), excluded = probe_splits(cfg, [index], run)
+    assert [(x.path, x.reason) for x in excluded] == [(hung, "decode hung for 5 s mid-stream")]
+    assert len(kept) == len(index) - 1 and hung not in {e.path for e in kept.entries}
