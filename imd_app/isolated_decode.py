@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
-from imd_core.errors import ConfigError
+from imd_core.errors import ConfigError, ImdError
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,19 @@ PROBE, PLAYBACK = "probe", "playback"  # the player's stream keys (see DecodeWor
 
 
 # ----------------------------------------------------------------------------- worker side
+def _reraisable(path: str, exc: OSError, what: str) -> Exception:
+    """An ``OSError`` raised in the worker as a ``DecodeError``.
+
+    PyAV raises ``OSError`` subclasses (``av.error.PermissionError`` from a seek the
+    demuxer refuses, ``FileNotFoundError``...), and the worker loop of ``BoundedProcess``
+    takes an ``OSError`` for a broken pipe and exits (the caller would read "the
+    decoding process crashed (exit code 0)").
+    """
+    from imd_core.errors import DecodeError
+
+    return DecodeError(f"{path}: {what} ({type(exc).__name__}: {exc})")
+
+
 def batch_windows(
     path: str, *, on_extend: Callable[[float], None], **kwargs: Any
 ) -> Generator[tuple[float | None, Any], None, float | None]:
@@ -81,6 +94,8 @@ def batch_windows(
             item = next(windows)
         except StopIteration as stop:
             return stop.value
+        except OSError as exc:
+            raise _reraisable(path, exc, "cannot decode") from None
         yield claimed, item
 
 
@@ -88,7 +103,10 @@ def probe_media(path: str, *, on_extend: Callable[[float], None]) -> Generator[N
     """:func:`imd_core.media.probe.probe` as a (yield-less) generator for the worker; returns ``MediaInfo``."""
     from imd_core.media.probe import probe
 
-    return probe(path)
+    try:
+        return probe(path)
+    except OSError as exc:
+        raise _reraisable(path, exc, "cannot open") from None
     yield  # noqa: B901 - makes this a generator function, which BoundedProcess.stream runs
 
 
@@ -111,8 +129,11 @@ def playback_events(
     """
     from imd_core.media.live import FilePlayback, VideoFrame
 
-    playback = FilePlayback(path, start=start, size=size, sample_rate=sample_rate,
-                            block_seconds=block_seconds, realtime=False)
+    try:
+        playback = FilePlayback(path, start=start, size=size, sample_rate=sample_rate,
+                                block_seconds=block_seconds, realtime=False)
+    except OSError as exc:
+        raise _reraisable(path, exc, "cannot open") from None
     events = iter(playback)
     try:
         while True:
@@ -121,6 +142,8 @@ def playback_events(
                 item = next(events)
             except StopIteration:
                 return
+            except OSError as exc:  # e.g. a seek the demuxer refuses
+                raise _reraisable(path, exc, "decoding stopped") from None
             on_extend(time.monotonic() - t0 + _PIPE_ALLOWANCE)
             if isinstance(item, VideoFrame):
                 yield "video", float(item.media_time), item.frame
@@ -192,6 +215,13 @@ class IsolatedDecoder:
         with self._lock:
             return None if self._waiting is _IDLE else self._waiting
 
+    def waited(self, key: Any = _ANY) -> float:
+        """Seconds the owning thread has been blocked on the worker (for ``key``), 0 when it is not."""
+        with self._lock:
+            if self._waiting is _IDLE or (key is not _ANY and key != self._waiting):
+                return 0.0
+            return time.monotonic() - self._waiting_since
+
     def start(self) -> None:
         """Starts the worker process now, so that its start-up overlaps the caller's own work."""
         self._process()
@@ -210,15 +240,26 @@ class IsolatedDecoder:
                 self._proc = BoundedProcess(self._preload)
             return self._proc
 
-    def stream(self, fn: Callable[..., Any], *args: Any, key: Any = None, **kwargs: Any) -> Generator[Any, None, Any]:
+    def stream(
+        self,
+        fn: Callable[..., Any],
+        *args: Any,
+        key: Any = None,
+        cancelled: Callable[[], bool] | None = None,
+        **kwargs: Any,
+    ) -> Generator[Any, None, Any]:
         """``fn(*args, on_extend=..., **kwargs)``'s items from the worker; returns its return value.
 
         Args:
             fn: a module-level generator function that imports in a fresh process.
             key: names this stream for :meth:`abort` (e.g. a batch row).
+            cancelled: checked each time the caller starts to wait, after it is marked
+                as waiting: work cancelled just before is not waited for (whoever cancels
+                sets its flag, then calls :meth:`abort`, so one of the two sees the other).
 
         Raises:
             DecodeError: the deadline passed, the process died, or :meth:`abort` killed it.
+            ImdError: ``cancelled()`` said so ("cancelled").
             Exception: whatever ``fn`` raised, re-raised here.
         """
         items = self._process().stream(fn, *args, timeout=self._timeout, **kwargs)
@@ -227,6 +268,8 @@ class IsolatedDecoder:
                 with self._lock:
                     self._waiting, self._waiting_since = key, time.monotonic()
                 try:
+                    if cancelled is not None and cancelled():
+                        raise ImdError("cancelled")
                     item = next(items)
                 except StopIteration as stop:
                     return stop.value

@@ -66,17 +66,20 @@ class FileReader:
             its timeout fails the read with ``DecodeError("decode timed out ...")``);
             ``None`` decodes in this process, where a file that hangs mid-stream blocks
             the reading thread for good.
+        cancelled: with ``decoder``, checked before each wait for an event: ``True``
+            (a newer request is pending) ends the read with ``ImdError("cancelled")``.
 
     Raises:
         DecodeError: the file cannot be opened, or has no video stream.
     """
 
     def __init__(self, path: str, max_short_side: int = 480, sample_rate: int = 16000, media=None,
-                 decoder=None) -> None:
+                 decoder=None, cancelled: Callable[[], bool] | None = None) -> None:
         from imd_core.media.probe import probe
 
         self.path = path
         self._decoder = decoder
+        self._cancelled = cancelled
         self.sample_rate = int(sample_rate)
         if media is None:
             media = probe(path)
@@ -109,7 +112,8 @@ class FileReader:
         start = max(0.0, min(float(seconds), self.info.duration))
         if self._decoder is not None:  # the pass runs in the worker; it starts at the first read
             self._items = self._decoder.stream(playback_events, self.path, key=PLAYBACK, start=start, size=self._size,
-                                               sample_rate=self.sample_rate, block_seconds=AUDIO_BLOCK_SECONDS)
+                                               sample_rate=self.sample_rate, block_seconds=AUDIO_BLOCK_SECONDS,
+                                               cancelled=self._cancelled)
             return
         self._playback = FilePlayback(self.path, start=start, size=self._size, sample_rate=self.sample_rate,
                                       block_seconds=AUDIO_BLOCK_SECONDS, realtime=False)
@@ -147,8 +151,10 @@ class FileReader:
         self._playback = self._items = None
 
 
-def open_file(path: str, max_width: int = 960, sample_rate: int = 16000, media=None, decoder=None) -> FileReader:
-    return FileReader(path, max_short_side=min(480, max_width), sample_rate=sample_rate, media=media, decoder=decoder)
+def open_file(path: str, max_width: int = 960, sample_rate: int = 16000, media=None, decoder=None,
+              cancelled: Callable[[], bool] | None = None) -> FileReader:
+    return FileReader(path, max_short_side=min(480, max_width), sample_rate=sample_rate, media=media,
+                      decoder=decoder, cancelled=cancelled)
 
 
 class LiveCamera:

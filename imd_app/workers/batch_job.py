@@ -182,6 +182,7 @@ class BatchJob(QRunnable):
             batch_windows,
             task.path,
             key=task.index,
+            cancelled=lambda: self._is_cancelled(task.index),
             window=self.window,
             hop=None,
             num_frames=predictor.num_frames,

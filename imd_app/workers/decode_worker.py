@@ -19,7 +19,7 @@ import threading
 import time
 
 import numpy as np
-from PySide6.QtCore import QObject, Qt, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QImage
 
 from imd_app.audio_output import AudioRing
@@ -97,9 +97,7 @@ class DecodeWorker(QObject):
     def request_seek(self, seconds: float) -> None:
         with self._lock:
             self._pending_seek = float(seconds)
-        isolated = self._isolated
-        if isolated is not None:
-            isolated.abort(PLAYBACK, min_wait=STUCK_SECONDS)
+        self._abort_stuck_read()
         self._wake.set()
 
     def request_close(self) -> None:
@@ -122,13 +120,38 @@ class DecodeWorker(QObject):
         isolated = self._isolated
         if isolated is not None:
             isolated.abort(PROBE)
-            isolated.abort(PLAYBACK, min_wait=STUCK_SECONDS)
+        self._abort_stuck_read()
+
+    def _abort_stuck_read(self) -> None:
+        """Kills the worker under a read that has waited ``STUCK_SECONDS``: now, and once more
+        when a wait that began just before the request would have (GUI thread: a timer).
+
+        A wait that begins after the request never happens: the reader checks for pending
+        requests first (``cancelled``). Healthy reads take milliseconds and are left alone,
+        so a seek while playing costs no new process.
+        """
+        isolated = self._isolated
+        if isolated is None:
+            return
+        isolated.abort(PLAYBACK, min_wait=STUCK_SECONDS)
+
+        def again() -> None:
+            if self._superseded(seek=True):
+                isolated.abort(PLAYBACK, min_wait=STUCK_SECONDS)
+
+        QTimer.singleShot(int(STUCK_SECONDS * 1000) + 50, again)
 
     @property
     def probing(self) -> bool:
         """Whether this worker is waiting on a file's probe now (any thread)."""
         isolated = self._isolated
         return isolated is not None and isolated.waiting_key == PROBE
+
+    @property
+    def stuck(self) -> bool:
+        """Whether a read of the playing file has waited ``STUCK_SECONDS`` or more (any thread)."""
+        isolated = self._isolated
+        return isolated is not None and isolated.waited(PLAYBACK) >= STUCK_SECONDS
 
     # -- worker thread -------------------------------------------------------------
     @Slot()
@@ -179,7 +202,8 @@ class DecodeWorker(QObject):
                 if media is None:
                     return  # superseded by a newer request, or stopping
                 self._reader = open_file(source, max_width=self.max_display_width, sample_rate=self.ring.sample_rate,
-                                         media=media, decoder=self._isolated)
+                                         media=media, decoder=self._isolated,
+                                         cancelled=lambda: self._superseded(seek=True))
                 if start > 0:
                     self._reader.seek(start)
                 info = self._reader.info
@@ -211,7 +235,7 @@ class DecodeWorker(QObject):
             self._isolated = IsolatedDecoder(self.decode_timeout)
         self._isolated.timeout = self.decode_timeout
         try:
-            return result_of(self._isolated.stream(probe_media, path, key=PROBE))
+            return result_of(self._isolated.stream(probe_media, path, key=PROBE, cancelled=self._superseded))
         except Exception as exc:
             if self._superseded():
                 log.debug("probe of %s aborted by a newer request", path)

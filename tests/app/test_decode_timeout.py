@@ -163,3 +163,19 @@ def test_a_file_that_hangs_mid_playback_is_stopped_and_reported(qtbot, window, c
     )
     assert window.player_state.media is not None  # the good part was played; the player is paused
     assert _shutdown_quickly(window) < 10
+
+
+@pytest.mark.timeout(120)
+def test_a_seek_or_closing_the_app_does_not_wait_for_a_read_stuck_mid_file(qtbot, window, clips_dir, tmp_path):
+    path = _hanging_mid_stream(tmp_path, clips_dir / "sub" / "wood.mp4")  # the default 60 s timeout
+    window.open_in_player(path)
+    qtbot.waitUntil(lambda: window.player_state.media is not None, timeout=30000)
+    decoder = window.player.decoder
+    qtbot.waitUntil(lambda: decoder.stuck, timeout=30000)  # read ahead to the FIFO, blocked there
+    shown = window.player.frames_presented
+    window.player.seek(0.0)  # the stuck worker is killed; a fresh one plays again (the concat
+    # demuxer refuses seeks past 0: "decoding stopped (PermissionError ...)", in-process too)
+    qtbot.waitUntil(lambda: window.player.frames_presented >= shown + 5, timeout=30000)
+    assert window.player_state.error == ""
+    qtbot.waitUntil(lambda: decoder.stuck, timeout=30000)  # at the FIFO again
+    assert _shutdown_quickly(window) < 10
