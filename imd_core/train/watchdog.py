@@ -190,10 +190,11 @@ class LoaderWatchdog:
         oldest = records[0]
         return Hang(oldest["path"], max(0.0, time.time() - oldest["since"]), waited)
 
-    def _take(self) -> bool:
-        """True for the first caller only: a hang is reported once."""
+    def _take(self, since: float | None = None) -> bool:
+        """True for the first caller only: a hang is reported once. ``since``: the wait
+        the thread saw, which must still be going on (the batch may just have come)."""
         with self._lock:
-            if self._reported:
+            if self._reported or (since is not None and self._wait_since != since):
                 return False
             self._reported = True
             return True
@@ -219,7 +220,7 @@ class LoaderWatchdog:
             if since is None or self._reported:
                 continue
             waited = time.monotonic() - since
-            if waited < self._limit or not self._take():
+            if waited < self._limit or not self._take(since):
                 continue
             hang = self.find(waited)
             message = self.report(hang)
