@@ -247,23 +247,37 @@ def _serve_streams(conn: Connection) -> None:
             return
         if job is None:
             return
+        # Only the pipe's own errors end the worker: an OSError raised by ``fn`` (PyAV's
+        # errors are OSError subclasses) goes back to the parent like any other exception.
+        fn, args, kwargs = job
         try:
-            fn, args, kwargs = job
             gen = fn(*args, on_extend=extend, **kwargs)
-            while True:
-                try:
-                    item = next(gen)
-                except StopIteration as stop:
-                    conn.send(("done", stop.value))
+        except Exception as exc:  # noqa: BLE001 - sent back and re-raised in the parent
+            gen, failure = None, exc
+        while gen is not None:
+            failure = None
+            try:
+                message = ("item", next(gen))
+            except StopIteration as stop:
+                message = ("done", stop.value)
+            except Exception as exc:  # noqa: BLE001 - sent back and re-raised in the parent
+                failure = exc
+            if failure is not None:
+                break
+            try:
+                conn.send(message)
+                if message[0] == "done":
                     break
-                conn.send(("item", item))
                 if conn.recv() != _NEXT:
                     gen.close()
                     break
-        except (EOFError, OSError):
-            return
-        except Exception as exc:  # noqa: BLE001 - sent back and re-raised in the parent
-            _send_exception(conn, exc)
+            except (EOFError, OSError):
+                return
+        if failure is not None:
+            try:
+                _send_exception(conn, failure)
+            except (EOFError, OSError):
+                return
 
 
 class BoundedProcess:
@@ -353,6 +367,8 @@ class BoundedProcess:
 
         if self._proc is None:
             self._start()
+        elif not self._proc.is_alive():  # died while idle (an abort, a crash): start afresh
+            self._kill(restart=True)
         self._wait_ready()
         allowed, waited = float(timeout), 0.0
         self.conn.send((fn, args, kwargs))
@@ -404,8 +420,7 @@ class BoundedProcess:
         For a caller that must stop waiting before the deadline (a user's cancel, an app
         closing): a :meth:`stream` waiting on the worker raises ``DecodeError`` ("the
         decoding process crashed ...") at once and starts a fresh worker, as at a
-        deadline. A worker killed while idle is not replaced: :meth:`close` this
-        instance and use a new one after an ``abort``.
+        deadline. A worker killed while idle is replaced at the next :meth:`stream`.
         """
         proc = self._proc
         if proc is not None:

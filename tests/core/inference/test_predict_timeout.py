@@ -94,6 +94,30 @@ def _slow_items(seconds: list[float], *, on_extend):
     return "done"
 
 
+def _raise_os_error(*, on_extend):
+    """A decode that fails the way PyAV does (its errors are OSError subclasses)."""
+    yield 0
+    raise PermissionError("the demuxer refused the seek")
+
+
+@pytest.mark.timeout(60)
+def test_bounded_process_passes_os_errors_back_and_replaces_an_idle_dead_worker():
+    proc = BoundedProcess()
+    try:
+        gen = proc.stream(_raise_os_error, timeout=10.0)
+        assert next(gen) == 0
+        pid = proc._proc.pid
+        with pytest.raises(PermissionError, match="refused the seek"):
+            next(gen)  # the function's own error, not "the decoding process crashed"
+        assert proc._proc.pid == pid and proc._proc.is_alive()
+        proc.abort()  # killed while idle
+        proc._proc.join(5.0)
+        assert list(proc.stream(_slow_items, [0.0], timeout=10.0)) == [0]
+        assert proc._proc.pid != pid
+    finally:
+        proc.close()
+
+
 @pytest.mark.timeout(60)
 def test_bounded_process_deadline_counts_waiting_only_and_survives_abandon():
     proc = BoundedProcess()
