@@ -31,6 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--decode-timeout", type=float, default=None, metavar="SEC",
+                   help="seconds one batch may take to decode before the file being decoded is reported "
+                        "as hanging (exit 3; default 300, as data.loader_timeout in training)")
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     p.set_defaults(func=run)
 
@@ -65,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
             model_dir = model_dir / "best"  # a run folder: evaluate its best model
     result = evaluate_model_folder(
         model_dir, Path(args.data), views=views, split=args.split, batch_size=args.batch_size,
-        num_workers=args.workers, device=args.device,
+        num_workers=args.workers, device=args.device, loader_timeout=args.decode_timeout,
     )
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun: every rank has the result, rank 0 reports
         return 3 if result.get("skipped_files") else 0

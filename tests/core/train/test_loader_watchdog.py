@@ -130,7 +130,7 @@ def test_a_mid_stream_hang_fails_the_run_names_the_file_and_resume_skips_it(tmp_
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("workers", ["0", "1"])
 def test_imd_eval_is_bounded_and_names_the_hung_file(tmp_path, tiny_data, tiny_savld, workers):
-    """``imd eval`` (the real CLI, its timeout lowered in the process) exits 3 naming the file."""
+    """``imd eval --decode-timeout 3`` (the real CLI) exits 3 naming the file."""
     from tests.core.train.conftest import tiny_model_section
 
     data = split_tree(tmp_path / "data", tiny_data, "val")
@@ -142,11 +142,11 @@ def test_imd_eval_is_bounded_and_names_the_hung_file(tmp_path, tiny_data, tiny_s
     model = tmp_path / "model"  # a fresh tiny model (random weights: eval only needs to load it)
     save_model(IMDModel(ModelConfig.from_dict({**tiny_model_section(), "labels": list(CLASSES)})), model,
                savld=Savld.load(tiny_savld))
-    code = ("import sys; import imd_core.train.eval_run as E; E.DEFAULT_LOADER_TIMEOUT = 3.0; "
-            "from imd_core.cli.main import main; sys.exit(main(sys.argv[1:]))")
+    code = "import sys; from imd_core.cli.main import main; sys.exit(main(sys.argv[1:]))"
     t0 = time.monotonic()
     proc = subprocess.run([sys.executable, "-c", code, "eval", "--model", str(model), "--data", str(data),
-                           "--split", "val", "--batch-size", "2", "--workers", workers, "--device", "cpu", "--json"],
+                           "--split", "val", "--batch-size", "2", "--workers", workers, "--device", "cpu", "--json",
+                           "--decode-timeout", "3"],
                           env=ENV, cwd=ROOT, timeout=200, capture_output=True, text=True)
     elapsed = time.monotonic() - t0
     assert proc.returncode == 3, proc.stderr[-3000:]
