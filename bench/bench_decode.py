@@ -41,7 +41,7 @@ from imd_core.media.decode import decode_clip, sample_times  # noqa: E402
 SECONDS, FPS, WIDTH, HEIGHT, FRAMES, SIZE = 10.0, 25, 640, 360, 8, 224
 
 
-def make_clips(folder: Path, n: int) -> list[Path]:
+def make_clips(folder: Path, n: int, crf: int | None = None) -> list[Path]:
     from tests.media_factory import write_clip
 
     paths = []
@@ -57,6 +57,7 @@ def make_clips(folder: Path, n: int) -> list[Path]:
                 pattern="texture",
                 seed=i,
                 audio_hz=220.0 * (i + 1),
+                crf=crf,
             )
         paths.append(p)
     return paths
@@ -183,6 +184,10 @@ def main() -> int:
     )
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--breakdown", action="store_true", help="also time open / video-only / audio-only")
+    ap.add_argument("--crf", type=int, default=None,
+                    help="x264 CRF of the clips (default: x264's 23, ~0.87 Mbit/s); 28 gives ~0.5 Mbit/s clips "
+                         "whose sequential decode costs what issue #4 calibrates its goal on (~110 ms here); "
+                         "use a separate --dir per CRF")
     args = ap.parse_args()
     torch.set_num_threads(1)  # one core per decoding process, as in DataLoader workers
     skip = set(filter(None, args.skip.split(",")))
@@ -190,7 +195,7 @@ def main() -> int:
     tmp = None if args.dir else tempfile.TemporaryDirectory()
     folder = Path(args.dir or tmp.name)
     folder.mkdir(parents=True, exist_ok=True)
-    paths = make_clips(folder, args.clips)
+    paths = make_clips(folder, args.clips, args.crf)
     size_mbit = statistics.mean(p.stat().st_size for p in paths) * 8 / SECONDS / 1e6
 
     from imd_core.data.transforms import ClipPreprocessor
@@ -200,7 +205,8 @@ def main() -> int:
         "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} CPUs",
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "clip": f"{SECONDS:g} s {WIDTH}x{HEIGHT} {FPS} fps H.264+AAC, {size_mbit:.2f} Mbit/s",
+        "clip": f"{SECONDS:g} s {WIDTH}x{HEIGHT} {FPS} fps H.264+AAC, {size_mbit:.2f} Mbit/s, "
+        f"crf {args.crf if args.crf is not None else 'default (23)'}",
     }
     stages = {"sequential": sequential}
     if "seek-per-frame" not in skip:
