@@ -125,7 +125,8 @@ class JobForm(QWidget):
         self.imd_enabled = QCheckBox("Learnable irrelevant modality dropout", imd_box)
         imd_form.addRow(self.imd_enabled)
         self.tag_top_k = QSpinBox(imd_box)
-        self.tag_top_k.setRange(1, 527)
+        self.tag_top_k.setRange(0, 527)
+        self.tag_top_k.setSpecialValueText("model's own")  # 0: keep the starting model's rule
         imd_form.addRow("AST tags (top-k)", self.tag_top_k)
         self.relevance_tau = QDoubleSpinBox(imd_box)
         self.relevance_tau.setRange(0.0, 0.99)

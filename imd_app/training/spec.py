@@ -57,7 +57,9 @@ class JobSpec(FrozenConfig):
         imd_enabled: learnable irrelevant modality dropout on (off = always fuse audio).
         tag_top_k, relevance_tau, relevance_weight, ast_trainable: IMD options (AST tags
             per clip for the SAVLD IoU, relevance threshold, relevance loss weight, and
-            fine-tuning the AST instead of keeping it frozen).
+            fine-tuning the AST instead of keeping it frozen). ``tag_top_k = 0`` keeps the
+            starting model's own setting (the recipe's for a new model): a model's
+            relevance net was trained for its own rule (the demo's: top 2 above "Silence").
         cross_modal_p: probability of intra-class cross-modality augmentation.
         extra_set: further ``key=value`` overrides passed verbatim as ``--set``.
     """
@@ -78,7 +80,7 @@ class JobSpec(FrozenConfig):
     num_frames: int = 8
     motion: Motion = "diff"
     imd_enabled: bool = True
-    tag_top_k: int = 5
+    tag_top_k: int = 0
     relevance_tau: float = 0.0
     relevance_weight: float = 1.0
     ast_trainable: bool = False
@@ -116,8 +118,8 @@ class JobSpec(FrozenConfig):
             problems.append("learning rate must be between 0 and 1 (e.g. 1e-4)")
         if self.num_frames < 1:
             problems.append("frames must be at least 1")
-        if self.tag_top_k < 1:
-            problems.append("AST tags top-k must be at least 1")
+        if self.tag_top_k < 0:
+            problems.append("AST tags top-k must be at least 1 (or 0: the model's own)")
         if not 0.0 <= self.relevance_tau < 1.0:
             problems.append("relevance threshold tau must be in [0, 1)")
         if self.relevance_weight < 0:
@@ -192,12 +194,13 @@ class JobSpec(FrozenConfig):
         values: dict[str, object] = {
             "learning_rate": self.learning_rate,
             "imd_enabled": self.imd_enabled,
-            "tag_top_k": self.tag_top_k,
             "relevance_tau": self.relevance_tau,
             "relevance_weight": self.relevance_weight,
             "ast_trainable": self.ast_trainable,
             "cross_modal_p": self.cross_modal_p,
         }
+        if self.tag_top_k > 0:
+            values["tag_top_k"] = self.tag_top_k
         if self.start_from == "demo":
             values["init_from"] = "demo"
         elif self.start_from == "model":

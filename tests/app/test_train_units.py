@@ -58,6 +58,12 @@ def test_spec_arguments_are_accepted_by_the_engine_config(tmp_path, start_from):
         assert cfg.init.from_model == "demo"
     else:
         assert cfg.init.from_model is None and cfg.model["num_frames"] == 4
+    # top-k left at 0 keeps the starting model's own rule (the demo's relevance net was
+    # trained on its top 2 above "Silence"); a value the user sets is passed on
+    assert not [s for s in sets if s.startswith("model.tag_top_k")]
+    sets = [a for a in JobSpec(**{**spec.__dict__, "tag_top_k": 3}).to_train_args() if a.startswith("model.")]
+    assert "model.tag_top_k=3" in sets
+    assert "at least 1" in " ".join(JobSpec(**{**spec.__dict__, "tag_top_k": -1}).validate())
 
 
 def test_spec_is_saved_with_the_job(tmp_path):
