@@ -13,7 +13,6 @@ of a cancelled file (or of every file, on shutdown) so that nothing waits for th
 
 from __future__ import annotations
 
-import functools
 import logging
 import queue
 import threading
@@ -172,12 +171,8 @@ class BatchJob(QRunnable):
             for i, item in enumerate(fw):
                 yield (i + 1) / total, item
             return fw.duration
-        from imd_core.inference.prefetch import UniformTimes
-
         p = predictor.preprocessor
-        # the frame times Predictor.open would use; uniform ones without torch in the worker
-        # (the choice imd predict's bounded decode makes, Predictor._produce_isolated)
-        times = UniformTimes(p.num_frames) if p.sampling == "uniform" else functools.partial(p.sample_times, train=False)
+        times = predictor.worker_sample_times()  # the frame times Predictor.open would use
         stream = self.decoder.stream(
             batch_windows,
             task.path,

@@ -26,7 +26,7 @@ import functools
 import logging
 import os
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -277,17 +277,20 @@ class Predictor:
             yield item, self.preprocess(item)
         return fw.duration
 
+    def worker_sample_times(self) -> Callable[[float, float], Any]:
+        """The frame times :meth:`open` uses, picklable for a decoding worker process
+        (uniform ones as :class:`UniformTimes`, so the worker needs no torch)."""
+        p = self.preprocessor
+        if p.sampling == "uniform":
+            return UniformTimes(p.num_frames)
+        return functools.partial(p.sample_times, train=False)
+
     def _produce_isolated(
         self, path: str | os.PathLike[str], window: float | None, hop: float | None
     ) -> Iterator[tuple[WindowInput, dict[str, Any]]]:
         """:meth:`_produce` with the decode in a worker process, bounded by ``decode_timeout``."""
         p = self.preprocessor
-        # the worker needs the same frame times as self.open(); uniform ones without torch there
-        times = (
-            UniformTimes(p.num_frames)
-            if p.sampling == "uniform"
-            else functools.partial(p.sample_times, train=False)
-        )
+        times = self.worker_sample_times()
         windows = self._decoders.stream(
             isolated_windows,
             path,
