@@ -115,3 +115,16 @@ def window(qtbot, settings, no_leaked_threads):
     assert not w.player.decode_thread.isRunning()
     assert not w.player.infer_thread.isRunning()
     assert w.batch.pool.activeThreadCount() == 0
+
+
+def load_model_and_wait(qtbot, window, folder) -> None:
+    """Loads a model folder in the window and waits until it is ready (or failed: asserted)."""
+    window.load_model(str(folder))
+    qtbot.waitUntil(lambda: window.model_state.info is not None or bool(window.model_state.error), timeout=60000)
+    assert window.model_state.error == ""
+
+
+def batch_finished(window) -> bool:
+    """Every batch row has an end state and the batch is idle."""
+    items = window.batch_state.items
+    return bool(items) and all(i.status in ("done", "failed", "cancelled") for i in items) and not window.batch.busy

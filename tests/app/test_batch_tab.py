@@ -9,20 +9,12 @@ import sys
 import pytest
 from PySide6.QtCore import Qt
 
+from .conftest import batch_finished as _finished
+from .conftest import load_model_and_wait as _load
+
 pytestmark = pytest.mark.gui
 
 WINDOW = 1.28  # the tiny model's audio length: the batch's default window
-
-
-def _load(qtbot, window, folder) -> None:
-    window.load_model(str(folder))
-    qtbot.waitUntil(lambda: window.model_state.info is not None or bool(window.model_state.error), timeout=60000)
-    assert window.model_state.error == ""
-
-
-def _finished(window) -> bool:
-    items = window.batch_state.items
-    return bool(items) and all(i.status in ("done", "failed", "cancelled") for i in items) and not window.batch.busy
 
 
 def test_batch_classifies_files_and_folders_and_exports_like_imd_predict(qtbot, window, tiny_model_dir, clips_dir, tmp_path):

@@ -19,6 +19,9 @@ import pytest
 
 from tests.core.data.test_check_timeout import _hanging_clip
 
+from .conftest import batch_finished as _finished
+from .conftest import load_model_and_wait as _load
+
 pytestmark = [
     pytest.mark.gui,
     pytest.mark.skipif(
@@ -31,17 +34,6 @@ pytestmark = [
 def _decode_workers() -> list:
     """Live decoding worker processes of this process (``active_children`` also reaps the dead)."""
     return [p for p in multiprocessing.active_children() if p.name == "imd-bounded-decode"]
-
-
-def _load(qtbot, window, folder) -> None:
-    window.load_model(str(folder))
-    qtbot.waitUntil(lambda: window.model_state.info is not None or bool(window.model_state.error), timeout=60000)
-    assert window.model_state.error == ""
-
-
-def _finished(window) -> bool:
-    items = window.batch_state.items
-    return bool(items) and all(i.status in ("done", "failed", "cancelled") for i in items) and not window.batch.busy
 
 
 def _decoding(window, index: int) -> bool:

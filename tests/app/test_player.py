@@ -8,13 +8,9 @@ import pytest
 from imd_app.stall_monitor import StallMonitor
 from tests.app.conftest import LABELS
 
+from .conftest import load_model_and_wait as _load
+
 pytestmark = pytest.mark.gui
-
-
-def _load(qtbot, window, folder) -> None:
-    window.load_model(str(folder))
-    qtbot.waitUntil(lambda: window.model_state.info is not None or bool(window.model_state.error), timeout=60000)
-    assert window.model_state.error == ""
 
 
 def test_live_results_follow_playback(qtbot, window, tiny_model_dir, clip):
