@@ -1,12 +1,27 @@
 #!/usr/bin/env bash
-# Creates .venv and installs IMD Studio into it. `--dev` adds the test tools.
+# Creates .venv with exactly the locked packages and installs IMD Studio into it.
+# `--dev` installs the test and packaging tools too.
+#
 # Usage: bash scripts/setup.sh [--dev]
+# Environment:
+#   PYTHON=python3.12   the interpreter for .venv (default python3; 3.11 or newer)
+#   IMD_INSTALLER=pip   install with pip instead of uv (slower: README, "Installing")
+#
+# What is installed comes from requirements/*.lock only (exact versions, sha256-checked);
+# nothing resolves at install time, so the result is the same every day.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-extra=""
-[ "${1:-}" = "--dev" ] && extra="[dev]"
+lock=requirements/app.lock
+[ "${1:-}" = "--dev" ] && lock=requirements/dev.lock
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip
-# torch, torchaudio and torchvision are pinned together in pyproject.toml.
-.venv/bin/python -m pip install -q -e ".${extra}"
+if [ "${IMD_INSTALLER:-uv}" = "uv" ]; then
+    # uv itself is locked too, and lives outside site-packages so that `sync` keeps it.
+    [ -x .venv/tools/bin/uv ] || .venv/bin/python -m pip install -q --disable-pip-version-check \
+        --require-hashes --no-deps --target .venv/tools -r requirements/tools.lock
+    .venv/tools/bin/uv pip sync -q --python .venv/bin/python --require-hashes "$lock"
+    .venv/tools/bin/uv pip install -q --python .venv/bin/python --no-deps --no-build-isolation -e .
+else
+    .venv/bin/python -m pip install -q --disable-pip-version-check --require-hashes --no-deps -r "$lock"
+    .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+fi
