@@ -124,6 +124,17 @@ def test_spec_carries_configs_the_text_encoder_and_every_resource_file(spec, tmp
     assert here <= {Path(s) for s, _ in datas}
 
 
+def test_spec_carries_the_data_files_transformers_reads_at_import(spec):
+    """transformers 5.25 imports `kernels`, which reads its python_depends.json at start-up:
+    a bundle without it failed its self-test ("Cannot load dependency data")."""
+    import kernels
+
+    namespace, calls = spec
+    datas = calls["Analysis"][1]["datas"]
+    depends = Path(kernels.__file__).parent / "_internals" / "python_depends.json"
+    assert (str(depends), "kernels/_internals") in [(str(Path(src)), dest) for src, dest in datas]
+
+
 def test_imd_app_routes_every_cli_subcommand_to_imd(capsys):
     """The frozen training tab runs ``imd-app train ...``: every ``imd`` subcommand must route."""
     from imd_app.main import main
