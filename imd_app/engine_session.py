@@ -43,7 +43,7 @@ def model_info(predictor, spec: ModelSpec) -> ModelInfo:
     if savld is not None:
         k = int(savld.k)
         mapping = tuple((v, tuple(e["label"] for e in entries)) for v, entries in savld.mapping.items())
-    tagger = cfg.ast_source or f"AST built from config ({model.ast.config.num_hidden_layers} layers)"
+    tagger = model.tagger_name
     return ModelInfo(
         folder=spec.folder,
         device=str(predictor.device),

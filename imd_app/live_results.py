@@ -24,15 +24,22 @@ def audio_reason(
     audio = result.audio
     if not audio.present:
         return "no audio in this window: video only"
-    tags = ", ".join(t.label for t in audio.tags[:max_tags]) or "none"
+    # only the tags the rule counted (top-k above the "Silence" floor); older results
+    # without that list fall back to the top tags
+    heard = [t.label for t in audio.tags] if audio.heard is None else list(audio.heard)
+    heard = heard[:max_tags]
+    if not heard:
+        verdict = "dropped" if audio.dropped else "kept"
+        return f"nothing heard above 'Silence': audio {verdict}"
+    tags = ", ".join(heard)
     top1 = result.label
     rel = "" if audio.relevance is None else f"relevance {audio.relevance:.2f}"
     if top1 in savld:
-        overlap = sorted({t.label for t in audio.tags} & set(savld[top1]))
+        overlap = sorted(set(heard) & set(savld[top1]))
         if audio.savld_iou is not None:
             iou = audio.savld_iou
         else:
-            iou = len(overlap) / max(len(set(savld[top1]) | {t.label for t in audio.tags}), 1)
+            iou = len(overlap) / max(len(set(savld[top1]) | set(heard)), 1)
         if not overlap and iou <= 0:
             link = f"no overlap with SAVLD({top1})"
         else:
@@ -83,4 +90,5 @@ def to_live_result(
         reason=audio_reason(result, threshold, savld),
         latency=float(result.latency or 0.0),
         skipped=int(skipped),
+        confident=bool(result.confident),
     )

@@ -18,7 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"imd-app {__version__}")
     parser.add_argument("path", nargs="?", help="a video file to open in the player")
-    parser.add_argument("--model", metavar="DIR", help="model folder to load (default: the last one, else the demo model)")
+    parser.add_argument("--model", metavar="DIR", help="model folder or name (kinetics400, demo) to load (default: the last one, else kinetics400 when installed, else the demo)")
     parser.add_argument("--device", choices=("cpu", "cuda"), help="compute device for the model")
     parser.add_argument("--no-audio", action="store_true", help="do not open a sound device (muted playback)")
     parser.add_argument(
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     multiprocessing.freeze_support()
     argv = sys.argv[1:] if argv is None else argv
     # The packaged app re-invokes itself for the CLI (``imd-app train ...``).
-    if argv and argv[0] in ("train", "eval", "data", "predict", "synth", "savld", "model-info"):
+    if argv and argv[0] in ("train", "eval", "data", "predict", "synth", "savld", "model-info", "pretrained"):
         from imd_core.cli.main import main as cli_main
 
         return cli_main(argv)

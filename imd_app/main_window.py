@@ -22,7 +22,14 @@ from imd_app.widgets.batch_tab import BatchTab
 from imd_app.widgets.model_manager import ModelManager
 from imd_app.widgets.player_tab import PlayerTab
 from imd_core import __version__
-from imd_core.resources import demo_clips, demo_model_dir
+from imd_core.errors import ImdError
+from imd_core.resources import (
+    default_app_model_dir,
+    demo_clips,
+    demo_model_dir,
+    kinetics400_dir,
+    resolve_model_dir,
+)
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +154,7 @@ class MainWindow(QMainWindow):
         mm = bar.addMenu("&Model")
         self._action(mm, "Model &manager…", "Ctrl+M", self.show_model_manager)
         self._action(mm, "&Load model folder…", "Ctrl+Shift+M", self.model_manager.load_folder_dialog)
+        self._action(mm, "Load &Kinetics-400 model (I3D + YAMNet)", None, lambda: self.load_model(str(kinetics400_dir())))
         self._action(mm, "Load &demo model", None, lambda: self.load_model(str(demo_model_dir())))
         self._action(mm, "Use &CPU", None, lambda: self.set_device("cpu"))
         gpu = self._action(mm, "Use &GPU (CUDA)", None, lambda: self.set_device("cuda"))
@@ -200,9 +208,15 @@ class MainWindow(QMainWindow):
         self.player.open_file(path, start)
 
     def load_model(self, folder: str, device: str | None = None) -> None:
+        """Loads a model folder, or a model by name (``kinetics400``, ``demo``)."""
         spec = self.model_state.spec
         device = device or (spec.device if spec else str(self.settings.value("model/device", "cpu")))
-        self.player.load_model(ModelSpec(folder=Path(folder), device=device))  # type: ignore[arg-type]
+        try:
+            path = resolve_model_dir(folder)
+        except ImdError as exc:
+            self._on_error(str(exc))
+            return
+        self.player.load_model(ModelSpec(folder=path, device=device))  # type: ignore[arg-type]
 
     def set_device(self, device: str) -> None:
         if device == "cuda" and not self.model_state.cuda_available:
@@ -223,16 +237,23 @@ class MainWindow(QMainWindow):
         self.model_manager.raise_()
 
     def start_up(self, path: str | None = None) -> None:
-        """Loads the saved (or demo) model and opens ``path``, or a demo clip on first launch."""
-        folder = str(self.settings.value("model/folder", "")) or str(demo_model_dir())
-        if not Path(folder).is_dir():
-            folder = str(demo_model_dir())
+        """Loads the saved model (first launch: kinetics400 when installed, else the demo) and
+        opens ``path``, or on first launch a demo clip, looping, so the first result is seen."""
+        default = str(default_app_model_dir())
+        folder = str(self.settings.value("model/folder", "")) or default
+        try:
+            if not resolve_model_dir(folder).is_dir():
+                folder = default
+        except ImdError:
+            folder = default
         self.load_model(folder, str(self.settings.value("model/device", "cpu")))
         first_launch = self.settings.value("app/launched", "false") not in (True, "true")
         self.settings.setValue("app/launched", True)
         if path:
             self.open_in_player(path)
         elif first_launch and demo_clips():
+            # the demo clip is shorter than a cold model load: loop it until results show
+            self.player.set_loop(True)
             self.open_in_player(str(demo_clips()[0]))
 
     def _on_batch_export_requested(self, path: str) -> None:

@@ -75,7 +75,7 @@ class FileSummary:
         a = r.audio
         return (
             os.path.basename(self.path),
-            r.label,
+            r.label if r.confident else f"no confident action (best: {r.label})",
             r.score,
             a.present,
             a.dropped,

@@ -109,6 +109,8 @@ class LiveResult:
         reason: the audio decision in words.
         latency: seconds from the window's last sample to the result.
         skipped: windows skipped so far because inference was slower than real time.
+        confident: False when the model is not confident of any action (its calibrated
+            threshold); the panel then says "No confident action" above the bars.
     """
 
     start: float
@@ -124,6 +126,7 @@ class LiveResult:
     reason: str
     latency: float
     skipped: int = 0
+    confident: bool = True
 
 
 @dataclass(frozen=True)

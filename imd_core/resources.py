@@ -33,3 +33,42 @@ def demo_clips_dir() -> Path:
 def demo_clips() -> list[Path]:
     folder = demo_clips_dir()
     return sorted(p for p in folder.glob("*.mp4")) if folder.is_dir() else []
+
+
+#: Models known by name: ``--model kinetics400`` or ``--model demo`` anywhere a folder goes.
+MODEL_NAMES: tuple[str, ...] = ("kinetics400", "demo")
+
+
+def kinetics400_dir() -> Path:
+    """The real-world model folder, written by ``imd pretrained build`` (scripts/setup.sh)."""
+    return resources_dir() / "kinetics400"
+
+
+def kinetics400_installed() -> bool:
+    return (kinetics400_dir() / "model.safetensors").is_file()
+
+
+def resolve_model_dir(name_or_folder: str | os.PathLike[str]) -> Path:
+    """A model name (``kinetics400``, ``demo``) -> its folder; anything else is a folder path.
+
+    An existing folder of that name in the current directory wins over the name.
+    """
+    path = Path(name_or_folder)
+    if path.exists() or str(name_or_folder) not in MODEL_NAMES:
+        return path
+    if str(name_or_folder) == "demo":
+        return demo_model_dir()
+    folder = kinetics400_dir()
+    if not (folder / "config.json").is_file():
+        from imd_core.errors import CheckpointError
+
+        raise CheckpointError(
+            f"the kinetics400 model is not installed ({folder} is missing); build it with "
+            "`imd pretrained build` (bash scripts/setup.sh does it)"
+        )
+    return folder
+
+
+def default_app_model_dir() -> Path:
+    """What the app opens first: the real-world model when installed, else the SynthAV demo."""
+    return kinetics400_dir() if kinetics400_installed() else demo_model_dir()

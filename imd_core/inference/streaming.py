@@ -212,6 +212,9 @@ class StreamingEngine:
         num_frames = getattr(predictor, "num_frames", None)
         if keep_fps == "auto":
             keep_fps = max(4.0, 2.0 * num_frames / self.window) if num_frames else None
+            dense_fps = getattr(predictor, "frame_rate", None)  # a densely sampling model needs them all
+            if keep_fps is not None and dense_fps:
+                keep_fps = max(keep_fps, dense_fps)
         if frame_size == "auto":
             image_size = getattr(predictor, "image_size", None)
             frame_size = max(64, math.ceil(image_size * 8 / 7)) if image_size else None

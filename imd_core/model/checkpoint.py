@@ -220,8 +220,14 @@ def load_model(
             message names both configurations).
     """
     from imd_core.model.imd_model import IMDModel
+    from imd_core.pretrained.folder import is_pretrained_folder, load_pretrained
+    from imd_core.resources import resolve_model_dir
 
-    folder = Path(folder)
+    folder = resolve_model_dir(folder)
+    if is_pretrained_folder(folder):
+        if expect is not None:
+            raise CheckpointError(f"{folder} is a pretrained (I3D + YAMNet) model, not a {expect.size} IMD model")
+        return load_pretrained(folder, device)
     cfg = read_config(folder)
     if expect is not None and expect.architecture() != cfg.architecture():
         raise CheckpointError(describe_mismatch(expect, cfg))

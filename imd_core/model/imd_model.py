@@ -28,7 +28,7 @@ from imd_core.model.ast_branch import ASTBranch
 from imd_core.model.config import ModelConfig
 from imd_core.model.fusion import ConcatFusion, GatedMultimodalUnit
 from imd_core.model.relevance import NoAudioToken, RelevanceNet, audio_gate, relevance_targets
-from imd_core.model.savld import Savld, relevance_iou
+from imd_core.model.savld import Savld, relevance_iou, top_k_sets
 from imd_core.model.video_transformer import TwoStreamVideoTransformer
 
 logger = logging.getLogger(__name__)
@@ -76,6 +76,10 @@ class ClipResult:
         audio_tags: the AST's top tags, ``((name, sigmoid score), ...)``, best first.
         savld_iou: IoU of the top tags with the SAVLD labels of the predicted class,
             None when the model has no SAVLD.
+        heard_tags: the tags the relevance rule counted (top-k above the floor), so an
+            explanation names only those.
+        confident: False when the top probability is below the model's confidence
+            threshold ("no confident action"); always True for models without one.
     """
 
     label: str
@@ -88,6 +92,8 @@ class ClipResult:
     audio_present: bool
     audio_tags: tuple[tuple[str, float], ...]
     savld_iou: float | None
+    heard_tags: tuple[str, ...] = ()
+    confident: bool = True
 
 
 class IMDModel(nn.Module):
@@ -194,6 +200,11 @@ class IMDModel(nn.Module):
     @property
     def has_savld(self) -> bool:
         return self.savld_matrix.numel() > 0
+
+    @property
+    def tagger_name(self) -> str:
+        """The audio tagger, in words (the model manager shows it)."""
+        return self.config.ast_source or f"AST built from config ({self.ast.config.num_hidden_layers} layers)"
 
     # ------------------------------------------------------------------ forward
     def forward(
@@ -366,6 +377,10 @@ class IMDModel(nn.Module):
             else None
         )
         rel_p = torch.sigmoid(out.relevance_logit.float())
+        heard = top_k_sets(out.audio_logits.float(), self.config.tag_top_k)
+        if self.tag_floor_index is not None:
+            floor = self.tag_floor_index
+            heard = heard & (out.audio_logits > out.audio_logits[:, floor : floor + 1])
         names, audio_names = self.labels, self.audio_labels
         results = []
         for i in range(logits.shape[0]):
@@ -385,6 +400,7 @@ class IMDModel(nn.Module):
                         for s, j in zip(top.values[i], top.indices[i], strict=True)
                     ),
                     savld_iou=None if ious is None else float(ious[i]),
+                    heard_tags=tuple(audio_names[int(j)] for j in heard[i].nonzero().flatten()),
                 )
             )
         return results

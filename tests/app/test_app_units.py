@@ -127,7 +127,7 @@ def test_exports_match_imd_predict_formats(tmp_path):
     export_json(rows, tmp_path / "r.jsonl")
     lines = (tmp_path / "r.jsonl").read_text(encoding="utf-8").splitlines()
     assert [json.loads(x) for x in lines] == [r.result.to_json_dict() for r in rows]
-    assert set(json.loads(lines[0])) == {"path", "start", "end", "top", "audio"}
+    assert set(json.loads(lines[0])) == {"path", "start", "end", "top", "audio", "confident"}
     export_csv(rows, tmp_path / "r.csv")
     with open(tmp_path / "r.csv", newline="", encoding="utf-8") as f:
         table = list(csv.reader(f))
@@ -189,3 +189,35 @@ def test_audio_callback_plays_the_ring_at_volume_and_reports_what_was_heard():
     out._callback(block, 256, None, None)  # underrun: 44 samples, then silence
     assert np.allclose(block[:44, 0], 0.25) and not block[44:].any() and heard[-1] == (pytest.approx(2.256), 44)
     out.close()
+
+
+def test_audio_reason_names_only_the_tags_the_rule_counted():
+    """Tags scored 0.00 or below 'Silence' are not evidence: the reason never lists them."""
+    r = _result(tags=("Silence", "Guitar", "Music"), iou=0.0)
+    r = dataclasses.replace(r, audio=dataclasses.replace(r.audio, heard=()))
+    assert audio_reason(r, 0.5, SAVLD) == "nothing heard above 'Silence': audio dropped"
+    r = dataclasses.replace(r, audio=dataclasses.replace(r.audio, heard=("Music",), savld_iou=0.5, dropped=False))
+    reason = audio_reason(r, 0.5, SAVLD)
+    assert reason.startswith("tags Music: match SAVLD(playing guitar) on Music") and "Guitar" not in reason
+
+
+def test_live_panel_and_batch_table_say_no_confident_action(qtbot):
+    from imd_app.state import BatchState, LiveState, PlayerState
+    from imd_app.table_models import BatchResultsModel
+    from imd_app.types import BatchRow
+    from imd_app.widgets.live_panel import LivePanel
+
+    live = LiveState()
+    live.set_labels(("playing guitar", "chopping wood", "dribbling basketball"))
+    panel = LivePanel(live, PlayerState())
+    qtbot.addWidget(panel)
+    unsure = dataclasses.replace(_result(), confident=False)
+    live.add_result(to_live_result(unsure, live.labels, 0.5, SAVLD))
+    assert not panel.confidence_label.isHidden() and "No confident action" in panel.confidence_label.text()
+    assert panel.bar_labels[0].text() == "playing guitar"  # the ranking is still shown
+    live.add_result(to_live_result(_result(), live.labels, 0.5, SAVLD))
+    assert panel.confidence_label.isHidden()
+    state = BatchState()
+    model = BatchResultsModel(state)
+    state.add_rows([BatchRow(unsure, 2.0)])
+    assert model.data(model.index(0, 1)) == "no confident action (best: playing guitar)"

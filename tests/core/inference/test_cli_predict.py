@@ -20,7 +20,7 @@ def test_json_lines_for_a_folder_with_a_bad_file(tiny_model_dir, media_dir, caps
     assert code == 3
     rows = [json.loads(line) for line in out.splitlines()]
     assert [r["path"] for r in rows] == [str(media_dir / "a.mp4"), str(media_dir / "sub" / "b.mp4")]
-    assert list(rows[0]) == ["path", "start", "end", "top", "audio"] and len(rows[0]["top"]) == 5
+    assert list(rows[0]) == ["path", "start", "end", "top", "audio", "confident"] and len(rows[0]["top"]) == 5
     assert rows[1]["audio"]["present"] is False and rows[1]["audio"]["dropped"] is True
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"{media_dir / 'broken.mp4'}: ")

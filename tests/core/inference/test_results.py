@@ -1,4 +1,5 @@
 import csv
+import dataclasses
 import io
 import json
 
@@ -21,8 +22,8 @@ def test_json_has_exactly_the_documented_keys_in_order():
     tags = tuple(LabelScore(f"Tag{i}", 0.875 - i / 8) for i in range(5))
     r = _result(AudioResult(present=True, tags=tags, relevance=0.8, dropped=False, savld_iou=0.25))
     d = r.to_json_dict()
-    assert list(d) == ["path", "start", "end", "top", "audio"]
-    assert list(d["audio"]) == ["present", "tags", "relevance", "dropped", "savld_iou"]
+    assert list(d) == ["path", "start", "end", "top", "audio", "confident"]
+    assert list(d["audio"]) == ["present", "tags", "relevance", "dropped", "savld_iou", "heard"]
     assert len(d["top"]) == 5 and set(d["top"][0]) == {"label", "score"}
     assert d["audio"]["tags"][0] == {"label": "Tag0", "score": 0.875}
     assert result_from_json_dict(json.loads(json.dumps(d))) == r
@@ -31,7 +32,9 @@ def test_json_has_exactly_the_documented_keys_in_order():
 def test_no_audio_is_present_false_dropped_true_and_valid_json():
     r = _result(NO_AUDIO)
     d = json.loads(json.dumps(r.to_json_dict(), allow_nan=False))
-    assert d["audio"] == {"present": False, "tags": [], "relevance": None, "dropped": True, "savld_iou": None}
+    assert d["audio"] == {
+        "present": False, "tags": [], "relevance": None, "dropped": True, "savld_iou": None, "heard": None
+    }
     assert "audio: none" in r.to_text()
 
 
@@ -47,7 +50,16 @@ def test_csv_row_matches_header_and_pads_missing_ranks():
     w.writerow(csv_header())
     w.writerow(r.to_csv_row())
     rows = list(csv.DictReader(io.StringIO(buf.getvalue())))
-    assert len(csv_header()) == 3 + 10 + 1 + 10 + 3
+    assert len(csv_header()) == 3 + 10 + 1 + 10 + 3 + 2
     assert rows[0]["path"] == "x,y.mp4" and rows[0]["top1_label"] == "only" and rows[0]["top2_label"] == ""
     assert rows[0]["audio_present"] == "false" and rows[0]["audio_dropped"] == "true"
     assert rows[0]["audio_relevance"] == ""
+
+
+def test_no_confident_action_keeps_top_and_says_so():
+    r = dataclasses.replace(_result(NO_AUDIO), confident=False)
+    d = json.loads(json.dumps(r.to_json_dict()))
+    assert d["confident"] is False and d["top"][0]["label"] == "class 0"
+    assert r.to_text().split("  ")[1].startswith("no confident action (best: class 0")
+    assert r.to_csv_row()[-1] == "false" and csv_header()[-1] == "confident"
+    assert result_from_json_dict(d) == r

@@ -1,0 +1,262 @@
+"""``kinetics400``: an IMD model that works with no training, from real pretrained weights.
+
+What is learned and what is a rule (docs/MODEL.md, "The kinetics400 model"):
+
+* learned (by others, on real data): I3D names the action from the frames (Kinetics-400,
+  DeepMind's weights); YAMNet tags the audio (AudioSet, Google's weights);
+* built by us, not trained: the SAVLD (Kinetics-400 -> AudioSet labels by text
+  similarity, :meth:`~imd_core.model.savld.Savld.build`);
+* a rule where the paper learns a network: the audio is relevant when the IoU of its
+  top tags (those above "Silence" and above ``min_tag_score``) with the SAVLD labels of
+  the video's top class reaches ``relevance_threshold`` -- the paper's *target* rule,
+  used directly as the decision;
+* a rule where the paper learns fusion: relevant audio adds ``audio_weight`` x its SAVLD
+  evidence for each class (the best heard tag probability among the class's SAVLD labels) to
+  the video logits; irrelevant or absent audio is dropped completely, so the scores are
+  exactly the video's.
+
+The model speaks the same inference interface as :class:`~imd_core.model.imd_model.IMDModel`
+(``config``, ``labels``, ``audio_labels``, ``savld``, :meth:`predict` -> ``ClipResult``),
+so the predictor, the CLI, the streaming engine and the app drive it unchanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+from torch import nn
+
+from imd_core.config_base import FrozenConfig
+from imd_core.errors import ConfigError
+from imd_core.model.imd_model import ClipResult, IMDOutput
+from imd_core.model.savld import Savld, set_iou
+from imd_core.pretrained.i3d import I3D
+from imd_core.pretrained.yamnet import YamNet
+
+log = logging.getLogger(__name__)
+
+NAME = "kinetics400"
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainedConfig(FrozenConfig):
+    """The zero-training model: its backbones, its inputs and its rules.
+
+    The input fields carry the names :class:`~imd_core.data.transforms.ClipPreprocessor`
+    reads. Defaults are measured choices (docs/PERFORMANCE.md, "kinetics400 on the CPU").
+    """
+
+    name: str = NAME
+    size: str = "i3d+yamnet"  # what the model manager shows as the size
+    visual_encoder: Literal["i3d"] = "i3d"
+    audio_tagger: Literal["yamnet"] = "yamnet"
+    labels: tuple[str, ...] = ()
+    audio_labels: tuple[str, ...] = ()
+
+    # --- inputs ---
+    num_frames: int = 16
+    image_size: int = 224  # I3D was trained on 224 crops; smaller is faster (PERFORMANCE.md)
+    motion: Literal["none"] = "none"  # I3D RGB only: no second stream
+    image_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)  # -> [-1, 1], I3D's input range
+    image_std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    sampling: Literal["uniform", "dense"] = "dense"  # consecutive frames, as I3D was trained
+    dense_interval: float = 0.08  # seconds between frames (12.5 fps: every 2nd frame at 25 fps)
+    audio_seconds: float = 3.84  # 7 YAMNet patches of 0.96 s, hop 0.48 s
+    sample_rate: int = 16000
+    num_mel_bins: int = 64
+    audio_frontend: Literal["yamnet"] = "yamnet"
+
+    # --- relevance rule and dropout ---
+    tag_top_k: int = 5
+    relevance_tag_floor: str | None = "Silence"
+    min_tag_score: float = 0.1  # tags below this probability are not heard
+    relevance_threshold: float = 0.05  # keep audio iff IoU >= this (and > 0)
+    audio_weight: float = 2.0  # logit bonus per unit of SAVLD evidence when audio is kept
+    # "rule": IMD as above; "always": fuse whatever is heard (no dropout, an ablation);
+    # "never": video only (every clip's audio dropped)
+    audio_policy: Literal["rule", "always", "never"] = "rule"
+    # Below this top probability the clip gets "no confident action" (calibrated on
+    # in- and out-of-distribution clips, docs/RESULTS.md); 0 disables the state.
+    confidence_threshold: float = 0.2
+
+    def __post_init__(self) -> None:
+        def bad(msg: str) -> None:
+            raise ConfigError(f"PretrainedConfig: {msg}")
+
+        if not self.labels or not self.audio_labels:
+            bad("labels and audio_labels must be non-empty")
+        if not 8 <= self.num_frames <= 128:
+            bad(f"num_frames must be in [8, 128] (I3D's temporal pooling), got {self.num_frames}")
+        if not 112 <= self.image_size <= 448:
+            bad(f"image_size must be in [112, 448], got {self.image_size}")
+        if not 0.96 <= self.audio_seconds <= 60:
+            bad(f"audio_seconds must be in [0.96, 60] (one YAMNet patch at least), got {self.audio_seconds}")
+        if self.sample_rate != 16000 or self.num_mel_bins != 64:
+            bad("YAMNet takes 16 kHz audio and 64 mel bins")
+        if not 0 < self.dense_interval <= 1:
+            bad(f"dense_interval must be in (0, 1] s, got {self.dense_interval}")
+        if not 1 <= self.tag_top_k <= len(self.audio_labels):
+            bad(f"tag_top_k must be in [1, {len(self.audio_labels)}], got {self.tag_top_k}")
+        for name in ("min_tag_score", "relevance_threshold", "confidence_threshold"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                bad(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if not 0.0 <= self.audio_weight <= 100.0:
+            bad(f"audio_weight must be in [0, 100], got {self.audio_weight}")
+        if self.relevance_tag_floor is not None and self.relevance_tag_floor not in self.audio_labels:
+            bad(f"relevance_tag_floor {self.relevance_tag_floor!r} is not an audio label")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.labels)
+
+    @property
+    def patches(self) -> int:
+        """YAMNet patches in ``audio_seconds`` (0.96 s each, hop 0.48 s)."""
+        return int((self.audio_seconds - 0.96) / 0.48 + 1e-6) + 1
+
+
+class PretrainedIMD(nn.Module):
+    """I3D + YAMNet + SAVLD with the rule-based relevance decision and audio dropout."""
+
+    def __init__(self, config: PretrainedConfig, savld: Savld) -> None:
+        super().__init__()
+        self.config = config
+        self.video = I3D(num_classes=config.num_classes)
+        self.tagger = YamNet(num_classes=len(config.audio_labels))
+        self.savld = savld
+        matrix = savld.matrix(list(config.labels), list(config.audio_labels))
+        self.register_buffer("savld_matrix", matrix, persistent=False)
+        floor = config.relevance_tag_floor
+        self.tag_floor_index = None if floor is None else list(config.audio_labels).index(floor)
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.config.labels)
+
+    @property
+    def audio_labels(self) -> list[str]:
+        return list(self.config.audio_labels)
+
+    @property
+    def has_savld(self) -> bool:
+        return True
+
+    @property
+    def tagger_name(self) -> str:
+        return f"YAMNet (AudioSet, {len(self.config.audio_labels)} labels)"
+
+    def tag_probs(self, patches: torch.Tensor) -> torch.Tensor:
+        """``(B, P, 96, 64)`` log-mel patches -> ``(B, A)`` clip tag probabilities (patch mean)."""
+        b, p = patches.shape[:2]
+        logits = self.tagger(patches.flatten(0, 1).float())
+        return torch.sigmoid(logits.float()).view(b, p, -1).mean(1)
+
+    def heard_tags(self, probs: torch.Tensor) -> torch.Tensor:
+        """``(B, A)`` bool: the top-k tags that count as heard (above the floor and the minimum)."""
+        cfg = self.config
+        k = min(cfg.tag_top_k, probs.shape[-1])
+        top = torch.zeros_like(probs, dtype=torch.bool).scatter_(-1, probs.topk(k, -1).indices, True)
+        heard = top & (probs >= cfg.min_tag_score)
+        if self.tag_floor_index is not None:
+            heard = heard & (probs > probs[:, self.tag_floor_index : self.tag_floor_index + 1])
+        return heard
+
+    def forward(
+        self,
+        rgb: torch.Tensor,
+        motion: torch.Tensor | None = None,
+        *,
+        fbank: torch.Tensor,
+        audio_present: torch.Tensor | None = None,
+    ) -> IMDOutput:
+        """``rgb`` ``(B, T, 3, H, W)`` in [-1, 1] (or ``(B, V, T, 3, H, W)`` views, averaged);
+        ``fbank``: ``(B, P, 96, 64)`` YAMNet log-mel patches. ``motion`` is ignored."""
+        cfg = self.config
+        views = 1
+        if rgb.dim() == 6:
+            views = rgb.shape[1]
+            rgb = rgb.flatten(0, 1)
+        video_logits = self.video(rgb.permute(0, 2, 1, 3, 4).float())  # I3D takes (B, 3, T, H, W)
+        video_logits = video_logits.view(-1, views, video_logits.shape[-1]).mean(1)
+        b = video_logits.shape[0]
+        present = (
+            torch.ones(b, dtype=torch.bool, device=rgb.device) if audio_present is None else audio_present
+        )
+        probs = self.tag_probs(fbank)  # (B, A)
+        top_class = video_logits.argmax(-1)
+        m = self.savld_matrix.to(probs.device)
+        heard = self.heard_tags(probs)
+        iou = set_iou(heard, m[top_class])
+        keep = present.bool() & (iou > 0) & (iou >= cfg.relevance_threshold)
+        if cfg.audio_policy != "rule":
+            keep = present.bool() & torch.tensor(cfg.audio_policy == "always", device=keep.device)
+        # the audio's evidence for each class: the best heard tag among the class's SAVLD labels
+        # (tags the rule did not count add nothing)
+        evidence = ((probs * heard).unsqueeze(1) * m.unsqueeze(0).float()).amax(-1)  # (B, C)
+        logits = video_logits + cfg.audio_weight * evidence * keep.unsqueeze(-1).float()
+        return IMDOutput(
+            logits=logits,
+            relevance_logit=torch.logit(iou.clamp(1e-6, 1 - 1e-6)),
+            audio_kept=keep,
+            audio_logits=torch.logit(probs.clamp(1e-6, 1 - 1e-6)),
+            audio_embedding=probs,
+            relevance_iou=iou,
+            visual_logits=video_logits,
+        )
+
+    @torch.no_grad()
+    def predict(
+        self,
+        rgb: torch.Tensor,
+        motion: torch.Tensor | None,
+        fbank: torch.Tensor,
+        audio_present: torch.Tensor | None = None,
+        *,
+        top_tags: int | None = None,
+        forward: Callable[..., IMDOutput] | None = None,
+    ) -> list[ClipResult]:
+        """Eval-mode forward -> one :class:`ClipResult` per clip (as ``IMDModel.predict``)."""
+        self.eval()
+        out = (self.forward if forward is None else forward)(
+            rgb, motion, fbank=fbank, audio_present=audio_present
+        )
+        present = torch.ones_like(out.audio_kept) if audio_present is None else audio_present.bool()
+        probs = out.logits.float().softmax(-1)
+        tags = torch.sigmoid(out.audio_logits.float())
+        heard = self.heard_tags(tags)
+        k = min(top_tags or self.config.tag_top_k, tags.shape[-1])
+        top = tags.topk(k, dim=-1)
+        results = []
+        for i in range(probs.shape[0]):
+            c = int(probs[i].argmax())
+            score = float(probs[i, c])
+            results.append(
+                ClipResult(
+                    label=self.labels[c],
+                    label_index=c,
+                    score=score,
+                    logits=out.logits[i].float().cpu().numpy(),
+                    probs=probs[i].cpu().numpy(),
+                    relevance_prob=float(out.relevance_iou[i]),
+                    audio_dropped=not bool(out.audio_kept[i]),
+                    audio_present=bool(present[i]),
+                    audio_tags=tuple(
+                        (self.audio_labels[int(j)], float(s))
+                        for s, j in zip(top.values[i], top.indices[i], strict=True)
+                    ),
+                    savld_iou=float(out.relevance_iou[i]),
+                    heard_tags=tuple(self.audio_labels[int(j)] for j in heard[i].nonzero().flatten()),
+                    confident=score >= self.config.confidence_threshold,
+                )
+            )
+        return results
+
+    def param_counts(self) -> dict[str, int]:
+        def n(m: nn.Module) -> int:
+            return sum(p.numel() for p in m.parameters())
+
+        return {"video": n(self.video), "tagger": n(self.tagger), "total": n(self)}
