@@ -338,6 +338,8 @@ class _Run:
             total_steps=total_steps, train_clips=len(self.train_ds), val_clips=len(self.val_ds) if self.val_ds else 0,
             classes=self.labels, resumed=self.state is not None, start_epoch=self.epoch, start_step=self.step,
             excluded=[{"path": x.path, "reason": x.reason} for x in self.excluded],
+            # from a model folder with other classes or another order: which kept their rows
+            class_transfer=getattr(self.model, "class_transfer", None),
         )
         outcome = "completed"
         epochs_run = self.epoch

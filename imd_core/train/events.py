@@ -8,7 +8,9 @@ parent process (the app's training tab runs ``imd train ... --events -`` as a
 - ``run_started``: ``config`` (name), ``device``, ``precision``, ``world_size``,
   ``epochs``, ``steps_per_epoch``, ``total_steps``, ``train_clips``, ``val_clips``,
   ``classes``, ``resumed`` (bool), ``start_epoch``, ``start_step``, ``excluded``
-  (``path``, ``reason`` of each file left out: by the probe, or after a mid-stream hang).
+  (``path``, ``reason`` of each file left out: by the probe, or after a mid-stream hang),
+  ``class_transfer`` (``kept``, ``new`` class names when fine-tuning a model folder
+  whose classes differ or come in another order; null otherwise).
 - ``step``: ``epoch`` (0-based), ``step`` (optimiser steps so far), ``total_steps``,
   ``loss``, ``losses`` (component losses), ``lr``, ``clips_per_s``.
 - ``epoch``: ``epoch``, ``step``, ``train`` (``loss``, ``top1``, ``clips``,

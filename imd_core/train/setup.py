@@ -63,12 +63,62 @@ def build_model(cfg: TrainConfig, labels: list[str]) -> torch.nn.Module:
     if list(src.config.labels) == list(labels):
         load_state_into(model, state, source=str(folder))
         return model
-    # Other classes: everything but the classifier head (and shapes tied to the class count).
+    # Other classes or another order: everything but the class-indexed rows as is; the
+    # classifier rows of classes the source knows (matched by name, case-insensitively)
+    # move to their new index, only really new classes start from a fresh init.
     own = model.state_dict()
-    keep = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape and not k.startswith("head.")}
+    keep = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape and not k.startswith(_CLASS_ROWS)}
     model.load_state_dict(keep, strict=False)
-    logger.info("fine-tuning %s with %d new classes: new head, %d tensors kept", folder, len(labels), len(keep))
+    kept, new = transfer_class_rows(model, src, labels)
+    model.class_transfer = {"kept": kept, "new": new}
+    logger.info(
+        "fine-tuning %s: %d classes kept from the model (%s), %d new (%s)",
+        folder, len(kept), ", ".join(kept[:5]) or "none", len(new), ", ".join(new[:5]) or "none",
+    )  # fmt: skip
     return model
+
+
+_CLASS_ROWS = ("head.", "visual_head.")
+
+
+def transfer_class_rows(model: torch.nn.Module, src: torch.nn.Module, labels: list[str]) -> tuple[list[str], list[str]]:
+    """Copies the head rows (and visual-head rows) of every class ``src`` knows by name.
+
+    Returns ``(kept, new)`` class names. Rows of new classes keep their fresh init.
+    """
+    index = {name.casefold(): i for i, name in enumerate(src.config.labels)}
+    kept, new = [], []
+    pairs = []
+    for j, name in enumerate(labels):
+        i = index.get(name.casefold())
+        (kept if i is not None else new).append(name)
+        if i is not None:
+            pairs.append((j, i))
+    with torch.no_grad():
+        for head in ("head", "visual_head"):
+            dst, old = getattr(model, head, None), getattr(src, head, None)
+            if dst is None or old is None or dst.weight.shape[1] != old.weight.shape[1]:
+                continue
+            for j, i in pairs:
+                dst.weight[j] = old.weight[i]
+                dst.bias[j] = old.bias[i]
+        if not new and len(labels) == len(src.config.labels) and model.config.relevance_agreement:
+            _permute_agreement_inputs(model, src, [i for _, i in sorted(pairs)])
+    return kept, new
+
+
+def _permute_agreement_inputs(model: torch.nn.Module, src: torch.nn.Module, order: list[int]) -> None:
+    """Same classes, another order: the relevance net's per-class agreement inputs
+    (``[p_v * s (C), s (C), sum (1)]`` after the embeddings) follow their classes."""
+    c = len(order)
+    start = model.relevance.fc1.weight.shape[1] - (2 * c + 1)
+    cols = list(range(start)) + [start + i for i in order] + [start + c + i for i in order] + [start + 2 * c]
+    idx = torch.tensor(cols)
+    model.relevance.fc1.weight.copy_(src.relevance.fc1.weight[:, idx])
+    model.relevance.fc1.bias.copy_(src.relevance.fc1.bias)
+    model.relevance.norm.weight.copy_(src.relevance.norm.weight[idx])
+    model.relevance.norm.bias.copy_(src.relevance.norm.bias[idx])
+    model.relevance.fc2.load_state_dict(src.relevance.fc2.state_dict())
 
 
 def build_savld(cfg: TrainConfig, model: torch.nn.Module, labels: list[str]) -> Any:

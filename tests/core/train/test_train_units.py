@@ -228,3 +228,33 @@ def test_human_progress_lines_never_break_on_odd_values():
     h.write(json.dumps({"event": "checkpoint_saved", "kind": "last"}))
     lines = out.getvalue().splitlines()
     assert lines[0].strip().startswith("step 2/9  loss 0.5000") and '"loss": null' in lines[1] and len(lines) == 2
+
+
+@pytest.mark.parametrize("new_class", [None, "juggling"])
+def test_fine_tuning_the_demo_keeps_its_classes_by_name_in_any_order(new_class):
+    """The dataset's labels may come in another order: each known class keeps its head row, so
+    fine-tuning starts at the demo's accuracy (it used to start at chance, silently)."""
+    from imd_core.model.checkpoint import load_model
+    from imd_core.resources import demo_model_dir
+    from imd_core.train.setup import build_model
+
+    src = load_model(demo_model_dir()).eval()
+    labels = list(reversed(src.config.labels)) + ([new_class] if new_class else [])
+    cfg = TrainConfig.from_dict({"init": {"from_model": "demo"}})
+    model = build_model(cfg, labels).eval()
+    model.set_savld(src.savld)  # what the engine's build_savld does (a new class gets an empty row)
+    assert model.class_transfer == {"kept": list(reversed(src.config.labels)), "new": [new_class] if new_class else []}
+    torch.manual_seed(0)
+    c = src.config
+    rgb = torch.rand(2, c.num_frames, 3, c.image_size, c.image_size)
+    fbank = torch.randn(2, c.max_length, c.num_mel_bins)
+    with torch.no_grad():
+        a = src(rgb, rgb, fbank=fbank).logits
+        b = model(rgb, rgb, fbank=fbank).logits
+    order = [list(src.config.labels).index(name) for name in labels[: len(src.config.labels)]]
+    if new_class is None:  # the same model, classes permuted: same scores, gate included
+        assert torch.allclose(b, a[:, order], atol=1e-5)
+    with torch.no_grad():  # with a new class the relevance net starts afresh; the visual head never does
+        va = src(rgb, rgb, fbank=fbank).visual_logits
+        vb = model(rgb, rgb, fbank=fbank).visual_logits
+    assert torch.allclose(vb[:, : len(order)], va[:, order], atol=1e-5)
