@@ -18,7 +18,7 @@ from imd_app.isolated_decode import DEFAULT_DECODE_TIMEOUT
 from imd_app.media_reader import camera_devices
 from imd_app.state import BatchState, LiveState, ModelState, PlayerState
 from imd_app.types import InferenceStats, ModelInfo, ModelSpec
-from imd_app.widgets.batch_tab import BatchTab
+from imd_app.widgets.batch_tab import VIDEO_FILTER, BatchTab
 from imd_app.widgets.model_manager import ModelManager
 from imd_app.widgets.player_tab import PlayerTab
 from imd_core import __version__
@@ -33,7 +33,6 @@ from imd_core.resources import (
 
 log = logging.getLogger(__name__)
 
-VIDEO_FILTER = "Videos (*.mp4 *.m4v *.mov *.mkv *.webm *.avi *.mpg *.ts);;All files (*)"
 
 
 def _training_tab(parent: QWidget) -> tuple[QWidget, bool]:
@@ -134,7 +133,8 @@ class MainWindow(QMainWindow):
         self._action(f, "&Open video…", QKeySequence.StandardKey.Open, self.open_file_dialog)
         self._action(f, "Open &webcam", "Ctrl+Shift+W",
                      lambda: self.player.open_camera(self.player_tab.camera_box.currentText().strip()))
-        self._action(f, "Add to &batch…", "Ctrl+B", self.batch_tab.add_files_dialog)
+        self._action(f, "Add files to &batch…", "Ctrl+B", self.batch_tab.add_files_dialog)
+        self._action(f, "Add &folder to batch…", "Ctrl+Shift+B", self.batch_tab.add_folder_dialog)
         self._action(f, "&Export batch results…", "Ctrl+E", lambda: self.batch_tab.export_dialog("csv"))
         f.addSeparator()
         self._action(f, "Open &log folder", None, self._open_log_folder)

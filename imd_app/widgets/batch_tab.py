@@ -25,6 +25,10 @@ from PySide6.QtWidgets import (
 
 from imd_app.state import BatchState
 from imd_app.table_models import PATH_ROLE, SORT_ROLE, BatchQueueModel, BatchResultsModel
+from imd_core.inference.inputs import MEDIA_EXTENSIONS
+
+# One filter for every file dialog (player and batch): the extensions `imd predict` scans for.
+VIDEO_FILTER = "Videos (" + " ".join(f"*{ext}" for ext in sorted(MEDIA_EXTENSIONS)) + ");;All files (*)"
 
 
 class ProgressDelegate(QStyledItemDelegate):
@@ -158,9 +162,12 @@ class BatchTab(QWidget):
         self.clear_button.setEnabled(not running)
 
     def add_files_dialog(self) -> None:
-        files, _ = QFileDialog.getOpenFileNames(self, "Add videos", "", "Videos (*.mp4 *.mkv *.webm *.avi *.mov *.m4v);;All files (*)")
+        files, _ = QFileDialog.getOpenFileNames(self, "Add videos", "", VIDEO_FILTER)
         if files:
             self.paths_requested.emit(files)
+
+    def add_folder_dialog(self) -> None:
+        self._on_add_folder_clicked()
 
     def _on_add_folder_clicked(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Add a folder of videos")

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
-from PySide6.QtGui import QDropEvent, QKeySequence
+from PySide6.QtGui import QAction, QDropEvent, QKeySequence
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 pytestmark = pytest.mark.gui
@@ -234,3 +234,22 @@ def test_uncaught_exception_dialog_is_shown(qtbot, tmp_path):
         for w in QApplication.topLevelWidgets():
             if isinstance(w, QMessageBox):
                 w.close()
+
+
+def test_one_file_filter_and_both_batch_shortcuts(window, monkeypatch):
+    """The player's and the batch tab's dialogs offer the same extensions, those `imd predict`
+    scans for; Ctrl+B adds files and Ctrl+Shift+B a folder."""
+    import imd_app.main_window as mw
+    import imd_app.widgets.batch_tab as bt
+    from imd_core.inference.inputs import MEDIA_EXTENSIONS
+
+    assert mw.VIDEO_FILTER is bt.VIDEO_FILTER
+    assert all(f"*{ext}" in bt.VIDEO_FILTER for ext in MEDIA_EXTENSIONS)
+    shortcuts = {a.shortcut().toString(): a.text() for a in window.findChildren(QAction) if not a.shortcut().isEmpty()}
+    assert shortcuts["Ctrl+B"] == "Add files to &batch…" and shortcuts["Ctrl+Shift+B"] == "Add &folder to batch…"
+    seen = []
+    monkeypatch.setattr(bt.QFileDialog, "getExistingDirectory", lambda *a, **k: seen.append("folder") or "")
+    monkeypatch.setattr(bt.QFileDialog, "getOpenFileNames", lambda *a, **k: seen.append("files") or ([], ""))
+    next(a for a in window.findChildren(QAction) if a.shortcut().toString() == "Ctrl+Shift+B").trigger()
+    next(a for a in window.findChildren(QAction) if a.shortcut().toString() == "Ctrl+B").trigger()
+    assert seen == ["folder", "files"]
