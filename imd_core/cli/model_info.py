@@ -19,9 +19,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "AudioSet AST architecture."
         ),
     )
-    src = p.add_mutually_exclusive_group(required=True)
+    src = p.add_mutually_exclusive_group()
     src.add_argument("--size", choices=["tiny", "small", "base", "large"], help="a preset size")
-    src.add_argument("--model", metavar="DIR", help="a saved model folder")
+    src.add_argument(
+        "--model", metavar="DIR", help="a saved model folder or a name: kinetics400, demo (default: demo, as predict)"
+    )
     p.add_argument(
         "--num-classes",
         type=int,
@@ -39,10 +41,10 @@ def run(args: argparse.Namespace) -> int:
     from imd_core.model.flops import build_for_size, model_info
 
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
-    if args.model:
+    if args.size is None:
         from imd_core.model.checkpoint import load_model
 
-        model = load_model(args.model)
+        model = load_model(args.model or "demo")
     else:
         model = build_for_size(args.size, num_classes=args.num_classes)
     info = model_info(model)

@@ -26,15 +26,22 @@ def count_flops(model: nn.Module, *, batch: int = 1, device: str | torch.device 
     dev = device or next(model.parameters()).device
     shape = (batch, cfg.num_frames, 3, cfg.image_size, cfg.image_size)
     rgb = torch.zeros(shape, device=dev)
-    fbank = torch.zeros(batch, cfg.max_length, cfg.num_mel_bins, device=dev)
+    if getattr(cfg, "audio_frontend", "ast") == "yamnet":  # kinetics400: YAMNet log-mel patches
+        fbank = torch.zeros(batch, cfg.patches, 96, 64, device=dev)
+    else:
+        fbank = torch.zeros(batch, cfg.max_length, cfg.num_mel_bins, device=dev)
     was_training = model.training
     model.eval()
     try:
         # the math backend decomposes attention into counted matmuls on every device (the CPU
-        # flash kernel is not registered with the flop counter and would count as zero)
+        # flash kernel is not registered with the flop counter and would count as zero); the
+        # same for I3D's oneDNN convs, so they are off while counting
+        onednn = torch.backends.mkldnn.enabled
+        torch.backends.mkldnn.enabled = False  # (flags() would also reset TF32 and warn)
         with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
             model(rgb, rgb, fbank=fbank)
     finally:
+        torch.backends.mkldnn.enabled = onednn
         model.train(was_training)
     return int(counter.get_total_flops())
 
@@ -64,7 +71,7 @@ def model_info(model: nn.Module, *, count: bool = True) -> dict[str, Any]:
     params = model.param_counts()
     return {
         "size": cfg.size,
-        "params_per_stream": params["per_stream"],
+        "params_per_stream": params.get("per_stream", params.get("video")),  # kinetics400: I3D (one stream)
         "params_total": params["total"],
         "gflops_per_clip": round(count_flops(model) / 1e9, 3) if count else None,
         "frames": cfg.num_frames,

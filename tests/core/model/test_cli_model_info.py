@@ -1,5 +1,6 @@
 import json
 
+import pytest
 import torch
 
 from imd_core.cli.main import main
@@ -49,3 +50,17 @@ def test_flops_scale_with_frames_and_count_on_cpu_and_meta():
     tiny = build_for_size("tiny")
     assert tiny.param_counts()["total"] * 4 < 30e6  # the demo checkpoint stays under 30 MB
     assert torch.device("meta") == next(tiny.parameters()).device
+
+
+def test_model_info_defaults_to_the_demo_like_predict_and_takes_names(capsys):
+    from imd_core.cli.main import main
+    from imd_core.resources import kinetics400_installed
+
+    assert main(["model-info", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["image_size"] == 64  # the demo model
+    if not kinetics400_installed():
+        pytest.fail("kinetics400 is not built: run bash scripts/setup.sh --dev")
+    assert main(["model-info", "--model", "kinetics400", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["params_per_stream"] == 12_689_984  # I3D RGB, as published (12.7 M)
+    assert 40 < info["gflops_per_clip"] < 80  # I3D's convs are counted (oneDNN off while counting)
