@@ -84,14 +84,18 @@ def main() -> int:
             app.processEvents()
             time.sleep(0.002)
 
+    t_load = time.monotonic()
     w.load_model(args.model, args.device)
     wait(lambda: w.model_state.info is not None or bool(w.model_state.error), 120)
+    load_s = time.monotonic() - t_load
     if w.model_state.error:
         print(w.model_state.error, file=sys.stderr)
         return 1
     w.player_state.set_loop(True)
+    t_open = time.monotonic()
     w.open_in_player(clip)
     wait(lambda: len(w.live_state.results) >= 1, 60)
+    first_s = time.monotonic() - t_open
     windows = []
     w.live_state.result_added.connect(windows.append)
     fps_samples, drift_samples = [], []
@@ -112,6 +116,7 @@ def main() -> int:
     print(f"model: {info.folder} ({info.size}, {info.parameters / 1e6:.1f} M params) on {info.device}; "
           f"clip: {w.player_state.media.width}x{w.player_state.media.height} {w.player_state.media.fps:.0f} fps; "
           f"clock: {'audio device' if w.player.audio.has_device else 'wall (muted)'}")
+    print(f"model load: {load_s:.1f} s; first result {first_s:.1f} s after opening the file")
     print(f"playback: {frames / elapsed:.1f} fps shown, {w.player.frames_dropped} frames dropped")
     print(f"inference: {len(windows) / elapsed:.2f} windows/s, {windows[-1].skipped if windows else 0} skipped, "
           f"latency mean {1000 * sum(lat) / max(len(lat), 1):.0f} ms, max {1000 * max(lat, default=0):.0f} ms")

@@ -64,7 +64,7 @@ def main() -> int:
                     "audio_present": r.audio.present,
                     "audio_kept": r.audio.present and not r.audio.dropped,
                     "iou": r.audio.savld_iou,
-                    "heard": list(r.audio.heard),
+                    "heard": list(r.audio.heard or ()),
                     "tags": [(t.label, round(t.score, 4)) for t in r.audio.tags],
                 }
             )

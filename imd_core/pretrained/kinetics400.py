@@ -81,7 +81,7 @@ class PretrainedConfig(FrozenConfig):
     audio_policy: Literal["rule", "always", "never"] = "rule"
     # Below this top probability the clip gets "no confident action" (calibrated on
     # in- and out-of-distribution clips, docs/RESULTS.md); 0 disables the state.
-    confidence_threshold: float = 0.2
+    confidence_threshold: float = 0.3
 
     def __post_init__(self) -> None:
         def bad(msg: str) -> None:
