@@ -36,6 +36,42 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--out", metavar="DIR", default=None, help="output folder (default resources/kinetics400)")
     b.add_argument("--force", action="store_true", help="rebuild even if the folder is complete")
     b.set_defaults(func=run)
+    f = sub.add_parser(
+        "finetune",
+        help="train a learned relevance net, fusion and a head for your classes on frozen I3D + YAMNet features",
+        description=(
+            "Decodes every clip of DATA once (class sub-folders or a manifest, as imd train takes), caches "
+            "its frozen I3D and YAMNet features in OUT/features/, trains the paper's learned relevance network "
+            "(targets: SAVLD IoU with the true class), irrelevant-audio dropout, late fusion and a classifier "
+            "on the cache, and saves the best epoch as OUT/best, a model folder for --model. Events go to "
+            "OUT/events.jsonl, the summary to OUT/summary.json and stdout."
+        ),
+    )
+    f.add_argument("--data", required=True, metavar="DIR", help="dataset folder or manifest")
+    f.add_argument("--out", required=True, metavar="DIR", help="run folder")
+    f.add_argument("--base", default="kinetics400", help="the backbones' model folder or name (default kinetics400)")
+    f.add_argument("--epochs", type=int, default=60)
+    f.add_argument("--batch-size", type=int, default=16)
+    f.add_argument("--lr", type=float, default=1e-3)
+    f.add_argument("--val-fraction", type=float, default=0.2, help="clips per class held out (default 0.2)")
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: one per core)")
+    f.set_defaults(func=run_finetune)
+
+
+def run_finetune(args: argparse.Namespace) -> int:
+    import json
+
+    from imd_core.pretrained.finetune import FinetuneOptions, finetune
+
+    options = FinetuneOptions(
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, val_fraction=args.val_fraction, seed=args.seed
+    )
+    summary = finetune(args.data, args.out, base=args.base, options=options, threads=args.threads)
+    for line in summary["excluded"]:
+        print(line, file=sys.stderr)  # noqa: T201
+    print(json.dumps(summary))  # noqa: T201
+    return 3 if summary["excluded"] else 0
 
 
 def run(args: argparse.Namespace) -> int:

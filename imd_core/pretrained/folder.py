@@ -110,6 +110,31 @@ def build_folder(
     return out
 
 
+def save_finetuned(base: PretrainedIMD, head: torch.nn.Module, labels: list[str], savld: Savld, out: Path) -> Path:
+    """``base``'s backbones + a fine-tuned :class:`FeatureHead` for ``labels``, as a model folder."""
+    from safetensors.torch import save_file
+
+    config = base.config.replace(
+        name=f"{NAME}-finetuned", head="learned", labels=tuple(labels), relevance_threshold=0.5, confidence_threshold=0.0
+    )
+    model = PretrainedIMD(config, savld)
+    model.video.load_state_dict(base.video.state_dict())
+    model.tagger.load_state_dict(base.tagger.state_dict())
+    model.head.load_state_dict(head.state_dict())
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / "model.safetensors.tmp"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp), metadata={"format": "pt"})
+    os.replace(tmp, out / "model.safetensors")
+    savld.save(out / "savld.json")
+    _write_json(out / "preprocessor_config.json", preprocessor_dict(config))
+    _write_json(
+        out / "config.json",
+        {"format": FORMAT, "format_version": FORMAT_VERSION, "model": config.to_dict(), "sources": SOURCES,
+         "versions": {"torch": torch.__version__}},
+    )  # fmt: skip
+    return out
+
+
 def preprocessor_dict(config: PretrainedConfig) -> dict[str, Any]:
     from imd_core.data.transforms import ClipPreprocessor
 

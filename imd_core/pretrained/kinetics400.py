@@ -35,6 +35,7 @@ from imd_core.errors import ConfigError
 from imd_core.model.imd_model import ClipResult, IMDOutput
 from imd_core.model.savld import Savld, set_iou
 from imd_core.pretrained.i3d import I3D
+from imd_core.pretrained.i3d import NUM_CLASSES as I3D_CLASSES
 from imd_core.pretrained.yamnet import YamNet
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,9 @@ class PretrainedConfig(FrozenConfig):
     size: str = "i3d+yamnet"  # what the model manager shows as the size
     visual_encoder: Literal["i3d"] = "i3d"
     audio_tagger: Literal["yamnet"] = "yamnet"
+    # "rule": I3D's Kinetics-400 head and the relevance rule (no training); "learned": a
+    # FeatureHead fine-tuned on frozen features for the user's classes (imd pretrained finetune)
+    head: Literal["rule", "learned"] = "rule"
     labels: tuple[str, ...] = ()
     audio_labels: tuple[str, ...] = ()
 
@@ -125,8 +129,16 @@ class PretrainedIMD(nn.Module):
     def __init__(self, config: PretrainedConfig, savld: Savld) -> None:
         super().__init__()
         self.config = config
-        self.video = I3D(num_classes=config.num_classes)
+        # the rule head scores with I3D's own logits layer; a learned head keeps that layer
+        # (Kinetics-400, unused) so that every fine-tuned folder holds the same backbone
+        rule = config.head == "rule"
+        self.video = I3D(num_classes=config.num_classes if rule else I3D_CLASSES)
         self.tagger = YamNet(num_classes=len(config.audio_labels))
+        self.head = None
+        if not rule:
+            from imd_core.pretrained.finetune import FeatureHead
+
+            self.head = FeatureHead(config.num_classes)
         self.savld = savld
         matrix = savld.matrix(list(config.labels), list(config.audio_labels))
         self.register_buffer("savld_matrix", matrix, persistent=False)
@@ -180,12 +192,13 @@ class PretrainedIMD(nn.Module):
         if rgb.dim() == 6:
             views = rgb.shape[1]
             rgb = rgb.flatten(0, 1)
-        video_logits = self.video(rgb.permute(0, 2, 1, 3, 4).float())  # I3D takes (B, 3, T, H, W)
-        video_logits = video_logits.view(-1, views, video_logits.shape[-1]).mean(1)
-        b = video_logits.shape[0]
-        present = (
-            torch.ones(b, dtype=torch.bool, device=rgb.device) if audio_present is None else audio_present
-        )
+        feats = self.video.forward_features(rgb.permute(0, 2, 1, 3, 4).float())  # I3D takes (B, 3, T, H, W)
+        feats = feats.view(-1, views, feats.shape[-1]).mean(1)
+        b = feats.shape[0]
+        present = torch.ones(b, dtype=torch.bool, device=rgb.device) if audio_present is None else audio_present
+        if self.head is not None:
+            return self._forward_learned(feats, fbank, present.bool())
+        video_logits = self.video.logits_from_features(feats)
         probs = self.tag_probs(fbank)  # (B, A)
         top_class = video_logits.argmax(-1)
         m = self.savld_matrix.to(probs.device)
@@ -208,6 +221,26 @@ class PretrainedIMD(nn.Module):
             visual_logits=video_logits,
         )
 
+    def _forward_learned(self, feats: torch.Tensor, fbank: torch.Tensor, present: torch.Tensor) -> IMDOutput:
+        """The fine-tuned head: the learned relevance net decides, irrelevant audio is dropped whole."""
+        b, p = fbank.shape[:2]
+        emb = self.tagger.forward_features(fbank.flatten(0, 1).float())  # (B*P, 1024)
+        probs = torch.sigmoid(self.tagger.forward_head(emb).float()).view(b, p, -1).mean(1)
+        audio = emb.view(b, p, -1).mean(1)
+        logits, rel, gate = self.head(feats, audio, present, threshold=self.config.relevance_threshold)
+        video_only, _, _ = self.head(feats, audio, torch.zeros_like(present))
+        m = self.savld_matrix.to(probs.device)
+        iou = set_iou(self.heard_tags(probs), m[logits.argmax(-1)])
+        return IMDOutput(
+            logits=logits,
+            relevance_logit=rel,
+            audio_kept=gate > 0.5,
+            audio_logits=torch.logit(probs.clamp(1e-6, 1 - 1e-6)),
+            audio_embedding=audio,
+            relevance_iou=iou,
+            visual_logits=video_only,
+        )
+
     @torch.no_grad()
     def predict(
         self,
@@ -228,6 +261,8 @@ class PretrainedIMD(nn.Module):
         probs = out.logits.float().softmax(-1)
         tags = torch.sigmoid(out.audio_logits.float())
         heard = self.heard_tags(tags)
+        # the rule's relevance is the IoU itself; the learned net's a probability
+        relevance = torch.sigmoid(out.relevance_logit.float()) if self.head is not None else out.relevance_iou
         k = min(top_tags or self.config.tag_top_k, tags.shape[-1])
         top = tags.topk(k, dim=-1)
         results = []
@@ -241,7 +276,7 @@ class PretrainedIMD(nn.Module):
                     score=score,
                     logits=out.logits[i].float().cpu().numpy(),
                     probs=probs[i].cpu().numpy(),
-                    relevance_prob=float(out.relevance_iou[i]),
+                    relevance_prob=float(relevance[i]),
                     audio_dropped=not bool(out.audio_kept[i]),
                     audio_present=bool(present[i]),
                     audio_tags=tuple(
@@ -259,4 +294,5 @@ class PretrainedIMD(nn.Module):
         def n(m: nn.Module) -> int:
             return sum(p.numel() for p in m.parameters())
 
-        return {"video": n(self.video), "tagger": n(self.tagger), "total": n(self)}
+        head = n(self.head) if self.head is not None else 0
+        return {"video": n(self.video), "tagger": n(self.tagger), "head": head, "total": n(self)}
