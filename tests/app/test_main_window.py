@@ -215,6 +215,7 @@ def test_first_launch_loads_the_demo_model_and_opens_a_demo_clip(qtbot, window, 
     assert window.model_state.error == ""
     assert window.model_state.info.folder == resources / "demo_model"
     assert window.player_state.media.source == str(resources / "demo_clips" / "demo.mp4")
+    assert window.player_state.loop  # the short demo clip loops until the first results show
     window.player.close_media()
     window.start_up(None)  # not the first launch any more: no clip is opened
     qtbot.wait(300)
@@ -253,3 +254,13 @@ def test_one_file_filter_and_both_batch_shortcuts(window, monkeypatch):
     next(a for a in window.findChildren(QAction) if a.shortcut().toString() == "Ctrl+Shift+B").trigger()
     next(a for a in window.findChildren(QAction) if a.shortcut().toString() == "Ctrl+B").trigger()
     assert seen == ["folder", "files"]
+
+
+def test_the_app_opens_kinetics400_by_default_once_it_is_built(tmp_path, monkeypatch):
+    from imd_core.resources import default_app_model_dir, demo_model_dir
+
+    monkeypatch.setenv("IMD_RESOURCES", str(tmp_path))
+    assert default_app_model_dir() == demo_model_dir()
+    (tmp_path / "kinetics400").mkdir()
+    (tmp_path / "kinetics400" / "model.safetensors").write_bytes(b"")
+    assert default_app_model_dir() == tmp_path / "kinetics400"
