@@ -228,7 +228,9 @@ def load_dataset_index(
         DataError: missing path, unreadable manifest, missing columns, bad times,
             unknown labels or splits, or no clip at all.
     """
-    root = Path(path).expanduser()
+    # absolute from the start: folder scans list paths under ``root``, and a relative root
+    # joined again below used to double (``plain/plain/cls_a/a.mp4``)
+    root = Path(path).expanduser().absolute()
     if not root.exists():
         raise DataError(f"{root}: dataset not found; pass a class-folder tree or a manifest.csv/.jsonl")
     base = root

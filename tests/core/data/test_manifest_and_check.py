@@ -166,3 +166,19 @@ def test_check_windows_audio_only_files_and_worker_processes(tmp_path):
     assert inside.status == "ok" and inside.duration == pytest.approx(0.6)
     assert outside.status == "error" and "after the video ends" in outside.reason
     assert audio_only.status == "error" and audio_only.reason == "no video stream"
+
+
+@pytest.mark.parametrize("form", ["plain", "./plain", "../work/plain", "lists/m.csv"])
+def test_every_relative_dataset_form_finds_the_files(tmp_path, monkeypatch, form):
+    """A relative folder used to be joined twice (`plain/plain/cls_a/a.mp4: file not found`)."""
+    root = tmp_path / "work"
+    for cls in ("cls_a", "cls_b"):
+        (root / "plain" / cls).mkdir(parents=True)
+        write_clip(root / "plain" / cls / "a.mp4", seconds=0.5)
+    (root / "lists").mkdir()
+    (root / "lists" / "m.csv").write_text("path,label\n../plain/cls_a/a.mp4,cls_a\n../plain/cls_b/a.mp4,cls_b\n")
+    monkeypatch.chdir(root)
+    index = load_dataset_index(form)
+    assert [e.path for e in index.entries] == [str(root / "plain" / c / "a.mp4") for c in ("cls_a", "cls_b")]
+    report = check_dataset(form)
+    assert report.counts["ok"] == 2, report
