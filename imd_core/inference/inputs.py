@@ -54,6 +54,9 @@ def expand_inputs(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[Path], 
             files.append(p)
 
     for raw in paths:
+        if str(raw).strip() == "":  # Path("") is "." and would scan the current folder
+            errors.append(InputError(str(raw), "empty path; name a video file or a folder"))
+            continue
         p = Path(raw)
         if p.is_dir():
             found = sorted(

@@ -41,3 +41,10 @@ def test_shard_round_robin_covers_everything_once():
     parts = [shard(items, r, 3) for r in range(3)]
     assert sorted(i for p in parts for i in p) == items
     assert parts[0] == [0, 3, 6]
+
+
+def test_an_empty_path_is_an_error_not_the_current_folder(tmp_path, monkeypatch):
+    (tmp_path / "a.mp4").write_bytes(b"x")
+    monkeypatch.chdir(tmp_path)
+    files, errors = expand_inputs([""])
+    assert files == [] and [(e.path, e.reason.split(";")[0]) for e in errors] == [("", "empty path")]
