@@ -75,8 +75,12 @@ def run(args: argparse.Namespace) -> int:
         logger.warning("%s has no last/ checkpoint yet; starting the run from the beginning", run_dir)
     import os
 
+    lock = None
     if int(os.environ.get("RANK", "0")) == 0:
+        from imd_core.train.run_lock import RunLock
+
         run_dir.mkdir(parents=True, exist_ok=True)
+        lock = RunLock(run_dir).acquire()  # before run.json: a refused run changes nothing
         info = {"data": str(Path(data).resolve()), "argv": sys.argv[1:]}
         info_path.write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
     stream = None
@@ -86,7 +90,11 @@ def run(args: argparse.Namespace) -> int:
         stream = HumanProgress(sys.stderr)
     elif args.events:
         raise ConfigError(f"--events {args.events!r}: only '-' (stdout) is supported; the file is always RUN_DIR/events.jsonl")
-    result = train(cfg, Path(data), run_dir, resume=resume, events_stream=stream)
+    try:
+        result = train(cfg, Path(data), run_dir, resume=resume, events_stream=stream)
+    finally:
+        if lock is not None:
+            lock.release()
     return result.exit_code
 
 

@@ -320,3 +320,29 @@ def test_train_from_backbones_an_ast_folder_and_a_timm_vit_file(tmp_path, tiny_d
     for stream in ("rgb", "motion"):  # both streams start from the ViT (lr ~0: still equal)
         torch.testing.assert_close(w[f"video.{stream}.blocks.0.attn.qkv.weight"], vit.state_dict()["blocks.0.attn.qkv.weight"])
     assert json.loads((tmp_path / "run" / "config.json").read_text())["model"]["ast_source"] == str(ast_dir)
+
+
+def test_a_second_run_into_the_same_folder_is_refused_with_the_first_ones_pid(tmp_path, tiny_data, recipe, capsys):
+    """Two runs into one --out used to both start (.best.old crash, two run_started)."""
+    from imd_core.errors import TrainingError
+    from imd_core.train.run_lock import RunLock
+
+    run = tmp_path / "run"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from imd_core.train.run_lock import RunLock; "
+         f"lock = RunLock({str(run)!r}).acquire(); print('locked', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        code = imd_here("train", "--config", str(recipe), "--data", str(tiny_data), "--out", str(run))
+        err = capsys.readouterr().err
+        assert code == 1 and f"pid {holder.pid}" in err and "in use by another run" in err
+        assert not (run / "run.json").exists() and not (run / "events.jsonl").exists()
+        with pytest.raises(TrainingError, match=str(holder.pid)):
+            RunLock(run).acquire()
+    finally:
+        holder.kill()
+        holder.wait()
+    # the lock dies with its process (a SIGKILL included): the folder is free again
+    RunLock(run).acquire().release()
