@@ -26,7 +26,9 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import math
+import os
 import queue
+import stat
 import threading
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from typing import Any, Generic, TypeVar
@@ -233,9 +235,27 @@ def isolated_windows(
         except Exception:  # noqa: BLE001 -- only the deadline needs it: the decode below
             claimed = None  # raises its own (same as in-process) reason
     if claimed is not None and math.isfinite(claimed) and claimed > 0:
-        on_extend(float(claimed))
+        on_extend(credible_seconds(path, float(claimed)))
     yield from fw
     return fw.duration
+
+
+# Fewer bytes per second of media than any real audio or video stream carries (8 kbit/s):
+# a file cannot honestly claim to last longer than its size allows at this rate.
+MIN_BYTES_PER_SECOND = 1000.0
+
+
+def credible_seconds(path: str | os.PathLike[str], claimed: float) -> float:
+    """The duration ``path`` claims, capped by what its size can hold (a file sets no deadline
+    of its own: an ffconcat naming a pipe with ``duration 1000000`` held a 5 s bound for
+    minutes). Not a regular file (a pipe, a device): no extension at all."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return 0.0
+    if not stat.S_ISREG(st.st_mode):
+        return 0.0
+    return max(0.0, min(claimed, st.st_size / MIN_BYTES_PER_SECOND))
 
 
 class DecoderPool:

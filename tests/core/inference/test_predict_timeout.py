@@ -143,3 +143,24 @@ def test_bounded_process_deadline_counts_waiting_only_and_survives_abandon():
         assert list(proc.stream(_slow_items, [0.0, 0.0], timeout=1.0)) == [0, 1]
     finally:
         proc.close()
+
+
+@needs_fifo
+@pytest.mark.timeout(90)
+def test_a_file_cannot_claim_its_own_deadline(tiny_model_dir, tmp_path, capsys):
+    """An ffconcat naming a pipe with `duration 1000000` held `--decode-timeout 5` for minutes:
+    the claimed duration is capped by what the file's size can hold."""
+    from imd_core.inference.prefetch import credible_seconds
+
+    os.mkfifo(tmp_path / "stream.fifo")
+    real = write_clip(tmp_path / "real.mp4", 2.0)
+    liar = tmp_path / "liar.mp4"  # opens (the real clip), claims 1e6 s, then blocks on the pipe
+    liar.write_text("ffconcat version 1.0\nfile real.mp4\nduration 1000000\nfile stream.fifo\n")
+    assert credible_seconds(liar, 1e6) < 0.2 and credible_seconds(tmp_path / "stream.fifo", 1e6) == 0.0
+    assert credible_seconds(real, 2.0) == 2.0  # an honest file keeps its whole duration
+    t0 = time.monotonic()
+    code = main(["predict", str(liar), "--model", str(tiny_model_dir), "--device", "cpu", "--decode-timeout", "2"])
+    elapsed = time.monotonic() - t0
+    assert code == 3 and "decode timed out after 2 s" in capsys.readouterr().err
+    print(f"elapsed {elapsed:.1f} s")
+    assert elapsed < 30, elapsed  # 2 s + 2 s grace + worker start-up, not 1,000,000 s
