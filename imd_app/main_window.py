@@ -55,6 +55,8 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         self.settings = settings or QSettings()
         self._closed = False
+        self._error_box: QMessageBox | None = None
+        self._errors_hidden = 0
 
         self.player_state = PlayerState()
         self.live_state = LiveState()
@@ -268,10 +270,22 @@ class MainWindow(QMainWindow):
         if not message:
             return
         self.statusBar().showMessage(message, 10000)
+        # one dialog at a time: a burst of errors (four at once were seen) updates it
+        box = self._error_box
+        if box is not None and box.isVisible():
+            self._errors_hidden += 1
+            box.setText(message)
+            box.setInformativeText(f"{self._errors_hidden} earlier message(s) replaced; all are in the log.")
+            return
         box = QMessageBox(QMessageBox.Icon.Warning, "IMD Studio", message, QMessageBox.StandardButton.Ok, self)
         box.setModal(False)
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.destroyed.connect(self._forget_error_box)
+        self._error_box, self._errors_hidden = box, 0
         box.show()
+
+    def _forget_error_box(self) -> None:
+        self._error_box = None
 
     def _open_log_folder(self) -> None:
         from imd_app.app_setup import user_data_dir

@@ -6,6 +6,8 @@ events arrived), never per event.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Signal
@@ -14,6 +16,7 @@ from PySide6.QtWidgets import (
     QGridLayout,
     QHBoxLayout,
     QLabel,
+    QMessageBox,
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
@@ -79,7 +82,7 @@ class MonitorPanel(QWidget):
             buttons.addWidget(button)
         layout.addLayout(buttons)
         self.stop_button.clicked.connect(lambda: self._request(self.stop_requested))
-        self.cancel_button.clicked.connect(lambda: self._request(self.cancel_requested))
+        self.cancel_button.clicked.connect(self._on_cancel_button_clicked)
         self.resume_button.clicked.connect(lambda: self._request(self.resume_requested))
         self.use_button.clicked.connect(self._on_use_button_clicked)
 
@@ -185,6 +188,27 @@ class MonitorPanel(QWidget):
     def _request(self, signal: Signal) -> None:
         if self.state is not None:
             signal.emit(self.state.id)
+
+    def _on_cancel_button_clicked(self) -> None:
+        """Discarding deletes the run folder and its checkpoints: ask first, when there is one."""
+        if self.state is None:
+            return
+        run_dir = Path(self.state.record.run_dir)
+        trained = self.state.status != "queued" or (run_dir / "last").exists()  # a queued job has lost nothing yet
+        if trained and run_dir.exists() and not self.confirm_discard(str(run_dir)):
+            return
+        self._request(self.cancel_requested)
+
+    def confirm_discard(self, run_dir: str) -> bool:
+        answer = QMessageBox.question(
+            self,
+            "Discard this run?",
+            f"Stop the job and delete its run folder?\n{run_dir}\nEvery checkpoint in it is lost; "
+            "Stop keeps them and lets you resume.",
+            QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel,
+            QMessageBox.StandardButton.Cancel,
+        )
+        return answer == QMessageBox.StandardButton.Discard
 
     def _on_use_button_clicked(self) -> None:
         folder = self.state.best_model_dir() if self.state else None

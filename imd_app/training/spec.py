@@ -180,8 +180,11 @@ class JobSpec(FrozenConfig):
 
     def to_train_args(self, *, resume: bool = False) -> list[str]:
         """The ``imd train`` arguments (without ``train``), events streamed to stdout."""
-        args = [
-            "--config", self.config,
+        # on resume the run folder's own config.json is the recipe (imd train warns that
+        # --config is ignored there); only a run stopped before writing it needs --config
+        saved = resume and (Path(self.run_dir) / "config.json").is_file()
+        args = [] if saved else ["--config", self.config]
+        args += [
             "--data", self.train_data_path(),
             "--out", self.run_dir,
             "--epochs", str(self.epochs),

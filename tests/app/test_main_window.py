@@ -264,3 +264,12 @@ def test_the_app_opens_kinetics400_by_default_once_it_is_built(tmp_path, monkeyp
     (tmp_path / "kinetics400").mkdir()
     (tmp_path / "kinetics400" / "model.safetensors").write_bytes(b"")
     assert default_app_model_dir() == tmp_path / "kinetics400"
+
+
+def test_a_burst_of_errors_shows_one_dialog_with_the_latest(window):
+    for i in range(4):
+        window._on_error(f"error number {i}")
+    boxes = [w for w in QApplication.topLevelWidgets() if isinstance(w, QMessageBox) and w.isVisible()]
+    assert len(boxes) == 1 and boxes[0].text() == "error number 3"
+    assert boxes[0].informativeText().startswith("3 earlier message(s)")
+    boxes[0].close()

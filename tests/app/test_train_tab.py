@@ -193,10 +193,17 @@ def test_train_bad_jobs_fail_in_their_own_process_and_the_queue_goes_on(qtbot, a
     queued = tab.submit(tab.current_spec())
     assert jobs[running].status == "running" and jobs[queued].status == "queued"
     assert tab.monitor.state is jobs[queued] and tab.monitor.cancel_button.isEnabled()
+    asked = []
+    tab.monitor.confirm_discard = lambda run_dir: asked.append(run_dir) or answer[0]
+    answer = [True]
     qtbot.mouseClick(tab.monitor.cancel_button, Qt.MouseButton.LeftButton)
-    assert jobs[queued].status == "cancelled"
+    assert jobs[queued].status == "cancelled" and asked == []  # nothing on disk yet: no question
     pid = jobs[running].record.pid
     tab.select_job(running)
+    answer[0] = False  # the user says no: nothing happens
+    qtbot.mouseClick(tab.monitor.cancel_button, Qt.MouseButton.LeftButton)
+    assert asked == [str(tmp_path / "cancel_running")] and jobs[running].status == "running"
+    answer[0] = True
     qtbot.mouseClick(tab.monitor.cancel_button, Qt.MouseButton.LeftButton)
     wait_status(qtbot, jobs[running], ("cancelled",), timeout=10_000)
     assert not job_alive(pid, tmp_path / "cancel_running") and not (tmp_path / "cancel_running").exists()

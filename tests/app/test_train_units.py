@@ -177,3 +177,13 @@ def test_a_starting_model_must_match_the_recipe_size(tmp_path):
     assert "starting model is tiny" in problem
     (folder / "config.json").write_text("[]")
     assert "not an IMD Studio model config" in spec.validate()[0]
+
+
+def test_resume_passes_no_config_once_the_run_folder_has_its_own(tmp_path):
+    """imd train warned '--config tiny is ignored' on every Resume from the app."""
+    spec = JobSpec(data=str(tmp_path), run_dir=str(tmp_path / "run"))
+    assert "--config" in spec.to_train_args(resume=True)  # stopped before config.json: needed
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text("{}")
+    assert "--config" not in spec.to_train_args(resume=True)
+    assert "--config" in spec.to_train_args(resume=False)
