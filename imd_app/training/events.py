@@ -198,14 +198,14 @@ class RunProgress:
             if record.val_acc is not None and record.val_acc > self.best.get("val_acc", -1.0):  # as the engine: strictly better
                 self.best = {k: v for k, v in vars(record).items() if v is not None}
             parts = [f"{name} {getattr(record, name):.4g}" for name in EPOCH_METRICS if getattr(record, name) is not None]
-            return f"epoch {record.epoch:g}: " + ", ".join(parts)
+            return f"epoch {record.epoch + 1:g}: " + ", ".join(parts)  # people count from 1
         if kind == "checkpoint_saved":
             where = str(event.get("path") or event.get("kind") or event.get("name") or "")
             self.checkpoints.append(where)
             return f"checkpoint saved {where}".rstrip()
         if kind == "early_stopped":
             self.outcome = "early_stopped"
-            return "early stopped: " + str(event.get("reason") or f"no improvement at epoch {event.get('epoch', '?')}")
+            return "early stopped: " + str(event.get("reason") or f"no improvement at epoch {_human_epoch(event.get('epoch'))}")
         if kind == "run_finished":
             # ``outcome`` is "completed", "early_stopped" or "interrupted" (Stop / a signal);
             # ``stopped`` is true for the latter.
@@ -253,3 +253,8 @@ def format_eta(seconds: float | None) -> str:
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def _human_epoch(epoch: object) -> str:
+    """Events count epochs from 0; everything a person reads counts from 1."""
+    return str(epoch + 1) if isinstance(epoch, int) else "?"

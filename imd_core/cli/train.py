@@ -128,11 +128,11 @@ class HumanProgress:
         elif kind == "epoch":
             v = e.get("val") or {}
             top1 = v.get("top1")
-            text = (f"epoch {e['epoch']}: train loss {e['train']['loss']:.4f} top1 {e['train']['top1']:.3f}"
+            text = (f"epoch {e['epoch'] + 1}: train loss {e['train']['loss']:.4f} top1 {e['train']['top1']:.3f}"
                     + (f" | val top1 {top1:.3f} top5 {v.get('top5') or 0:.3f}" if top1 is not None else "")
                     + (" (best)" if e.get("best") else "") + f" | eta {e.get('eta_s') or 0:.0f} s")
         elif kind == "early_stopped":
-            text = f"early stop: no improvement for {e['patience']} epochs (best epoch {e['best_epoch']})"
+            text = f"early stop: no improvement for {e['patience']} epochs (best epoch {e['best_epoch'] + 1})"
         elif kind == "run_finished":
             best = e["best_value"]
             text = f"run {e['outcome']} after {e['epochs_run']} epoch(s); best {e['best_metric']} = " + (

@@ -506,7 +506,7 @@ class _Run:
                 if val:
                     (self.run_dir / "best_metrics.json").write_text(json.dumps(val, indent=1) + "\n", encoding="utf-8")
                     save_confusion_png(val["confusion_matrix"], self.labels, self.run_dir / "confusion_matrix.png",
-                                       title=f"validation, epoch {epoch} (best)")
+                                       title=f"validation, epoch {epoch + 1} (best)")  # events count from 0, people from 1
                 self.writer.emit("checkpoint_saved", kind="best", path=path, epoch=epoch, step=self.step)
             self._save_last(epoch + 1, 0)
             if stop_early:

@@ -187,3 +187,18 @@ def test_resume_passes_no_config_once_the_run_folder_has_its_own(tmp_path):
     (tmp_path / "run" / "config.json").write_text("{}")
     assert "--config" not in spec.to_train_args(resume=True)
     assert "--config" in spec.to_train_args(resume=False)
+
+
+def test_epochs_count_from_one_wherever_a_person_reads_them(capsys):
+    """The log said 'epoch 0' and 'Best: epoch 1' for the same epoch; events stay 0-based."""
+    from imd_core.cli.train import HumanProgress
+
+    event = {"event": "epoch", "epoch": 0, "step": 3, "train": {"loss": 1.0, "top1": 0.5},
+             "val": {"top1": 0.75, "top5": 1.0, "loss": 0.9}, "best": True}  # fmt: skip
+    assert RunProgress().apply(event).startswith("epoch 1:")
+    HumanProgress(__import__("sys").stderr).write(json.dumps(event))
+    assert capsys.readouterr().err.startswith("epoch 1: ")
+    early = {"event": "early_stopped", "epoch": 4, "best_epoch": 2, "metric": "val_top1", "best_value": 0.8,
+             "patience": 2}  # fmt: skip
+    HumanProgress(__import__("sys").stderr).write(json.dumps(early))
+    assert "(best epoch 3)" in capsys.readouterr().err
