@@ -71,7 +71,6 @@ def build_folder(
 
     ``overrides`` set :class:`PretrainedConfig` fields (e.g. ``image_size=176``).
     """
-    from safetensors.torch import save_file
 
     from imd_core.pretrained.i3d import convert_i3d
     from imd_core.pretrained.yamnet import convert_yamnet
@@ -90,30 +89,13 @@ def build_folder(
         f"tagger.{k}": v for k, v in audio_state.items()
     }
     model.load_state_dict(state, strict=True)  # every tensor must find its place before anything is written
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / "model.safetensors.tmp"
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp), metadata={"format": "pt"})
-    os.replace(tmp, out / "model.safetensors")
-    savld.save(out / "savld.json")
-    _write_json(out / "preprocessor_config.json", preprocessor_dict(config))
-    _write_json(
-        out / "config.json",
-        {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "model": config.to_dict(),
-            "sources": SOURCES,
-            "versions": {"torch": torch.__version__},
-        },
-    )
+    write_folder(model, out)
     log.info("wrote %s in %.1f s", out, time.perf_counter() - t0)
     return out
 
 
 def save_finetuned(base: PretrainedIMD, head: torch.nn.Module, labels: list[str], savld: Savld, out: Path) -> Path:
     """``base``'s backbones + a fine-tuned :class:`FeatureHead` for ``labels``, as a model folder."""
-    from safetensors.torch import save_file
-
     config = base.config.replace(
         name=f"{NAME}-finetuned", head="learned", labels=tuple(labels), relevance_threshold=0.5, confidence_threshold=0.0
     )
@@ -121,17 +103,29 @@ def save_finetuned(base: PretrainedIMD, head: torch.nn.Module, labels: list[str]
     model.video.load_state_dict(base.video.state_dict())
     model.tagger.load_state_dict(base.tagger.state_dict())
     model.head.load_state_dict(head.state_dict())
+    return write_folder(model, out)
+
+
+def write_folder(model: PretrainedIMD, out: Path) -> Path:
+    """Writes ``model`` (weights, config, SAVLD, preprocessor) to ``out``; the weights atomically."""
+    from safetensors.torch import save_file
+
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / "model.safetensors.tmp"
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp), metadata={"format": "pt"})
     os.replace(tmp, out / "model.safetensors")
-    savld.save(out / "savld.json")
-    _write_json(out / "preprocessor_config.json", preprocessor_dict(config))
+    model.savld.save(out / "savld.json")
+    _write_json(out / "preprocessor_config.json", preprocessor_dict(model.config))
     _write_json(
         out / "config.json",
-        {"format": FORMAT, "format_version": FORMAT_VERSION, "model": config.to_dict(), "sources": SOURCES,
-         "versions": {"torch": torch.__version__}},
-    )  # fmt: skip
+        {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "model": model.config.to_dict(),
+            "sources": SOURCES,
+            "versions": {"torch": torch.__version__},
+        },
+    )
     return out
 
 
