@@ -56,7 +56,10 @@ def evaluate(
     cfg = model.config
     was_training = model.training
     model.eval()
-    acc = MetricAccumulator(len(cfg.labels), tau=float(cfg.relevance_tau))
+    # kinetics400-family models (imd_core.pretrained) take YAMNet patches in "fbank" and
+    # decide relevance themselves (a rule, or a learned net on frozen features)
+    pretrained = getattr(cfg, "audio_frontend", "ast") == "yamnet"
+    acc = MetricAccumulator(len(cfg.labels), tau=float(getattr(cfg, "relevance_tau", 0.0)))
     skipped: dict[int, str] = {}
     sharded = dist is not None and dist.enabled
     records: list[tuple[int, tuple]] = []  # (single-process batch number, update arguments)
@@ -70,6 +73,14 @@ def evaluate(
                 continue
             labels = batch["label"].to(device).long()
             present = batch["audio_present"].to(device).bool()
+            if pretrained:
+                update = _pretrained_batch(model, batch, labels, present, device)
+                if not sharded:
+                    acc.update(*update)
+                else:
+                    args = tuple(None if x is None else x.detach().cpu() for x in update[:5]) + (None,)
+                    records.append((global_batch_index(i, dist.rank, dist.world_size), args))
+                continue
             keys = list(batch.get("cache_key") or []) or None
             emb, alog = audio_features(model, batch["fbank"], keys, cache, device, precision)
             with autocast_context(device, precision):
@@ -105,3 +116,20 @@ def evaluate(
     out["skipped"] = len(skipped)
     out["skipped_items"] = sorted(skipped.items())
     return out
+
+
+@torch.no_grad()
+def _pretrained_batch(model: torch.nn.Module, batch: dict, labels: torch.Tensor, present: torch.Tensor, device) -> tuple:
+    """One batch of a kinetics400-family model -> the accumulator's arguments.
+
+    The relevance decision is the model's own (``audio_kept``: the rule, or the learned
+    net at its threshold); its target is the paper's, the IoU of the heard tags with the
+    SAVLD labels of the *true* class.
+    """
+    from imd_core.model.savld import set_iou
+
+    out = model(batch["rgb"].to(device), None, fbank=batch["fbank"].to(device), audio_present=present)
+    heard = model.heard_tags(torch.sigmoid(out.audio_logits.float()))
+    target = set_iou(heard, model.savld_matrix.to(device)[labels])
+    decision = out.audio_kept.float()
+    return out.logits.float(), labels, out.audio_kept, decision[present], target[present], None

@@ -193,3 +193,16 @@ def test_audio_policy_ablations_always_and_never():
     assert not clip.audio_dropped and out.logits[0, 0] > out.visual_logits[0, 0]  # music -> playing guitar
     out, clip = run(small_model(audio_policy="never"), [2.0, 1.9, 0.0], [0.05, 0.8, 0.6, 0.0, 0.0, 0.01])
     assert clip.audio_dropped and torch.equal(out.logits, out.visual_logits)
+
+
+def test_imd_eval_takes_kinetics400_by_name(k400_dir, tmp_path, capsys):
+    from imd_core.cli.main import main
+    from tests.media_factory import write_clip
+
+    for i in range(2):
+        write_clip(tmp_path / f"{i}.mp4", seconds=2.0, width=160, height=120, seed=i)
+    (tmp_path / "m.csv").write_text("path,label\n0.mp4,playing guitar\n1.mp4,chopping wood\n")
+    assert main(["eval", "--model", "kinetics400", "--data", str(tmp_path / "m.csv"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["clips"] == 2 and 0.0 <= result["top5"] <= 1.0
+    assert result["relevance_accuracy"] is not None  # the rule's decision against the true-class target
