@@ -31,8 +31,10 @@ class RunLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held until release()
         try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            # a POSIX record lock, not flock(): it belongs to this process only, so DataLoader
+            # workers forked later do not inherit it and cannot keep it after a SIGKILL
+            fcntl.lockf(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
             handle.seek(0)
             owner = handle.read().strip() or "unknown"
             handle.close()
@@ -49,5 +51,5 @@ class RunLock:
 
     def release(self) -> None:
         if self._file is not None:
-            self._file.close()  # closing the descriptor releases the flock
+            self._file.close()  # closing the descriptor releases the lock
             self._file = None
