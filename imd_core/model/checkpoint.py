@@ -229,6 +229,13 @@ def load_model(
             raise CheckpointError(f"{folder} is a pretrained (I3D + YAMNet) model, not a {expect.size} IMD model")
         return load_pretrained(folder, device)
     cfg = read_config(folder)
+    if cfg.ast_config is None:
+        # without it IMDModel would call transformers' from_pretrained on ast_source: a hub
+        # download or a folder elsewhere. A saved folder is self-contained or refused.
+        raise CheckpointError(
+            f"{folder / CONFIG_NAME} has no ast_config (it names ast_source {cfg.ast_source!r}); a model "
+            "folder must be self-contained and is never completed from a hub or another folder; re-save it"
+        )
     if expect is not None and expect.architecture() != cfg.architecture():
         raise CheckpointError(describe_mismatch(expect, cfg))
     state = read_state_dict(folder)

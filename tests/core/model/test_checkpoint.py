@@ -178,3 +178,18 @@ def test_hub_ids_fail_cleanly_offline(tmp_path, monkeypatch):
         load_vit_weights(stream, "no_such_vit_model")
     with pytest.raises(CheckpointError, match="cannot load timm ViT 'hf-hub:timm/no_such_vit'"):
         load_vit_weights(stream, "hf-hub:timm/no_such_vit")
+
+
+def test_a_folder_naming_a_hub_id_instead_of_its_ast_is_refused_without_loading(tmp_path, monkeypatch):
+    """ast_source with ast_config null made loading call from_pretrained on any path or hub id."""
+    model = _trained_model().eval()
+    save_model(model, tmp_path / "m")
+    data = json.loads((tmp_path / "m" / "config.json").read_text())
+    data["model"]["ast_source"] = "someone/remote-ast"
+    data["model"]["ast_config"] = None
+    (tmp_path / "m" / "config.json").write_text(json.dumps(data))
+    calls = []
+    monkeypatch.setattr(ASTBranch, "from_pretrained", classmethod(lambda cls, *a, **k: calls.append(a)))
+    with pytest.raises(CheckpointError, match="self-contained"):
+        load_model(tmp_path / "m")
+    assert calls == []  # nothing was fetched or loaded from elsewhere
