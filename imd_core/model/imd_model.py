@@ -28,7 +28,7 @@ from imd_core.model.ast_branch import ASTBranch
 from imd_core.model.config import ModelConfig
 from imd_core.model.fusion import ConcatFusion, GatedMultimodalUnit
 from imd_core.model.relevance import NoAudioToken, RelevanceNet, audio_gate, relevance_targets
-from imd_core.model.savld import Savld, relevance_iou, top_k_sets
+from imd_core.model.savld import Savld, heard_sets, relevance_iou
 from imd_core.model.video_transformer import TwoStreamVideoTransformer
 
 logger = logging.getLogger(__name__)
@@ -377,10 +377,7 @@ class IMDModel(nn.Module):
             else None
         )
         rel_p = torch.sigmoid(out.relevance_logit.float())
-        heard = top_k_sets(out.audio_logits.float(), self.config.tag_top_k)
-        if self.tag_floor_index is not None:
-            floor = self.tag_floor_index
-            heard = heard & (out.audio_logits > out.audio_logits[:, floor : floor + 1])
+        heard = heard_sets(out.audio_logits.float(), self.config.tag_top_k, self.tag_floor_index)
         names, audio_names = self.labels, self.audio_labels
         results = []
         for i in range(logits.shape[0]):

@@ -307,6 +307,20 @@ def top_k_sets(audio_logits: torch.Tensor, top_k: int) -> torch.Tensor:
     return torch.zeros_like(audio_logits, dtype=torch.bool).scatter_(-1, idx, True)
 
 
+def heard_sets(
+    scores: torch.Tensor, top_k: int, floor: int | None = None, min_score: float | None = None
+) -> torch.Tensor:
+    """``(B, A)`` bool: the tags that count as heard -- the top-k, scored above the ``floor``
+    label (AudioSet's "Silence") and, when given, at least ``min_score`` (``scores`` are then
+    probabilities). The one rule behind the relevance IoU and every explanation of it."""
+    heard = top_k_sets(scores, top_k)
+    if min_score is not None:
+        heard = heard & (scores >= min_score)
+    if floor is not None:
+        heard = heard & (scores > scores[:, floor : floor + 1])
+    return heard
+
+
 def set_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """IoU of two ``(B, A)`` bool masks -> ``(B,)`` (0 when both are empty)."""
     inter = (a & b).sum(-1).float()
@@ -335,7 +349,5 @@ def relevance_iou(
     Returns:
         ``(B,)`` float IoU in [0, 1].
     """
-    tags = top_k_sets(audio_logits, top_k)
-    if floor is not None:
-        tags = tags & (audio_logits > audio_logits[:, floor : floor + 1])
+    tags = heard_sets(audio_logits, top_k, floor)
     return set_iou(tags, matrix.to(audio_logits.device)[labels.long()])

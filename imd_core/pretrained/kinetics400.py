@@ -33,7 +33,7 @@ from torch import nn
 from imd_core.config_base import FrozenConfig
 from imd_core.errors import ConfigError
 from imd_core.model.imd_model import ClipResult, IMDOutput
-from imd_core.model.savld import Savld, set_iou
+from imd_core.model.savld import Savld, heard_sets, set_iou
 from imd_core.pretrained.i3d import I3D
 from imd_core.pretrained.i3d import NUM_CLASSES as I3D_CLASSES
 from imd_core.pretrained.yamnet import YamNet
@@ -169,13 +169,7 @@ class PretrainedIMD(nn.Module):
 
     def heard_tags(self, probs: torch.Tensor) -> torch.Tensor:
         """``(B, A)`` bool: the top-k tags that count as heard (above the floor and the minimum)."""
-        cfg = self.config
-        k = min(cfg.tag_top_k, probs.shape[-1])
-        top = torch.zeros_like(probs, dtype=torch.bool).scatter_(-1, probs.topk(k, -1).indices, True)
-        heard = top & (probs >= cfg.min_tag_score)
-        if self.tag_floor_index is not None:
-            heard = heard & (probs > probs[:, self.tag_floor_index : self.tag_floor_index + 1])
-        return heard
+        return heard_sets(probs, self.config.tag_top_k, self.tag_floor_index, self.config.min_tag_score)
 
     def forward(
         self,
