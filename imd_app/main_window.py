@@ -27,7 +27,6 @@ from imd_core.resources import (
     default_app_model_dir,
     demo_clips,
     demo_model_dir,
-    kinetics400_dir,
     resolve_model_dir,
 )
 
@@ -156,7 +155,7 @@ class MainWindow(QMainWindow):
         mm = bar.addMenu("&Model")
         self._action(mm, "Model &manager…", "Ctrl+M", self.show_model_manager)
         self._action(mm, "&Load model folder…", "Ctrl+Shift+M", self.model_manager.load_folder_dialog)
-        self._action(mm, "Load &Kinetics-400 model (I3D + YAMNet)", None, lambda: self.load_model(str(kinetics400_dir())))
+        self._action(mm, "Load &Kinetics-400 model (I3D + YAMNet)", None, lambda: self.load_model("kinetics400"))
         self._action(mm, "Load &demo model", None, lambda: self.load_model(str(demo_model_dir())))
         self._action(mm, "Use &CPU", None, lambda: self.set_device("cpu"))
         gpu = self._action(mm, "Use &GPU (CUDA)", None, lambda: self.set_device("cuda"))

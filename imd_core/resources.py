@@ -58,15 +58,14 @@ def resolve_model_dir(name_or_folder: str | os.PathLike[str]) -> Path:
         return path
     if str(name_or_folder) == "demo":
         return demo_model_dir()
-    folder = kinetics400_dir()
-    if not (folder / "config.json").is_file():
+    if not kinetics400_installed():
         from imd_core.errors import CheckpointError
 
         raise CheckpointError(
-            f"the kinetics400 model is not installed ({folder} is missing); build it with "
+            f"the kinetics400 model is not installed ({kinetics400_dir()} is missing); build it with "
             "`imd pretrained build` (bash scripts/setup.sh does it)"
         )
-    return folder
+    return kinetics400_dir()
 
 
 def default_app_model_dir() -> Path:

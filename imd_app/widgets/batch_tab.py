@@ -72,7 +72,7 @@ class BatchTab(QWidget):
         add_files = QPushButton("Add files…")
         add_files.clicked.connect(self.add_files_dialog)
         add_folder = QPushButton("Add folder…")
-        add_folder.clicked.connect(self._on_add_folder_clicked)
+        add_folder.clicked.connect(self.add_folder_dialog)
         self.cancel_button = QPushButton("Cancel selected")
         self.cancel_button.clicked.connect(self._on_cancel_clicked)
         self.cancel_all_button = QPushButton("Cancel all")
@@ -167,9 +167,6 @@ class BatchTab(QWidget):
             self.paths_requested.emit(files)
 
     def add_folder_dialog(self) -> None:
-        self._on_add_folder_clicked()
-
-    def _on_add_folder_clicked(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Add a folder of videos")
         if folder:
             self.paths_requested.emit([folder])

@@ -22,15 +22,6 @@ from imd_core.train.data_order import EpochOrderSampler, EvalShardSampler, Seede
 logger = logging.getLogger(__name__)
 
 
-def resolve_model_source(name: str) -> Path:
-    """``"demo"`` -> the embedded demo model folder; anything else is a folder path."""
-    if name == "demo":
-        from imd_core.resources import demo_model_dir
-
-        return demo_model_dir()
-    return Path(name)
-
-
 def build_model(cfg: TrainConfig, labels: list[str]) -> torch.nn.Module:
     """The ``IMDModel`` to train, with ``labels`` as its classes.
 
@@ -41,10 +32,11 @@ def build_model(cfg: TrainConfig, labels: list[str]) -> torch.nn.Module:
     from imd_core.model.checkpoint import load_model, load_state_into
     from imd_core.model.config import ARCHITECTURE_FIELDS, ModelConfig
     from imd_core.model.imd_model import IMDModel
+    from imd_core.resources import resolve_model_dir
 
     if not cfg.init.from_model:
         return IMDModel(ModelConfig.from_dict({**cfg.model, "labels": list(labels)}))
-    folder = resolve_model_source(cfg.init.from_model)
+    folder = resolve_model_dir(cfg.init.from_model)
     src = load_model(folder, device="cpu")
     # The folder fixes the architecture and the backbones; the recipe may change only
     # training options (gating, losses, ast_trainable, ...).
@@ -124,12 +116,13 @@ def _permute_agreement_inputs(model: torch.nn.Module, src: torch.nn.Module, orde
 def build_savld(cfg: TrainConfig, model: torch.nn.Module, labels: list[str]) -> Any:
     """The SAVLD between the classes and the AST's labels: given, inherited or built."""
     from imd_core.model.savld import Savld
+    from imd_core.resources import resolve_model_dir
 
     audio_labels = list(model.ast.labels)
     if cfg.init.savld:
         savld = Savld.load(Path(cfg.init.savld))
-    elif cfg.init.from_model and (resolve_model_source(cfg.init.from_model) / "savld.json").is_file():
-        savld = Savld.load(resolve_model_source(cfg.init.from_model) / "savld.json")
+    elif cfg.init.from_model and (source := resolve_model_dir(cfg.init.from_model) / "savld.json").is_file():
+        savld = Savld.load(source)
     else:
         logger.info("building the SAVLD for %d classes x %d audio labels", len(labels), len(audio_labels))
         savld = Savld.build(labels, audio_labels, encoder=cfg.init.text_encoder)
