@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
+from imd_core.data.transforms import ClipPreprocessor
 from imd_core.model.config import ModelConfig
 
 DEFAULT_NUM_CLASSES = 400  # Kinetics-400, for size presets without labels
@@ -24,12 +26,14 @@ def count_flops(model: nn.Module, *, batch: int = 1, device: str | torch.device 
 
     cfg: ModelConfig = model.config
     dev = device or next(model.parameters()).device
-    shape = (batch, cfg.num_frames, 3, cfg.image_size, cfg.image_size)
-    rgb = torch.zeros(shape, device=dev)
-    if getattr(cfg, "audio_frontend", "ast") == "yamnet":  # kinetics400: YAMNet log-mel patches
-        fbank = torch.zeros(batch, cfg.patches, 96, 64, device=dev)
-    else:
-        fbank = torch.zeros(batch, cfg.max_length, cfg.num_mel_bins, device=dev)
+    # blank inputs from the model's own preprocessor: the shapes are right for every model
+    # family (AST fbank or YAMNet patches, two streams or one) without asking which it is
+    blank = ClipPreprocessor.from_model_config(cfg)(
+        np.zeros((cfg.num_frames, cfg.image_size, cfg.image_size, 3), np.uint8), None, train=False
+    )
+    rgb, motion, fbank = (
+        blank[k].unsqueeze(0).expand(batch, *blank[k].shape).to(dev) for k in ("rgb", "motion", "fbank")
+    )
     was_training = model.training
     model.eval()
     try:
@@ -39,7 +43,7 @@ def count_flops(model: nn.Module, *, batch: int = 1, device: str | torch.device 
         onednn = torch.backends.mkldnn.enabled
         torch.backends.mkldnn.enabled = False  # (flags() would also reset TF32 and warn)
         with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
-            model(rgb, rgb, fbank=fbank)
+            model(rgb, motion, fbank=fbank)
     finally:
         torch.backends.mkldnn.enabled = onednn
         model.train(was_training)
@@ -71,7 +75,7 @@ def model_info(model: nn.Module, *, count: bool = True) -> dict[str, Any]:
     params = model.param_counts()
     return {
         "size": cfg.size,
-        "params_per_stream": params.get("per_stream", params.get("video")),  # kinetics400: I3D (one stream)
+        "params_per_stream": params["per_stream"],
         "params_total": params["total"],
         "gflops_per_clip": round(count_flops(model) / 1e9, 3) if count else None,
         "frames": cfg.num_frames,

@@ -289,4 +289,5 @@ class PretrainedIMD(nn.Module):
             return sum(p.numel() for p in m.parameters())
 
         head = n(self.head) if self.head is not None else 0
-        return {"video": n(self.video), "tagger": n(self.tagger), "head": head, "total": n(self)}
+        # I3D is this model's one visual stream (per_stream, as IMDModel reports its streams)
+        return {"per_stream": n(self.video), "tagger": n(self.tagger), "head": head, "total": n(self)}
