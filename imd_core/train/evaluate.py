@@ -56,10 +56,12 @@ def evaluate(
     cfg = model.config
     was_training = model.training
     model.eval()
-    # kinetics400-family models (imd_core.pretrained) take YAMNet patches in "fbank" and
-    # decide relevance themselves (a rule, or a learned net on frozen features)
-    pretrained = getattr(cfg, "audio_frontend", "ast") == "yamnet"
-    acc = MetricAccumulator(len(cfg.labels), tau=float(getattr(cfg, "relevance_tau", 0.0)))
+    from imd_core.pretrained.kinetics400 import PretrainedIMD
+
+    # kinetics400-family models take YAMNet patches in "fbank" and decide relevance
+    # themselves (a rule, or a learned net on frozen features); relevant iff IoU > 0
+    pretrained = isinstance(model, PretrainedIMD)
+    acc = MetricAccumulator(len(cfg.labels), tau=0.0 if pretrained else float(cfg.relevance_tau))
     skipped: dict[int, str] = {}
     sharded = dist is not None and dist.enabled
     records: list[tuple[int, tuple]] = []  # (single-process batch number, update arguments)
