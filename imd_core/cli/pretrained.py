@@ -77,9 +77,10 @@ def run_finetune(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from imd_core.pretrained.folder import build_folder, default_folder, is_pretrained_folder
+    from imd_core.pretrained.folder import build_folder, is_pretrained_folder
+    from imd_core.resources import kinetics400_dir
 
-    out = Path(args.out) if args.out else default_folder()
+    out = Path(args.out) if args.out else kinetics400_dir()
     if not args.force and is_pretrained_folder(out) and (out / "model.safetensors").is_file():
         print(f"{out}: already built (pass --force to rebuild)", file=sys.stderr)  # noqa: T201
         return 0

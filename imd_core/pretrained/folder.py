@@ -25,6 +25,7 @@ from imd_core.errors import CheckpointError, ConfigError
 from imd_core.model.savld import Savld
 from imd_core.pretrained.archives import I3D_ARCHIVE, YAMNET_ARCHIVE
 from imd_core.pretrained.kinetics400 import NAME, PretrainedConfig, PretrainedIMD
+from imd_core.resources import kinetics400_dir
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +53,6 @@ def kinetics400_labels() -> list[str]:
     return [line.strip() for line in LABELS_FILE.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def default_folder() -> Path:
-    """Where ``kinetics400`` lives: ``resources/kinetics400`` (checkout and bundle alike)."""
-    from imd_core.resources import resources_dir
-
-    return resources_dir() / NAME
-
-
 def build_folder(
     out: str | os.PathLike[str] | None = None,
     *,
@@ -76,7 +70,7 @@ def build_folder(
     from imd_core.pretrained.yamnet import convert_yamnet
 
     t0 = time.perf_counter()
-    out = Path(out) if out is not None else default_folder()
+    out = Path(out) if out is not None else kinetics400_dir()
     folder_arg = Path(archives) if archives is not None else None
     video_state = convert_i3d(folder_arg)
     audio_state, audio_labels = convert_yamnet(folder_arg)

@@ -117,11 +117,6 @@ class PretrainedConfig(FrozenConfig):
     def num_classes(self) -> int:
         return len(self.labels)
 
-    @property
-    def patches(self) -> int:
-        """YAMNet patches in ``audio_seconds`` (0.96 s each, hop 0.48 s)."""
-        return int((self.audio_seconds - 0.96) / 0.48 + 1e-6) + 1
-
 
 class PretrainedIMD(nn.Module):
     """I3D + YAMNet + SAVLD with the rule-based relevance decision and audio dropout."""
@@ -152,10 +147,6 @@ class PretrainedIMD(nn.Module):
     @property
     def audio_labels(self) -> list[str]:
         return list(self.config.audio_labels)
-
-    @property
-    def has_savld(self) -> bool:
-        return True
 
     @property
     def tagger_name(self) -> str:
