@@ -107,12 +107,11 @@ def clip_features(predictor: Any, path: str) -> dict[str, torch.Tensor]:
     items = list(predictor.open(path))
     x = predictor.preprocess(items[0])
     rgb = x["rgb"].unsqueeze(0).permute(0, 2, 1, 3, 4).float()  # I3D takes (B, 3, T, H, W)
-    patches = x["fbank"].float()  # (P, 96, 64)
-    emb = model.tagger.forward_features(patches)  # (P, 1024)
+    audio, tags = model.audio_features(x["fbank"].unsqueeze(0))
     return {
         "video": model.video.forward_features(rgb)[0],
-        "audio": emb.mean(0),
-        "tags": torch.sigmoid(model.tagger.forward_head(emb)).mean(0),
+        "audio": audio[0],
+        "tags": tags[0],
         "present": x["audio_present"].reshape(()).float(),
     }
 

@@ -152,11 +152,17 @@ class PretrainedIMD(nn.Module):
     def tagger_name(self) -> str:
         return f"YAMNet (AudioSet, {len(self.config.audio_labels)} labels)"
 
+    def audio_features(self, patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, P, 96, 64)`` log-mel patches -> the clip's YAMNet embedding ``(B, 1024)`` and
+        tag probabilities ``(B, A)``, both the mean over its patches."""
+        b, p = patches.shape[:2]
+        emb = self.tagger.forward_features(patches.flatten(0, 1).float())  # (B*P, 1024)
+        probs = torch.sigmoid(self.tagger.forward_head(emb).float()).view(b, p, -1).mean(1)
+        return emb.view(b, p, -1).mean(1), probs
+
     def tag_probs(self, patches: torch.Tensor) -> torch.Tensor:
         """``(B, P, 96, 64)`` log-mel patches -> ``(B, A)`` clip tag probabilities (patch mean)."""
-        b, p = patches.shape[:2]
-        logits = self.tagger(patches.flatten(0, 1).float())
-        return torch.sigmoid(logits.float()).view(b, p, -1).mean(1)
+        return self.audio_features(patches)[1]
 
     def heard_tags(self, probs: torch.Tensor) -> torch.Tensor:
         """``(B, A)`` bool: the top-k tags that count as heard (above the floor and the minimum)."""
@@ -208,10 +214,7 @@ class PretrainedIMD(nn.Module):
 
     def _forward_learned(self, feats: torch.Tensor, fbank: torch.Tensor, present: torch.Tensor) -> IMDOutput:
         """The fine-tuned head: the learned relevance net decides, irrelevant audio is dropped whole."""
-        b, p = fbank.shape[:2]
-        emb = self.tagger.forward_features(fbank.flatten(0, 1).float())  # (B*P, 1024)
-        probs = torch.sigmoid(self.tagger.forward_head(emb).float()).view(b, p, -1).mean(1)
-        audio = emb.view(b, p, -1).mean(1)
+        audio, probs = self.audio_features(fbank)
         logits, rel, gate = self.head(feats, audio, present, threshold=self.config.relevance_threshold)
         video_only, _, _ = self.head(feats, audio, torch.zeros_like(present))
         m = self.savld_matrix.to(probs.device)
