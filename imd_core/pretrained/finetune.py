@@ -155,9 +155,7 @@ def relevance_targets(
     tags: torch.Tensor, labels: torch.Tensor, matrix: torch.Tensor, model: Any
 ) -> torch.Tensor:
     """The paper's target: IoU of the heard tags with the SAVLD labels of the *true* class > 0."""
-    from imd_core.model.savld import set_iou
-
-    return (set_iou(model.heard_tags(tags), matrix[labels]) > 0).float()
+    return (model.savld_iou(tags, labels, matrix) > 0).float()
 
 
 def finetune(

@@ -168,6 +168,15 @@ class PretrainedIMD(nn.Module):
         """``(B, A)`` bool: the top-k tags that count as heard (above the floor and the minimum)."""
         return heard_sets(probs, self.config.tag_top_k, self.tag_floor_index, self.config.min_tag_score)
 
+    def savld_iou(
+        self, probs: torch.Tensor, classes: torch.Tensor, matrix: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The paper's relevance IoU: the heard tags of ``probs`` ``(B, A)`` against the SAVLD
+        labels of ``classes`` ``(B,)`` (the top class to decide, the true class as a target);
+        ``matrix`` another ``(C, A)`` SAVLD (fine-tuning's classes), default the model's."""
+        m = (self.savld_matrix if matrix is None else matrix).to(probs.device)
+        return set_iou(self.heard_tags(probs), m[classes.long()])
+
     def forward(
         self,
         rgb: torch.Tensor,
@@ -186,21 +195,22 @@ class PretrainedIMD(nn.Module):
         feats = self.video.forward_features(rgb.permute(0, 2, 1, 3, 4).float())  # I3D takes (B, 3, T, H, W)
         feats = feats.view(-1, views, feats.shape[-1]).mean(1)
         b = feats.shape[0]
-        present = torch.ones(b, dtype=torch.bool, device=rgb.device) if audio_present is None else audio_present
+        present = (
+            torch.ones(b, dtype=torch.bool, device=rgb.device) if audio_present is None else audio_present
+        )
         if self.head is not None:
             return self._forward_learned(feats, fbank, present.bool())
         video_logits = self.video.logits_from_features(feats)
         probs = self.tag_probs(fbank)  # (B, A)
-        top_class = video_logits.argmax(-1)
-        m = self.savld_matrix.to(probs.device)
         heard = self.heard_tags(probs)
-        iou = set_iou(heard, m[top_class])
+        iou = self.savld_iou(probs, video_logits.argmax(-1))
         keep = present.bool() & (iou > 0) & (iou >= cfg.relevance_threshold)
         if cfg.audio_policy != "rule":
             keep = present.bool() & torch.tensor(cfg.audio_policy == "always", device=keep.device)
         # the audio's evidence for each class: the best heard tag among the class's SAVLD labels
         # (tags the rule did not count add nothing)
-        evidence = ((probs * heard).unsqueeze(1) * m.unsqueeze(0).float()).amax(-1)  # (B, C)
+        m = self.savld_matrix.to(probs.device).float()
+        evidence = ((probs * heard).unsqueeze(1) * m.unsqueeze(0)).amax(-1)  # (B, C)
         logits = video_logits + cfg.audio_weight * evidence * keep.unsqueeze(-1).float()
         return IMDOutput(
             logits=logits,
@@ -217,8 +227,7 @@ class PretrainedIMD(nn.Module):
         audio, probs = self.audio_features(fbank)
         logits, rel, gate = self.head(feats, audio, present, threshold=self.config.relevance_threshold)
         video_only, _, _ = self.head(feats, audio, torch.zeros_like(present))
-        m = self.savld_matrix.to(probs.device)
-        iou = set_iou(self.heard_tags(probs), m[logits.argmax(-1)])
+        iou = self.savld_iou(probs, logits.argmax(-1))
         return IMDOutput(
             logits=logits,
             relevance_logit=rel,

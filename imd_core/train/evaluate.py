@@ -128,10 +128,7 @@ def _pretrained_batch(model: torch.nn.Module, batch: dict, labels: torch.Tensor,
     net at its threshold); its target is the paper's, the IoU of the heard tags with the
     SAVLD labels of the *true* class.
     """
-    from imd_core.model.savld import set_iou
-
     out = model(batch["rgb"].to(device), None, fbank=batch["fbank"].to(device), audio_present=present)
-    heard = model.heard_tags(torch.sigmoid(out.audio_logits.float()))
-    target = set_iou(heard, model.savld_matrix.to(device)[labels])
+    target = model.savld_iou(torch.sigmoid(out.audio_logits.float()), labels)
     decision = out.audio_kept.float()
     return out.logits.float(), labels, out.audio_kept, decision[present], target[present], None
