@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QPixmap
+from PySide6.QtCore import QEvent, Qt, QTimer, Signal
+from PySide6.QtGui import QPalette, QPixmap
 from PySide6.QtWidgets import (
     QGridLayout,
     QHBoxLayout,
@@ -31,6 +31,32 @@ from imd_app.training.jobs import JobState
 
 REFRESH_MS = 100  # at most 10 plot updates a second
 MAX_POINTS = 2000  # step-loss points drawn; more are strided
+
+
+# Mid-tone colours that read on a light and on a dark background alike.
+CURVE_COLOURS = {
+    "steps": "#8c8cc8",  # train loss per step: thin, behind the per-epoch points
+    "train": "#1f77b4",
+    "val": "#d62728",
+    "relevance": "#2ca02c",
+}
+LEGEND = (("steps", "\u2500\u2500", "train loss per step"), ("train", "\u2501\u25cf\u2501", "train"),
+          ("val", "\u2501\u25cf\u2501", "val"), ("relevance", "\u254c\u254c", "relevance accuracy"))
+
+
+def style_plot(plot: pg.PlotWidget, palette: QPalette, title: str) -> None:
+    """Colours a plot from the app's palette: the background of a text field, its text
+    for titles, axes and labels (light in a light app, dark in a dark one)."""
+    text = palette.color(QPalette.ColorRole.Text)
+    plot.setBackground(palette.color(QPalette.ColorRole.Base))
+    item = plot.getPlotItem()
+    item.setTitle(title, color=text.name(), size="10pt")
+    for name in ("left", "bottom"):
+        axis = item.getAxis(name)
+        axis.setPen(pg.mkPen(text))
+        axis.setTextPen(pg.mkPen(text))
+    item.setLabel("bottom", "epoch", color=text.name())
+    item.showGrid(x=True, y=True, alpha=0.25)
 
 
 def _fmt(value: float | None, pattern: str = "{:.3f}") -> str:
@@ -88,26 +114,33 @@ class MonitorPanel(QWidget):
 
         split = QSplitter(Qt.Orientation.Vertical, self)
         plots = QWidget(split)
-        plots_layout = QHBoxLayout(plots)
-        plots_layout.setContentsMargins(0, 0, 0, 0)
-        self.loss_plot = pg.PlotWidget(plots, title="Loss")
-        self.acc_plot = pg.PlotWidget(plots, title="Accuracy")
+        plots_column = QVBoxLayout(plots)
+        plots_column.setContentsMargins(0, 0, 0, 0)
+        plots_column.setSpacing(2)
+        # One legend row above both plots (same colours in each): it never covers a curve.
+        self.legend = QLabel(plots)
+        self.legend.setTextFormat(Qt.TextFormat.RichText)
+        self.legend.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        plots_column.addWidget(self.legend)
+        plots_layout = QHBoxLayout()
+        plots_column.addLayout(plots_layout, 1)
+        self.loss_plot = pg.PlotWidget(plots)
+        self.acc_plot = pg.PlotWidget(plots)
         for plot in (self.loss_plot, self.acc_plot):
-            plot.addLegend(offset=(-5, 5))
-            plot.showGrid(x=True, y=True, alpha=0.2)
             plot.getPlotItem().setClipToView(True)
             plot.getPlotItem().setDownsampling(auto=True, mode="peak")
-            plot.setLabel("bottom", "epoch")
             plots_layout.addWidget(plot)
         self.acc_plot.setYRange(0.0, 1.05)
+        dots = {"symbol": "o", "symbolSize": 6, "symbolPen": None}
         self.curves = {
-            "step_loss": self.loss_plot.plot(name="train (steps)", pen=pg.mkPen((120, 120, 200), width=1)),
-            "train_loss": self.loss_plot.plot(name="train", pen=pg.mkPen("b", width=2), symbol="o", symbolSize=6, symbolBrush="b"),
-            "val_loss": self.loss_plot.plot(name="val", pen=pg.mkPen("r", width=2), symbol="o", symbolSize=6, symbolBrush="r"),
-            "train_acc": self.acc_plot.plot(name="train", pen=pg.mkPen("b", width=2), symbol="o", symbolSize=6, symbolBrush="b"),
-            "val_acc": self.acc_plot.plot(name="val", pen=pg.mkPen("r", width=2), symbol="o", symbolSize=6, symbolBrush="r"),
-            "relevance_acc": self.acc_plot.plot(name="relevance", pen=pg.mkPen("g", width=2, style=Qt.PenStyle.DashLine)),
+            "step_loss": self.loss_plot.plot(pen=pg.mkPen(CURVE_COLOURS["steps"], width=1)),
+            "train_loss": self.loss_plot.plot(pen=pg.mkPen(CURVE_COLOURS["train"], width=2), symbolBrush=CURVE_COLOURS["train"], **dots),
+            "val_loss": self.loss_plot.plot(pen=pg.mkPen(CURVE_COLOURS["val"], width=2), symbolBrush=CURVE_COLOURS["val"], **dots),
+            "train_acc": self.acc_plot.plot(pen=pg.mkPen(CURVE_COLOURS["train"], width=2), symbolBrush=CURVE_COLOURS["train"], **dots),
+            "val_acc": self.acc_plot.plot(pen=pg.mkPen(CURVE_COLOURS["val"], width=2), symbolBrush=CURVE_COLOURS["val"], **dots),
+            "relevance_acc": self.acc_plot.plot(pen=pg.mkPen(CURVE_COLOURS["relevance"], width=2, style=Qt.PenStyle.DashLine)),
         }
+        self._apply_palette()
         bottom = QWidget(split)
         bottom_layout = QHBoxLayout(bottom)
         bottom_layout.setContentsMargins(0, 0, 0, 0)
@@ -127,6 +160,19 @@ class MonitorPanel(QWidget):
         self._timer.timeout.connect(self._refresh)
         self._timer.start()
         self._update_buttons()
+
+    def _apply_palette(self) -> None:
+        palette = self.palette()
+        style_plot(self.loss_plot, palette, "Loss")
+        style_plot(self.acc_plot, palette, "Accuracy")
+        self.legend.setText("&nbsp;&nbsp;&nbsp;".join(
+            f'<span style="color:{CURVE_COLOURS[key]}">{sample}</span>&nbsp;{name}' for key, sample, name in LEGEND
+        ))
+
+    def changeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        if event.type() == QEvent.Type.PaletteChange:  # the system switched light/dark mode
+            self._apply_palette()
+        super().changeEvent(event)
 
     # ------------------------------------------------------------------ showing a job
     def show_job(self, state: JobState | None) -> None:
@@ -229,6 +275,7 @@ class MonitorPanel(QWidget):
             return
         p = state.progress
         self.progress.setValue(int(round(p.fraction * 1000)))
+        self.progress.setFormat(p.phase or "%p%")  # "features 12/48" while a pretrained run reads its clips
         self.eta.setText(f"ETA {format_eta(p.eta_s)}" if state.status in ACTIVE else "")
         last = p.epochs[-1] if p.epochs else None
         total = f"/{p.total_epochs}" if p.total_epochs else ""

@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
     QFrame,
     QGridLayout,
     QGroupBox,
+    QHBoxLayout,
     QLabel,
     QProgressBar,
     QVBoxLayout,
@@ -22,6 +23,7 @@ from PySide6.QtWidgets import (
 
 from imd_app.state import LiveState, PlayerState
 from imd_app.types import InferenceStats, LiveResult
+from imd_app.widgets.elided_label import ElidedLabel
 
 TIMELINE_SECONDS = 20.0
 AUDIO_STYLES = {
@@ -56,7 +58,7 @@ class LivePanel(QWidget):
         self.bar_labels: list[QLabel] = []
         self.bars: list[QProgressBar] = []
         for i in range(TOP_K):
-            name = QLabel("—")
+            name = ElidedLabel("—", mode=Qt.TextElideMode.ElideRight, hint_chars=18)  # Kinetics names reach 40 characters
             bar = QProgressBar()
             bar.setRange(0, 1000)
             bar.setFormat("")
@@ -66,9 +68,11 @@ class LivePanel(QWidget):
             grid.addWidget(bar, i, 1)
             self.bar_labels.append(name)
             self.bars.append(bar)
-        grid.setColumnStretch(1, 1)
+        grid.setColumnStretch(0, 1)
+        grid.setColumnStretch(1, 2)
         # the model's "I don't know": shown above the bars, which keep the ranking
         self.confidence_label = QLabel("")
+        self.confidence_label.setWordWrap(True)
         self.confidence_label.setStyleSheet("color: #b35c00; font-weight: bold;")
         self.confidence_label.setVisible(False)
         grid.addWidget(self.confidence_label, TOP_K, 0, 1, 2)
@@ -82,7 +86,12 @@ class LivePanel(QWidget):
         self.timeline.setLabel("bottom", "time (s)")
         self.timeline.getAxis("bottom").setTextPen(fg)
         self.timeline.getAxis("left").setTextPen(fg)
-        self.timeline.addLegend(offset=(5, 5), labelTextColor=fg, labelTextSize="7pt")
+        # Top-left, where the paging view keeps the oldest (least looked-at) seconds, on a
+        # translucent background so that a curve under it stays visible.
+        legend_bg = pg.mkColor(bg)
+        legend_bg.setAlpha(170)
+        self.timeline.addLegend(offset=(5, 5), labelTextColor=fg, labelTextSize="7pt", brush=legend_bg,
+                                pen=pg.mkPen(self.palette().color(QPalette.ColorRole.Mid)))
         # Symbols too: a clip shorter than two windows gives isolated points, which a line alone hides.
         self.curves = [
             self.timeline.plot([], [], pen=pg.mkPen(pg.intColor(i, TOP_K), width=2), name=" ", symbol="o",
@@ -90,7 +99,7 @@ class LivePanel(QWidget):
             for i in range(TOP_K)
         ]
         self.relevance_curve = self.timeline.plot(
-            [], [], pen=pg.mkPen((200, 200, 200), width=1, style=Qt.PenStyle.DashLine), name="relevance"
+            [], [], pen=pg.mkPen((128, 128, 128), width=1, style=Qt.PenStyle.DashLine), name="relevance"
         )
         self.threshold_line = pg.InfiniteLine(pos=0.5, angle=0, pen=pg.mkPen((220, 80, 80), style=Qt.PenStyle.DotLine))
         self.position_line = pg.InfiniteLine(pos=0.0, angle=90, pen=pg.mkPen((255, 200, 0), width=2))
@@ -108,9 +117,19 @@ class LivePanel(QWidget):
         self.audio_label.setFont(font)
         self.reason_label = QLabel("")
         self.reason_label.setWordWrap(True)
+        # The bar's text goes in a label beside it: text drawn over the fill is half hidden
+        # in some styles. The bar keeps it as its format, for accessibility.
         self.relevance_bar = QProgressBar()
         self.relevance_bar.setRange(0, 1000)
-        self.relevance_bar.setFormat("relevance —")
+        self.relevance_bar.setTextVisible(False)
+        self.relevance_bar.setMaximumHeight(16)
+        self.relevance_label = QLabel()
+        self.relevance_label.setMinimumWidth(self.relevance_label.fontMetrics().horizontalAdvance(
+            "relevance 0.00 >= threshold 0.00  "))  # the longest text: the bar does not move as it changes
+        self._set_relevance_text("relevance —")
+        relevance_row = QHBoxLayout()
+        relevance_row.addWidget(self.relevance_label)
+        relevance_row.addWidget(self.relevance_bar, 1)
         self.tags_label = QLabel("Audio tags: —")
         self.tags_label.setWordWrap(True)
 
@@ -130,6 +149,7 @@ class LivePanel(QWidget):
         self.spectrogram.setYRange(0, live.mel_bins, padding=0)
 
         self.stats_label = QLabel("latency — · inference — windows/s")
+        self.stats_label.setWordWrap(True)
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
@@ -137,7 +157,7 @@ class LivePanel(QWidget):
         layout.addWidget(self.timeline, 2)
         layout.addWidget(self.audio_label)
         layout.addWidget(self.reason_label)
-        layout.addWidget(self.relevance_bar)
+        layout.addLayout(relevance_row)
         layout.addWidget(self.tags_label)
         layout.addWidget(self.spectrogram, 1)
         layout.addWidget(self.stats_label)
@@ -173,11 +193,11 @@ class LivePanel(QWidget):
         self.reason_label.setText(r.reason)
         if r.relevance is None:
             self.relevance_bar.setValue(0)
-            self.relevance_bar.setFormat(f"relevance — (threshold {r.threshold:.2f})")
+            self._set_relevance_text(f"relevance — (threshold {r.threshold:.2f})")
         else:
             self.relevance_bar.setValue(int(r.relevance * 1000))
             verdict = ">=" if r.relevance >= r.threshold else "<"
-            self.relevance_bar.setFormat(f"relevance {r.relevance:.2f} {verdict} threshold {r.threshold:.2f}")
+            self._set_relevance_text(f"relevance {r.relevance:.2f} {verdict} threshold {r.threshold:.2f}")
         self.threshold_line.setValue(r.threshold)
         tags = ", ".join(f"{label} {score:.2f}" for label, score in r.tags) or "—"
         self.tags_label.setText(f"Audio tags: {tags}")
@@ -198,8 +218,12 @@ class LivePanel(QWidget):
         self.reason_label.setText("")
         self.tags_label.setText("Audio tags: —")
         self.relevance_bar.setValue(0)
-        self.relevance_bar.setFormat("relevance —")
+        self._set_relevance_text("relevance —")
         self._dirty = True
+
+    def _set_relevance_text(self, text: str) -> None:
+        self.relevance_label.setText(text)
+        self.relevance_bar.setFormat(text)
 
     def _on_player_position_changed(self, _position: float) -> None:
         self._position_dirty = True

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
 )
 
 from imd_app.state import LiveState, PlayerState
+from imd_app.widgets.elided_label import ElidedLabel
 from imd_app.widgets.live_panel import LivePanel
 from imd_app.widgets.transport_bar import TransportBar
 from imd_app.widgets.video_view import VideoView
@@ -38,7 +39,7 @@ class PlayerTab(QWidget):
         self.camera_box.addItems(cameras or ["0"])
         camera_button = QPushButton("Open webcam")
         camera_button.clicked.connect(lambda: self.open_camera_requested.emit(self.camera_box.currentText().strip()))
-        self.source_label = QLabel("No source")
+        self.source_label = ElidedLabel("No source", hint_chars=60)  # a long path must not squeeze the live panel
         self.source_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         top = QHBoxLayout()
         top.addWidget(open_button)

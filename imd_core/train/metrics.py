@@ -6,9 +6,13 @@ import csv
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 logger = logging.getLogger(__name__)
 
@@ -104,34 +108,65 @@ class MetricAccumulator:
         return out
 
 
-def save_confusion_png(confusion: Sequence[Sequence[int]], class_names: Sequence[str], path: Path, title: str = "") -> Path:
-    """Draws a row-normalised confusion matrix (rows: true class) with matplotlib Agg."""
-    import matplotlib
+CONFUSION_LABEL_CHARS = 24  # longer class names are cut with an ellipsis (Kinetics has 40-character ones)
 
-    matplotlib.use("Agg", force=False)
+
+def _short_name(name: str, limit: int = CONFUSION_LABEL_CHARS) -> str:
+    return name if len(name) <= limit else name[: limit - 1].rstrip() + "\u2026"
+
+
+def confusion_figure(confusion: Sequence[Sequence[int]], class_names: Sequence[str], title: str = "") -> Figure:
+    """A row-normalised confusion matrix (rows: true class) as a matplotlib ``Figure`` (Agg).
+
+    Colours are the share of each true class (colour-bar ticks 0 %..100 %), the cells
+    hold the counts (up to 20 classes), and sizes scale with the class count so that the
+    image stays legible when the Training tab shows it at about 320 px.
+
+    Args:
+        confusion: ``(C, C)`` counts, ``confusion[true][predicted]``.
+        class_names: ``C`` names, cut to :data:`CONFUSION_LABEL_CHARS` characters.
+        title: Replaces ``confusion matrix`` in the title (the clip count is added).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import PercentFormatter
 
-    m = torch.tensor(confusion, dtype=torch.float32)
-    norm = m / m.sum(dim=1, keepdim=True).clamp(min=1)
+    counts = np.asarray(confusion, dtype=np.int64).reshape(len(class_names), len(class_names))  # (C, C)
+    norm = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     n = len(class_names)
-    side = min(4 + 0.35 * n, 30)
-    fig = Figure(figsize=(side, side), dpi=100)
+    label_pt = float(np.clip(12.0 - n / 6.0, 6.0, 10.0))
+    side = float(np.clip(2.0 + 0.22 * n, 4.5, 16.0))  # inches at 100 dpi; labels take about 2 of them
+    fig = Figure(figsize=(side + 1.2, side), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)  # a canvas that can draw and measure, without pyplot
     ax = fig.add_subplot(1, 1, 1)
-    im = ax.imshow(norm.numpy(), cmap="Blues", vmin=0.0, vmax=1.0)
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    im = ax.imshow(norm, cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
+    bar = fig.colorbar(im, ax=ax, shrink=0.85)
+    bar.set_ticks([0.0, 0.25, 0.5, 0.75, 1.0])
+    bar.ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
+    bar.ax.tick_params(labelsize=max(label_pt, 8.0))
+    bar.set_label("share of the true class", fontsize=max(label_pt, 8.0))
     if n <= 60:
-        ax.set_xticks(range(n), labels=list(class_names), rotation=90, fontsize=7)
-        ax.set_yticks(range(n), labels=list(class_names), fontsize=7)
-        if n <= 20:
-            for i in range(n):
-                for j in range(n):
-                    if m[i, j] > 0:
-                        ax.text(j, i, int(m[i, j]), ha="center", va="center", fontsize=7,
-                                color="white" if norm[i, j] > 0.5 else "black")
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title or "confusion matrix (rows normalised)")
-    fig.tight_layout()
+        names = [_short_name(str(c)) for c in class_names]
+        ax.set_xticks(range(n), labels=names, fontsize=label_pt, rotation=45 if n <= 12 else 90,
+                      ha="right", va="top" if n <= 12 else "center", rotation_mode="anchor")
+        ax.set_yticks(range(n), labels=names, fontsize=label_pt)
+    else:  # too many to name: the axes say so instead
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if n <= 20:
+        cell_pt = float(np.clip(13.0 - n / 2.0, 6.0, 12.0))
+        for i, j in zip(*np.nonzero(counts), strict=True):
+            ax.text(j, i, str(int(counts[i, j])), ha="center", va="center", fontsize=cell_pt,
+                    color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_xlabel("predicted" if n <= 60 else f"predicted ({n} classes)", fontsize=max(label_pt, 9.0))
+    ax.set_ylabel("true" if n <= 60 else f"true ({n} classes)", fontsize=max(label_pt, 9.0))
+    ax.set_title(f"{title or 'confusion matrix'} \u00b7 {int(counts.sum())} clips", fontsize=max(label_pt + 1.0, 10.0))
+    return fig
+
+
+def save_confusion_png(confusion: Sequence[Sequence[int]], class_names: Sequence[str], path: Path, title: str = "") -> Path:
+    """Writes :func:`confusion_figure` as a PNG and returns ``path``."""
+    fig = confusion_figure(confusion, class_names, title)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(str(path))
     return path
