@@ -7,8 +7,10 @@ unusable file is also reported on stderr as ``PATH: reason``.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+
+from imd_core.cli import jsonout
+from imd_core.cli.argtypes import bounded_float, bounded_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,9 +31,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument("data", metavar="DATA", help="class-folder tree, or manifest .csv/.jsonl")
     check.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     check.add_argument("--labels", metavar="FILE", help="text file of class names, one per line (optional)")
-    check.add_argument("--workers", type=int, default=1, metavar="N", help="decode N files in parallel")
     check.add_argument(
-        "--timeout", type=float, default=120.0, metavar="S", help="per-file time limit (seconds)"
+        "--workers", type=bounded_int(1, 256), default=1, metavar="N", help="decode N files in parallel"
+    )
+    check.add_argument(
+        "--timeout", type=bounded_float(0.0, 86400.0, lo_open=True), default=120.0, metavar="S",
+        help="per-file time limit (seconds, > 0)",
     )
     check.set_defaults(func=run_check)
     parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
@@ -64,8 +69,7 @@ def run_check(args: argparse.Namespace) -> int:
         args.data, labels=labels, timeout=args.timeout, workers=max(1, args.workers), progress=progress
     )
     if args.json:
-        json.dump(report.to_dict(), sys.stdout, indent=2, ensure_ascii=False)
-        sys.stdout.write("\n")
+        sys.stdout.write(jsonout.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n")
     else:
         sys.stdout.write(report.format_text() + "\n")
     for f in report.files:

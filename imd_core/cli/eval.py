@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import sys
 from pathlib import Path
+
+from imd_core.cli import jsonout
+from imd_core.cli.argtypes import bounded_float, bounded_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,10 +30,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="test views per clip: temporal clips x spatial crops (1 = centre, 3 = start/centre/end), e.g. 2x3 (default 1x1)")
     p.add_argument("--split", default=None, choices=("train", "val", "test", "all"),
                    help="which part of DATA (default: test, else val, else all)")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
+    p.add_argument("--batch-size", type=bounded_int(1, 4096), default=8)
+    p.add_argument("--workers", type=bounded_int(0, 64), default=2, help="DataLoader worker processes")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--decode-timeout", type=float, default=None, metavar="SEC",
+    p.add_argument("--decode-timeout", type=bounded_float(0.0, 86400.0, lo_open=True), default=None, metavar="SEC",
                    help="seconds one batch may take to decode before the file being decoded is reported "
                         "as hanging (exit 3; default 300, as data.loader_timeout in training)")
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
@@ -76,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         line = reason if reason.startswith(str(path)) else f"{path}: {reason}"
         print(line, file=sys.stderr)  # noqa: T201
     if args.json:
-        print(json.dumps(result, ensure_ascii=False))  # noqa: T201
+        print(jsonout.dumps(result, ensure_ascii=False))  # noqa: T201
     else:
         lines = [
             f"model      {result['model']}",

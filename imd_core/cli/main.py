@@ -15,6 +15,7 @@ import importlib
 import logging
 import os
 import sys
+from typing import NoReturn
 
 from imd_core import __version__
 from imd_core.errors import ImdError
@@ -25,8 +26,18 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
 )
 
 
+class ImdArgumentParser(argparse.ArgumentParser):
+    """A parser whose usage errors are one line (exit code 2), like every other ``imd`` error.
+
+    Subcommand parsers are created with the parent's class, so every ``imd CMD`` gets it.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ImdArgumentParser(
         prog="imd",
         description="IMD Studio: audio-visual action recognition with learnable irrelevant modality dropout.",
     )
@@ -49,7 +60,12 @@ def main(argv: list[str] | None = None) -> int:
     # inference 6-10x slower (docs/PERFORMANCE.md, Inference); a user's value wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # a usage error (its one line is printed): returned like any other error
+        if exc.code in (0, None):  # --help, --version
+            raise
+        return int(exc.code) if isinstance(exc.code, int) else 2
     setup_logging(args.verbose)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+
+from imd_core.cli import jsonout
+from imd_core.cli.argtypes import bounded_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--num-classes",
-        type=int,
+        type=bounded_int(1, 100_000),
         default=400,
         metavar="C",
         help="action classes of a --size model (default 400, Kinetics-400)",
@@ -49,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         model = build_for_size(args.size, num_classes=args.num_classes)
     info = model_info(model)
     if args.json:
-        print(json.dumps(info))  # noqa: T201
+        print(jsonout.dumps(info))  # noqa: T201
     else:
         width = max(len(k) for k in info)
         for key, value in info.items():

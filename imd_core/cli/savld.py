@@ -7,6 +7,8 @@ import logging
 import sys
 import time
 
+from imd_core.cli.argtypes import bounded_float, bounded_int, output_file
+
 log = logging.getLogger(__name__)
 
 
@@ -83,12 +85,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     b.add_argument(
         "--k",
-        type=int,
+        type=bounded_int(1, 10_000),
         default=DEFAULT_K,
         metavar="K",
         help=f"audio labels per video label (default {DEFAULT_K})",
     )
-    b.add_argument("--out", required=True, metavar="FILE.json", help="output JSON file")
+    b.add_argument("--out", required=True, type=output_file, metavar="FILE.json", help="output JSON file")
     b.add_argument(
         "--video-prompt",
         default=DEFAULT_VIDEO_PROMPT,
@@ -109,7 +111,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     b.add_argument(
         "--lexical-weight",
-        type=float,
+        type=bounded_float(0.0, 100.0),
         default=DEFAULT_LEXICAL_WEIGHT,
         metavar="W",
         help=f"add W x shared content-word fraction to the similarity (default {DEFAULT_LEXICAL_WEIGHT})",

@@ -6,6 +6,8 @@ import argparse
 import logging
 import time
 
+from imd_core.cli.argtypes import bounded_float, bounded_int
+
 log = logging.getLogger(__name__)
 
 
@@ -22,14 +24,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("out_dir", metavar="OUT_DIR", help="output folder")
-    p.add_argument("--clips", type=int, required=True, metavar="N", help="number of clips")
-    p.add_argument("--relevance", type=float, default=0.5, metavar="P",
+    p.add_argument("--clips", type=bounded_int(1, 1_000_000), required=True, metavar="N", help="number of clips")
+    p.add_argument("--relevance", type=bounded_float(0.0, 1.0), default=0.5, metavar="P",
                    help="probability that a clip's audio is its action's own sound (default 0.5)")
-    p.add_argument("--ambiguity", type=float, default=0.3, metavar="Q",
+    p.add_argument("--ambiguity", type=bounded_float(0.0, 1.0), default=0.3, metavar="Q",
                    help="visual ambiguity in [0, 1]: low contrast, occluders, motion blur, noise (default 0.3)")
-    p.add_argument("--seed", type=int, default=0, metavar="S", help="data set seed (default 0)")
-    p.add_argument("--size", type=int, default=160, help="frame size in pixels (default 160)")
-    p.add_argument("--workers", type=int, default=0,
+    p.add_argument("--seed", type=bounded_int(0, 2**32 - 1), default=0, metavar="S", help="data set seed (default 0)")
+    p.add_argument("--size", type=bounded_int(32, 2048), default=160,
+                   help="frame size in pixels, even, 32 to 2048 (default 160)")
+    p.add_argument("--workers", type=bounded_int(0, 256), default=0,
                    help="rendering processes (default: all CPUs this process may use)")
     p.set_defaults(func=run)
 

@@ -18,13 +18,14 @@ import json
 import logging
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from imd_core.errors import CheckpointError, ConfigError
+from imd_core.errors import CheckpointError, ConfigError, ImdError
 from imd_core.model.audio_features import AudioFeatureConfig
 from imd_core.model.config import ModelConfig
 from imd_core.model.savld import Savld
@@ -129,24 +130,25 @@ def read_config(folder: str | os.PathLike) -> ModelConfig:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"{path} is not valid JSON ({exc}); re-save the model") from None
+    except RecursionError:
+        raise CheckpointError(f"{path} is nested too deeply to be a model config; re-save the model") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an IMD Studio model config (format != {FORMAT!r})")
-    if int(data.get("format_version", 0)) > FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path} has format_version {data['format_version']}; upgrade IMD Studio to load it"
-        )
+    version = data.get("format_version", 0)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise CheckpointError(f"{path}: format_version must be a whole number, got {version!r}; re-save the model")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(f"{path} has format_version {version}; upgrade IMD Studio to load it")
     try:
         return ModelConfig.from_dict(data["model"])
     except (ConfigError, KeyError) as exc:
         raise CheckpointError(f"{path}: invalid model config: {exc}") from None
+    except RecursionError:
+        raise CheckpointError(f"{path}: the model config is nested too deeply; re-save the model") from None
 
 
-def read_state_dict(folder: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Reads ``model.safetensors``; refuses pickles (it never unpickles anything)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    folder = Path(folder)
+def _weights_path(folder: Path) -> Path:
+    """``folder/model.safetensors`` once its first bytes say safetensors (pickles refused)."""
     path = folder / WEIGHTS_NAME
     if not path.is_file():
         pickles = [n for n in _PICKLE_NAMES if (folder / n).exists()]
@@ -163,10 +165,120 @@ def read_state_dict(folder: str | os.PathLike) -> dict[str, torch.Tensor]:
                 f"{path} is a pickle, not safetensors; refusing to unpickle it (re-save the model with save_model)"
             )
         raise CheckpointError(f"{path} is not a safetensors file; re-save the model with save_model")
+    return path
+
+
+def read_state_dict(folder: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Reads ``model.safetensors``; refuses pickles (it never unpickles anything)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = _weights_path(Path(folder))
     try:
         return load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{path} is not a valid safetensors file ({exc}); re-save the model") from None
+
+
+# safetensors dtype names of the float types a model's weights may be stored in
+_FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")
+_DTYPE_NAMES = {torch.int64: "I64", torch.int32: "I32", torch.bool: "BOOL", torch.uint8: "U8"}
+
+
+def read_weights_header(path: str | os.PathLike) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """``{name: (dtype, shape)}`` of a safetensors file, read from its header alone.
+
+    No tensor is read, so a file that claims terabytes costs nothing to inspect.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as fh:
+            out = {}
+            for key in fh.keys():
+                part = fh.get_slice(key)
+                out[key] = (str(part.get_dtype()), tuple(int(n) for n in part.get_shape()))
+            return out
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{path} is not a valid safetensors file ({exc}); re-save the model") from None
+
+
+def expected_tensors(build: Callable[[], nn.Module]) -> dict[str, tuple[torch.dtype, tuple[int, ...]]]:
+    """``{name: (dtype, shape)}`` of the state dict ``build()`` makes, built on the meta device.
+
+    Meta tensors have shapes but no storage, so this allocates nothing however large
+    the architecture.
+    """
+    with torch.device("meta"):
+        model = build()
+    return {k: (v.dtype, tuple(v.shape)) for k, v in model.state_dict().items()}
+
+
+def check_weights_header(
+    path: str | os.PathLike, expected: dict[str, tuple[torch.dtype, tuple[int, ...]]]
+) -> None:
+    """Refuses a weights file whose header does not hold exactly the tensors ``expected``.
+
+    Every expected tensor must be present with its shape; float tensors must be stored
+    as a float type (F16, BF16, F32, F64: int32 "weights" are refused), others as their
+    own type. Runs before any tensor is read or any model is allocated.
+
+    Raises:
+        CheckpointError: one line naming the first offending tensor and what to do.
+    """
+    header = read_weights_header(path)
+    missing = sorted(set(expected) - set(header))
+    unexpected = sorted(set(header) - set(expected))
+    shapes = [k for k in expected if k in header and header[k][1] != expected[k][1]]
+    if missing or unexpected or shapes:
+        what = []
+        if missing:
+            what.append(f"{len(missing)} missing (e.g. {missing[0]})")
+        if unexpected:
+            what.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+        if shapes:
+            k = shapes[0]
+            what.append(f"{len(shapes)} of other shape (e.g. {k}: model {expected[k][1]} vs {header[k][1]})")
+        raise CheckpointError(f"weights in {path} do not fit the model: {'; '.join(what)}")
+    for key, (dtype, _) in expected.items():
+        stored = header[key][0]
+        if dtype.is_floating_point and stored not in _FLOAT_DTYPES:
+            raise CheckpointError(
+                f"weights in {path}: {key} is stored as {stored}, not a float type ({', '.join(_FLOAT_DTYPES)})"
+            )
+        if not dtype.is_floating_point and stored != _DTYPE_NAMES.get(dtype, stored):
+            raise CheckpointError(
+                f"weights in {path}: {key} is stored as {stored}, the model keeps it as {_DTYPE_NAMES[dtype]}"
+            )
+
+
+def check_finite(state: dict[str, torch.Tensor], source: str) -> None:
+    """Refuses weights that hold NaN or infinity (a diverged run), naming the first such tensor."""
+    for key, value in state.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise CheckpointError(
+                f"weights in {source}: {key} holds NaN or infinite values (a diverged or damaged model); "
+                "use an earlier checkpoint or retrain"
+            )
+
+
+def verify_weights_file(
+    path: str | os.PathLike, build: Callable[[], nn.Module], *, hint: str = "re-save or rebuild the model folder"
+) -> None:
+    """:func:`check_weights_header` of ``path`` against a meta-device ``build()``.
+
+    For any model folder kind: call it before the weights are read or the model built.
+
+    Raises:
+        CheckpointError: the header's first misfit, then ``hint`` (what to do).
+    """
+    path = Path(path)
+    if path.name == WEIGHTS_NAME:  # a folder's weights: refuse a missing file or a pickle first
+        path = _weights_path(path.parent)
+    try:
+        check_weights_header(path, expected_tensors(build))
+    except CheckpointError as exc:
+        raise CheckpointError(f"{exc}; {hint}") from None
 
 
 def describe_mismatch(expected: ModelConfig, found: ModelConfig) -> str:
@@ -224,7 +336,11 @@ def load_model(
     from imd_core.resources import resolve_model_dir
 
     folder = resolve_model_dir(folder)
-    if is_pretrained_folder(folder):
+    try:
+        pretrained = is_pretrained_folder(folder)
+    except RecursionError:  # json.loads on a config.json nested thousands deep
+        raise CheckpointError(f"{folder / CONFIG_NAME} is nested too deeply to be a model config; re-save the model") from None
+    if pretrained:
         if expect is not None:
             raise CheckpointError(f"{folder} is a pretrained (I3D + YAMNet) model, not a {expect.size} IMD model")
         return load_pretrained(folder, device)
@@ -238,16 +354,28 @@ def load_model(
         )
     if expect is not None and expect.architecture() != cfg.architecture():
         raise CheckpointError(describe_mismatch(expect, cfg))
-    state = read_state_dict(folder)
+    # Shapes and dtypes from the safetensors header against a meta-device build (no
+    # storage): a folder whose config and weights disagree is refused before allocating.
+    path = _weights_path(folder)
+    described = f"config.json says size={cfg.size}, {cfg.embed_dim} wide, depth {cfg.depth}+{cfg.st_depth}"
+    try:
+        check_weights_header(path, expected_tensors(lambda: IMDModel(cfg, load_pretrained=False)))
+    except CheckpointError as exc:
+        raise CheckpointError(f"{exc} ({described}); the folder is inconsistent, re-save it") from None
+    except (TypeError, ValueError, KeyError, AttributeError, RecursionError) as exc:
+        if isinstance(exc, ImdError):
+            raise
+        raise CheckpointError(
+            f"{folder / CONFIG_NAME}: no model can be built from it ({type(exc).__name__}: {exc}); re-save the model"
+        ) from None
     savld = Savld.load(folder / SAVLD_NAME) if (folder / SAVLD_NAME).is_file() else None
+    state = read_state_dict(folder)
+    check_finite(state, str(path))
     model = IMDModel(cfg, load_pretrained=False)
     try:
         load_state_into(model, state, source=str(folder / WEIGHTS_NAME))
     except CheckpointError as exc:
-        raise CheckpointError(
-            f"{exc} (config.json says size={cfg.size}, {cfg.embed_dim} wide, depth {cfg.depth}+{cfg.st_depth}); "
-            "the folder is inconsistent, re-save it"
-        ) from None
+        raise CheckpointError(f"{exc} ({described}); the folder is inconsistent, re-save it") from None
     if savld is not None:
         model.set_savld(savld)
     return model.to(device).eval()

@@ -13,6 +13,7 @@ these exact names: ``num_frames``, ``image_size``, ``motion``, ``image_mean``,
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Literal
 
 from imd_core.config_base import FrozenConfig
@@ -101,6 +102,74 @@ ARCHITECTURE_FIELDS: tuple[str, ...] = (
     "fusion_dim",
     "no_audio",
 )
+
+
+# Sane ranges of the numeric fields, checked before anything is built. They are generous
+# (ViT-g is 1408 wide and 40 deep) but keep a hostile or mistyped config.json from asking
+# for terabytes: the largest model they allow is a few GB, and loading still refuses
+# any model whose weights file does not hold every tensor at its shape.
+_BOUNDS: dict[str, tuple[float, float]] = {
+    "num_frames": (1, 512),
+    "image_size": (1, 1024),
+    "audio_seconds": (0.01, 60.0),
+    "sample_rate": (1000, 192_000),
+    "num_mel_bins": (1, 512),
+    "patch_size": (1, 256),
+    "embed_dim": (1, 4096),
+    "depth": (1, 64),
+    "num_heads": (1, 256),
+    "mlp_ratio": (0.01, 16.0),
+    "st_depth": (0, 64),
+    "st_dim": (1, 4096),
+    "st_heads": (1, 256),
+    "drop_path_rate": (0.0, 0.99),
+    "tag_top_k": (1, 10_000),
+    "relevance_hidden": (1, 4096),
+    "relevance_tau": (0.0, 1.0),
+    "relevance_loss_weight": (0.0, 1e6),
+    "gating_warmup_steps": (0, 10**12),
+    "visual_head_weight": (0.0, 1e6),
+    "fusion_dim": (1, 4096),
+    "head_dropout": (0.0, 0.99),
+}
+MAX_LABELS = 100_000
+
+# The integer fields of an AST ``ast_config`` that size its tensors, with their ranges.
+_AST_BOUNDS: dict[str, tuple[int, int]] = {
+    "hidden_size": (1, 4096),
+    "num_hidden_layers": (1, 64),
+    "num_attention_heads": (1, 256),
+    "intermediate_size": (1, 16384),
+    "patch_size": (1, 256),
+    "frequency_stride": (1, 256),
+    "time_stride": (1, 256),
+    "max_length": (1, 6000),
+    "num_mel_bins": (1, 512),
+    "num_labels": (1, MAX_LABELS),
+}
+
+
+def check_ast_config(ast: dict[str, Any]) -> None:
+    """Refuses an ``ast_config`` whose sizes are not whole numbers in a sane range.
+
+    Raises:
+        ConfigError: naming the field, its value and the valid range.
+    """
+    for key, (lo, hi) in _AST_BOUNDS.items():
+        if key not in ast:
+            continue
+        value = ast[key]
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            raise ConfigError(
+                f"ModelConfig: ast_config.{key} must be a whole number in [{lo}, {hi}], got {value!r}; "
+                "fix config.json"
+            )
+    hidden, heads = ast.get("hidden_size"), ast.get("num_attention_heads")
+    if isinstance(hidden, int) and isinstance(heads, int) and hidden % heads:
+        raise ConfigError(f"ModelConfig: ast_config.hidden_size {hidden} must be divisible by num_attention_heads {heads}")
+    labels = ast.get("id2label")
+    if labels is not None and (not isinstance(labels, dict) or len(labels) > MAX_LABELS):
+        raise ConfigError(f"ModelConfig: ast_config.id2label must be a mapping of at most {MAX_LABELS} labels")
 
 
 def size_preset(size: str) -> dict[str, Any]:
@@ -208,8 +277,20 @@ class ModelConfig(FrozenConfig):
         def bad(msg: str) -> None:
             raise ConfigError(f"ModelConfig: {msg}")
 
-        if self.num_frames < 1:
-            bad(f"num_frames must be >= 1, got {self.num_frames}")
+        # Bounds first: a config.json is read before any weight, and a width of 1e6 would
+        # ask for terabytes (and num_heads 0 would divide by zero) before the weights are seen.
+        for name, (lo, hi) in _BOUNDS.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if not (math.isfinite(value) and lo <= value <= hi):
+                bad(f"{name} must be in [{lo:g}, {hi:g}], got {value!r}; fix config.json or the --set value")
+        if len(self.labels) > MAX_LABELS:
+            bad(f"{len(self.labels)} labels is more than {MAX_LABELS}; give fewer action classes")
+        if not all(math.isfinite(v) for v in (*self.image_mean, *self.image_std)) or min(self.image_std) <= 0:
+            bad(f"image_mean/image_std must be finite and image_std > 0, got {self.image_mean} / {self.image_std}")
+        if self.ast_config is not None:
+            check_ast_config(self.ast_config)
         if self.patch_stem not in ("linear", "conv"):
             bad(f"unknown patch_stem {self.patch_stem!r}; choose one of ['linear', 'conv']")
         if self.patch_stem == "conv" and (self.patch_size < 2 or self.patch_size & (self.patch_size - 1)):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -242,23 +243,47 @@ class Savld:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Savld:
-        try:
-            mapping = {
-                str(v): [{"label": str(e["label"]), "score": float(e["score"])} for e in entries]
-                for v, entries in data["mapping"].items()
-            }
-            return cls(
-                str(data["encoder"]),
-                str(data["pooling"]),
-                int(data["k"]),
-                [str(x) for x in data["video_labels"]],
-                [str(x) for x in data["audio_labels"]],
-                mapping,
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise CheckpointError(
-                f"not a SAVLD file ({exc!r} missing or malformed); rebuild it with `imd savld build`"
-            ) from None
+        """Reads :meth:`to_dict`'s layout, refusing any entry of another type or shape.
+
+        Raises:
+            CheckpointError: a missing key or a wrongly typed value (one line).
+        """
+
+        def fail(what: str) -> CheckpointError:
+            return CheckpointError(f"not a SAVLD file ({what}); rebuild it with `imd savld build`")
+
+        if not isinstance(data, dict):
+            raise fail(f"expected a JSON object, got {type(data).__name__}")
+        missing = [k for k in ("encoder", "pooling", "k", "video_labels", "audio_labels", "mapping") if k not in data]
+        if missing:
+            raise fail(f"{missing[0]!r} missing")
+        for key in ("video_labels", "audio_labels"):
+            if not isinstance(data[key], list) or not all(isinstance(x, str) for x in data[key]):
+                raise fail(f"{key} must be a list of strings")
+        k = data["k"]
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise fail(f"k must be a whole number >= 1, got {k!r}")
+        if not isinstance(data["mapping"], dict):
+            raise fail("mapping must be an object of video label -> list of {label, score}")
+        mapping = {}
+        for video, entries in data["mapping"].items():
+            if not isinstance(entries, list):
+                raise fail(f"mapping[{video!r}] must be a list of {{label, score}}")
+            mapping[video] = []
+            for e in entries:
+                score = e.get("score") if isinstance(e, dict) else None
+                if (
+                    not isinstance(e, dict)
+                    or not isinstance(e.get("label"), str)
+                    or isinstance(score, bool)
+                    or not isinstance(score, (int, float))
+                    or not math.isfinite(score)
+                ):
+                    raise fail(f"mapping[{video!r}] holds {e!r}, not {{\"label\": text, \"score\": number}}")
+                mapping[video].append({"label": e["label"], "score": float(score)})
+        return cls(
+            str(data["encoder"]), str(data["pooling"]), k, list(data["video_labels"]), list(data["audio_labels"]), mapping
+        )
 
     def save(self, path: str | os.PathLike) -> None:
         path = Path(path)
@@ -274,7 +299,14 @@ class Savld:
             raise CheckpointError(
                 f"cannot read SAVLD file {path}: {exc}; rebuild it with `imd savld build`"
             ) from None
-        return cls.from_dict(data)
+        except RecursionError:
+            raise CheckpointError(
+                f"SAVLD file {path} is nested too deeply to be a SAVLD; rebuild it with `imd savld build`"
+            ) from None
+        try:
+            return cls.from_dict(data)
+        except CheckpointError as exc:
+            raise CheckpointError(f"{path}: {exc}") from None
 
     def matrix(self, video_labels: list[str], audio_labels: list[str]) -> torch.Tensor:
         """``(C, A)`` bool: ``[c, a]`` is True iff audio label ``a`` is among the K of video label ``c``.

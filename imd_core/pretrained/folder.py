@@ -161,11 +161,12 @@ def read_pretrained_config(folder: str | os.PathLike[str]) -> PretrainedConfig:
 
 def load_pretrained(folder: str | os.PathLike[str], device: str | torch.device = "cpu") -> PretrainedIMD:
     """Loads a ``kinetics400`` folder (eval mode, on ``device``)."""
-    from imd_core.model.checkpoint import load_state_into, read_state_dict
+    from imd_core.model.checkpoint import load_state_into, read_state_dict, verify_weights_file
 
     folder = Path(folder)
     config = read_pretrained_config(folder)
     savld = Savld.load(folder / "savld.json")
+    verify_weights_file(folder / "model.safetensors", lambda: PretrainedIMD(config, savld), hint="rebuild it with `imd pretrained build`")
     state = read_state_dict(folder)
     model = PretrainedIMD(config, savld)
     load_state_into(model, state, source=str(folder / "model.safetensors"))

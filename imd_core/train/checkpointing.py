@@ -11,6 +11,7 @@ weights and state always match, and it is read with ``torch.load(weights_only=Tr
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import random
@@ -64,18 +65,48 @@ def save_model_folder(model: torch.nn.Module, folder: Path, *, savld: Any, state
     from imd_core.model.checkpoint import save_model
 
     folder = Path(folder)
+    from safetensors import SafetensorError
+
     tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
-    save_model(model, tmp, savld=savld)
-    if state is not None:
-        torch.save(state, tmp / STATE_FILE)
-    # fsync the files so a power cut after the rename cannot leave empty files.
-    for path in tmp.iterdir():
-        with open(path, "rb") as fh:
-            os.fsync(fh.fileno())
+    try:
+        save_model(model, tmp, savld=savld)
+        if state is not None:
+            torch.save(state, tmp / STATE_FILE)
+        # fsync the files so a power cut after the rename cannot leave empty files.
+        for path in tmp.iterdir():
+            with open(path, "rb") as fh:
+                os.fsync(fh.fileno())
+    except (OSError, RuntimeError, SafetensorError) as exc:
+        if isinstance(exc, RuntimeError) and not _is_write_failure(exc):
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)  # the previous folder is untouched
+        raise TrainingError(_write_failure_message(exc, folder)) from None
     _replace_dir(tmp, folder)
     return folder
+
+
+def _is_write_failure(exc: BaseException) -> bool:
+    """True for torch.save's reports of a failed write (ENOSPC shows as 'unexpected pos')."""
+    text = str(exc)
+    return isinstance(exc.__context__, OSError) or "unexpected pos" in text or "write failed" in text
+
+
+def _write_failure_message(exc: BaseException, folder: Path) -> str:
+    errnos = {getattr(e, "errno", None) for e in (exc, exc.__context__)}
+    text = str(exc)
+    if errnos & {errno.ENOSPC, errno.EDQUOT} or "unexpected pos" in text or "write failed" in text:
+        try:
+            free = f" ({shutil.disk_usage(folder.parent).free / 2**20:.0f} MiB free)"
+        except OSError:
+            free = ""
+        return (
+            f"disk full while saving {folder}{free}: free space on that drive and run again with --resume "
+            f"(the previous {folder.name}/ is kept)"
+        )
+    reason = getattr(exc, "strerror", None) or (text.splitlines()[0] if text else type(exc).__name__)
+    return f"cannot save {folder}: {reason}; fix the drive and run again with --resume (the previous {folder.name}/ is kept)"
 
 
 def rng_state() -> dict[str, Any]:
@@ -159,4 +190,26 @@ def load_training_state(folder: Path) -> dict[str, Any]:
         raise CheckpointError(f"cannot read resume state {path}: {str(exc).splitlines()[0]}; start a new run") from None
     if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
         raise CheckpointError(f"resume state {path} has an unknown format; start a new run")
+    for key, kind in _STATE_KEYS.items():
+        if not isinstance(state.get(key), kind) or isinstance(state.get(key), bool):
+            raise CheckpointError(
+                f"resume state {path} is incomplete ({key!r} missing or not {kind.__name__}); "
+                "start a new run in another --out folder"
+            )
+    missing = [k for k in _RNG_KEYS if k not in state["rng"]]
+    if missing:
+        raise CheckpointError(
+            f"resume state {path} is incomplete (rng {missing[0]!r} missing); start a new run in another --out folder"
+        )
     return state
+
+
+# What training_state() writes and the engine reads back on --resume.
+_STATE_KEYS: dict[str, type] = {
+    "epoch": int, "batch_in_epoch": int, "step": int,
+    "optimizer": dict, "scheduler": dict, "rng": dict, "progress": dict,
+}  # fmt: skip
+_RNG_KEYS = (
+    "torch", "numpy_keys", "numpy_pos", "numpy_has_gauss", "numpy_cached_gauss",
+    "python_version", "python_state", "python_gauss",
+)  # fmt: skip

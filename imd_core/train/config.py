@@ -134,8 +134,8 @@ class TrainConfig(FrozenConfig):
                 f"config version {self.version} is not supported; this imd reads version {CONFIG_VERSION}"
             )
         checks = [
-            (self.epochs >= 1, "epochs must be >= 1"),
-            (self.batch_size >= 1, "batch_size must be >= 1"),
+            (1 <= self.epochs <= 100_000, "epochs must be in [1, 100000]"),
+            (1 <= self.batch_size <= 65_536, "batch_size must be in [1, 65536]"),
             (self.grad_accum_steps >= 1, "grad_accum_steps must be >= 1"),
             (self.early_stopping_patience >= 0, "early_stopping_patience must be >= 0"),
             (self.checkpoint_every_steps >= 0, "checkpoint_every_steps must be >= 0"),
@@ -143,7 +143,7 @@ class TrainConfig(FrozenConfig):
             (self.num_workers >= 0, "num_workers must be >= 0"),
             (self.clip_seconds >= 0, "clip_seconds must be >= 0 (0 = whole clip)"),
             (0.0 <= self.val_fraction < 1.0, "val_fraction must be in [0, 1)"),
-            (self.optim.lr > 0, "optim.lr must be > 0"),
+            (0 < self.optim.lr < float("inf"), "optim.lr must be a finite number > 0"),
             (0.0 <= self.augment.cross_modal_p <= 1.0, "augment.cross_modal_p must be in [0, 1]"),
             (self.data.frame_grid >= 1, "data.frame_grid must be >= 1"),
             (self.data.probe_timeout >= 0, "data.probe_timeout must be >= 0 seconds (0 disables the probe)"),
@@ -169,6 +169,8 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} does not exist; give a shipped name {list(SHIPPED_CONFIGS)} or a JSON file") from None
     except json.JSONDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid JSON ({exc.msg} at line {exc.lineno}); fix the file") from None
+    except RecursionError:
+        raise ConfigError(f"config file {path} is nested too deeply to be a config; fix the file") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a JSON object")
     return data
