@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 from collections import Counter
 from collections.abc import Sequence
@@ -30,6 +31,9 @@ from typing import Literal
 import numpy as np
 
 from imd_core.errors import DataError
+from imd_core.media.walk import SkippedPath, folder_key, walk_media
+
+logger = logging.getLogger(__name__)
 
 MEDIA_EXTENSIONS = frozenset(
     ".mp4 .m4v .mov .mkv .webm .avi .mpg .mpeg .ts .mts .m2ts .wmv .flv .3gp .ogv .gif".split()
@@ -71,12 +75,15 @@ class DatasetIndex:
         labels: class names; a clip's ``label_index`` points here.
         entries: the clips, in a stable (sorted) order.
         layout: ``"folders"``, ``"csv"`` or ``"jsonl"``.
+        skipped: paths a folder scan passed over (broken links, a folder named
+            ``x.mp4``, ...), each with its reason; also logged as warnings.
     """
 
     root: str
     labels: tuple[str, ...]
     entries: tuple[ClipEntry, ...]
     layout: str
+    skipped: tuple[SkippedPath, ...] = ()
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -156,23 +163,49 @@ def _rows_from_jsonl(path: Path) -> list[dict]:
     return rows
 
 
-def _rows_from_folders(root: Path) -> list[dict]:
-    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+def _rows_from_folders(root: Path) -> tuple[list[dict], list[SkippedPath]]:
+    skipped: list[SkippedPath] = []
+    seen = {folder_key(root): root}
+
+    def folders(parent: Path) -> list[Path]:
+        """The split or class folders in ``parent``, each real folder once."""
+        out = []
+        for p in sorted(parent.iterdir()):
+            if p.name.startswith("."):
+                continue
+            if p.is_dir():
+                key = folder_key(p)
+                if key in seen:  # e.g. ``self -> .``: a loop, not a class
+                    skipped.append(SkippedPath(str(p), f"a second path to the folder {seen[key]}, scanned once"))
+                    continue
+                seen[key] = p
+                out.append(p)
+            elif p.is_symlink() and not p.exists():
+                skipped.append(SkippedPath(str(p), f"broken link: its target {os.readlink(p)} does not exist"))
+        return out
+
+    subdirs = folders(root)
     split_dirs = [p for p in subdirs if p.name.lower() in _SPLIT_ALIASES]
     rows: list[dict] = []
     if split_dirs and len(split_dirs) == len(subdirs):
-        groups = [(d, _SPLIT_ALIASES[d.name.lower()]) for d in split_dirs]
+        classes = [(c, _SPLIT_ALIASES[d.name.lower()]) for d in split_dirs for c in folders(d)]
     else:
-        groups = [(root, None)]
-    for base, split in groups:
-        for class_dir in sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True):
-                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-                for name in sorted(filenames):
-                    f = Path(dirpath) / name
-                    if _is_media(f):
-                        rows.append({"path": str(f), "label": class_dir.name, "split": split})
-    return rows
+        classes = [(c, None) for c in subdirs]
+    keys = {folder_key(d) for d, _ in classes} - {None}
+    for class_dir, split in classes:
+        # each class folder walks its own tree once; a link into another class's folder
+        # is not followed (its files would get a second label)
+        files, passed = walk_media(class_dir, _is_media, exclude=keys - {folder_key(class_dir)})
+        skipped.extend(passed)
+        rows.extend({"path": str(f), "label": class_dir.name, "split": split} for f in files)
+    return rows, skipped
+
+
+def _warn_skipped(skipped: Sequence[SkippedPath], limit: int = 20) -> None:
+    for s in skipped[:limit]:
+        logger.warning("skipped %s: %s", s.path, s.reason)
+    if len(skipped) > limit:
+        logger.warning("skipped %d more paths (imd data check lists them all)", len(skipped) - limit)
 
 
 def _find_manifest(folder: Path) -> Path | None:
@@ -238,8 +271,10 @@ def load_dataset_index(
         manifest = _find_manifest(root)
         if manifest is not None:
             root = manifest
+    skipped: list[SkippedPath] = []
     if root.is_dir():
-        rows, layout, base = _rows_from_folders(root), "folders", root
+        (rows, skipped), layout, base = _rows_from_folders(root), "folders", root
+        _warn_skipped(skipped)
     else:
         suffix = root.suffix.lower()
         base = root.parent
@@ -289,4 +324,4 @@ def load_dataset_index(
         entries.append(ClipEntry(os.path.abspath(p), names[i], i, start, end, split))
     entries = _assign_splits(entries, split_ratios, seed)
     entries.sort(key=lambda e: (e.path, e.start or 0.0, e.end or 0.0))
-    return DatasetIndex(str(root), tuple(names), tuple(entries), layout)
+    return DatasetIndex(str(root), tuple(names), tuple(entries), layout, tuple(skipped))

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.connection import Connection, wait
@@ -45,8 +46,18 @@ def _send_exception(conn: Connection, exc: Exception) -> None:
         conn.send(("raise", ImdError(f"{type(exc).__name__}: {exc}")))
 
 
+def _ignore_interrupt() -> None:
+    """Ctrl+C reaches the whole process group: the parent decides (and kills workers).
+
+    A worker dying of it first would fail its item as "crashed" (the training probe
+    then excluded a good file) and print a traceback per worker.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _serve(conn: Connection) -> None:
     """A worker's loop: load the function, then run ``(args, kwargs)`` jobs until told to stop."""
+    _ignore_interrupt()
     try:
         fn, extendable = conn.recv()  # unpickling imports the function's module here
     except (EOFError, OSError):
@@ -229,6 +240,7 @@ def _serve_streams(conn: Connection) -> None:
     """
     import importlib
 
+    _ignore_interrupt()
     try:
         preload = conn.recv()
         for name in preload:

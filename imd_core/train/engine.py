@@ -76,10 +76,16 @@ class RunResult:
 
 
 class StopRequest:
-    """SIGINT/SIGTERM set a flag; the loop saves ``last/`` at the next step and returns."""
+    """SIGINT/SIGTERM set a flag; the loop saves ``last/`` at the next step and returns.
+
+    Until the loop starts (``saving`` is False: reading the data, probing, building the
+    model) there is nothing to save, so a signal stops at once (``KeyboardInterrupt``):
+    a set-up that takes long, or hangs, must not swallow the first Ctrl+C.
+    """
 
     def __init__(self) -> None:
         self.requested = False
+        self.saving = False
         self.signal_name = ""
         self._old: dict[int, Any] = {}
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -89,7 +95,8 @@ class StopRequest:
                 pass
 
     def _handle(self, signum: int, _frame: Any) -> None:
-        if self.requested:  # a second Ctrl-C: the user insists, stop hard
+        if self.requested or not self.saving:  # a second Ctrl-C (the user insists), or set-up
+            self.signal_name = self.signal_name or signal.Signals(signum).name
             raise KeyboardInterrupt
         self.requested = True
         self.signal_name = signal.Signals(signum).name
@@ -136,7 +143,14 @@ def train(
         failure_writer(writer, run_dir, loud=isinstance(exc, LoaderHang)).emit(
             "run_failed", reason=str(exc), error=type(exc).__name__)
         raise
-    except KeyboardInterrupt:  # a second Ctrl-C: stopped at once, without saving
+    except KeyboardInterrupt:
+        if not stop.saving and stop.signal_name:  # during set-up: nothing to save, stopped at once
+            reason = f"stopped by {stop.signal_name} during set-up, before training; continue with --resume"
+            logger.warning("%s", reason)
+            writer.emit("run_finished", outcome="interrupted", stopped=True, epochs_run=0, step=0, best_epoch=-1,
+                        best_metric=cfg.early_stopping_metric, best_value=None, elapsed_s=0.0, reason=reason)
+            return RunResult("interrupted", 0, 0, -1, None)
+        # a second Ctrl-C: stopped at once, without saving
         writer.emit("run_failed", reason="stopped at once by a second interrupt; last/ holds the previous "
                     "checkpoint, continue with --resume", error="KeyboardInterrupt")
         raise
@@ -326,6 +340,7 @@ class _Run:
 
     def run(self) -> RunResult:
         self._prepare()
+        self.stop.saving = True  # from here a first signal saves last/ at the next step
         self.dog.start()
         self.frame_counts = [0, 0]
         cfg, info = self.cfg, self.info
