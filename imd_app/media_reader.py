@@ -81,10 +81,15 @@ class FileReader:
         self._decoder = decoder
         self._cancelled = cancelled
         self.sample_rate = int(sample_rate)
+        from imd_core.media.verdict import media_problem
+
         if media is None:
             media = probe(path)
-        if not media.has_video:
-            raise DecodeError(f"{path}: no video stream; open a video file")
+        problem = media_problem(media)  # the verdict predict, batch, data check and training share
+        if problem:
+            raise DecodeError(f"{path}: {problem}")
+        self._media = media
+        self._video_end = 0.0  # where the video read so far ends (a truncated file stops early)
         duration = media.duration or media.video_duration or 0.0
         if not duration or not math.isfinite(duration) or duration <= 0:
             raise DecodeError(f"{path}: the file reports no duration; remux it (ffmpeg -i in -c copy out.mp4)")
@@ -110,6 +115,7 @@ class FileReader:
 
         self.close()
         start = max(0.0, min(float(seconds), self.info.duration))
+        self._video_end = start
         if self._decoder is not None:  # the pass runs in the worker; it starts at the first read
             self._items = self._decoder.stream(playback_events, self.path, key=PLAYBACK, start=start, size=self._size,
                                                sample_rate=self.sample_rate, block_seconds=AUDIO_BLOCK_SECONDS,
@@ -123,13 +129,15 @@ class FileReader:
         """The next event in media-time order; ``None`` at the end of the file.
 
         Raises:
-            DecodeError: the file is damaged at this point.
+            DecodeError: the file is damaged at this point, or ends here although it
+                claims to go on (truncated).
         """
         from imd_core.media.live import VideoFrame as LiveFrame
 
         try:
             item = next(self._items)
         except StopIteration:
+            self._check_complete()
             return None
         except ImdError as exc:  # e.g. "decode timed out after N s ..." from the worker: say which file
             if self.path in str(exc):
@@ -137,11 +145,27 @@ class FileReader:
             raise DecodeError(f"{self.path}: {exc}") from None
         except Exception as exc:  # PyAV errors mid-file: report as a decode error
             raise DecodeError(f"{self.path}: decoding stopped ({type(exc).__name__}: {exc})") from None
-        if self._decoder is not None:
-            return item  # already ("video" | "audio", media time, data)
-        if isinstance(item, LiveFrame):
-            return "video", float(item.media_time), item.frame
-        return "audio", float(item.media_time), item.samples
+        if self._decoder is None:
+            item = (
+                ("video", float(item.media_time), item.frame)
+                if isinstance(item, LiveFrame)
+                else ("audio", float(item.media_time), item.samples)
+            )
+        if item[0] == "video":  # ("video" | "audio", media time, data)
+            self._video_end = max(self._video_end, item[1] + 1.0 / self.info.fps)
+        return item
+
+    def _check_complete(self) -> None:
+        """At the end of the file: a video that stops well before the claimed duration is truncated.
+
+        Raises:
+            DecodeError: with the same reason ``imd predict`` and ``imd data check`` give.
+        """
+        from imd_core.media.verdict import truncation_problem
+
+        problem = truncation_problem(self._media, self._video_end)
+        if problem:
+            raise DecodeError(f"{self.path}: {problem}")
 
     def close(self) -> None:
         if self._playback is not None:

@@ -86,10 +86,12 @@ class MediaOpened:
 
 @dataclass(frozen=True)
 class BatchRow:
-    """One window's result in the batch table: an ``imd predict`` result plus the clip length."""
+    """One window's result in the batch table: an ``imd predict`` result plus the clip length
+    and the file's warnings (e.g. ``"3 damaged packets skipped"``, as ``imd predict`` gives them)."""
 
     result: WindowResult
     duration: float
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

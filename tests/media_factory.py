@@ -262,3 +262,32 @@ def write_broken(path: str | os.PathLike, kind: str) -> Path:
     else:
         raise ValueError(f"unknown broken kind {kind!r}; choose one of {BROKEN_KINDS}")
     return path
+
+
+def write_still_image(path: str | os.PathLike, width: int = 64, height: int = 48) -> Path:
+    """Writes a single PNG picture under ``path`` whatever its extension (``x.mp4`` too)."""
+    path = Path(path)
+    with av.open(str(path), "w", format="image2", options={"update": "1"}) as out:
+        stream = out.add_stream("png")
+        stream.width, stream.height, stream.pix_fmt = width, height, "rgb24"
+        frame = av.VideoFrame.from_ndarray(_index_image(0, width, height), format="rgb24")
+        out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path
+
+
+def write_damaged(path: str | os.PathLike, seconds: float = 4.0) -> Path:
+    """Writes an mp4 whose header is intact but some packets in the middle are garbage.
+
+    The decoder rejects a few packets (a 4 s clip: 4 with PyAV 18 / FFmpeg 8) and decodes
+    the rest, so the file is usable with a warning.
+    """
+    path = Path(path)
+    write_clip(path, seconds=seconds, fps=10, pattern="texture", gop=5, faststart=True)
+    data = bytearray(path.read_bytes())
+    rng = np.random.default_rng(0)
+    for frac in (0.4, 0.6):
+        i = int(len(data) * frac)
+        data[i : i + 300] = rng.integers(0, 256, 300, dtype=np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+    return path

@@ -35,7 +35,8 @@ def export_json(rows: list[BatchRow], path: str | Path) -> None:
     """One ``imd predict --json`` object per line."""
     with open(path, "w", encoding="utf-8") as f:
         for row in rows:
-            f.write(json.dumps(row.result.to_json_dict(), ensure_ascii=False) + "\n")
+            obj = {**row.result.to_json_dict(), "warnings": list(row.warnings)}  # as imd predict --json
+            f.write(json.dumps(obj, ensure_ascii=False) + "\n")
 
 
 def export_csv(rows: list[BatchRow], path: str | Path) -> None:
@@ -149,7 +150,9 @@ class BatchController(QObject):
         self.pool.start(job)
 
     def _on_job_item_done(self, index: int, rows: tuple[BatchRow, ...]) -> None:
-        self.state.update_item(index, status="done", progress=1.0, message=f"{len(rows)} window(s)")
+        notes = rows[0].warnings if rows else ()
+        message = f"{len(rows)} window(s)" + "".join(f"; warning: {n}" for n in notes)
+        self.state.update_item(index, status="done", progress=1.0, message=message)
         self.state.add_rows(list(rows))
 
     def _on_job_finished(self) -> None:

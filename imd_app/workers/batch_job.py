@@ -25,6 +25,7 @@ from PySide6.QtCore import QObject, QRunnable, Signal
 from imd_app.isolated_decode import IsolatedDecoder, batch_windows
 from imd_app.types import BatchRow, ModelSpec
 from imd_core.errors import ImdError
+from imd_core.media.verdict import damaged_warning
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +132,7 @@ class BatchJob(QRunnable):
         self.signals.item_started.emit(task.index)
         windows = self._windows(predictor, task)
         results = []
+        damaged = 0
         try:
             while True:
                 try:
@@ -142,6 +144,7 @@ class BatchJob(QRunnable):
                     self.signals.item_cancelled.emit(task.index)
                     return
                 results += predictor.predict_windows([item])
+                damaged += item.damaged_packets
                 if progress is not None:
                     self.signals.item_progress.emit(task.index, progress)
         except ImdError as exc:  # also a decode the controller aborted: cancelled, then
@@ -153,7 +156,9 @@ class BatchJob(QRunnable):
             return
         finally:
             windows.close()  # a file left early: its decoding worker drops it
-        rows = tuple(BatchRow(result=r, duration=float(duration or 0.0)) for r in results)
+        warning = damaged_warning(damaged)  # the file was used anyway: a warning, as imd predict says
+        notes = (warning,) if warning else ()
+        rows = tuple(BatchRow(result=r, duration=float(duration or 0.0), warnings=notes) for r in results)
         self.signals.item_done.emit(task.index, rows)
 
     def _report_failure(self, index: int, message: str) -> None:

@@ -22,10 +22,15 @@ import os
 import sys
 from typing import IO, Any
 
+from imd_core.cli.argtypes import bounded_float, bounded_int, output_file
+
 EXIT_OK = 0
 EXIT_UNEXPECTED = 1
 EXIT_BAD_INPUT = 3
 DEFAULT_DECODE_TIMEOUT = 60.0  # seconds on top of the file's own duration; a healthy file never nears it
+# A window or hop below 0.1 s plans millions of windows per decoded chunk (1e-6 s asked
+# for 65 GiB); a day is longer than any file a window is meant for.
+WINDOW_SECONDS = bounded_float(0.1, 86400.0)
 
 
 def register(subparsers: Any) -> None:
@@ -41,10 +46,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("paths", nargs="+", metavar="PATH", help="video files or folders")
     p.add_argument("--model", metavar="DIR", help="checkpoint folder (default: the embedded demo model)")
     p.add_argument(
-        "--window", type=float, metavar="SEC", help="window length in seconds (default: whole clip)"
+        "--window", type=WINDOW_SECONDS, metavar="SEC",
+        help="window length in seconds, 0.1 to 86400 (default: whole clip)",
     )
     p.add_argument(
-        "--hop", type=float, metavar="SEC", help="seconds between window starts (default: --window)"
+        "--hop", type=WINDOW_SECONDS, metavar="SEC",
+        help="seconds between window starts, 0.1 to 86400 (default: --window)",
     )
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument(
@@ -55,9 +62,12 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--device", default="auto", choices=("auto", "cpu", "cuda"), help="compute device (default: auto)"
     )
-    p.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch (default: one per core)")
     p.add_argument(
-        "--batch-size", type=int, default=8, metavar="N", help="windows per forward pass (default: 8)"
+        "--threads", type=bounded_int(1, 1024), metavar="N", help="CPU threads for torch (default: one per core)"
+    )
+    p.add_argument(
+        "--batch-size", type=bounded_int(1, 4096), default=8, metavar="N",
+        help="windows per forward pass (default: 8)",
     )
     p.add_argument(
         "--compile",
@@ -71,7 +81,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument(
         "--decode-workers",
-        type=int,
+        type=bounded_int(0, 64),
         default=None,
         metavar="N",
         help=(
@@ -81,7 +91,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument(
         "--decode-timeout",
-        type=float,
+        type=bounded_float(0.0, 86400.0),
         default=DEFAULT_DECODE_TIMEOUT,
         metavar="SEC",
         help=(
@@ -91,7 +101,9 @@ def register(subparsers: Any) -> None:
             "this process, saving ~0.3 s of start-up, but a file that hangs inside FFmpeg hangs the run)"
         ),
     )
-    p.add_argument("-o", "--output", metavar="FILE", help="write results to FILE instead of stdout")
+    p.add_argument(
+        "-o", "--output", type=output_file, metavar="FILE", help="write results to FILE instead of stdout"
+    )
     prog = p.add_mutually_exclusive_group()
     prog.add_argument(
         "--progress", dest="progress", action="store_true", default=None, help="always show progress"
@@ -111,10 +123,12 @@ class ResultWriter:
         if self._csv is not None:
             self._csv.writerow(csv_header())
 
-    def write(self, results: Any) -> None:
+    def write(self, results: Any, warnings: tuple[str, ...] = ()) -> None:
+        """One file's results; ``warnings`` (its notes, e.g. damaged packets) go into each JSON object."""
         for r in results:
             if self.fmt == "json":
-                self.stream.write(json.dumps(r.to_json_dict(), ensure_ascii=False, allow_nan=False) + "\n")
+                obj = {**r.to_json_dict(), "warnings": list(warnings)}
+                self.stream.write(json.dumps(obj, ensure_ascii=False, allow_nan=False) + "\n")
             elif self._csv is not None:
                 self._csv.writerow(r.to_csv_row())
             else:
@@ -196,7 +210,9 @@ def _predict(args: argparse.Namespace, info: Any, predictor: Any, files: list, i
         def handle(outcome: Any) -> None:
             if outcome.ok:
                 if writer is not None:
-                    writer.write(outcome.results)
+                    writer.write(outcome.results, outcome.warnings)
+                for note in outcome.warnings:  # processed anyway: a warning, not a failure line
+                    tqdm.write(f"warning: {outcome.path}: {note}", file=sys.stderr)
             else:
                 report(outcome.path, outcome.error)
                 status["bad" if outcome.bad_input else "unexpected"] = True

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from imd_core.data.manifest import ClipEntry, DatasetIndex, load_dataset_index
 from imd_core.errors import ImdError
+from imd_core.media.walk import SkippedPath
 
 logger = logging.getLogger(__name__)
 
@@ -58,11 +59,16 @@ class FileCheck:
 
 @dataclass(frozen=True)
 class CheckReport:
-    """Every file's verdict plus per-class counts and durations."""
+    """Every file's verdict plus per-class counts and durations.
+
+    ``skipped`` lists what the folder scan passed over (a broken link, a folder named
+    ``x.mp4``, ...) with the reason: warnings, which do not make the dataset unusable.
+    """
 
     root: str
     labels: tuple[str, ...]
     files: tuple[FileCheck, ...]
+    skipped: tuple[SkippedPath, ...] = ()
 
     @property
     def usable(self) -> bool:
@@ -95,6 +101,7 @@ class CheckReport:
             "counts": self.counts,
             "classes": self.classes(),
             "files": [asdict(f) for f in self.files],
+            "skipped": [asdict(s) for s in self.skipped],
         }
 
     def format_text(self) -> str:
@@ -107,6 +114,7 @@ class CheckReport:
                 extra = f" ({f.reason})" if f.reason else ""
                 codecs = f"{f.video_codec}/{f.audio_codec or '-'}"
                 lines.append(f"{f.status:<9} {f.path}  {f.duration or 0:.2f} s {codecs}{extra}")
+        lines.extend(f"skipped   {s.path}: {s.reason}" for s in self.skipped)
         lines.append("")
         width = max([len(c) for c in self.labels] + [5])
         lines.append(f"{'class':<{width}}  {'ok':>5} {'no-audio':>8} {'error':>5} {'usable s':>9}")
@@ -116,7 +124,8 @@ class CheckReport:
             )
         c = self.counts
         total = sum(c.values())
-        lines.append(f"{total} files: {c['ok']} ok, {c['no-audio']} without audio, {c['error']} unusable")
+        lines.append(f"{total} files: {c['ok']} ok, {c['no-audio']} without audio, {c['error']} unusable"
+                     + (f"; {len(self.skipped)} paths skipped (listed above)" if self.skipped else ""))
         return "\n".join(lines)
 
 
@@ -127,11 +136,16 @@ def check_entry(
 
     ``on_extend`` hears the extra seconds a long file gets (see ``scan_media``).
     """
+    from imd_core.media.probe import probe
     from imd_core.media.scan import scan_media
+    from imd_core.media.verdict import damaged_warning, media_problem
 
     base = {"path": entry.path, "label": entry.label, "split": entry.split}
     try:
         scan = scan_media(entry.path, timeout=timeout, on_extend=on_extend)
+        # the verdict predict, batch, training and the player share (still images, truncation)
+        problem = media_problem(probe(entry.path, timeout=timeout), video_frames=scan.video_frames,
+                                video_end=scan.video_end)  # fmt: skip
     except ImdError as exc:
         return FileCheck(status="error", reason=_strip_path(str(exc), entry.path), **base)
     found = {
@@ -140,8 +154,12 @@ def check_entry(
         "width": scan.width,
         "height": scan.height,
     }
-    if scan.problem:
-        return FileCheck(status="error", reason=scan.problem, duration=scan.video_end, **found, **base)
+    if scan.video_frames == 0:  # nothing decodable at all
+        problem = scan.problem or problem
+    # Otherwise the shared verdict alone decides: damaged packets and a read that stopped
+    # early are warnings (below) or truncation, exactly as ``imd predict`` judges them.
+    if problem:
+        return FileCheck(status="error", reason=problem, duration=scan.video_end, **found, **base)
     end = scan.video_end or 0.0
     start = entry.start or 0.0
     if start >= end:
@@ -159,8 +177,8 @@ def check_entry(
     if not scan.has_audio:
         why = "no audio stream" if scan.audio_codec is None else "audio stream has no decodable samples"
         return FileCheck(status="no-audio", reason=why, duration=duration, **found, **base)
-    if scan.damaged_packets:
-        reason = f"{scan.damaged_packets} damaged packets skipped" + (f"; {reason}" if reason else "")
+    if scan.damaged_packets:  # a warning, as imd predict gives it
+        reason = damaged_warning(scan.damaged_packets) + (f"; {reason}" if reason else "")
     return FileCheck(status="ok", reason=reason, duration=duration, **found, **base)
 
 
@@ -215,7 +233,7 @@ def check_index(
     for r in files:
         if r.status == "error":
             logger.info("%s: %s", r.path, r.reason)
-    return CheckReport(index.root, index.labels, files)
+    return CheckReport(index.root, index.labels, files, index.skipped)
 
 
 def check_dataset(

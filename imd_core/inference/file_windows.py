@@ -1,7 +1,9 @@
 """Decoding a file into windows, once per stretch of the file rather than once per window.
 
 Without a window the whole clip is one window, decoded straight at the model's frame
-count (``decode_clip(num_frames=T)``: the centres of T equal segments). With windows,
+count (``decode_clip(num_frames=T)``: the centres of T equal segments, far-apart ones
+each reached by a seek) with only the centred ``WHOLE_CLIP_AUDIO_SECONDS`` of its audio
+kept (the model reads at most that), so a clip of any length decodes in bounded memory. With windows,
 the windows are grouped into chunks of at most ``chunk_seconds``; each chunk is decoded
 in one pass that picks exactly the frames its windows sample (``decode_clip(times=...)``)
 and its audio once; each window then takes its T frames and its slice of the audio.
@@ -25,6 +27,9 @@ from imd_core.inference.inputs import WindowInput, plan_windows
 log = logging.getLogger(__name__)
 
 AUDIO_RATE = 16000
+# The audio of a whole clip kept for the model: its centred stretch of this length (every
+# model reads at most 60 s, the centred ``audio_seconds``; see ClipPreprocessor.audio_window).
+WHOLE_CLIP_AUDIO_SECONDS = 60.0
 # A window counts as having audio when real sound fills at least this fraction of it
 # (the same rule as the streaming engine).
 MIN_AUDIO_COVERAGE = 0.5
@@ -69,11 +74,14 @@ class FileWindows:
         name = str(self.path)
         t = self.num_frames
         if self.whole_clip:
-            clip = decode_clip(self.path, 0.0, None, num_frames=t, size=self.frame_size)
+            clip = decode_clip(
+                self.path, 0.0, None, num_frames=t, size=self.frame_size, audio_keep=whole_clip_audio_keep
+            )
             _check_frames(clip.frames)
             self.duration = float(clip.end)
             audio = _audio_in(clip, clip.start, clip.end)
-            yield WindowInput(frames=clip.frames, audio=audio, path=name, start=0.0, end=float(clip.end))
+            yield WindowInput(frames=clip.frames, audio=audio, path=name, start=0.0, end=float(clip.end),
+                              damaged_packets=clip.damaged_packets)  # fmt: skip
             return
         for c0, c1, members in self._chunks():
             # One decode per chunk: every window's T segment-centre frames (TSN test
@@ -89,6 +97,7 @@ class FileWindows:
                     path=name,
                     start=s,
                     end=e,
+                    damaged_packets=clip.damaged_packets if i == 0 else 0,
                 )
 
     def _chunks(self) -> Iterator[tuple[float, float, list[tuple[float, float]]]]:
@@ -129,9 +138,12 @@ def open_file_windows(
         plan_windows(1.0, window, hop)
         return FileWindows(p, None, [], whole_clip=True, num_frames=num_frames, frame_size=frame_size,
                            chunk_seconds=chunk_seconds, sample_times=sample_times)  # fmt: skip
+    from imd_core.media.verdict import media_problem
+
     info = probe(p)
-    if not getattr(info, "has_video", True):
-        raise DecodeError("no video stream; IMD needs video (audio-only files are not supported)")
+    problem = media_problem(info)  # no video, a still image: the verdict every front end shares
+    if problem:
+        raise DecodeError(problem)
     duration = float(info.duration or 0.0)
     if not math.isfinite(duration) or duration <= 0:
         raise DecodeError("cannot tell the clip's duration; re-encode it (e.g. ffmpeg -i IN -c copy OUT.mp4)")
@@ -148,6 +160,22 @@ def open_file_windows(
     )
 
 
+def whole_clip_audio_keep(start: float, end: float) -> tuple[float, float] | None:
+    """The centred ``WHOLE_CLIP_AUDIO_SECONDS`` of ``[start, end)`` (``None``: keep it all).
+
+    Its sample count has the parity of the whole range's, so the model's centred
+    ``audio_seconds`` inside it are the very samples it would take from the whole range
+    (``(N - n) // 2 == (N - M) // 2 + (M - n) // 2`` when ``N - M`` is even).
+    """
+    n_all = round((end - start) * AUDIO_RATE)
+    n_keep = round(WHOLE_CLIP_AUDIO_SECONDS * AUDIO_RATE)
+    if n_all <= n_keep:
+        return None
+    n_keep += (n_all - n_keep) % 2
+    k0 = start + ((n_all - n_keep) // 2) / AUDIO_RATE
+    return k0, k0 + n_keep / AUDIO_RATE
+
+
 def _check_frames(frames: np.ndarray | None) -> None:
     if frames is None or len(frames) == 0:
         raise DecodeError("no video frames could be decoded")
@@ -156,8 +184,8 @@ def _check_frames(frames: np.ndarray | None) -> None:
 def _audio_in(clip: object, start: float, end: float) -> np.ndarray | None:
     """The clip's 16 kHz audio of ``[start, end)``, or ``None`` when real audio covers too little of it.
 
-    ``clip.audio`` starts at ``clip.start`` and is zero where the file has no sound;
-    ``clip.audio_extent`` says where the sound really is.
+    ``clip.audio`` starts at ``clip.audio_start`` (``clip.start`` when unset) and is zero
+    where the file has no sound; ``clip.audio_extent`` says where the sound really is.
     """
     audio, extent = getattr(clip, "audio", None), getattr(clip, "audio_extent", None)
     if audio is None or extent is None:
@@ -166,6 +194,8 @@ def _audio_in(clip: object, start: float, end: float) -> np.ndarray | None:
     if covered < MIN_AUDIO_COVERAGE * (end - start):
         return None
     rate = int(getattr(clip, "sample_rate", AUDIO_RATE))
-    i0 = max(0, round((start - clip.start) * rate))
-    i1 = min(len(audio), round((end - clip.start) * rate))
+    a0 = getattr(clip, "audio_start", None)
+    a0 = clip.start if a0 is None else a0
+    i0 = max(0, round((start - a0) * rate))
+    i1 = min(len(audio), round((end - a0) * rate))
     return np.asarray(audio[i0:i1], dtype=np.float32)

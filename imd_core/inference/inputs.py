@@ -8,6 +8,7 @@ every run -- and every torchrun rank -- sees the same list.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 from collections.abc import Iterable, Sequence
@@ -16,6 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from imd_core.errors import ConfigError
+from imd_core.media.walk import walk_media
+
+logger = logging.getLogger(__name__)
 
 MEDIA_EXTENSIONS: frozenset[str] = frozenset(
     {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".wmv", ".flv", ".3gp", ".ogv"}
@@ -59,13 +63,10 @@ def expand_inputs(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[Path], 
             continue
         p = Path(raw)
         if p.is_dir():
-            found = sorted(
-                f
-                for f in p.rglob("*")
-                if f.is_file()
-                and is_media_file(f)
-                and not any(part.startswith(".") for part in f.relative_to(p).parts)
-            )
+            # each real folder once (a link loop ends), hidden entries left out
+            found, skipped = walk_media(p, is_media_file)
+            for s in skipped:  # a broken link, a folder named x.mp4, ...: said, not dropped
+                logger.warning("skipped %s: %s", s.path, s.reason)
             if not found:
                 exts = " ".join(sorted(MEDIA_EXTENSIONS))
                 errors.append(
@@ -137,6 +138,8 @@ class WindowInput:
         path: the file (or live source name) the window comes from.
         start: window start, seconds from the beginning of the source.
         end: window end, seconds.
+        damaged_packets: packets skipped while decoding this window's stretch of the
+            file (counted once, on the first window of a decode): a warning, not an error.
     """
 
     frames: np.ndarray
@@ -144,3 +147,4 @@ class WindowInput:
     path: str
     start: float
     end: float
+    damaged_packets: int = 0

@@ -47,6 +47,7 @@ from imd_core.inference.file_windows import FileWindows, open_file_windows
 from imd_core.inference.inputs import WindowInput
 from imd_core.inference.prefetch import DecoderPool, UniformTimes, isolated_windows, prefetch
 from imd_core.inference.results import TOP_K, AudioResult, LabelScore, WindowResult
+from imd_core.media.verdict import damaged_warning
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,8 @@ class PathOutcome:
         error: one-line reason when the file could not be processed, else ``None``.
         bad_input: the error is the file's fault (unreadable, no video), not a bug.
         seconds: wall time spent on this file (decode + inference), for throughput.
+        warnings: one-line notes on a file that was processed anyway (e.g. ``"3 damaged
+            packets skipped"``); never set together with ``error``.
     """
 
     path: str
@@ -70,6 +73,7 @@ class PathOutcome:
     error: str | None = None
     bad_input: bool = True
     seconds: float = 0.0
+    warnings: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -375,6 +379,7 @@ class Predictor:
                     for item, x in stream:
                         batch.append((entry, item, x))
                         entry.expected += 1
+                        entry.damaged += item.damaged_packets
                         if len(batch) >= self.batch_size:
                             flush()
                     entry.duration = stream.result
@@ -411,6 +416,7 @@ class _Entry:
     error: str | None = None
     bad_input: bool = True
     done: bool = False
+    damaged: int = 0
     t0: float = dataclasses.field(default_factory=time.perf_counter)
 
     def fail(self, exc: BaseException) -> None:
@@ -426,6 +432,7 @@ class _Entry:
         if self.error is None and len(self.results) != self.expected:
             self.fail(RuntimeError(f"{len(self.results)} results for {self.expected} windows"))
         ok = self.error is None
+        warning = damaged_warning(self.damaged) if ok else None
         return PathOutcome(
             path=self.path,
             results=tuple(self.results) if ok else (),
@@ -433,6 +440,7 @@ class _Entry:
             error=self.error,
             bad_input=self.bad_input,
             seconds=time.perf_counter() - self.t0,
+            warnings=(warning,) if warning else (),
         )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 
 import av
 import numpy as np
@@ -134,18 +135,47 @@ def _resample(mono: np.ndarray, rate: int, sample_rate: int) -> np.ndarray:
     return out.numpy().astype(np.float32, copy=False)
 
 
-def decode_audio_range(container, a, start: float, end: float, t0: float, sample_rate: int, dog: Watchdog):
-    """Audio of ``[start, end)`` as float32 mono at ``sample_rate`` plus its real extent."""
-    n_out = max(0, round((end - start) * sample_rate))
-    out = np.zeros(n_out, np.float32)
+# Seconds decoded on each side of a kept range (``keep``): the decoder's overlap and the
+# resampler's kernel need a little signal beyond the edges to give the same samples.
+KEEP_MARGIN = 1.0
+
+
+def decode_audio_range(
+    container,
+    a,
+    start: float,
+    end: float,
+    t0: float,
+    sample_rate: int,
+    dog: Watchdog,
+    keep: tuple[float, float] | None = None,
+) -> tuple[np.ndarray, tuple[float, float], int]:
+    """Audio of ``[start, end)`` as float32 mono at ``sample_rate`` plus its real extent.
+
+    Args:
+        keep: ``(k0, k1)`` inside ``[start, end)``: decode the whole range (the extent
+            still covers all of it) but keep only the samples of ``[k0, k1)``, so memory
+            does not grow with the range's length. ``None`` keeps everything.
+
+    Returns:
+        ``(samples, extent, damaged_packets)``: samples float32 covering ``keep`` (or
+        ``[start, end)``) exactly, zero where there is no sound; ``extent`` ``(a, b)``
+        seconds of ``[start, end)`` really covered (``b <= a``: none); the number of
+        packets the decoder rejected.
+    """
+    k0, k1 = keep if keep is not None else (start, end)
+    n_full = max(0, round((end - start) * sample_rate))
+    out = np.zeros(max(0, round((k1 - k0) * sample_rate)), np.float32)
     tb = float(a.time_base) if a.time_base else 0.0
     try:  # always: the video pass has moved the read position
         target = int(max(0.0, start + t0 - 0.2) / tb) if tb and start > 0.5 else 0
         container.seek(target, stream=a if target else None, backward=True)
     except av.error.FFmpegError:
         container.seek(0)
-    mix = _Mixdown(min(30.0, end - start + 0.5))
-    first_time = None
+    mix = _Mixdown(min(30.0, k1 - k0 + 2 * KEEP_MARGIN + 0.5))
+    first_time = None  # of the range's first sample
+    kept_from = None  # native samples from first_time to the first kept one
+    total = damaged = 0  # native samples from first_time on; rejected packets
     rate = a.codec_context.sample_rate
     cc = a.codec_context
     done = False
@@ -155,6 +185,7 @@ def decode_audio_range(container, a, start: float, end: float, t0: float, sample
             try:
                 frames = cc.decode(packet)
             except av.error.FFmpegError:
+                damaged += 1
                 continue  # a damaged packet: the rest of the stream still counts
             for frame in frames:
                 ftime = frame.pts * tb - t0 if frame.pts is not None and tb else None
@@ -166,20 +197,49 @@ def decode_audio_range(container, a, start: float, end: float, t0: float, sample
                 if (ftime if ftime is not None else first_time) > end:
                     done = True
                     break
-                mix.add(frame)
+                # Time by sample count, as the output places them (contiguous samples).
+                t_frame = first_time + total / rate
+                if keep is None or (
+                    t_frame + frame.samples / rate >= k0 - KEEP_MARGIN and t_frame <= k1 + KEEP_MARGIN
+                ):
+                    if kept_from is None:
+                        kept_from = total
+                    mix.add(frame)
+                total += frame.samples
             if done:
                 break
-    except av.error.FFmpegError as exc:
-        logger.warning("%s: audio demuxing stopped early (%s)", container.name, one_line(exc))
+    except av.error.FFmpegError as exc:  # the audio read so far still counts: a warning
+        logger.info("%s: audio demuxing stopped early (%s)", container.name, one_line(exc))
+        damaged += 1
     mono = mix.result()
-    if not mono.size or not rate:
-        return out, (start, start)
+    if not total or not rate or first_time is None:
+        return out, (start, start), damaged
     # Contiguous samples from first_time on (gaps inside a stream are rare enough to ignore).
-    mono = _resample(mono, rate, sample_rate)
-    offset = round((first_time - start) * sample_rate)
+    n_res = _resampled_length(total, rate, sample_rate)
+    offset = round((first_time - start) * sample_rate)  # of the whole resampled signal in [start, end)
     src0, dst0 = max(0, -offset), max(0, offset)
-    n = min(len(mono) - src0, n_out - dst0)
-    if n <= 0:
-        return out, (start, start)
-    out[dst0 : dst0 + n] = mono[src0 : src0 + n]
-    return out, (start + dst0 / sample_rate, start + (dst0 + n) / sample_rate)
+    n = min(n_res - src0, n_full - dst0)
+    extent = (start, start) if n <= 0 else (start + dst0 / sample_rate, start + (dst0 + n) / sample_rate)
+    if not mono.size or n <= 0:
+        return out, extent, damaged
+    # The kept samples start on a sample that the whole signal's resampling grid shares
+    # (a multiple of rate / gcd), so they resample to exactly the same output samples.
+    step = rate // math.gcd(int(rate), int(sample_rate))
+    skip = (-kept_from) % step
+    mono = _resample(mono[skip:], rate, sample_rate)
+    res0 = (kept_from + skip) * sample_rate // rate  # index of mono[0] in the whole resampled signal
+    # whole-signal index i sits at output index i + offset - round((k0 - start) * sample_rate)
+    shift = offset + res0 - round((k0 - start) * sample_rate)
+    lo = max(0, -shift, src0 - res0)
+    hi = min(len(mono), len(out) - shift, src0 + n - res0)
+    if hi > lo:
+        out[lo + shift : hi + shift] = mono[lo:hi]
+    return out, extent, damaged
+
+
+def _resampled_length(samples: int, rate: int, sample_rate: int) -> int:
+    """Samples :func:`_resample` returns for ``samples`` input ones (torchaudio's ceil)."""
+    if rate == sample_rate:
+        return samples
+    g = math.gcd(int(rate), int(sample_rate))
+    return -(-samples * (sample_rate // g) // (rate // g))

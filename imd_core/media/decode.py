@@ -46,8 +46,13 @@ from imd_core.media.probe import (
     probe,
     video_stream,
 )
+from imd_core.media.verdict import media_problem, truncation_problem
 
 logger = logging.getLogger(__name__)
+
+# Sampled frame times further apart than this are reached by a seek, not by reading on:
+# the packets of the stretch between them are never held (bounds a whole-clip decode).
+MAX_READ_GAP = 30.0  # seconds
 
 __all__ = ["DEFAULT_TIMEOUT", "DecodedClip", "MediaInfo", "decode_clip", "probe", "sample_times"]
 
@@ -59,14 +64,18 @@ class DecodedClip:
     Attributes:
         frames: uint8 (T, H, W, 3) RGB, displayed orientation.
         frame_times: float64 (T,) presentation time of each returned frame, seconds.
-        audio: float32 (N,) mono at ``sample_rate`` covering ``[start, end)`` exactly
-            (N = round((end - start) * sample_rate)), zero where the file has no audio;
-            ``None`` when the file has no audio stream at all.
+        audio: float32 (N,) mono at ``sample_rate`` covering ``[audio_start, audio_start
+            + N / sample_rate)`` exactly (``[start, end)`` unless ``decode_clip`` was given
+            ``audio_keep``), zero where the file has no audio; ``None`` when the file has
+            no audio stream at all.
         audio_extent: ``(a, b)`` seconds of ``[start, end)`` really covered by audio
             (``b <= a`` means none), ``None`` without an audio stream.
         sample_rate: of ``audio``.
         start, end: the decoded range (``end`` clamped to the file's duration).
         info: the file's :class:`MediaInfo`.
+        audio_start: seconds where ``audio`` starts (``start`` unless ``audio_keep``).
+        damaged_packets: packets the decoders rejected and skipped (a warning, not an
+            error: the rest of the range decoded).
     """
 
     frames: np.ndarray
@@ -77,6 +86,8 @@ class DecodedClip:
     start: float
     end: float
     info: MediaInfo
+    audio_start: float | None = None
+    damaged_packets: int = 0
 
     @property
     def has_audio(self) -> bool:
@@ -147,11 +158,59 @@ def _decode_video(
     """Picks, for each time in ``times`` (seconds, any order), the frame on screen then.
 
     With ``times=None`` every frame whose time lies in ``span`` is returned instead.
+    Times further apart than :data:`MAX_READ_GAP` are decoded in separate groups, each
+    after its own seek, so a few frames spread over an hour-long file never hold the
+    hour's packets in memory (the frames are the same: each group starts at a key frame).
 
     Returns:
         (frames uint8 (T, H, W, 3), frame_times float64 (T,), last_frame_end seconds,
-        rotation degrees)
+        rotation degrees, damaged packets)
     """
+    if times is None or len(times) < 2:
+        return _decode_video_group(container, vs, times, span, t0, size, threads, dog, path, deblock)
+    order = np.argsort(times, kind="stable")
+    cuts = np.flatnonzero(np.diff(times[order]) > MAX_READ_GAP) + 1
+    if not len(cuts):
+        return _decode_video_group(container, vs, times, span, t0, size, threads, dog, path, deblock)
+    frames: np.ndarray | None = None
+    frame_times = np.zeros(len(times))
+    damaged = 0
+    prev = None
+    for k, idx in enumerate(np.split(order, cuts)):
+        try:
+            got, got_t, last_end, rotation, errors = _decode_video_group(
+                container, vs, times[idx], span, t0, size, threads, dog, path, deblock, configure=k == 0
+            )
+        except DecodeError:
+            if prev is None:
+                raise
+            # nothing decodable this far on (a truncated file): the frame on screen is the
+            # last one decoded, as in one pass; decode_clip's truncation check decides
+            frames[idx], frame_times[idx] = frames[prev], frame_times[prev]
+            continue
+        prev = idx[-1]
+        if frames is None:
+            frames = np.empty((len(times), *got.shape[1:]), np.uint8)
+        frames[idx], frame_times[idx] = got, got_t
+        damaged += errors
+    return frames, frame_times, last_end, rotation, damaged
+
+
+def _decode_video_group(
+    container,
+    vs,
+    times: np.ndarray | None,
+    span: tuple[float, float],
+    t0: float,
+    size,
+    threads: int,
+    dog: Watchdog,
+    path: str,
+    deblock: bool = True,
+    configure: bool = True,
+):
+    """:func:`_decode_video` for times read in one pass (``configure=False``: the decoder
+    is already open from an earlier group; it is flushed instead of configured)."""
     tb = vs.time_base
     tbf = float(tb)  # float products: Fraction arithmetic per frame cost ~2 ms per clip
     all_frames = times is None
@@ -160,11 +219,14 @@ def _decode_video(
     order = np.argsort(times, kind="stable")
     sorted_t = times[order]
     cc = vs.codec_context
-    cc.thread_count = threads
-    if not deblock:  # read by the decoder when it opens (on the first decode call)
-        cc.options = {**cc.options, "skip_loop_filter": "all"}
-    if threads != 1:
-        cc.thread_type = "AUTO"
+    if configure:
+        cc.thread_count = threads
+        if not deblock:  # read by the decoder when it opens (on the first decode call)
+            cc.options = {**cc.options, "skip_loop_filter": "all"}
+        if threads != 1:
+            cc.thread_type = "AUTO"
+    else:
+        cc.flush_buffers()  # the previous group may have drained it
 
     packets = _demux_video(container, vs, float(sorted_t[0]), float(sorted_t[-1]), t0, dog)
     if not packets:
@@ -249,15 +311,15 @@ def _decode_video(
             break
     if state["prev"] is None:
         raise DecodeError(f"{path}: no video frame could be decoded ({errors} damaged packets)")
-    if errors:
-        logger.warning("%s: %d video packets could not be decoded", path, errors)
+    if errors:  # reported to the caller as a warning (DecodedClip.damaged_packets)
+        logger.info("%s: %d video packets could not be decoded", path, errors)
     if all_frames:
         if not collected:
             raise DecodeError(f"{path}: no video frame between {span[0]:.3f} s and {span[1]:.3f} s")
-        return np.stack(collected), np.array(collected_time), state["last_end"], state["rotation"]
+        return np.stack(collected), np.array(collected_time), state["last_end"], state["rotation"], errors
     while state["k"] < len(sorted_t):
         take(state["prev"], state["prev_time"])
-    return np.stack(picked), picked_time, state["last_end"], state["rotation"]
+    return np.stack(picked), picked_time, state["last_end"], state["rotation"], errors
 
 
 def _demux_video(container, vs, t_min: float, t_max: float, t0: float, dog: Watchdog) -> list:
@@ -296,8 +358,8 @@ def _collect(container, vs, t_max: float, t0: float, dog: Watchdog) -> list:
                     break
             else:
                 beyond = 0
-    except av.error.FFmpegError as exc:
-        logger.warning("%s: demuxing stopped early (%s)", container.name, one_line(exc))
+    except av.error.FFmpegError as exc:  # a truncated file: the truncation check decides
+        logger.info("%s: demuxing stopped early (%s)", container.name, one_line(exc))
     return out
 
 
@@ -318,16 +380,14 @@ def _duration_by_demux(container, t0: float, dog: Watchdog) -> float | None:
 
 
 def _check_truncation(path: str, info: MediaInfo, want: np.ndarray, last_end: float | None, duration) -> None:
-    """Sampled times far past the last decodable frame of a file that claims more: truncated."""
+    """Sampled times past the last decodable frame: the file's verdict (:mod:`~imd_core.media.verdict`) decides."""
     if last_end is None or duration is None:
         return
-    claimed = info.video_duration or duration
     frame_dt = 1.0 / info.fps if info.fps else 0.04
-    tol = max(0.5, 3 * frame_dt)
-    if float(np.max(want)) > last_end + tol and claimed > last_end + tol:
-        raise DecodeError(
-            f"{path}: video data ends at {last_end:.2f} s but the file claims {claimed:.2f} s (truncated or damaged)"
-        )
+    if float(np.max(want)) > last_end + 3 * frame_dt:
+        problem = truncation_problem(info, last_end)
+        if problem:
+            raise DecodeError(f"{path}: {problem}")
 
 
 def decode_clip(
@@ -345,6 +405,7 @@ def decode_clip(
     threads: int = 1,
     timeout: float = DEFAULT_TIMEOUT,
     deblock: bool = True,
+    audio_keep: tuple[float, float] | Callable[[float, float], tuple[float, float] | None] | None = None,
 ) -> DecodedClip:
     """Decodes the frames and audio of ``[start, end)`` of a media file.
 
@@ -370,6 +431,11 @@ def decode_clip(
             ``bench/bench_decode.py`` clips, more at low bit rates and long GOPs, because
             the error propagates through reference frames. Exact (``True``) by default.
         timeout: seconds before the watchdog gives up with a DecodeError.
+        audio_keep: ``(k0, k1)`` inside the range, or a callable ``(start, end) -> (k0, k1)
+            | None`` called once the end is known: the audio of the whole range is still
+            decoded (``audio_extent`` covers all of it) but only ``[k0, k1)`` is kept
+            (``audio`` then starts at ``audio_start = k0``), so memory does not grow with
+            the range. ``None`` keeps it all.
 
     Returns:
         DecodedClip: ``frames`` (T, H, W, 3) uint8, ``frame_times`` (T,),
@@ -391,6 +457,10 @@ def decode_clip(
         if video and vs is None:
             raise DecodeError(f"{p}: has no video stream")
         info = media_info(p, container)
+        if video:  # the verdict every front end shares: no still images
+            problem = media_problem(info)
+            if problem:
+                raise DecodeError(f"{p}: {problem}")
         t0 = container.start_time / av.time_base if container.start_time is not None else 0.0
         duration = info.duration if info.duration is not None else _duration_by_demux(container, t0, dog)
         if start < 0:
@@ -405,6 +475,7 @@ def decode_clip(
 
         frames = np.zeros((0, 0, 0, 3), np.uint8)
         frame_times = np.zeros(0)
+        damaged = 0
         if vs is not None:
             if times is not None:
                 want = np.asarray(times(start, stop) if callable(times) else times, dtype=np.float64).reshape(
@@ -416,7 +487,7 @@ def decode_clip(
                 want = sample_times(start, stop, num_frames=num_frames, fps=fps)
             else:
                 want = None
-            frames, frame_times, last_end, rotation = _decode_video(
+            frames, frame_times, last_end, rotation, damaged = _decode_video(
                 container, vs, want, (start, stop), t0, size, threads, dog, p, deblock
             )
             if want is not None:
@@ -425,8 +496,23 @@ def decode_clip(
                 info = media_info(p, container, rotation)
 
         wave = extent = None
+        keep = audio_keep(start, stop) if callable(audio_keep) else audio_keep
+        if keep is not None and not start <= keep[0] <= keep[1] <= stop:
+            raise ConfigError(f"audio_keep {keep} must lie inside the decoded range ({start}, {stop})")
         if audio and container.streams.audio:
-            wave, extent = decode_audio_range(
-                container, container.streams.audio[0], start, stop, t0, sample_rate, dog
+            wave, extent, bad = decode_audio_range(
+                container, container.streams.audio[0], start, stop, t0, sample_rate, dog, keep=keep
             )
-    return DecodedClip(frames, frame_times, wave, extent, sample_rate, float(start), float(stop), info)
+            damaged += bad
+    return DecodedClip(
+        frames,
+        frame_times,
+        wave,
+        extent,
+        sample_rate,
+        float(start),
+        float(stop),
+        info,
+        audio_start=float(start if keep is None or wave is None else keep[0]),
+        damaged_packets=damaged,
+    )

@@ -53,15 +53,17 @@ def probe_file(path: str, timeout: float) -> str | None:
     import av
 
     from imd_core.errors import DecodeError
-    from imd_core.media.probe import Watchdog, check_path, one_line, open_media, video_stream
+    from imd_core.media.probe import Watchdog, check_path, media_info, one_line, open_media, video_stream
+    from imd_core.media.verdict import media_problem
 
     try:
         p = check_path(path)
         dog = Watchdog(p, timeout)
         with open_media(p, dog) as container:
             vs = video_stream(container)
-            if vs is None:
-                return "no video stream; IMD needs video (audio-only files are not supported)"
+            problem = media_problem(media_info(p, container))  # no video, a still image: as everywhere
+            if problem:
+                return problem
             streams = [vs, *container.streams.audio[:1]]
             seen: set[int] = set()
             try:

@@ -20,7 +20,8 @@ def test_json_lines_for_a_folder_with_a_bad_file(tiny_model_dir, media_dir, caps
     assert code == 3
     rows = [json.loads(line) for line in out.splitlines()]
     assert [r["path"] for r in rows] == [str(media_dir / "a.mp4"), str(media_dir / "sub" / "b.mp4")]
-    assert list(rows[0]) == ["path", "start", "end", "top", "audio", "confident"] and len(rows[0]["top"]) == 5
+    assert list(rows[0]) == ["path", "start", "end", "top", "audio", "confident", "warnings"]
+    assert len(rows[0]["top"]) == 5 and rows[0]["warnings"] == []
     assert rows[1]["audio"]["present"] is False and rows[1]["audio"]["dropped"] is True
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"{media_dir / 'broken.mp4'}: ")
@@ -58,7 +59,7 @@ def test_decode_workers_change_nothing_but_speed(tiny_model_dir, media_dir, tmp_
     ]
     for a, b in zip(rows3, rows0, strict=True):
         assert a["top"][0]["score"] == pytest.approx(b["top"][0]["score"], abs=1e-5)
-    assert main([*base, "--decode-workers", "-1"]) == 2 and "decode_workers" in capsys.readouterr().err
+    assert main([*base, "--decode-workers", "-1"]) == 2 and "--decode-workers" in capsys.readouterr().err
 
 
 def test_bad_window_is_a_usage_error(tiny_model_dir, media_dir, capsys):
@@ -150,3 +151,28 @@ def test_cuda_without_gpu_is_one_line_error(tiny_model_dir, media_dir, capsys):
     )
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "CUDA is not available" in err and "--device cpu" in err
+
+
+def test_one_verdict_per_file_and_warnings_that_look_like_warnings(tiny_model_dir, tmp_path, capsys):
+    """Issue 15 item 4: a PNG named .mp4 and a truncated file fail with the reason every front
+    end gives; damaged packets print a result, a ``warning:`` line and a JSON ``warnings`` field."""
+    from imd_core.media.verdict import media_problem  # noqa: F401 -- the one place the rules live
+    from tests.media_factory import write_broken, write_damaged, write_still_image
+
+    still = write_still_image(tmp_path / "photo.mp4")
+    cut = write_broken(tmp_path / "cut.mp4", "truncated-stream")
+    code = main(["predict", str(still), str(cut), "--model", str(tiny_model_dir), "--json", "--device", "cpu"])
+    out, err = capsys.readouterr()
+    assert code == 3 and out == ""
+    lines = err.strip().splitlines()
+    assert lines[0].startswith(f"{still}: a still image (png picture), not a video")
+    assert lines[1].startswith(f"{cut}: video data ends at ") and "truncated" in lines[1]
+
+    damaged = write_damaged(tmp_path / "dmg.mp4")
+    code = main(["predict", str(damaged), "--model", str(tiny_model_dir), "--json", "--device", "cpu"])
+    out, err = capsys.readouterr()
+    assert code == 0
+    (row,) = [json.loads(line) for line in out.splitlines()]
+    (note,) = row["warnings"]
+    assert note.endswith("damaged packets skipped")
+    assert err.strip().splitlines() == [f"warning: {damaged}: {note}"]
