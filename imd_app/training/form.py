@@ -26,7 +26,27 @@ from PySide6.QtWidgets import (
 from imd_app.training.history import user_data_dir
 from imd_app.training.spec import JobSpec
 
-START_CHOICES = (("demo", "Embedded demo model"), ("model", "A model folder"), ("backbones", "Pretrained backbones"))
+# The order is the stacked pages' order.
+START_CHOICES = (
+    ("demo", "Embedded demo model"),
+    ("model", "A model folder"),
+    ("backbones", "Pretrained backbones"),
+    ("kinetics400", "Kinetics-400 model (I3D + YAMNet, frozen features)"),
+)
+# Good starting values per kind of start; the form swaps them while the user has not
+# changed them (a head on frozen features wants a higher rate and more, much cheaper, epochs).
+IMD_DEFAULTS = {"learning_rate": JobSpec().learning_rate, "epochs": JobSpec().epochs, "batch_size": JobSpec().batch_size}
+PRETRAINED_DEFAULTS = {"learning_rate": 1e-3, "epochs": 60, "batch_size": 16}
+
+
+def default_spec() -> JobSpec:
+    """A new job: on the real-world model when it is installed, else on the demo."""
+    from imd_core.resources import kinetics400_installed
+
+    spec = JobSpec(run_dir=default_run_dir())
+    if kinetics400_installed():
+        spec = spec.replace(start_from="kinetics400", **PRETRAINED_DEFAULTS)
+    return spec
 
 
 def default_run_dir() -> str:
@@ -90,6 +110,7 @@ class JobForm(QWidget):
         bb_form.addRow("ViT", _path_row(self.vit_source, "ViT folder", self))
         bb_form.addRow("SAVLD text encoder", _path_row(self.text_encoder, "Text encoder folder", self))
         self.start_pages.addWidget(bb_page)
+        self.start_pages.addWidget(QWidget())  # kinetics400: nothing to choose
         start_form.addRow(self.start_pages)
         layout.addWidget(start_box)
 
@@ -137,6 +158,12 @@ class JobForm(QWidget):
         imd_form.addRow("Relevance loss weight", self.relevance_weight)
         self.ast_trainable = QCheckBox("Fine-tune the AST (slower: no cache)", imd_box)
         imd_form.addRow(self.ast_trainable)
+        self.unfreeze_video = QCheckBox("Train I3D too (unfreeze; for a GPU)", imd_box)
+        self.unfreeze_video.setToolTip(
+            "Kinetics-400 starts only: fine-tune the video backbone as well as the head "
+            "(frames are cached with the features; minutes per epoch on a CPU)"
+        )
+        imd_form.addRow(self.unfreeze_video)
         self.cross_modal_p = QDoubleSpinBox(imd_box)
         self.cross_modal_p.setRange(0.0, 1.0)
         self.cross_modal_p.setSingleStep(0.1)
@@ -154,6 +181,7 @@ class JobForm(QWidget):
         layout.addStretch(1)
 
         self.start_from.currentIndexChanged.connect(self._on_start_from_changed)
+        self.model_dir.textChanged.connect(self._update_enabled)
         for widget in self.findChildren(QWidget):
             if isinstance(widget, QLineEdit):
                 widget.textChanged.connect(self.changed)
@@ -163,20 +191,40 @@ class JobForm(QWidget):
                 widget.valueChanged.connect(self.changed)
             elif isinstance(widget, QCheckBox):
                 widget.toggled.connect(self.changed)
-        self.set_spec(JobSpec(run_dir=default_run_dir()))
+        self._pretrained = False
+        self.set_spec(default_spec())
 
     def _on_start_from_changed(self, index: int) -> None:
         self.start_pages.setCurrentIndex(index)
-        from_backbones = self.start_from.currentData() == "backbones"
-        # A model folder brings its own architecture inputs.
-        self.num_frames.setEnabled(from_backbones)
-        self.motion.setEnabled(from_backbones)
+        self._update_enabled()
+
+    def _update_enabled(self) -> None:
+        start = self.start_from.currentData()
+        pretrained = JobSpec(start_from=start, model_dir=self.model_dir.text().strip()).starts_from_pretrained()
+        # A model folder brings its own architecture inputs; a pretrained one its whole model.
+        self.num_frames.setEnabled(start == "backbones")
+        self.motion.setEnabled(start == "backbones")
+        for widget in (self.config, self.imd_enabled, self.tag_top_k, self.relevance_tau, self.ast_trainable,
+                       self.cross_modal_p):  # fmt: skip
+            widget.setEnabled(not pretrained)
+        self.unfreeze_video.setEnabled(pretrained)
+        if pretrained != self._pretrained:
+            self._swap_defaults(PRETRAINED_DEFAULTS if pretrained else IMD_DEFAULTS)
+            self._pretrained = pretrained
+
+    def _swap_defaults(self, new: dict[str, float]) -> None:
+        old = IMD_DEFAULTS if new is PRETRAINED_DEFAULTS else PRETRAINED_DEFAULTS
+        for name, value in new.items():
+            widget = getattr(self, name)
+            if widget.value() == old[name]:  # untouched by the user
+                widget.setValue(value)
 
     def set_spec(self, spec: JobSpec) -> None:
         """Shows ``spec`` in the widgets (the dataset fields are not the form's)."""
+        self._pretrained = spec.starts_from_pretrained()  # the spec's values are the user's: no swap
+        self.model_dir.setText(spec.model_dir)
         self.start_from.setCurrentIndex(max(0, self.start_from.findData(spec.start_from)))
         self._on_start_from_changed(self.start_from.currentIndex())
-        self.model_dir.setText(spec.model_dir)
         self.ast_source.setText(spec.ast_source)
         self.vit_source.setText(spec.vit_source)
         self.text_encoder.setText(spec.text_encoder)
@@ -193,6 +241,7 @@ class JobForm(QWidget):
         self.relevance_weight.setValue(spec.relevance_weight)
         self.ast_trainable.setChecked(spec.ast_trainable)
         self.cross_modal_p.setValue(spec.cross_modal_p)
+        self.unfreeze_video.setChecked(spec.unfreeze_video)
         self.run_dir.setText(spec.run_dir)
         self.extra_set.setText(" ".join(spec.extra_set))
 
@@ -218,6 +267,7 @@ class JobForm(QWidget):
             relevance_weight=self.relevance_weight.value(),
             ast_trainable=self.ast_trainable.isChecked(),
             cross_modal_p=self.cross_modal_p.value(),
+            unfreeze_video=self.unfreeze_video.isChecked(),
             run_dir=self.run_dir.text().strip(),
             extra_set=tuple(self.extra_set.text().split()),
         )

@@ -16,7 +16,7 @@ from typing import Literal
 from imd_core.config_base import FrozenConfig
 from imd_core.errors import ConfigError
 
-StartFrom = Literal["demo", "model", "backbones"]
+StartFrom = Literal["demo", "model", "backbones", "kinetics400"]
 Recipe = Literal["tiny", "small", "base", "large", "demo"]
 Device = Literal["auto", "cpu", "cuda"]
 Motion = Literal["diff", "flow"]
@@ -37,6 +37,7 @@ SET_KEYS: dict[str, str] = {
     "ast_source": "model.ast_source",
     "vit_source": "model.video_init",
     "text_encoder": "init.text_encoder",
+    "unfreeze_video": "finetune.unfreeze",
 }
 
 
@@ -50,8 +51,12 @@ class JobSpec(FrozenConfig):
         skip_bad_files: train on a filtered manifest written into the run folder that
             leaves out the files the dataset check found unusable.
         excluded: the unusable files (absolute paths) left out when ``skip_bad_files``.
-        start_from: ``demo`` (the embedded demo model), ``model`` (``model_dir``) or
-            ``backbones`` (pretrained AST / ViT / text encoder, hub ids or folders).
+        start_from: ``demo`` (the embedded demo model), ``model`` (``model_dir``),
+            ``backbones`` (pretrained AST / ViT / text encoder, hub ids or folders) or
+            ``kinetics400`` (the real I3D + YAMNet backbones, frozen: features are cached
+            once and a relevance net, fusion and a head train on them). A ``model_dir``
+            fine-tuned from kinetics400 trains the same way.
+        unfreeze_video: on a pretrained start, train I3D too (for a GPU; frames cached).
         config: the shipped recipe the job starts from (``imd train --config``).
         learning_rate, epochs, batch_size, num_frames, device: the usual knobs.
         imd_enabled: learnable irrelevant modality dropout on (off = always fuse audio).
@@ -85,6 +90,7 @@ class JobSpec(FrozenConfig):
     relevance_weight: float = 1.0
     ast_trainable: bool = False
     cross_modal_p: float = 0.0
+    unfreeze_video: bool = False
     device: Device = "auto"
     extra_set: tuple[str, ...] = ()
 
@@ -104,7 +110,13 @@ class JobSpec(FrozenConfig):
                 problems.append("choose the model folder to start from")
             elif not (Path(self.model_dir) / "config.json").is_file():
                 problems.append(f"{self.model_dir} is not a model folder (no config.json); choose another")
-        if self.start_from in ("demo", "model"):
+        if self.start_from == "kinetics400":
+            from imd_core.resources import kinetics400_installed
+
+            if not kinetics400_installed():
+                problems.append("the kinetics400 model is not installed; build it with `imd pretrained build` "
+                                "(bash scripts/setup.sh does it)")
+        if self.start_from in ("demo", "model") and not self.starts_from_pretrained():
             problems += self._recipe_problems()
         if self.start_from == "backbones":
             for name, value in (("AST", self.ast_source), ("ViT", self.vit_source), ("text encoder", self.text_encoder)):
@@ -130,6 +142,16 @@ class JobSpec(FrozenConfig):
             if "=" not in item:
                 problems.append(f"extra override {item!r} must look like key=value")
         return problems
+
+    def starts_from_pretrained(self) -> bool:
+        """True when the job fine-tunes real pretrained backbones (kinetics400 or a folder built on it)."""
+        if self.start_from == "kinetics400":
+            return True
+        if self.start_from == "model" and self.model_dir:
+            from imd_core.pretrained.folder import is_pretrained_folder
+
+            return is_pretrained_folder(self.model_dir)
+        return False
 
     def start_model_dir(self) -> Path | None:
         """The model folder the job fine-tunes (demo or chosen), or ``None``."""
@@ -180,6 +202,8 @@ class JobSpec(FrozenConfig):
 
     def to_train_args(self, *, resume: bool = False) -> list[str]:
         """The ``imd train`` arguments (without ``train``), events streamed to stdout."""
+        if self.starts_from_pretrained():
+            return self._pretrained_args(resume)
         # on resume the run folder's own config.json is the recipe (imd train warns that
         # --config is ignored there); only a run stopped before writing it needs --config
         saved = resume and (Path(self.run_dir) / "config.json").is_file()
@@ -216,6 +240,32 @@ class JobSpec(FrozenConfig):
             for key in ("ast_source", "vit_source", "text_encoder"):
                 if getattr(self, key):
                     values[key] = getattr(self, key)
+        for key, value in values.items():
+            args += ["--set", f"{SET_KEYS[key]}={_set_value(value)}"]
+        for item in self.extra_set:
+            args += ["--set", item]
+        return args
+
+
+    def _pretrained_args(self, resume: bool) -> list[str]:
+        # A pretrained start fixes the model: no recipe, no architecture or AST settings.
+        base = "kinetics400" if self.start_from == "kinetics400" else str(Path(self.model_dir).resolve())
+        args = [
+            "--data", self.train_data_path(),
+            "--out", self.run_dir,
+            "--epochs", str(self.epochs),
+            "--batch-size", str(self.batch_size),
+            "--device", self.device,
+            "--events", "-",
+        ]  # fmt: skip
+        if resume:
+            args.append("--resume")
+        values: dict[str, object] = {
+            "init_from": base,
+            "learning_rate": self.learning_rate,
+            "relevance_weight": self.relevance_weight,
+            "unfreeze_video": "video" if self.unfreeze_video else "none",
+        }
         for key, value in values.items():
             args += ["--set", f"{SET_KEYS[key]}={_set_value(value)}"]
         for item in self.extra_set:

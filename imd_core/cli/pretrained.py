@@ -6,6 +6,8 @@ import argparse
 import logging
 import sys
 
+from imd_core.cli.argtypes import bounded_float, bounded_int
+
 log = logging.getLogger(__name__)
 
 
@@ -44,33 +46,49 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "its frozen I3D and YAMNet features in OUT/features/, trains the paper's learned relevance network "
             "(targets: SAVLD IoU with the true class), irrelevant-audio dropout, late fusion and a classifier "
             "on the cache, and saves the best epoch as OUT/best, a model folder for --model. Events go to "
-            "OUT/events.jsonl, the summary to OUT/summary.json and stdout."
+            "OUT/events.jsonl, the summary to OUT/summary.json and stdout. The same run as `imd train --data DATA "
+            "--out OUT --set init.from_model=BASE` (what the app's training tab starts)."
         ),
     )
     f.add_argument("--data", required=True, metavar="DIR", help="dataset folder or manifest")
     f.add_argument("--out", required=True, metavar="DIR", help="run folder")
     f.add_argument("--base", default="kinetics400", help="the backbones' model folder or name (default kinetics400)")
-    f.add_argument("--epochs", type=int, default=60)
-    f.add_argument("--batch-size", type=int, default=16)
-    f.add_argument("--lr", type=float, default=1e-3)
-    f.add_argument("--val-fraction", type=float, default=0.2, help="clips per class held out (default 0.2)")
-    f.add_argument("--seed", type=int, default=0)
-    f.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: one per core)")
+    f.add_argument("--epochs", type=bounded_int(1, 10_000), default=60)
+    f.add_argument("--batch-size", type=bounded_int(1, 4096), default=16)
+    f.add_argument("--lr", type=bounded_float(0.0, 0.999, lo_open=True), default=1e-3)
+    f.add_argument("--val-fraction", type=bounded_float(0.0, 0.99), default=0.2,
+                   help="clips per class held out, 0 to 0.99 (default 0.2)")
+    f.add_argument("--seed", type=bounded_int(0, 2**32 - 1), default=0)
+    f.add_argument("--threads", type=bounded_int(1, 1024), default=None, help="torch CPU threads (default: one per core)")
+    f.add_argument("--unfreeze", choices=("none", "video"), default="none",
+                   help="'video' trains I3D too (cached frames, backbone lr 1e-5): for a GPU (default none)")
+    f.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    f.add_argument("--resume", action="store_true", help="continue OUT from its last/ state (features are reused)")
     f.set_defaults(func=run_finetune)
 
 
 def run_finetune(args: argparse.Namespace) -> int:
-    import json
+    from pathlib import Path
 
+    from imd_core.cli import jsonout
     from imd_core.pretrained.finetune import FinetuneOptions, finetune
+    from imd_core.train.run_lock import RunLock
 
     options = FinetuneOptions(
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, val_fraction=args.val_fraction, seed=args.seed
-    )
-    summary = finetune(args.data, args.out, base=args.base, options=options, threads=args.threads)
+        base=args.base, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, val_fraction=args.val_fraction,
+        seed=args.seed, unfreeze=args.unfreeze, device=args.device,
+    )  # fmt: skip
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    lock = RunLock(Path(args.out)).acquire()  # a second run into the same folder is refused
+    try:
+        summary = finetune(args.data, args.out, options=options, resume=args.resume, threads=args.threads)
+    finally:
+        lock.release()
     for line in summary["excluded"]:
         print(line, file=sys.stderr)  # noqa: T201
-    print(json.dumps(summary))  # noqa: T201
+    print(jsonout.dumps(summary))  # noqa: T201
+    if summary["exit_code"]:
+        return summary["exit_code"]
     return 3 if summary["excluded"] else 0
 
 

@@ -1,83 +1,56 @@
-"""Fine-tune on real features: the frozen I3D + YAMNet, a learned relevance net, fusion and a head.
+"""Fine-tune on the real backbones: I3D + YAMNet, a learned relevance net, fusion and a head.
 
-``imd pretrained finetune --data DIR --out RUN`` (a folder of class sub-folders or a
-manifest, as ``imd train`` takes):
+``imd train --data DIR --out RUN --set init.from_model=kinetics400`` (what the app's
+training tab runs) and ``imd pretrained finetune`` both come here when the starting model
+is a pretrained folder (``kinetics400`` or a folder fine-tuned from it):
 
 1. every clip is decoded once (the whole clip, as ``imd predict`` does) and its frozen
-   features are cached in ``RUN/features/`` by content (path, size, mtime, input
-   settings): I3D's pooled 1024-d features, YAMNet's mean 1024-d embedding and mean tag
-   probabilities, and whether the clip has audio. A crashed or repeated run reuses them.
+   features are cached in ``RUN/features/`` (:mod:`~imd_core.pretrained.feature_cache`).
+   ``features`` events report the progress; a stopped or crashed run reuses them.
 2. :class:`FeatureHead` trains on the cache, in seconds on a CPU: the paper's *learned*
    relevance network (BCE against the SAVLD IoU target of the clip's true class: the rule
-   ``kinetics400`` applies directly), irrelevant audio dropped (teacher forcing with the
-   target in training, the net's decision at inference), late fusion and a head for the
-   user's classes.
-3. the best epoch (validation top-1) is saved as a model folder (``RUN/best``) that every
-   front end loads like ``kinetics400``: same backbones, the user's classes.
-
-Unfreezing the backbones is not offered yet (it needs decoded clips per step, the GPU
-path of ``imd train``).
+   ``kinetics400`` applies directly), irrelevant audio dropped whole (teacher forcing with
+   the target in training, the net's decision at inference), late fusion and a head for
+   the user's classes. Classes the starting model knows keep their rows (matched by name:
+   Kinetics-400 names start from I3D's own classifier rows), new ones start fresh.
+3. with ``unfreeze="video"`` (for GPU users) I3D trains too, at ``backbone_lr``, on the
+   preprocessed frames cached with the features (batch norm keeps its statistics).
+4. every epoch saves ``RUN/last/training_state.pt`` (``--resume`` continues from it);
+   the best epoch (validation top-1) becomes ``RUN/best``, a model folder every front end
+   loads like ``kinetics400``. Events are the engine's (``imd_core.train.events``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
+import math
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Literal
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from imd_core.errors import ConfigError, DataError
+from imd_core.config_base import FrozenConfig, parse_overrides
+from imd_core.errors import ConfigError, DataError, ImdError
+from imd_core.pretrained.feature_cache import FEATURE_KEYS, extract_features
+from imd_core.pretrained.feature_head import FeatureHead
 
 log = logging.getLogger(__name__)
 
-FEATURE_KEYS = ("video", "audio", "tags", "present")
-
-
-class FeatureHead(nn.Module):
-    """Learned relevance, complete dropout of irrelevant audio, late fusion, classifier.
-
-    ``relevance``: MLP on ``[video features, audio embedding]`` -> p(audio relevant).
-    ``logits = video_head(v) + gate * audio_head(a)``; ``gate`` is 0 or 1 (the audio is
-    used whole or dropped whole), the teacher's target in training, ``p >= threshold`` at
-    inference, and 0 without audio.
-    """
-
-    def __init__(
-        self, num_classes: int, video_dim: int = 1024, audio_dim: int = 1024, hidden: int = 256
-    ) -> None:
-        super().__init__()
-        self.video_head = nn.Sequential(nn.Dropout(0.3), nn.Linear(video_dim, num_classes))
-        self.audio_head = nn.Sequential(nn.Dropout(0.3), nn.Linear(audio_dim, num_classes))
-        self.relevance = nn.Sequential(
-            nn.LayerNorm(video_dim + audio_dim),
-            nn.Linear(video_dim + audio_dim, hidden),
-            nn.GELU(),
-            nn.Linear(hidden, 1),
-        )
-
-    def forward(
-        self, video: torch.Tensor, audio: torch.Tensor, present: torch.Tensor, gate: torch.Tensor | None = None,
-        threshold: float = 0.5,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
-        """-> ``(logits (B,C), relevance_logit (B,), gate (B,))``; ``gate`` given = teacher forcing."""
-        rel = self.relevance(torch.cat([video, audio], -1)).squeeze(-1)
-        if gate is None:
-            gate = (torch.sigmoid(rel) >= threshold).float()
-        gate = gate * present.float()
-        logits = self.video_head(video) + gate.unsqueeze(-1) * self.audio_head(audio)
-        return logits, rel, gate
+OPTIONS_FILE = "finetune.json"  # the options and data of the run: what --resume continues
+STATE_FILE = Path("last") / "training_state.pt"
+EXIT_INTERRUPTED = 130
 
 
 @dataclasses.dataclass(frozen=True)
-class FinetuneOptions:
+class FinetuneOptions(FrozenConfig):
+    """One fine-tuning run on a pretrained folder. ``base`` is its name or folder."""
+
+    base: str = "kinetics400"
     epochs: int = 60
     batch_size: int = 16
     lr: float = 1e-3
@@ -85,182 +58,388 @@ class FinetuneOptions:
     val_fraction: float = 0.2
     seed: int = 0
     relevance_weight: float = 1.0
+    unfreeze: Literal["none", "video"] = "none"  # "video": I3D trains too (a GPU's job)
+    backbone_lr: float = 1e-5
+    device: Literal["auto", "cpu", "cuda"] = "auto"
 
     def __post_init__(self) -> None:
+        if not self.base:
+            raise ConfigError("base: name the starting model (kinetics400 or a model folder)")
         if not 1 <= self.epochs <= 10_000 or not 1 <= self.batch_size <= 4096:
             raise ConfigError("epochs must be in [1, 10000] and batch size in [1, 4096]")
-        if not 0.0 < self.lr < 1.0 or not 0.0 <= self.val_fraction < 1.0:
-            raise ConfigError("lr must be in (0, 1) and val fraction in [0, 1)")
+        for name in ("lr", "backbone_lr"):
+            if not 0.0 < getattr(self, name) < 1.0:
+                raise ConfigError(f"{name} must be in (0, 1), got {getattr(self, name)}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ConfigError(f"val fraction must be in [0, 1), got {self.val_fraction}")
+        if not 0.0 <= self.weight_decay <= 1.0 or not 0.0 <= self.relevance_weight <= 100.0:
+            raise ConfigError("weight_decay must be in [0, 1] and relevance_weight in [0, 100]")
 
 
-# ----------------------------------------------------------------------------- features
-def cache_key(path: str, settings: dict[str, Any]) -> str:
-    st = os.stat(path)
-    text = json.dumps([os.path.abspath(path), st.st_size, st.st_mtime_ns, settings], sort_keys=True)
-    return hashlib.sha1(text.encode()).hexdigest()
+# ``imd train --set`` keys that mean the same here as in the engine's TrainConfig, so the
+# app's training tab and a user's shell speak one language; ``finetune.FIELD`` sets any field.
+TRAIN_SET_KEYS = {
+    "init.from_model": "base",
+    "optim.lr": "lr",
+    "optim.weight_decay": "weight_decay",
+    "model.relevance_loss_weight": "relevance_weight",
+    "seed": "seed",
+    "epochs": "epochs",
+    "batch_size": "batch_size",
+    "device": "device",
+}
 
 
-@torch.inference_mode()
-def clip_features(predictor: Any, path: str) -> dict[str, torch.Tensor]:
-    """The frozen features of one whole clip, decoded as ``imd predict`` decodes it."""
-    model = predictor.model
-    items = list(predictor.open(path))
-    x = predictor.preprocess(items[0])
-    rgb = x["rgb"].unsqueeze(0).permute(0, 2, 1, 3, 4).float()  # I3D takes (B, 3, T, H, W)
-    audio, tags = model.audio_features(x["fbank"].unsqueeze(0))
-    return {
-        "video": model.video.forward_features(rgb)[0],
-        "audio": audio[0],
-        "tags": tags[0],
-        "present": x["audio_present"].reshape(()).float(),
-    }
+def options_from_overrides(options: FinetuneOptions, pairs: list[str]) -> FinetuneOptions:
+    """Applies ``imd train --set`` pairs; a key that has no meaning here is refused."""
+    mapped: dict[str, str] = {}
+    for key, value in parse_overrides(pairs).items():
+        name = TRAIN_SET_KEYS.get(key) or (key.removeprefix("finetune.") if key.startswith("finetune.") else None)
+        if name is None or name not in FinetuneOptions.field_names():
+            valid = sorted(TRAIN_SET_KEYS) + [f"finetune.{f}" for f in FinetuneOptions.field_names()]
+            raise ConfigError(
+                f"--set {key}: not a setting of fine-tuning on pretrained backbones; valid keys are {valid}"
+            )
+        mapped[name] = value
+    return options.with_overrides(mapped)
 
 
-def extract_features(
-    predictor: Any, paths: list[str], cache_dir: Path
-) -> tuple[list[dict | None], list[str]]:
-    """Features of every path (cached under ``cache_dir``); unreadable files -> None + a reason."""
-    from safetensors.torch import load_file, save_file
+def is_pretrained_base(name_or_folder: str) -> bool:
+    """True when ``name_or_folder`` names a pretrained folder (``kinetics400`` or one built on it)."""
+    from imd_core.pretrained.folder import is_pretrained_folder
+    from imd_core.resources import resolve_model_dir
 
-    from imd_core.errors import ImdError
-
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    cfg = predictor.config
-    settings = {k: getattr(cfg, k) for k in ("num_frames", "image_size", "dense_interval", "audio_seconds")}
-    out: list[dict | None] = []
-    errors: list[str] = []
-    hits = 0
-    for path in paths:
-        file = cache_dir / f"{cache_key(path, settings)}.safetensors"
-        if file.is_file():
-            out.append(load_file(str(file)))
-            hits += 1
-            continue
-        try:
-            feats = clip_features(predictor, path)
-        except ImdError as exc:
-            errors.append(f"{path}: {exc}")
-            out.append(None)
-            continue
-        tmp = file.with_suffix(".tmp")
-        save_file({k: v.contiguous() for k, v in feats.items()}, str(tmp))
-        os.replace(tmp, file)
-        out.append(feats)
-    log.info("features: %d clips (%d from the cache), %d unreadable", len(paths), hits, len(errors))
-    return out, errors
+    try:
+        return is_pretrained_folder(resolve_model_dir(name_or_folder))
+    except ImdError:  # kinetics400 not built: the run itself says how to build it
+        return str(name_or_folder) == "kinetics400"
 
 
-# ----------------------------------------------------------------------------- training
-def relevance_targets(
-    tags: torch.Tensor, labels: torch.Tensor, matrix: torch.Tensor, model: Any
-) -> torch.Tensor:
-    """The paper's target: IoU of the heard tags with the SAVLD labels of the *true* class > 0."""
-    return (model.savld_iou(tags, labels, matrix) > 0).float()
+def save_options(run_dir: Path, options: FinetuneOptions, data: str) -> None:
+    path = run_dir / OPTIONS_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"data": data, "options": options.to_dict()}, indent=1) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
 
 
+def load_options(run_dir: Path) -> tuple[FinetuneOptions, str]:
+    path = run_dir / OPTIONS_FILE
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        return FinetuneOptions.from_dict(saved["options"], where=str(path)), str(saved["data"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{path}: cannot read ({exc}); start the run again without --resume") from None
+
+
+# ----------------------------------------------------------------------------- the run
 def finetune(
-    data: str | os.PathLike[str], out: str | os.PathLike[str], *, base: str = "kinetics400",
-    options: FinetuneOptions = FinetuneOptions(), threads: int | None = None,
-) -> dict[str, Any]:  # fmt: skip
-    """Runs the whole fine-tuning; returns the summary written to ``RUN/summary.json``."""
-    from imd_core.data.manifest import load_dataset_index
-    from imd_core.inference.predictor import Predictor
-    from imd_core.model.savld import Savld
-    from imd_core.pretrained.folder import save_finetuned
+    data: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    options: FinetuneOptions = FinetuneOptions(),
+    resume: bool = False,
+    threads: int | None = None,
+    events_stream: IO[str] | None = None,
+) -> dict[str, Any]:
+    """Runs (or resumes) a fine-tuning run; returns the summary (``RUN/summary.json``).
+
+    The summary's ``exit_code`` is 0 (finished) or 130 (stopped by SIGINT/SIGTERM after
+    saving ``last/``). Raises :class:`ImdError` on bad data or settings (``run_failed`` is
+    written first).
+    """
+    from imd_core.train.engine import StopRequest
     from imd_core.train.events import EventWriter
 
-    t0 = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    events = EventWriter(out / "events.jsonl", run=str(out))
-    torch.manual_seed(options.seed)
-    index = load_dataset_index(
-        data, split_ratios=(1.0 - options.val_fraction, options.val_fraction, 0.0), seed=options.seed
-    )
-    labels = list(index.labels)
-    if len(labels) < 2:
-        raise DataError(f"{data}: fine-tuning needs at least two classes, found {labels}")
-    predictor = Predictor(base, device="cpu", threads=threads, batch_size=1, decode_workers=0)
-    model = predictor.model
-    train, val = index.split("train"), index.split("val")
-    events.emit("run_started", config=f"finetune:{base}", device="cpu", precision="fp32", world_size=1,
-                 epochs=options.epochs, train_clips=len(train.entries), val_clips=len(val.entries), classes=labels,
-                 resumed=False, start_epoch=0, start_step=0, excluded=[], class_transfer=None)  # fmt: skip
-    savld = Savld.build(labels, model.audio_labels) if not _covers(model.savld, labels) else model.savld
-    matrix = savld.matrix(labels, model.audio_labels)
-    sets = {}
-    excluded: list[str] = []
-    for name, part in (("train", train), ("val", val)):
-        feats, errors = extract_features(predictor, [e.path for e in part.entries], out / "features")
-        excluded += errors
-        keep = [(f, e.label_index) for f, e in zip(feats, part.entries, strict=True) if f is not None]
-        if not keep:
-            sets[name] = None
-            continue
-        batch = {k: torch.stack([f[k] for f, _ in keep]) for k in FEATURE_KEYS}
-        batch["labels"] = torch.tensor([i for _, i in keep])
-        batch["target"] = relevance_targets(batch["tags"], batch["labels"], matrix, model)
-        sets[name] = batch
-    if sets["train"] is None:
-        raise DataError(f"{data}: no readable training clip ({excluded[0] if excluded else 'none found'})")
-    head = FeatureHead(len(labels))
-    opt = torch.optim.AdamW(head.parameters(), lr=options.lr, weight_decay=options.weight_decay)
-    tr = sets["train"]
-    n = len(tr["labels"])
-    best = (-1.0, -1)
-    best_state: dict[str, torch.Tensor] = {}
-    best_metrics: dict[str, Any] = {}
-    for epoch in range(options.epochs):
-        head.train()
-        perm = torch.randperm(n)
-        total = 0.0
-        for i in range(0, n, options.batch_size):
-            idx = perm[i : i + options.batch_size]
-            logits, rel, _ = head(
-                tr["video"][idx], tr["audio"][idx], tr["present"][idx], gate=tr["target"][idx]
-            )
-            ce = F.cross_entropy(logits, tr["labels"][idx])
-            mask = tr["present"][idx]
-            bce = (F.binary_cross_entropy_with_logits(rel, tr["target"][idx], reduction="none") * mask).sum()
-            loss = ce + options.relevance_weight * bce / mask.sum().clamp(min=1)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(idx)
-        metrics = evaluate(head, sets["val"] or tr)
-        if metrics["top1"] > best[0]:
-            best = (metrics["top1"], epoch)
-            best_state = {k: v.detach().clone() for k, v in head.state_dict().items()}
-            best_metrics = metrics
-        events.emit("epoch", epoch=epoch, step=(epoch + 1) * -(-n // options.batch_size),
-                     train={"loss": total / n, "clips": n}, val=metrics, best=best[1] == epoch)  # fmt: skip
-    head.load_state_dict(best_state)
-    folder = save_finetuned(model, head, labels, savld, out / "best")
-    summary = {
-        "classes": labels, "train_clips": n, "val_clips": 0 if sets["val"] is None else len(sets["val"]["labels"]),
-        "best_epoch": best[1], "val_top1": best[0], "val": best_metrics,
-        "excluded": excluded, "model": str(folder), "seconds": round(time.perf_counter() - t0, 1),
-    }  # fmt: skip
-    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
-    events.emit("run_finished", epochs_run=options.epochs, best_epoch=best[1], best_metric="val_top1",
-                 best_value=best[0], stopped="completed", elapsed_s=summary["seconds"])  # fmt: skip
-    events.close()
-    return summary
+    events = EventWriter(out / "events.jsonl", events_stream, run=str(out))
+    stop = StopRequest()
+    # a signal sets a flag from the start: feature extraction stops between clips (each is
+    # cached as it is done) and training after the epoch (last/ saved), both within a second
+    stop.saving = True
+    try:
+        return _Run(Path(data), out, options, resume, threads, events, stop).run()
+    except ImdError as exc:
+        events.emit("run_failed", reason=str(exc), error=type(exc).__name__)
+        raise
+    except KeyboardInterrupt:  # a second Ctrl-C: stopped at once
+        events.emit("run_failed", reason="stopped at once by a second interrupt; continue with --resume",
+                    error="KeyboardInterrupt")  # fmt: skip
+        raise
+    finally:
+        stop.restore()
+        events.close()
+
+
+class _Run:
+    def __init__(self, data: Path, out: Path, options: FinetuneOptions, resume: bool, threads: int | None,
+                 events: Any, stop: Any) -> None:  # fmt: skip
+        self.data, self.out, self.options = data, out, options
+        self.resume, self.threads, self.events, self.stop = resume, threads, events, stop
+        self.t0 = time.time()
+
+    def run(self) -> dict[str, Any]:
+        from imd_core.data.manifest import load_dataset_index
+        from imd_core.inference.predictor import Predictor
+        from imd_core.pretrained.kinetics400 import PretrainedIMD
+
+        o = self.options
+        torch.manual_seed(o.seed)
+        save_options(self.out, o, str(self.data.resolve()))
+        index = load_dataset_index(self.data, split_ratios=(1.0 - o.val_fraction, o.val_fraction, 0.0), seed=o.seed)
+        labels = list(index.labels)
+        if len(labels) < 2:
+            raise DataError(f"{self.data}: fine-tuning needs at least two classes, found {labels}")
+        predictor = Predictor(o.base, device=o.device, threads=self.threads, batch_size=1, decode_workers=0)
+        model = predictor.model
+        if not isinstance(model, PretrainedIMD):
+            raise ConfigError(f"{o.base} is not a pretrained folder (kinetics400 or one fine-tuned from it)")
+        self.model, self.device = model, predictor.device
+        train_part, val_part = index.split("train"), index.split("val")
+        segments = [(e.path, e.start, e.end) for e in train_part.entries + val_part.entries]
+
+        def progress(done: int, total: int, cached: int) -> None:
+            self.events.emit("features", done=done, total=total, cached=cached)
+
+        feats, excluded = extract_features(
+            predictor, segments, self.out / "features", with_frames=o.unfreeze == "video",
+            progress=progress, should_stop=lambda: self.stop.requested,
+        )  # fmt: skip
+        if self.stop.requested:
+            return self._finish("interrupted", epochs_run=0, step=0, best=(None, None), summary_extra={})
+        n_train = len(train_part.entries)
+        sets = {
+            "train": _stack(feats[:n_train], train_part.entries),
+            "val": _stack(feats[n_train:], val_part.entries),
+        }
+        if sets["train"] is None:
+            first = excluded[0]["path"] + ": " + excluded[0]["reason"] if excluded else "none found"
+            raise DataError(f"{self.data}: no readable training clip ({first})")
+        savld = model.savld if all(n in model.savld.mapping for n in labels) else None
+        if savld is None:
+            from imd_core.model.savld import Savld
+
+            savld = Savld.build(labels, model.audio_labels)
+        matrix = savld.matrix(labels, model.audio_labels)
+        for part in sets.values():
+            if part is not None:
+                part["target"] = (model.savld_iou(part["tags"], part["labels"], matrix) > 0).float()
+        return self._train(labels, sets, savld, excluded)
+
+    # ------------------------------------------------------------------------- training
+    def _train(self, labels: list[str], sets: dict, savld: Any, excluded: list[dict]) -> dict[str, Any]:
+        o, dev, model = self.options, self.device, self.model
+        head = FeatureHead(len(labels))
+        transfer = transfer_rows(model, head, labels)
+        params = [{"params": head.parameters(), "lr": o.lr}]
+        video = model.video if o.unfreeze == "video" else None
+        if video is not None:
+            video.eval()  # batch norm keeps its statistics: batches here are small
+            video.requires_grad_(True)
+            params.append({"params": video.parameters(), "lr": o.backbone_lr})
+        head.to(dev)
+        opt = torch.optim.AdamW(params, weight_decay=o.weight_decay)
+        tr = sets["train"]
+        n = len(tr["labels"])
+        steps_per_epoch = math.ceil(n / o.batch_size)
+        start_epoch, step, best_value, best_epoch = 0, 0, -1.0, -1
+        best_state: dict[str, Any] = {}
+        best_metrics: dict[str, Any] = {}
+        state_path = self.out / STATE_FILE
+        resumed = self.resume and state_path.is_file()
+        if resumed:
+            state = torch.load(state_path, map_location="cpu", weights_only=True)
+            head.load_state_dict(state["head"])
+            if video is not None:
+                video.load_state_dict(state["video"])
+            opt.load_state_dict(state["optimizer"])
+            torch.set_rng_state(state["rng"])
+            start_epoch, step = state["epoch"], state["step"]
+            best_value, best_epoch = state["best_value"], state["best_epoch"]
+            best_state, best_metrics = state["best_state"], state["best_metrics"]
+        elif self.resume:
+            log.warning("%s has no last/ state yet; training from the first epoch (features are reused)", self.out)
+        self.events.emit(
+            "run_started", config=f"finetune:{o.base}", device=str(dev), precision="fp32", world_size=1,
+            epochs=o.epochs, steps_per_epoch=steps_per_epoch, total_steps=steps_per_epoch * o.epochs,
+            train_clips=n, val_clips=0 if sets["val"] is None else len(sets["val"]["labels"]), classes=labels,
+            resumed=resumed, start_epoch=start_epoch, start_step=step, excluded=excluded, class_transfer=transfer,
+        )  # fmt: skip
+        epoch = start_epoch
+        outcome = "completed"
+        for epoch in range(start_epoch, o.epochs):
+            if self.stop.requested:
+                outcome = "interrupted"
+                break
+            t_epoch = time.time()
+            head.train()
+            perm = torch.randperm(n)
+            total, right = 0.0, 0
+            for i in range(0, n, o.batch_size):
+                idx = perm[i : i + o.batch_size]
+                batch = {k: v[idx].to(dev) for k, v in tr.items()}
+                v = video_features(video, batch) if video is not None else batch["video"]
+                logits, rel, _ = head(v, batch["audio"], batch["present"], gate=batch["target"])
+                ce = F.cross_entropy(logits, batch["labels"])
+                mask = batch["present"]
+                bce = (F.binary_cross_entropy_with_logits(rel, batch["target"], reduction="none") * mask).sum()
+                loss = ce + o.relevance_weight * bce / mask.sum().clamp(min=1)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                step += 1
+                total += float(loss.detach()) * len(idx)
+                right += int((logits.argmax(-1) == batch["labels"]).sum())
+            # one step event per epoch: an epoch on cached features takes milliseconds
+            self.events.emit("step", epoch=epoch, step=step, total_steps=steps_per_epoch * o.epochs,
+                             loss=float(loss.detach()), losses={"ce": float(ce.detach())}, lr=o.lr,
+                             clips_per_s=n / max(time.time() - t_epoch, 1e-6))  # fmt: skip
+            metrics = evaluate(head, sets["val"] or tr, video, dev)
+            improved = metrics["top1"] > best_value
+            if improved:
+                best_value, best_epoch, best_metrics = metrics["top1"], epoch, metrics
+                best_state = {"head": _copy(head.state_dict())}
+                if video is not None:
+                    best_state["video"] = _copy(video.state_dict())
+            elapsed = time.time() - self.t0
+            done = epoch + 1 - start_epoch
+            self.events.emit("epoch", epoch=epoch, step=step, train={"loss": total / n, "top1": right / n, "clips": n,
+                             "skipped": 0}, val=metrics, best=improved, elapsed_s=elapsed,
+                             eta_s=(time.time() - t_epoch) * (o.epochs - epoch - 1) if done else None,
+                             ast_cache=None, frame_cache=None)  # fmt: skip
+            self._save_state(head, video, opt, epoch + 1, step, best_value, best_epoch, best_state, best_metrics)
+        else:
+            epoch = o.epochs
+        folder = None
+        if best_state:
+            from imd_core.pretrained.folder import save_finetuned
+
+            head.load_state_dict(best_state["head"])
+            if video is not None:
+                video.load_state_dict(best_state["video"])
+            folder = save_finetuned(model, head.cpu(), labels, savld, self.out / "best")
+            self.events.emit("checkpoint_saved", kind="best", path=str(folder), epoch=best_epoch, step=step)
+        summary = {
+            "classes": labels, "train_clips": n, "val_clips": 0 if sets["val"] is None else len(sets["val"]["labels"]),
+            "best_epoch": best_epoch, "val_top1": best_value if best_epoch >= 0 else None, "val": best_metrics,
+            "excluded": [f"{x['path']}: {x['reason']}" for x in excluded], "model": str(folder) if folder else None,
+            "class_transfer": transfer,
+        }  # fmt: skip
+        return self._finish(outcome, epochs_run=epoch - start_epoch, step=step, best=(best_epoch, best_value),
+                            summary_extra=summary)  # fmt: skip
+
+    def _save_state(self, head: Any, video: Any, opt: Any, epoch: int, step: int, best_value: float,
+                    best_epoch: int, best_state: dict, best_metrics: dict) -> None:  # fmt: skip
+        state = {
+            "head": head.state_dict(), "optimizer": opt.state_dict(), "rng": torch.get_rng_state(),
+            "epoch": epoch, "step": step, "best_value": best_value, "best_epoch": best_epoch,
+            "best_state": best_state, "best_metrics": best_metrics,
+        }  # fmt: skip
+        if video is not None:
+            state["video"] = video.state_dict()
+        path = self.out / STATE_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        try:
+            torch.save(state, tmp)
+            os.replace(tmp, path)
+        except (OSError, RuntimeError) as exc:  # e.g. a full disk: the previous state stays whole
+            tmp.unlink(missing_ok=True)
+            raise ImdError(f"cannot save {path} ({exc}); free disk space and continue with --resume") from None
+        # as the engine's: ``epoch`` is the one a resumed run continues in
+        self.events.emit("checkpoint_saved", kind="last", path=str(path.parent), epoch=epoch, step=step)
+
+    def _finish(self, outcome: str, *, epochs_run: int, step: int, best: tuple, summary_extra: dict) -> dict:
+        if outcome == "interrupted":
+            log.warning("stopped by %s; continue with --resume", self.stop.signal_name or "a signal")
+        elapsed = round(time.time() - self.t0, 1)
+        best_epoch, best_value = best
+        summary = {**summary_extra, "outcome": outcome, "seconds": elapsed,
+                   "exit_code": EXIT_INTERRUPTED if outcome == "interrupted" else 0}  # fmt: skip
+        tmp = self.out / "summary.json.tmp"
+        tmp.write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+        os.replace(tmp, self.out / "summary.json")
+        self.events.emit("run_finished", outcome=outcome, stopped=outcome == "interrupted", epochs_run=epochs_run,
+                         step=step, best_epoch=best_epoch, best_metric="val_top1", best_value=best_value,
+                         elapsed_s=elapsed)  # fmt: skip
+        return summary
+
+
+def _stack(feats: list[dict | None], entries: Any) -> dict[str, torch.Tensor] | None:
+    keep = [(f, e.label_index) for f, e in zip(feats, entries, strict=True) if f is not None]
+    if not keep:
+        return None
+    keys = FEATURE_KEYS + (("rgb",) if "rgb" in keep[0][0] else ())
+    batch = {k: torch.stack([f[k] for f, _ in keep]) for k in keys}
+    batch["labels"] = torch.tensor([i for _, i in keep])
+    return batch
+
+
+def _copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in state.items()}
+
+
+def video_features(video: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """I3D's pooled features of cached frames ``(B, T, 3, H, W)`` fp16 (the unfrozen path)."""
+    rgb = batch["rgb"].float().permute(0, 2, 1, 3, 4)  # I3D takes (B, 3, T, H, W)
+    with torch.autocast(rgb.device.type, dtype=torch.bfloat16, enabled=rgb.device.type == "cuda"):
+        return video.forward_features(rgb).float()
+
+
+def transfer_rows(model: Any, head: FeatureHead, labels: list[str]) -> dict[str, list[str]] | None:
+    """Starts each known class from the starting model's own row (matched by name, any case).
+
+    From ``kinetics400`` (the rule head): a class named as a Kinetics-400 action starts its
+    video row from I3D's classifier. From a fine-tuned folder: its video and audio rows and
+    its whole relevance net. Returns ``{"kept", "new"}`` (``None`` when nothing matched).
+    """
+    known = {name.lower(): i for i, name in enumerate(model.labels)}
+    kept = [name for name in labels if name.lower() in known]
+    if not kept:
+        return None
+    with torch.no_grad():
+        if model.head is not None:
+            head.relevance.load_state_dict(model.head.relevance.state_dict())
+        for j, name in enumerate(labels):
+            i = known.get(name.lower())
+            if i is None:
+                continue
+            if model.head is not None:
+                for mine, theirs in ((head.video_head[1], model.head.video_head[1]),
+                                     (head.audio_head[1], model.head.audio_head[1])):  # fmt: skip
+                    mine.weight[j] = theirs.weight[i]
+                    mine.bias[j] = theirs.bias[i]
+            else:
+                conv = model.video.Logits.Conv3d_0c_1x1.conv
+                head.video_head[1].weight[j] = conv.weight.flatten(1)[i]
+                head.video_head[1].bias[j] = conv.bias[i]
+    new = [name for name in labels if name.lower() not in known]
+    log.info("classes kept from %s: %s; new: %s", model.config.name, kept, new)
+    return {"kept": kept, "new": new}
 
 
 @torch.no_grad()
-def evaluate(head: FeatureHead, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+def evaluate(head: FeatureHead, batch: dict[str, torch.Tensor], video: Any = None,
+             device: torch.device | str = "cpu") -> dict[str, float | None]:  # fmt: skip
+    """Top-1/top-5, mean class accuracy, relevance accuracy and drop rate of ``batch``."""
     head.eval()
-    logits, rel, gate = head(batch["video"], batch["audio"], batch["present"])
+    b = {k: v.to(device) for k, v in batch.items()}
+    if video is not None:
+        b["video"] = torch.cat([video_features(video, {"rgb": b["rgb"][i : i + 8]}) for i in range(0, len(b["rgb"]), 8)])
+    logits, rel, gate = head(b["video"], b["audio"], b["present"])
+    labels = b["labels"]
     pred = logits.argmax(-1)
-    present = batch["present"].bool()
-    right = ((torch.sigmoid(rel) >= 0.5).float() == batch["target"])[present]
+    k = min(5, logits.shape[-1])
+    top5 = (logits.topk(k, -1).indices == labels.unsqueeze(-1)).any(-1)
+    classes = labels.unique()
+    present = b["present"].bool()
+    right = ((torch.sigmoid(rel) >= 0.5).float() == b["target"])[present]
     return {
-        "top1": float((pred == batch["labels"]).float().mean()),
+        "clips": len(labels),
+        "loss": float(F.cross_entropy(logits, labels)),
+        "top1": float((pred == labels).float().mean()),
+        "top5": float(top5.float().mean()),
+        "mean_class_accuracy": float(torch.stack([(pred[labels == c] == c).float().mean() for c in classes]).mean()),
         "relevance_accuracy": float(right.float().mean()) if present.any() else None,
         "audio_drop_rate": float(1 - gate[present].mean()) if present.any() else None,
     }
-
-
-def _covers(savld: Any, labels: list[str]) -> bool:
-    return all(name in savld.mapping for name in labels)

@@ -131,7 +131,7 @@ class PretrainedIMD(nn.Module):
         self.tagger = YamNet(num_classes=len(config.audio_labels))
         self.head = None
         if not rule:
-            from imd_core.pretrained.finetune import FeatureHead
+            from imd_core.pretrained.feature_head import FeatureHead
 
             self.head = FeatureHead(config.num_classes)
         self.savld = savld

@@ -5,6 +5,8 @@ parent process (the app's training tab runs ``imd train ... --events -`` as a
 ``QProcess``) can parse stdout line by line. Every event has ``event`` (its type),
 ``time`` (Unix seconds) and ``run`` (the run folder). The types and their fields:
 
+- ``features`` (fine-tuning on pretrained backbones only, before ``run_started``): ``done``,
+  ``total`` clips whose frozen features are ready, ``cached`` (of them, read from the cache).
 - ``run_started``: ``config`` (name), ``device``, ``precision``, ``world_size``,
   ``epochs``, ``steps_per_epoch``, ``total_steps``, ``train_clips``, ``val_clips``,
   ``classes``, ``resumed`` (bool), ``start_epoch``, ``start_step``, ``excluded``
@@ -39,9 +41,10 @@ from pathlib import Path
 from typing import IO, Any, Literal
 
 EventType = Literal[
-    "run_started", "step", "epoch", "checkpoint_saved", "early_stopped", "run_finished", "run_failed"
+    "features", "run_started", "step", "epoch", "checkpoint_saved", "early_stopped", "run_finished", "run_failed"
 ]
 EVENT_TYPES: tuple[str, ...] = (
+    "features",
     "run_started",
     "step",
     "epoch",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -202,3 +203,29 @@ def test_epochs_count_from_one_wherever_a_person_reads_them(capsys):
              "patience": 2}  # fmt: skip
     HumanProgress(__import__("sys").stderr).write(json.dumps(early))
     assert "(best epoch 3)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("start_from", ["kinetics400", "model"])
+def test_a_pretrained_start_runs_imd_train_on_the_real_backbones(tmp_path, start_from):
+    import argparse
+
+    from imd_core.cli import train as train_cli
+    from imd_core.pretrained.finetune import FinetuneOptions, options_from_overrides
+
+    folder = tmp_path / "finetuned"  # a folder fine-tuned from kinetics400 says so in its config
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"format": "imd-studio-pretrained", "model": {}}))
+    spec = JobSpec(data=str(tmp_path), run_dir=str(tmp_path / "run"), start_from=start_from, model_dir=str(folder),
+                   learning_rate=2e-3, unfreeze_video=True, relevance_weight=0.5)  # fmt: skip
+    assert spec.starts_from_pretrained()
+    args = spec.to_train_args()
+    assert "--config" not in args  # the pretrained model fixes the architecture: no recipe
+    parser = argparse.ArgumentParser()
+    train_cli.register(parser.add_subparsers())
+    ns = parser.parse_args(["train", *args])
+    assert train_cli.starts_from_pretrained(ns, Path(spec.run_dir))
+    options = options_from_overrides(FinetuneOptions(), ns.overrides)
+    expected_base = "kinetics400" if start_from == "kinetics400" else str(folder.resolve())
+    assert (options.base, options.lr, options.unfreeze, options.relevance_weight) == (expected_base, 2e-3, "video", 0.5)
+    # a demo-style start never takes the pretrained path
+    assert not JobSpec(data=str(tmp_path), run_dir=str(tmp_path / "r"), start_from="demo").starts_from_pretrained()
