@@ -126,8 +126,8 @@ def test_exports_match_imd_predict_formats(tmp_path):
     rows = [BatchRow(_result(start=0.0), 4.0), BatchRow(_result(start=2.0, dropped=False, relevance=0.8), 4.0)]
     export_json(rows, tmp_path / "r.jsonl")
     lines = (tmp_path / "r.jsonl").read_text(encoding="utf-8").splitlines()
-    assert [json.loads(x) for x in lines] == [r.result.to_json_dict() for r in rows]
-    assert set(json.loads(lines[0])) == {"path", "start", "end", "top", "audio", "confident"}
+    assert [json.loads(x) for x in lines] == [{**r.result.to_json_dict(), "warnings": []} for r in rows]
+    assert set(json.loads(lines[0])) == {"path", "start", "end", "top", "audio", "confident", "warnings"}
     export_csv(rows, tmp_path / "r.csv")
     with open(tmp_path / "r.csv", newline="", encoding="utf-8") as f:
         table = list(csv.reader(f))
