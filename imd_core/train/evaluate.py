@@ -39,8 +39,9 @@ def evaluate(
 ) -> dict[str, Any]:
     """Evaluates the bare ``IMDModel`` on every batch of ``loader``.
 
-    Relevance accuracy compares the relevance network's decision (p >= 0.5) with the
-    SAVLD IoU target (relevant iff IoU > ``relevance_tau``) of clips with audio.
+    Relevance accuracy compares the relevance network's decision (p >= the model's
+    ``relevance_threshold``, as its gate decides) with the SAVLD IoU target (relevant iff
+    IoU > ``relevance_tau``) of clips with audio.
 
     Args:
         dist: this process's DDP place; with ``world_size > 1`` the loader must hold
@@ -61,7 +62,9 @@ def evaluate(
     # kinetics400-family models take YAMNet patches in "fbank" and decide relevance
     # themselves (a rule, or a learned net on frozen features); relevant iff IoU > 0
     pretrained = isinstance(model, PretrainedIMD)
-    acc = MetricAccumulator(len(cfg.labels), tau=0.0 if pretrained else float(cfg.relevance_tau))
+    # (kinetics400-family models pass their 0/1 decision as the "probability")
+    acc = MetricAccumulator(len(cfg.labels), tau=0.0 if pretrained else float(cfg.relevance_tau),
+                            threshold=0.5 if pretrained else float(cfg.relevance_threshold))  # fmt: skip
     skipped: dict[int, str] = {}
     sharded = dist is not None and dist.enabled
     records: list[tuple[int, tuple]] = []  # (single-process batch number, update arguments)

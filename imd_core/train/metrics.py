@@ -22,12 +22,14 @@ class MetricAccumulator:
 
     ``update`` takes one batch: ``logits (B,C)``, ``labels (B,)``, ``audio_kept (B,)``
     bool, and optionally ``relevance_prob (B,)`` with ``relevance_target (B,)`` (the
-    IoU target; relevant when > ``tau``) and the batch ``loss``.
+    IoU target; relevant when > ``tau``) and the batch ``loss``. The relevance decision
+    is ``relevance_prob >= threshold``: the model's own threshold, the one its gate uses.
     """
 
-    def __init__(self, num_classes: int, tau: float = 0.0):
+    def __init__(self, num_classes: int, tau: float = 0.0, threshold: float = 0.5):
         self.num_classes = num_classes
         self.tau = tau
+        self.threshold = threshold
         self._logits: list[torch.Tensor] = []
         self._labels: list[torch.Tensor] = []
         self._kept: list[torch.Tensor] = []
@@ -103,7 +105,7 @@ class MetricAccumulator:
         if self._rel_prob and sum(t.numel() for t in self._rel_prob):
             prob = torch.cat(self._rel_prob)
             target = torch.cat(self._rel_target) > self.tau
-            out["relevance_accuracy"] = ((prob >= 0.5) == target).float().mean().item()
+            out["relevance_accuracy"] = ((prob >= self.threshold) == target).float().mean().item()
             out["relevance_target_rate"] = target.float().mean().item()
         return out
 

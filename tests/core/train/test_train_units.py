@@ -198,6 +198,11 @@ def test_metrics_top1_top5_mean_class_and_audio_split(tmp_path):
     assert m["confusion_matrix"] == [[1, 0, 0], [1, 1, 0], [0, 0, 1]]
     assert m["audio_drop_rate"] == 0.5 and m["accuracy_audio_kept"] == 1.0 and m["accuracy_audio_dropped"] == 0.5
     assert m["relevance_accuracy"] == 0.75
+    # the decision is the model's own: at its threshold 0.85 the 0.8 clip counts as dropped
+    strict = MetricAccumulator(num_classes=3, threshold=0.85)
+    strict.update(logits, labels, kept, relevance_prob=torch.tensor([0.9, 0.2, 0.1, 0.8]),
+                  relevance_target=torch.tensor([0.5, 0.0, 0.0, 0.0]))
+    assert strict.compute(["a", "b", "c"])["relevance_accuracy"] == 1.0
     png = save_confusion_png(m["confusion_matrix"], ["a", "b", "c"], tmp_path / "cm.png")
     assert png.read_bytes()[:4] == b"\x89PNG"
 
