@@ -382,6 +382,62 @@ def load_model(
 
 
 # ---------------------------------------------------------------------------- timm ViT import
+_HF_VIT_PREFIX = re.compile(r"^(vit\.|model\.)?")
+
+
+def hf_vit_to_timm(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A transformers ``ViTModel`` state dict (``google/vit-base-patch16-224-in21k``) in timm's names.
+
+    Reads both of transformers' layouts: the one its files hold (``encoder.layer.N.attention
+    .attention.query``) and the one transformers 5 builds in memory (``layers.N.attention.q_proj``).
+    Query, key and value are concatenated into timm's ``qkv``; everything else is renamed.
+    A state dict with neither layout is returned unchanged.
+    """
+    hf = {_HF_VIT_PREFIX.sub("", k): v for k, v in state_dict.items()}
+    layout = next((p for p in _HF_VIT_BLOCKS if any(re.match(p, k) for k in hf)), None)
+    if layout is None:
+        return state_dict
+    names = _HF_VIT_BLOCKS[layout]
+    out: dict[str, torch.Tensor] = {_HF_VIT_RENAMES[k]: v for k, v in hf.items() if k in _HF_VIT_RENAMES}
+    qkv: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
+    for key, value in hf.items():
+        m = re.match(layout + r"(\d+)\.(.+)\.(weight|bias)$", key)
+        if m is None:
+            continue  # embeddings (renamed above), pooler, classifier: nothing a stream has
+        i, name, kind = m.groups()
+        timm_name = names.get(name)
+        if timm_name in ("q", "k", "v"):
+            qkv.setdefault((i, kind), {})[timm_name] = value
+        elif timm_name is not None:
+            out[f"blocks.{i}.{timm_name}.{kind}"] = value
+    for (i, kind), parts in qkv.items():
+        if len(parts) == 3:
+            out[f"blocks.{i}.attn.qkv.{kind}"] = torch.cat([parts["q"], parts["k"], parts["v"]], 0)
+    return out
+
+
+_HF_VIT_RENAMES = {
+    "embeddings.cls_token": "cls_token",
+    "embeddings.position_embeddings": "pos_embed",
+    "embeddings.patch_embeddings.projection.weight": "patch_embed.proj.weight",
+    "embeddings.patch_embeddings.projection.bias": "patch_embed.proj.bias",
+    "layernorm.weight": "norm.weight",
+    "layernorm.bias": "norm.bias",
+}
+_HF_VIT_NORMS = {"layernorm_before": "norm1", "layernorm_after": "norm2"}
+# block prefix -> {transformers name inside a block: timm name ("q"/"k"/"v" go into qkv)}
+_HF_VIT_BLOCKS = {
+    r"encoder\.layer\.": _HF_VIT_NORMS | {
+        "attention.attention.query": "q", "attention.attention.key": "k", "attention.attention.value": "v",
+        "attention.output.dense": "attn.proj", "intermediate.dense": "mlp.fc1", "output.dense": "mlp.fc2",
+    },
+    r"layers\.": _HF_VIT_NORMS | {
+        "attention.q_proj": "q", "attention.k_proj": "k", "attention.v_proj": "v",
+        "attention.o_proj": "attn.proj", "mlp.fc1": "mlp.fc1", "mlp.fc2": "mlp.fc2",
+    },
+}  # fmt: skip
+
+
 def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
     """Adapts a timm ``VisionTransformer`` state dict to a :class:`VisualStream`.
 
@@ -398,6 +454,7 @@ def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor], model: nn.Module) 
     from timm.layers import resample_abs_pos_embed, resample_patch_embed
 
     state_dict = state_dict.get("model", state_dict.get("state_dict", state_dict))
+    state_dict = hf_vit_to_timm(state_dict)  # the transformers layout, if that is what it is
     own = model.state_dict()
     out: dict[str, torch.Tensor] = {}
     dropped = []
@@ -489,6 +546,11 @@ def load_vit_weights(stream: nn.Module, source: str) -> None:
             ) from None
         state = vit.state_dict()
     filtered = checkpoint_filter_fn(state, stream)
+    if not filtered:  # nothing matched: initialising "from" it would silently train from scratch
+        raise CheckpointError(
+            f"{source}: none of its {len(state)} tensors is a ViT weight this stream has (e.g. "
+            f"{next(iter(state), '?')}); pass timm ViT weights or a transformers ViTModel folder"
+        )
     missing = [k for k in stream.state_dict() if k not in filtered]
     stream.load_state_dict(filtered, strict=False)
     logger.info(

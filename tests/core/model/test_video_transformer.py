@@ -208,3 +208,32 @@ def test_conv_stem_config_and_checkpoint_round_trip(tmp_path):
     assert bn.running_mean.abs().sum() > 0
     with torch.no_grad():
         assert torch.allclose(again(**inputs).logits, model(**inputs).logits, atol=1e-6)
+
+
+def test_transformers_vit_folder_is_converted_and_a_foreign_one_refused(tmp_path):
+    """The in21k layout (transformers ``ViTModel``) loads every tensor; nothing matching is refused."""
+    from safetensors.torch import save_file
+    from transformers import ViTConfig, ViTModel
+
+    from imd_core.model.checkpoint import hf_vit_to_timm
+
+    torch.manual_seed(2)
+    hf = ViTModel(ViTConfig(hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=128,
+                            image_size=64, patch_size=16, layer_norm_eps=1e-6), add_pooling_layer=True).eval()  # fmt: skip
+    folder = tmp_path / "vit-in21k"
+    hf.save_pretrained(folder)  # model.safetensors with transformers' names
+    # the conversion is exact: timm's ViT on the converted weights computes what ViTModel does
+    vit = _timm_vit(depth=3)
+    vit.load_state_dict(hf_vit_to_timm(hf.state_dict()), strict=False)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(vit.eval().forward_features(x), hf(pixel_values=x).last_hidden_state,
+                                   atol=1e-5, rtol=1e-4)  # fmt: skip
+    stream = _stream()
+    load_vit_weights(stream, str(folder))
+    assert torch.equal(stream.blocks[1].attn.qkv.weight, vit.blocks[1].attn.qkv.weight)
+    assert torch.equal(stream.cls_token, vit.cls_token)
+
+    save_file({"encoder.weight": torch.zeros(3, 3)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(CheckpointError, match="none of its 1 tensors"):
+        load_vit_weights(_stream(), str(tmp_path / "other.safetensors"))
