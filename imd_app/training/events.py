@@ -1,10 +1,10 @@
 """Reading a run's JSON-lines events and folding them into progress and metrics.
 
-The engine (``imd train --events -``) writes one JSON object per line: ``run_started``,
-``step``, ``epoch``, ``checkpoint_saved``, ``early_stopped``, ``run_finished`` and
-``run_failed``. The app reads them from the job's stdout file while it runs and from the
-same file after a restart (reattach), so both paths share :class:`EventTail` and
-:class:`RunProgress`. Qt-free.
+The engine (``imd train --events -``) writes the typed events of
+:mod:`imd_core.train.event_schema`, one JSON object per line. The app reads them from the
+job's stdout file while it runs and from the same file after a restart (reattach), so
+both paths share :class:`EventTail` and :class:`RunProgress`; both read the schema's
+field names and nothing else. Qt-free.
 """
 
 from __future__ import annotations
@@ -14,48 +14,10 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+
+from imd_core.train import event_schema as ev
 
 logger = logging.getLogger(__name__)
-
-TERMINAL_EVENTS = ("run_finished", "run_failed")
-
-# Candidate names of each metric in an ``epoch`` event, flattened with dots (the first
-# one present wins). One table, so an engine rename is a one-line change.
-EPOCH_METRICS: dict[str, tuple[str, ...]] = {
-    "train_loss": ("train.loss", "train_loss"),
-    "train_acc": ("train.top1", "train.accuracy", "train_top1", "train_acc"),
-    "val_loss": ("val.loss", "val_loss"),
-    "val_acc": ("val.top1", "val.accuracy", "val_top1", "val_acc"),
-    "relevance_acc": ("val.relevance_accuracy", "val.relevance_acc", "relevance_accuracy", "train.relevance_accuracy"),
-    "audio_drop_rate": ("val.audio_drop_rate", "audio_drop_rate", "train.audio_drop_rate"),
-}
-
-
-def event_name(event: dict[str, Any]) -> str:
-    """The kind of an event (``step``, ``epoch``, ...), or ``""``."""
-    return str(event.get("event") or event.get("type") or "")
-
-
-def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"val": {"top1": 0.5}}`` -> ``{"val.top1": 0.5}``."""
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(flatten(value, f"{name}."))
-        else:
-            out[name] = value
-    return out
-
-
-def pick(flat: dict[str, Any], names: tuple[str, ...]) -> float | None:
-    """The first numeric value among ``names`` in a flattened event."""
-    for name in names:
-        value = flat.get(name)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    return None
 
 
 class EventTail:
@@ -70,8 +32,12 @@ class EventTail:
         self._offset = 0
         self._partial = b""
 
-    def read_new(self) -> tuple[list[dict[str, Any]], list[str]]:
-        """Returns ``(events, other_lines)`` appended since the last call."""
+    def read_new(self) -> tuple[list[ev.AnyEvent], list[str]]:
+        """Returns ``(events, other_lines)`` appended since the last call.
+
+        A JSON line that is not an event of the schema goes to ``other_lines`` (and the
+        log), as any other text would: the job's log shows it, progress ignores it.
+        """
         try:
             with open(self.path, "rb") as handle:
                 handle.seek(self._offset)
@@ -85,7 +51,7 @@ class EventTail:
         data = self._partial + chunk
         lines = data.split(b"\n")
         self._partial = lines.pop()  # an unfinished last line waits for its newline
-        events: list[dict[str, Any]] = []
+        events: list[ev.AnyEvent] = []
         other: list[str] = []
         for raw in lines:
             text = raw.decode("utf-8", errors="replace").strip()
@@ -96,24 +62,16 @@ class EventTail:
             except json.JSONDecodeError:
                 other.append(text)
                 continue
-            if isinstance(obj, dict) and event_name(obj):
-                events.append(obj)
-            else:
+            try:
+                events.append(ev.parse_event(obj) if isinstance(obj, dict) else _not_an_event(obj))
+            except ev.EventSchemaError as exc:
+                logger.warning("%s: %s", self.path, exc)
                 other.append(text)
         return events, other
 
 
-def read_tail_lines(path: str | Path, max_lines: int = 200, max_bytes: int = 64_000) -> list[str]:
-    """The last lines of a text file (a job's stderr log), or ``[]``."""
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(0, 2)
-            size = handle.tell()
-            handle.seek(max(0, size - max_bytes))
-            data = handle.read()
-    except OSError:
-        return []
-    return data.decode("utf-8", errors="replace").splitlines()[-max_lines:]
+def _not_an_event(obj: object) -> ev.AnyEvent:
+    raise ev.EventSchemaError(f"not an event object: {obj!r:.60}")
 
 
 @dataclass
@@ -156,77 +114,60 @@ class RunProgress:
     failure: str = ""
     started_runs: int = 0
 
-    def apply(self, event: dict[str, Any]) -> str:
-        kind = event_name(event)
-        flat = flatten({k: v for k, v in event.items() if k not in ("event", "type")})
-        now = float(event.get("time") or event.get("t") or time.time())
+    def apply(self, event: ev.AnyEvent) -> str:
+        now = event.time or time.time()
         self.last_event_at = now
-        if kind == "features":  # fine-tuning on pretrained backbones: decoding + frozen features first
-            done, total = _int(pick(flat, ("done",))) or 0, _int(pick(flat, ("total",))) or 0
-            self.features = (done, total)
-            if done in (1, total) or done % 10 == 0:
-                return f"features {done}/{total} ({_int(pick(flat, ('cached',))) or 0} from the cache)"
+        if isinstance(event, ev.Features):  # fine-tuning on pretrained backbones: decoding + frozen features first
+            self.features = (event.done, event.total)
+            if event.done in (1, event.total) or event.done % 10 == 0:
+                return f"features {event.done}/{event.total} ({event.cached} from the cache)"
             return ""
-        if kind == "run_started":
+        if isinstance(event, ev.RunStarted):
             self.features = None
             self.started_runs += 1
             self.started_at = now
             self.outcome = ""
-            self.total_epochs = _int(pick(flat, ("epochs", "total_epochs", "totals.epochs"))) or self.total_epochs
-            self.steps_per_epoch = _int(pick(flat, ("steps_per_epoch", "totals.steps_per_epoch"))) or self.steps_per_epoch
-            self.total_steps = _int(pick(flat, ("total_steps", "steps", "totals.steps", "totals.total_steps")))
-            if self.total_steps is None and self.total_epochs and self.steps_per_epoch:
-                self.total_steps = self.total_epochs * self.steps_per_epoch
-            start_step = _int(pick(flat, ("step", "start_step", "global_step")))
-            if start_step is not None:
-                self.step = start_step
+            self.total_epochs, self.steps_per_epoch = event.epochs, event.steps_per_epoch
+            self.total_steps = event.total_steps
+            self.step = event.start_step
             self.start_fraction = self.fraction
-            return f"run started: {self.total_epochs or '?'} epochs, {self.total_steps or '?'} steps"
-        if kind == "step":
-            step = _int(pick(flat, ("step", "global_step")))
-            self.step = step if step is not None else self.step + 1
-            epoch = pick(flat, ("epoch",))
-            self.epoch = self.epoch if epoch is None else epoch
-            loss = pick(flat, ("loss", "train.loss", "losses.total"))
-            if loss is not None:
-                self.step_losses.append((self.step, loss))
-            self.lr = pick(flat, ("lr",)) or self.lr
-            self.clips_per_s = pick(flat, ("clips_per_s", "clips_per_sec", "throughput")) or self.clips_per_s
-            self.eta_s = pick(flat, ("eta_s", "eta")) if pick(flat, ("eta_s", "eta")) is not None else self._estimate_eta(now)
+            return f"run started: {event.epochs} epochs, {event.total_steps} steps"
+        if isinstance(event, ev.Step):
+            self.step, self.epoch = event.step, float(event.epoch)
+            self.total_steps = event.total_steps or self.total_steps
+            if event.loss is not None:
+                self.step_losses.append((self.step, event.loss))
+            self.lr, self.clips_per_s = event.lr, event.clips_per_s
+            self.eta_s = self._estimate_eta(now)
             return ""
-        if kind == "epoch":
-            number = pick(flat, ("epoch",))
-            record = EpochRecord(epoch=float(len(self.epochs)) if number is None else number)
-            for name, candidates in EPOCH_METRICS.items():
-                setattr(record, name, pick(flat, candidates))
+        if isinstance(event, ev.Epoch):
+            val = event.val
+            record = EpochRecord(
+                epoch=float(event.epoch), train_loss=event.train.loss, train_acc=event.train.top1,
+                val_loss=val.loss if val else None, val_acc=val.top1 if val else None,
+                relevance_acc=val.relevance_accuracy if val else None, audio_drop_rate=val.audio_drop_rate if val else None,
+            )  # fmt: skip
             self.epochs = [e for e in self.epochs if e.epoch < record.epoch] + [record]
             self.epoch = record.epoch
-            eta = pick(flat, ("eta_s", "eta"))
-            self.eta_s = eta if eta is not None else self._estimate_eta(now)
-            if record.val_acc is not None and record.val_acc > self.best.get("val_acc", -1.0):  # as the engine: strictly better
+            self.eta_s = event.eta_s if event.eta_s is not None else self._estimate_eta(now)
+            if event.best:  # the engine's decision, under whichever early_stopping_metric it follows
                 self.best = {k: v for k, v in vars(record).items() if v is not None}
-            parts = [f"{name} {getattr(record, name):.4g}" for name in EPOCH_METRICS if getattr(record, name) is not None]
-            return f"epoch {record.epoch + 1:g}: " + ", ".join(parts)  # people count from 1
-        if kind == "checkpoint_saved":
-            where = str(event.get("path") or event.get("kind") or event.get("name") or "")
-            self.checkpoints.append(where)
-            return f"checkpoint saved {where}".rstrip()
-        if kind == "early_stopped":
+            parts = [f"{name} {value:.4g}" for name, value in vars(record).items() if name != "epoch" and value is not None]
+            return f"epoch {event.epoch + 1}: " + ", ".join(parts)  # people count from 1
+        if isinstance(event, ev.CheckpointSaved):
+            self.checkpoints.append(event.path)
+            return f"checkpoint saved {event.path}"
+        if isinstance(event, ev.EarlyStopped):
             self.outcome = "early_stopped"
-            return "early stopped: " + str(event.get("reason") or f"no improvement at epoch {_human_epoch(event.get('epoch'))}")
-        if kind == "run_finished":
-            # ``outcome`` is "completed", "early_stopped" or "interrupted" (Stop / a signal);
-            # ``stopped`` is true for the latter.
-            stopped = event.get("stopped") in (True, "interrupted") or event.get("outcome") == "interrupted"
-            self.outcome = "stopped" if stopped else "finished"
-            self.eta_s = None if stopped else 0.0
-            metric, value = event.get("best_metric"), event.get("best_value")
-            if isinstance(metric, str) and isinstance(value, (int, float)):
-                self.best.setdefault(metric, float(value))
-            return "run stopped (saved last/)" if stopped else f"run finished ({event.get('outcome', 'completed')})"
-        if kind == "run_failed":
+            return f"early stopped: no improvement of {event.metric} in {event.patience} epochs (best: epoch {event.best_epoch + 1})"
+        if isinstance(event, ev.RunFinished):
+            # ``outcome`` is "completed", "early_stopped" or "interrupted" (Stop / a signal)
+            self.outcome = "stopped" if event.stopped else "finished"
+            self.eta_s = None if event.stopped else 0.0
+            return "run stopped (saved last/)" if event.stopped else f"run finished ({event.outcome})"
+        if isinstance(event, ev.RunFailed):
             self.outcome = "failed"
-            self.failure = str(event.get("reason") or event.get("error") or event.get("message") or "unknown reason")
+            self.failure = event.reason or event.error or "unknown reason"
             return f"run failed: {self.failure}"
         return ""
 
@@ -254,10 +195,6 @@ class RunProgress:
         return max(0.0, (now - self.started_at) * (1.0 - frac) / done)
 
 
-def _int(value: float | None) -> int | None:
-    return None if value is None else int(value)
-
-
 def format_eta(seconds: float | None) -> str:
     """``3725`` -> ``"1:02:05"``; ``None`` -> ``"--"``."""
     if seconds is None:
@@ -266,8 +203,3 @@ def format_eta(seconds: float | None) -> str:
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
-
-
-def _human_epoch(epoch: object) -> str:
-    """Events count epochs from 0; everything a person reads counts from 1."""
-    return str(epoch + 1) if isinstance(epoch, int) else "?"

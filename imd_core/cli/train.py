@@ -12,6 +12,8 @@ import logging
 import sys
 from pathlib import Path
 
+from imd_core.train import event_schema
+
 logger = logging.getLogger(__name__)
 
 RUN_INFO = "run.json"  # the data path and command line of the run, for --resume
@@ -254,41 +256,41 @@ class HumanProgress:
 
     def write(self, line: str) -> None:
         try:
-            text = self._format(json.loads(line))
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError):  # e.g. a NaN loss written as null
+            text = self._format(event_schema.parse_event(json.loads(line)))
+        except (json.JSONDecodeError, AttributeError, event_schema.EventSchemaError):  # not an event: as it is
             text = line.strip()
         if text:
             print(text, file=self.out, flush=True)  # noqa: T201
 
     @staticmethod
-    def _format(e: dict) -> str:
-        kind = e.get("event")
-        if kind == "run_started":
-            text = (f"training {e['config']} on {e['device']} ({e['precision']}, {e['world_size']} process(es)): "
-                    f"{e['train_clips']} train / {e['val_clips']} val clips, {e['epochs']} epochs x "
-                    f"{e['steps_per_epoch']} steps" + (f", resumed at step {e['start_step']}" if e["resumed"] else ""))
-        elif kind == "step":
-            text = f"  step {e['step']}/{e['total_steps']}  loss {e['loss']:.4f}  lr {e['lr']:.2e}  {e['clips_per_s']:.1f} clips/s"
-        elif kind == "epoch":
-            v = e.get("val") or {}
-            top1 = v.get("top1")
-            text = (f"epoch {e['epoch'] + 1}: train loss {e['train']['loss']:.4f} top1 {e['train']['top1']:.3f}"
-                    + (f" | val top1 {top1:.3f} top5 {v.get('top5') or 0:.3f}" if top1 is not None else "")
-                    + (" (best)" if e.get("best") else "") + f" | eta {e.get('eta_s') or 0:.0f} s")
-        elif kind == "features":
-            done, total = e["done"], e["total"]
-            text = f"features {done}/{total} ({e['cached']} from the cache)" if done in (1, total) or done % 10 == 0 else ""
-        elif kind == "early_stopped":
-            text = f"early stop: no improvement for {e['patience']} epochs (best epoch {e['best_epoch'] + 1})"
-        elif kind == "run_finished":
-            best = e["best_value"]
-            text = f"run {e['outcome']} after {e['epochs_run']} epoch(s); best {e['best_metric']} = " + (
-                f"{best:.4f}" if isinstance(best, float) else str(best))
-        elif kind == "run_failed":
-            text = f"run failed: {e['reason']}"
-        else:
-            text = ""
-        return text
+    def _format(e: event_schema.AnyEvent) -> str:
+        ev = event_schema
+        if isinstance(e, ev.RunStarted):
+            return (f"training {e.config} on {e.device} ({e.precision}, {e.world_size} process(es)): "
+                    f"{e.train_clips} train / {e.val_clips} val clips, {e.epochs} epochs x "
+                    f"{e.steps_per_epoch} steps" + (f", resumed at step {e.start_step}" if e.resumed else ""))
+        if isinstance(e, ev.Step):
+            return f"  step {e.step}/{e.total_steps}  loss {_num(e.loss, '.4f')}  lr {e.lr:.2e}  {e.clips_per_s:.1f} clips/s"
+        if isinstance(e, ev.Epoch):
+            top1 = e.val.top1 if e.val else None
+            return (f"epoch {e.epoch + 1}: train loss {_num(e.train.loss, '.4f')} top1 {_num(e.train.top1, '.3f')}"
+                    + (f" | val top1 {top1:.3f} top5 {_num(e.val.top5, '.3f')}" if top1 is not None else "")
+                    + (" (best)" if e.best else "") + f" | eta {e.eta_s or 0:.0f} s")
+        if isinstance(e, ev.Features):
+            done, total = e.done, e.total
+            return f"features {done}/{total} ({e.cached} from the cache)" if done in (1, total) or done % 10 == 0 else ""
+        if isinstance(e, ev.EarlyStopped):
+            return f"early stop: no improvement for {e.patience} epochs (best epoch {e.best_epoch + 1})"
+        if isinstance(e, ev.RunFinished):
+            return f"run {e.outcome} after {e.epochs_run} epoch(s); best {e.best_metric} = {_num(e.best_value, '.4f')}"
+        if isinstance(e, ev.RunFailed):
+            return f"run failed: {e.reason}"
+        return ""
 
     def flush(self) -> None:
         self.out.flush()
+
+
+def _num(value: float | None, spec: str) -> str:
+    """A metric as text; a non-finite one was written as null."""
+    return "n/a" if value is None else format(value, spec)

@@ -38,6 +38,7 @@ from imd_core.config_base import FrozenConfig, parse_overrides
 from imd_core.errors import ConfigError, DataError, ImdError
 from imd_core.pretrained.feature_cache import FEATURE_KEYS, extract_features
 from imd_core.pretrained.feature_head import FeatureHead
+from imd_core.train import event_schema as ev
 
 log = logging.getLogger(__name__)
 
@@ -160,11 +161,11 @@ def finetune(
     try:
         return _Run(Path(data), out, options, resume, threads, events, stop).run()
     except ImdError as exc:
-        events.emit("run_failed", reason=str(exc), error=type(exc).__name__)
+        events.write(ev.RunFailed(reason=str(exc), error=type(exc).__name__))
         raise
     except KeyboardInterrupt:  # a second Ctrl-C: stopped at once
-        events.emit("run_failed", reason="stopped at once by a second interrupt; continue with --resume",
-                    error="KeyboardInterrupt")  # fmt: skip
+        events.write(ev.RunFailed(reason="stopped at once by a second interrupt; continue with --resume",
+                               error="KeyboardInterrupt"))  # fmt: skip
         raise
     finally:
         stop.restore()
@@ -199,7 +200,7 @@ class _Run:
         segments = [(e.path, e.start, e.end) for e in train_part.entries + val_part.entries]
 
         def progress(done: int, total: int, cached: int) -> None:
-            self.events.emit("features", done=done, total=total, cached=cached)
+            self.events.write(ev.Features(done=done, total=total, cached=cached))
 
         feats, excluded = extract_features(
             predictor, segments, self.out / "features", with_frames=o.unfreeze == "video",
@@ -259,12 +260,14 @@ class _Run:
             best_state, best_metrics = state["best_state"], state["best_metrics"]
         elif self.resume:
             log.warning("%s has no last/ state yet; training from the first epoch (features are reused)", self.out)
-        self.events.emit(
-            "run_started", config=f"finetune:{o.base}", device=str(dev), precision="fp32", world_size=1,
+        self.events.write(ev.RunStarted(
+            config=f"finetune:{o.base}", device=str(dev), precision="fp32", world_size=1,
             epochs=o.epochs, steps_per_epoch=steps_per_epoch, total_steps=steps_per_epoch * o.epochs,
             train_clips=n, val_clips=0 if sets["val"] is None else len(sets["val"]["labels"]), classes=labels,
-            resumed=resumed, start_epoch=start_epoch, start_step=step, excluded=excluded, class_transfer=transfer,
-        )  # fmt: skip
+            resumed=resumed, start_epoch=start_epoch, start_step=step,
+            excluded=[ev.Excluded(path=str(x["path"]), reason=x["reason"]) for x in excluded],
+            class_transfer=ev.ClassTransfer(**transfer) if transfer else None,
+        ))  # fmt: skip
         epoch = start_epoch
         outcome = "completed"
         for epoch in range(start_epoch, o.epochs):
@@ -291,9 +294,9 @@ class _Run:
                 total += float(loss.detach()) * len(idx)
                 right += int((logits.argmax(-1) == batch["labels"]).sum())
             # one step event per epoch: an epoch on cached features takes milliseconds
-            self.events.emit("step", epoch=epoch, step=step, total_steps=steps_per_epoch * o.epochs,
-                             loss=float(loss.detach()), losses={"ce": float(ce.detach())}, lr=o.lr,
-                             clips_per_s=n / max(time.time() - t_epoch, 1e-6))  # fmt: skip
+            self.events.write(ev.Step(epoch=epoch, step=step, total_steps=steps_per_epoch * o.epochs,
+                                      loss=float(loss.detach()), losses={"ce": float(ce.detach())}, lr=float(o.lr),
+                                      clips_per_s=n / max(time.time() - t_epoch, 1e-6)))  # fmt: skip
             metrics = evaluate(head, sets["val"] or tr, video, dev)
             improved = metrics["top1"] > best_value
             if improved:
@@ -303,10 +306,12 @@ class _Run:
                     best_state["video"] = _copy(video.state_dict())
             elapsed = time.time() - self.t0
             done = epoch + 1 - start_epoch
-            self.events.emit("epoch", epoch=epoch, step=step, train={"loss": total / n, "top1": right / n, "clips": n,
-                             "skipped": 0}, val=metrics, best=improved, elapsed_s=elapsed,
-                             eta_s=(time.time() - t_epoch) * (o.epochs - epoch - 1) if done else None,
-                             ast_cache=None, frame_cache=None)  # fmt: skip
+            self.events.write(ev.Epoch(
+                epoch=epoch, step=step, train=ev.TrainMetrics(loss=total / n, top1=right / n, clips=n, skipped=0),
+                val=ev.ValMetrics(**metrics, skipped=0), best=improved, elapsed_s=elapsed,
+                eta_s=(time.time() - t_epoch) * (o.epochs - epoch - 1) if done else None,
+                ast_cache=None, frame_cache=None,
+            ))  # fmt: skip
             self._save_state(head, video, opt, epoch + 1, step, best_value, best_epoch, best_state, best_metrics)
         else:
             epoch = o.epochs
@@ -318,7 +323,7 @@ class _Run:
             if video is not None:
                 video.load_state_dict(best_state["video"])
             folder = save_finetuned(model, head.cpu(), labels, savld, self.out / "best")
-            self.events.emit("checkpoint_saved", kind="best", path=str(folder), epoch=best_epoch, step=step)
+            self.events.write(ev.CheckpointSaved(kind="best", path=str(folder), epoch=best_epoch, step=step))
         summary = {
             "classes": labels, "train_clips": n, "val_clips": 0 if sets["val"] is None else len(sets["val"]["labels"]),
             "best_epoch": best_epoch, "val_top1": best_value if best_epoch >= 0 else None, "val": best_metrics,
@@ -347,7 +352,7 @@ class _Run:
             tmp.unlink(missing_ok=True)
             raise ImdError(f"cannot save {path} ({exc}); free disk space and continue with --resume") from None
         # as the engine's: ``epoch`` is the one a resumed run continues in
-        self.events.emit("checkpoint_saved", kind="last", path=str(path.parent), epoch=epoch, step=step)
+        self.events.write(ev.CheckpointSaved(kind="last", path=str(path.parent), epoch=epoch, step=step))
 
     def _finish(self, outcome: str, *, epochs_run: int, step: int, best: tuple, summary_extra: dict) -> dict:
         if outcome == "interrupted":
@@ -359,9 +364,11 @@ class _Run:
         tmp = self.out / "summary.json.tmp"
         tmp.write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
         os.replace(tmp, self.out / "summary.json")
-        self.events.emit("run_finished", outcome=outcome, stopped=outcome == "interrupted", epochs_run=epochs_run,
-                         step=step, best_epoch=best_epoch, best_metric="val_top1", best_value=best_value,
-                         elapsed_s=elapsed)  # fmt: skip
+        found = best_epoch is not None and best_epoch >= 0  # before any epoch: -1 and the start value
+        self.events.write(ev.RunFinished(outcome=outcome, stopped=outcome == "interrupted",
+                                         epochs_run=epochs_run, step=step,
+                                         best_epoch=best_epoch if found else -1, best_metric="val_top1",
+                                         best_value=best_value if found else None, elapsed_s=elapsed))  # fmt: skip
         return summary
 
 

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from imd_core.errors import ImdError, TrainingError
+from imd_core.train import event_schema as ev
 from imd_core.train import probe as P
 from imd_core.train import setup as S
 from imd_core.train.ast_cache import ASTCache, tagger_id
@@ -140,24 +141,25 @@ def train(
         runner = _Run(cfg, Path(data), run_dir, resume, writer, stop, info)
         return runner.run()
     except ImdError as exc:
-        failure_writer(writer, run_dir, loud=isinstance(exc, LoaderHang)).emit(
-            "run_failed", reason=str(exc), error=type(exc).__name__)
+        failure_writer(writer, run_dir, loud=isinstance(exc, LoaderHang)).write(
+            ev.RunFailed(reason=str(exc), error=type(exc).__name__))
         raise
     except KeyboardInterrupt:
         if not stop.saving and stop.signal_name:  # during set-up: nothing to save, stopped at once
             reason = f"stopped by {stop.signal_name} during set-up, before training; continue with --resume"
             logger.warning("%s", reason)
-            writer.emit("run_finished", outcome="interrupted", stopped=True, epochs_run=0, step=0, best_epoch=-1,
-                        best_metric=cfg.early_stopping_metric, best_value=None, elapsed_s=0.0, reason=reason)
+            writer.write(ev.RunFinished(outcome="interrupted", stopped=True, epochs_run=0, step=0, best_epoch=-1,
+                                        best_metric=cfg.early_stopping_metric, best_value=None, elapsed_s=0.0,
+                                        reason=reason))
             return RunResult("interrupted", 0, 0, -1, None)
         # a second Ctrl-C: stopped at once, without saving
-        writer.emit("run_failed", reason="stopped at once by a second interrupt; last/ holds the previous "
-                    "checkpoint, continue with --resume", error="KeyboardInterrupt")
+        writer.write(ev.RunFailed(reason="stopped at once by a second interrupt; last/ holds the previous "
+                                  "checkpoint, continue with --resume", error="KeyboardInterrupt"))
         raise
     except Exception as exc:
         reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         logger.exception("training failed")  # the traceback goes to stderr (the app keeps it)
-        writer.emit("run_failed", reason=reason, error=type(exc).__name__)
+        writer.write(ev.RunFailed(reason=reason, error=type(exc).__name__))
         raise TrainingError(f"training failed ({reason}); the traceback is above") from exc
     finally:
         if runner is not None:
@@ -194,7 +196,7 @@ class _Run:
     def _fatal(self, message: str) -> None:
         """From the watchdog thread, the main thread stuck in C: the last event, flushed."""
         out = failure_writer(self.writer, self.run_dir, loud=True)
-        out.emit("run_failed", reason=message, error=LoaderHang.__name__)
+        out.write(ev.RunFailed(reason=message, error=LoaderHang.__name__))
         out.close()
 
     # ----------------------------------------------------------------- set-up
@@ -322,7 +324,7 @@ class _Run:
             batch_in_epoch=batch_in_epoch, step=self.step, progress=dict(self.progress),
         )
         path = save_model_folder(self.model, self.run_dir / "last", savld=self.savld, state=state)
-        self.writer.emit("checkpoint_saved", kind="last", path=path, epoch=epoch, step=self.step)
+        self.writer.write(ev.CheckpointSaved(kind="last", path=str(path), epoch=epoch, step=self.step))
 
     def _elapsed(self) -> float:
         return self.base_elapsed + (time.time() - self.t0)
@@ -347,15 +349,15 @@ class _Run:
         self.base_elapsed = float(self.progress.get("elapsed_s", 0.0))
         self.t0 = time.time()
         total_steps = self.steps_per_epoch * cfg.epochs
-        self.writer.emit(
-            "run_started", config=cfg.name, device=str(self.device), precision=self._precision_name(),
+        transfer = getattr(self.model, "class_transfer", None)  # from a model folder with other classes or order
+        self.writer.write(ev.RunStarted(
+            config=cfg.name, device=str(self.device), precision=self._precision_name(),
             world_size=info.world_size, epochs=cfg.epochs, steps_per_epoch=self.steps_per_epoch,
             total_steps=total_steps, train_clips=len(self.train_ds), val_clips=len(self.val_ds) if self.val_ds else 0,
-            classes=self.labels, resumed=self.state is not None, start_epoch=self.epoch, start_step=self.step,
-            excluded=[{"path": x.path, "reason": x.reason} for x in self.excluded],
-            # from a model folder with other classes or another order: which kept their rows
-            class_transfer=getattr(self.model, "class_transfer", None),
-        )
+            classes=list(self.labels), resumed=self.state is not None, start_epoch=self.epoch, start_step=self.step,
+            excluded=[ev.Excluded(path=str(x.path), reason=x.reason) for x in self.excluded],
+            class_transfer=ev.ClassTransfer(**transfer) if transfer else None,
+        ))
         outcome = "completed"
         epochs_run = self.epoch
         for epoch in range(self.epoch, cfg.epochs):
@@ -370,11 +372,11 @@ class _Run:
                 outcome = "interrupted"
                 break
         p = self.progress
-        self.writer.emit(
-            "run_finished", outcome=outcome, stopped=outcome == "interrupted", epochs_run=epochs_run, step=self.step,
-            best_epoch=p["best_epoch"], best_metric=cfg.early_stopping_metric, best_value=p["best_value"],
-            elapsed_s=self._elapsed(),
-        )
+        self.writer.write(ev.RunFinished(
+            outcome=outcome, stopped=outcome == "interrupted", epochs_run=epochs_run, step=self.step,
+            best_epoch=p["best_epoch"],
+            best_metric=cfg.early_stopping_metric, best_value=p["best_value"], elapsed_s=self._elapsed(),
+        ))
         if info.is_main:
             self.tb.close()
         return RunResult(outcome, epochs_run, self.step, p["best_epoch"], p["best_value"])
@@ -433,10 +435,10 @@ class _Run:
                 dt = max(1e-9, time.time() - t_log)
                 lr = self.optimizer.param_groups[-1]["lr"]
                 losses = {k: float(v) for k, v in (getattr(out, "losses", None) or {}).items()}
-                self.writer.emit(
-                    "step", epoch=epoch, step=self.step, total_steps=total_steps, loss=float(out.loss.detach()),
-                    losses=losses, lr=lr, clips_per_s=clips_log / dt,
-                )
+                self.writer.write(ev.Step(
+                    epoch=epoch, step=self.step, total_steps=total_steps, loss=float(out.loss.detach()),
+                    losses=losses, lr=float(lr), clips_per_s=clips_log / dt,
+                ))
                 if info.is_main:
                     self.tb.scalars({"train/loss": float(out.loss.detach()), "train/lr": lr, "train/clips_per_s": clips_log / dt}, self.step)
                 t_log, clips_log = time.time(), 0
@@ -504,8 +506,13 @@ class _Run:
             elapsed = self._elapsed()
             epochs_done = epoch + 1
             eta = elapsed / max(1, epochs_done) * (cfg.epochs - epochs_done) if not stop_early else 0.0
-            val_summary = {k: val.get(k) for k in ("loss", "top1", "top5", "mean_class_accuracy", "relevance_accuracy",
-                                                   "audio_drop_rate", "clips", "skipped")}
+            val_m = ev.ValMetrics(
+                loss=val.get("loss"), top1=val.get("top1"), top5=val.get("top5"),
+                mean_class_accuracy=val.get("mean_class_accuracy"), relevance_accuracy=val.get("relevance_accuracy"),
+                audio_drop_rate=val.get("audio_drop_rate"), clips=int(val.get("clips", 0)),
+                skipped=int(val.get("skipped", 0)),
+            ) if val else None  # fmt: skip
+            val_summary = dataclasses.asdict(val_m) if val_m else {}
             lr = self.optimizer.param_groups[-1]["lr"]
             self.csv.append({
                 "epoch": epoch, "step": self.step, "lr": lr, "train_loss": train_m["loss"], "train_top1": train_m["top1"],
@@ -514,17 +521,22 @@ class _Run:
                 "val_audio_drop_rate": val.get("audio_drop_rate"), "elapsed_s": round(elapsed, 2),
             })
             self.tb.scalars({f"train/{k}": v for k, v in train_m.items()} | {f"val/{k}": v for k, v in val_summary.items()}, self.step)
-            self.writer.emit("epoch", epoch=epoch, step=self.step, train=train_m, val=val_summary, best=improved,
-                             elapsed_s=elapsed, eta_s=eta, ast_cache=cache_counts, frame_cache=frame_counts)
+            self.writer.write(ev.Epoch(
+                epoch=epoch, step=self.step, train=ev.TrainMetrics(**train_m), val=val_m, best=improved,
+                elapsed_s=elapsed, eta_s=eta, ast_cache=ev.CacheCounts(**cache_counts) if cache_counts else None,
+                frame_cache=ev.CacheCounts(**frame_counts) if frame_counts else None,
+            ))
             if improved:
                 path = save_model_folder(self.model, self.run_dir / "best", savld=self.savld)
                 if val:
                     (self.run_dir / "best_metrics.json").write_text(json.dumps(val, indent=1) + "\n", encoding="utf-8")
                     save_confusion_png(val["confusion_matrix"], self.labels, self.run_dir / "confusion_matrix.png",
                                        title=f"validation, epoch {epoch + 1} (best)")  # events count from 0, people from 1
-                self.writer.emit("checkpoint_saved", kind="best", path=path, epoch=epoch, step=self.step)
+                self.writer.write(ev.CheckpointSaved(kind="best", path=str(path), epoch=epoch, step=self.step))
             self._save_last(epoch + 1, 0)
             if stop_early:
-                self.writer.emit("early_stopped", epoch=epoch, best_epoch=p["best_epoch"], metric=cfg.early_stopping_metric,
-                                 best_value=p["best_value"], patience=cfg.early_stopping_patience)
+                self.writer.write(ev.EarlyStopped(
+                    epoch=epoch, best_epoch=p["best_epoch"], metric=cfg.early_stopping_metric,
+                    best_value=p["best_value"], patience=cfg.early_stopping_patience,
+                ))
         return broadcast_flag(stop_early, info, self.device)

@@ -1,58 +1,24 @@
-"""JSON-lines events of a training run.
+"""Writing a training run's events as JSON lines.
 
 Every event is one JSON object on one line, flushed as soon as it is written, so a
 parent process (the app's training tab runs ``imd train ... --events -`` as a
-``QProcess``) can parse stdout line by line. Every event has ``event`` (its type),
-``time`` (Unix seconds) and ``run`` (the run folder). The types and their fields:
-
-- ``features`` (fine-tuning on pretrained backbones only, before ``run_started``): ``done``,
-  ``total`` clips whose frozen features are ready, ``cached`` (of them, read from the cache).
-- ``run_started``: ``config`` (name), ``device``, ``precision``, ``world_size``,
-  ``epochs``, ``steps_per_epoch``, ``total_steps``, ``train_clips``, ``val_clips``,
-  ``classes``, ``resumed`` (bool), ``start_epoch``, ``start_step``, ``excluded``
-  (``path``, ``reason`` of each file left out: by the probe, or after a mid-stream hang),
-  ``class_transfer`` (``kept``, ``new`` class names when fine-tuning a model folder
-  whose classes differ or come in another order; null otherwise).
-- ``step``: ``epoch`` (0-based), ``step`` (optimiser steps so far), ``total_steps``,
-  ``loss``, ``losses`` (component losses), ``lr``, ``clips_per_s``.
-- ``epoch``: ``epoch``, ``step``, ``train`` (``loss``, ``top1``, ``clips``,
-  ``skipped``), ``val`` (``loss``, ``top1``, ``top5``, ``mean_class_accuracy``,
-  ``relevance_accuracy``, ``audio_drop_rate``), ``best`` (bool), ``elapsed_s``,
-  ``eta_s``, ``ast_cache`` (``hits``, ``misses`` of the epoch; None if not cached),
-  ``frame_cache`` (``hits``, ``misses`` of the decoded-frame cache in the epoch,
-  training and validation; None without ``data.frame_cache``).
-- ``checkpoint_saved``: ``kind`` (``last`` or ``best``), ``path``, ``epoch``, ``step``.
-- ``early_stopped``: ``epoch``, ``best_epoch``, ``metric``, ``best_value``,
-  ``patience``.
-- ``run_finished``: ``epochs_run``, ``step``, ``best_epoch``, ``best_metric``,
-  ``best_value``, ``stopped`` (``completed``, ``early_stopped`` or ``interrupted``),
-  ``elapsed_s``.
-- ``run_failed``: ``reason`` (one line), ``error`` (exception type; ``LoaderHang`` when
-  a decode hung mid-stream: the reason names the file).
+``QProcess``) can parse stdout line by line. The events and their fields are the
+dataclasses of :mod:`imd_core.train.event_schema` (docs/TRAINING.md has the table).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import threading
 import time
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Any
 
-EventType = Literal[
-    "features", "run_started", "step", "epoch", "checkpoint_saved", "early_stopped", "run_finished", "run_failed"
-]
-EVENT_TYPES: tuple[str, ...] = (
-    "features",
-    "run_started",
-    "step",
-    "epoch",
-    "checkpoint_saved",
-    "early_stopped",
-    "run_finished",
-    "run_failed",
-)
+from imd_core.train.event_schema import EVENT_TYPES, Event, to_record
+
+__all__ = ["EVENT_TYPES", "EventWriter", "read_events"]
 
 
 def _clean(value: Any) -> Any:
@@ -88,11 +54,10 @@ class EventWriter:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
 
-    def emit(self, event: EventType, **fields: Any) -> dict[str, Any]:
-        """Writes one event line (flushed) and returns the event mapping."""
-        if event not in EVENT_TYPES:
-            raise ValueError(f"unknown event type {event!r}; valid types are {list(EVENT_TYPES)}")
-        record = {"event": event, "time": round(time.time(), 3), "run": self.run, **_clean(fields)}
+    def write(self, event: Event) -> dict[str, Any]:
+        """Writes one event line (flushed), stamped with ``time`` and ``run``; returns its mapping."""
+        stamped = dataclasses.replace(event, time=round(time.time(), 3), run=self.run)
+        record = _clean(to_record(stamped))
         if not self.enabled:
             return record
         line = json.dumps(record, ensure_ascii=False, allow_nan=False)

@@ -74,21 +74,37 @@ def test_spec_is_saved_with_the_job(tmp_path):
     assert spec.train_data_path().endswith("dataset_filtered.csv")
 
 
-EVENTS = [
-    {"event": "run_started", "time": 100.0, "epochs": 2, "steps_per_epoch": 4, "total_steps": 8, "start_step": 0},
-    {"event": "step", "time": 101.0, "epoch": 0, "step": 2, "total_steps": 8, "loss": 1.5, "lr": 1e-4, "clips_per_s": 7.5},
-    {"event": "step", "time": 102.0, "epoch": 0, "step": 4, "total_steps": 8, "loss": 1.2, "lr": 1e-4, "clips_per_s": 8.0},
-    {"event": "epoch", "time": 103.0, "epoch": 0, "step": 4, "train": {"loss": 1.3, "top1": 0.5},
-     "val": {"loss": 1.1, "top1": 0.75, "relevance_accuracy": 0.6, "audio_drop_rate": 0.25}, "best": True, "eta_s": 3.0},
-    {"event": "checkpoint_saved", "time": 103.5, "kind": "best", "path": "/r/best"},
-    {"event": "step", "time": 104.0, "epoch": 1, "step": 6, "loss": 0.9, "clips_per_s": 9.0},
-    {"event": "run_finished", "time": 105.0, "outcome": "interrupted", "stopped": True, "best_metric": "val_top1", "best_value": 0.75},
-]
+def _events() -> list:
+    """A stopped two-epoch run, as the engine writes it (schema-checked)."""
+    from imd_core.train import event_schema as ev
+
+    val = ev.ValMetrics(loss=1.1, top1=0.75, top5=1.0, mean_class_accuracy=0.7, relevance_accuracy=0.6,
+                        audio_drop_rate=0.25, clips=4, skipped=0)
+    started = ev.RunStarted(time=100.0, config="tiny", device="cpu", precision="fp32", world_size=1, epochs=2,
+                            steps_per_epoch=4, total_steps=8, train_clips=16, val_clips=4, classes=["a", "b"],
+                            resumed=False, start_epoch=0, start_step=0, excluded=[], class_transfer=None)
+    return [
+        started,
+        ev.Step(time=101.0, epoch=0, step=2, total_steps=8, loss=1.5, losses={"ce": 1.5}, lr=1e-4, clips_per_s=7.5),
+        ev.Step(time=102.0, epoch=0, step=4, total_steps=8, loss=1.2, losses={"ce": 1.2}, lr=1e-4, clips_per_s=8.0),
+        ev.Epoch(time=103.0, epoch=0, step=4, train=ev.TrainMetrics(loss=1.3, top1=0.5, clips=16, skipped=0), val=val,
+                 best=True, elapsed_s=3.0, eta_s=3.0, ast_cache=None, frame_cache=None),
+        ev.CheckpointSaved(time=103.5, kind="best", path="/r/best", epoch=0, step=4),
+        ev.Step(time=104.0, epoch=1, step=6, total_steps=8, loss=0.9, losses={"ce": 0.9}, lr=1e-4, clips_per_s=9.0),
+        ev.RunFinished(time=105.0, outcome="interrupted", stopped=True, epochs_run=1, step=6, best_epoch=0,
+                       best_metric="val_top1", best_value=0.75, elapsed_s=5.0),
+    ]  # fmt: skip
 
 
 def test_progress_folds_events_into_metrics_eta_and_outcome():
+    import dataclasses
+
+    from imd_core.train import event_schema as ev
+
+    events = _events()
+    assert all(ev.check_record(ev.to_record(e)) == [] for e in events)
     progress = RunProgress()
-    lines = [progress.apply(e) for e in EVENTS]
+    lines = [progress.apply(e) for e in events]
     assert progress.total_steps == 8 and progress.step == 6
     assert progress.fraction == pytest.approx(6 / 8)
     assert progress.step_losses == [(2, 1.5), (4, 1.2), (6, 0.9)]
@@ -96,34 +112,52 @@ def test_progress_folds_events_into_metrics_eta_and_outcome():
     assert (epoch.epoch, epoch.train_acc, epoch.val_acc, epoch.relevance_acc, epoch.audio_drop_rate) == (0, 0.5, 0.75, 0.6, 0.25)
     assert progress.best["val_acc"] == 0.75 and progress.clips_per_s == 9.0
     assert progress.outcome == "stopped" and "stopped" in lines[-1]
-    # ETA after step 6 of 8 at 4 s: 4 * (2/8) / (6/8) s.
-    assert RunProgress().apply(EVENTS[0]) .startswith("run started")
+    assert RunProgress().apply(events[0]).startswith("run started")
+    # ETA after step 2 of 8 at 1 s: 1 * (6/8) / (2/8) s
     p2 = RunProgress()
-    for e in EVENTS[:2]:
+    for e in events[:2]:
         p2.apply(e)
     assert p2.eta_s == pytest.approx(1.0 * (6 / 8) / (2 / 8))
+    # "best" is the engine's flag, not recomputed: under val_loss a lower top-1 can be best
+    worse_top1 = dataclasses.replace(events[3], epoch=1, val=dataclasses.replace(events[3].val, top1=0.5, loss=0.9))
+    p3 = RunProgress()
+    for e in [*events[:4], worse_top1]:
+        p3.apply(e)
+    assert p3.best["val_acc"] == 0.5 and p3.best["val_loss"] == 0.9
+    p4 = RunProgress()
+    for e in [*events[:4], dataclasses.replace(worse_top1, best=False, val=dataclasses.replace(events[3].val, top1=0.9))]:
+        p4.apply(e)
+    assert p4.best["val_acc"] == 0.75  # not improved by the engine's rule: the best stays epoch 0
     finished = RunProgress()
-    for e in [*EVENTS[:-1], {"event": "run_finished", "outcome": "completed", "stopped": False}]:
+    for e in [*events[:-1], dataclasses.replace(events[-1], outcome="completed", stopped=False)]:
         finished.apply(e)
     assert finished.outcome == "finished" and finished.fraction == 1.0
     failed = RunProgress()
-    failed.apply({"event": "run_failed", "reason": "dataset has one class; add another", "error": "DataError"})
+    failed.apply(ev.RunFailed(reason="dataset has one class; add another", error="DataError"))
     assert failed.outcome == "failed" and "one class" in failed.failure
     assert format_eta(3725) == "1:02:05" and format_eta(65) == "1:05" and format_eta(None) == "--"
 
 
-def test_event_tail_reads_only_complete_new_lines(tmp_path):
+def test_event_tail_reads_only_complete_new_lines_of_the_schema(tmp_path):
+    from imd_core.train import event_schema as ev
+
+    first, second = (json.dumps(ev.to_record(e)) for e in _events()[:2])
     path = tmp_path / "events.jsonl"
     tail = EventTail(path)
     assert tail.read_new() == ([], [])
     with open(path, "w") as f:
-        f.write(json.dumps(EVENTS[0]) + "\nnot json\n" + json.dumps(EVENTS[1])[:10])
+        f.write(first + "\nnot json\n" + second[:10])
     events, other = tail.read_new()
-    assert [e["event"] for e in events] == ["run_started"] and other == ["not json"]
+    assert [type(e).__name__ for e in events] == ["RunStarted"] and other == ["not json"]
     with open(path, "a") as f:
-        f.write(json.dumps(EVENTS[1])[10:] + "\n")
+        f.write(second[10:] + "\n")
     events, _ = tail.read_new()
-    assert events == [EVENTS[1]]
+    assert events == [_events()[1]]
+    # a line of another shape is shown as text, never guessed at
+    with open(path, "a") as f:
+        f.write(json.dumps({"type": "step", "clips_per_sec": 3}) + "\n" + json.dumps({"event": "step", "step": 1}) + "\n")
+    events, other = tail.read_new()
+    assert events == [] and len(other) == 2
     assert tail.read_new() == ([], [])
 
 
@@ -193,15 +227,14 @@ def test_resume_passes_no_config_once_the_run_folder_has_its_own(tmp_path):
 def test_epochs_count_from_one_wherever_a_person_reads_them(capsys):
     """The log said 'epoch 0' and 'Best: epoch 1' for the same epoch; events stay 0-based."""
     from imd_core.cli.train import HumanProgress
+    from imd_core.train import event_schema as ev
 
-    event = {"event": "epoch", "epoch": 0, "step": 3, "train": {"loss": 1.0, "top1": 0.5},
-             "val": {"top1": 0.75, "top5": 1.0, "loss": 0.9}, "best": True}  # fmt: skip
+    event = _events()[3]  # epoch 0
     assert RunProgress().apply(event).startswith("epoch 1:")
-    HumanProgress(__import__("sys").stderr).write(json.dumps(event))
+    HumanProgress(__import__("sys").stderr).write(json.dumps(ev.to_record(event)))
     assert capsys.readouterr().err.startswith("epoch 1: ")
-    early = {"event": "early_stopped", "epoch": 4, "best_epoch": 2, "metric": "val_top1", "best_value": 0.8,
-             "patience": 2}  # fmt: skip
-    HumanProgress(__import__("sys").stderr).write(json.dumps(early))
+    early = ev.EarlyStopped(epoch=4, best_epoch=2, metric="val_top1", best_value=0.8, patience=2)
+    HumanProgress(__import__("sys").stderr).write(json.dumps(ev.to_record(early)))
     assert "(best epoch 3)" in capsys.readouterr().err
 
 

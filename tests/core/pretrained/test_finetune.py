@@ -27,7 +27,12 @@ def two_class_data(tmp_path_factory):
 
 
 def _events(text: str) -> list[dict]:
-    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    """The events printed, each checked against the typed schema the engine shares."""
+    from imd_core.train.event_schema import check_record
+
+    events = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    assert [p for e in events for p in check_record(e)] == []
+    return events
 
 
 @pytest.mark.slow

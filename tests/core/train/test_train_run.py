@@ -20,12 +20,20 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from imd_core.train.events import read_events
+from imd_core.train.event_schema import check_record
+from imd_core.train.events import read_events as read_event_file
 from tests.core.train.conftest import CLASSES, make_dataset, write_recipe
 
 ROOT = Path(__file__).resolve().parents[3]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
 pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def read_events(path: Path) -> list[dict]:
+    """A run's events, each checked against the typed schema (every run in this file is)."""
+    events = read_event_file(path)
+    assert [p for e in events for p in check_record(e)] == []
+    return events
 
 
 def imd_here(*args: str) -> int:

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from imd_core.errors import CheckpointError, ConfigError, TrainingError
+from imd_core.train import event_schema as ev
 from imd_core.train.ast_cache import ASTCache, tagger_id
 from imd_core.train.checkpointing import (
     STATE_FILE,
@@ -73,17 +74,17 @@ def test_unknown_key_in_a_file_and_wrong_version_are_refused(tmp_path):
 def test_events_are_one_flushed_json_object_per_line(tmp_path):
     stream = io.StringIO()
     w = EventWriter(tmp_path / "events.jsonl", stream, run="r")
-    w.emit("run_started", epochs=2, total_steps=10)
-    w.emit("step", loss=float("nan"), lr=np.float32(0.5), clips_per_s=torch.tensor(3.0))
+    w.write(ev.Features(done=1, total=2, cached=0))
+    # numpy / torch scalars from a training loop are written as plain numbers
+    w.write(ev.Step(epoch=0, step=1, total_steps=2, loss=float("nan"), losses={}, lr=np.float32(0.5),
+                    clips_per_s=torch.tensor(3.0)))  # fmt: skip
     # flushed before close: a parent process sees the line at once
     assert len((tmp_path / "events.jsonl").read_text().splitlines()) == 2
     w.close()
     lines = stream.getvalue().splitlines()
-    assert [json.loads(x)["event"] for x in lines] == ["run_started", "step"]
+    assert [json.loads(x)["event"] for x in lines] == ["features", "step"]
     step = json.loads(lines[1])
     assert step["loss"] is None and step["lr"] == 0.5 and step["clips_per_s"] == 3.0 and step["run"] == "r"
-    with pytest.raises(ValueError):
-        w.emit("nonsense")
     assert set(EVENT_TYPES) >= {"run_started", "step", "epoch", "checkpoint_saved", "early_stopped", "run_finished", "run_failed"}
     with open(tmp_path / "events.jsonl", "a") as fh:
         fh.write('{"event": "st')  # a torn last line of a killed run
@@ -228,11 +229,15 @@ def test_human_progress_lines_never_break_on_odd_values():
 
     out = io.StringIO()
     h = HumanProgress(out)
-    h.write(json.dumps({"event": "step", "step": 2, "total_steps": 9, "loss": 0.5, "lr": 1e-3, "clips_per_s": 4.0}))
-    h.write(json.dumps({"event": "step", "step": 3, "total_steps": 9, "loss": None, "lr": 1e-3, "clips_per_s": 4.0}))
-    h.write(json.dumps({"event": "checkpoint_saved", "kind": "last"}))
+    step = {"event": "step", "v": 1, "time": 1.0, "run": "r", "epoch": 0, "step": 2, "total_steps": 9, "loss": 0.5,
+            "losses": {}, "lr": 1e-3, "clips_per_s": 4.0}  # fmt: skip
+    h.write(json.dumps(step))
+    h.write(json.dumps({**step, "step": 3, "loss": None}))  # a non-finite loss is written as null
+    h.write(json.dumps({"event": "checkpoint_saved", "v": 1, "kind": "last", "path": "r/last", "epoch": 1, "step": 3}))
+    h.write(json.dumps({"event": "step", "step": 4}))  # not an event of the schema: shown as it is
     lines = out.getvalue().splitlines()
-    assert lines[0].strip().startswith("step 2/9  loss 0.5000") and '"loss": null' in lines[1] and len(lines) == 2
+    assert lines[0].strip().startswith("step 2/9  loss 0.5000") and "loss n/a" in lines[1]
+    assert lines[2] == '{"event": "step", "step": 4}' and len(lines) == 3
 
 
 @pytest.mark.parametrize("new_class", [None, "juggling"])
