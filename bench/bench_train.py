@@ -57,7 +57,8 @@ def build_model(size: str, num_classes: int, device: torch.device):
 def bench_steps(args: argparse.Namespace, device: torch.device, mode: str) -> dict:
     """Times optimiser steps in one mode: ``eager`` or ``compile`` (the engine's
     ``compile=true``: the whole forward + loss compiled as one graph, fullgraph)."""
-    from imd_core.train.steps import autocast_context, compile_train_model
+    from imd_core.inference.device import autocast_context
+    from imd_core.train.steps import compile_train_model
 
     torch._dynamo.reset()
     torch.manual_seed(0)

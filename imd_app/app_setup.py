@@ -12,20 +12,15 @@ import threading
 import traceback
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QStandardPaths, Qt, Signal
+from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QColor, QGuiApplication, QPalette
 from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
+
+from imd_app.user_data import user_data_dir
 
 log = logging.getLogger(__name__)
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s"
-
-
-def user_data_dir() -> Path:
-    """The per-user data folder (``QStandardPaths.AppDataLocation``), created if missing."""
-    folder = Path(QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation))
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 def setup_logging(verbose: int = 0, log_dir: Path | None = None) -> Path:

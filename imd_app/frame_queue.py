@@ -83,10 +83,6 @@ class FrameQueue:
             self._frames.clear()
             return frame, dropped
 
-    def peek_time(self) -> float | None:
-        with self._lock:
-            return self._frames[0].time if self._frames else None
-
     @property
     def exhausted(self) -> bool:
         with self._lock:

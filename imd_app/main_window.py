@@ -287,7 +287,7 @@ class MainWindow(QMainWindow):
         self._error_box = None
 
     def _open_log_folder(self) -> None:
-        from imd_app.app_setup import user_data_dir
+        from imd_app.user_data import user_data_dir
 
         QDesktopServices.openUrl(QUrl.fromLocalFile(str(user_data_dir() / "logs")))
 

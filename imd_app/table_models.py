@@ -11,7 +11,6 @@ from imd_app.state import BatchState
 from imd_app.types import BatchRow
 
 SORT_ROLE = Qt.ItemDataRole.UserRole
-PATH_ROLE = Qt.ItemDataRole.UserRole + 1
 
 Index = QModelIndex | QPersistentModelIndex
 
@@ -46,8 +45,6 @@ class BatchQueueModel(QAbstractTableModel):
             return (os.path.basename(item.path), item.status, f"{item.progress * 100:.0f}%", item.message)[col]
         if role == SORT_ROLE and col == 2:
             return item.progress
-        if role == PATH_ROLE:
-            return item.path
         if role == Qt.ItemDataRole.ToolTipRole:
             return item.message or item.path
         return None
@@ -129,8 +126,6 @@ class BatchResultsModel(QAbstractTableModel):
             if value is None:
                 return -1.0
             return float(value) if isinstance(value, bool | float | int) else str(value).lower()
-        if role == PATH_ROLE:
-            return summary.path
         if role == Qt.ItemDataRole.ToolTipRole:
             return f"{summary.path}\n{summary.windows} window(s); double-click to play the best one"
         return None

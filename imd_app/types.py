@@ -63,15 +63,6 @@ class VideoFrame:
 
 
 @dataclass(frozen=True)
-class AudioBlock:
-    """Mono float32 samples starting at ``time`` on the media timeline."""
-
-    time: float
-    samples: np.ndarray  # float32 (N,)
-    sample_rate: int
-
-
-@dataclass(frozen=True)
 class MediaOpened:
     """What the decode worker learned when it opened a source."""
 

@@ -23,8 +23,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from imd_app.training.history import user_data_dir
 from imd_app.training.spec import JobSpec
+from imd_app.user_data import user_data_dir
 
 # The order is the stacked pages' order.
 START_CHOICES = (

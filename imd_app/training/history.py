@@ -16,25 +16,15 @@ import uuid
 from pathlib import Path
 from typing import Any, Literal
 
+from imd_app.user_data import user_data_dir
+
 logger = logging.getLogger(__name__)
 
-DATA_DIR_ENV = "IMD_APP_DATA_DIR"
 HISTORY_FILE = "training_jobs.json"
 
 Status = Literal["queued", "running", "stopping", "stopped", "finished", "failed", "cancelled", "interrupted"]
 ACTIVE = ("running", "stopping")
 RESUMABLE = ("stopped", "failed", "interrupted")
-
-
-def user_data_dir() -> Path:
-    """The folder where the app keeps its own state (``$IMD_APP_DATA_DIR`` wins)."""
-    override = os.environ.get(DATA_DIR_ENV)
-    if override:
-        return Path(override)
-    from PySide6.QtCore import QStandardPaths
-
-    location = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation)
-    return Path(location or Path.home() / ".imd-studio")
 
 
 @dataclasses.dataclass

@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from imd_app.state import BatchState
-from imd_app.table_models import PATH_ROLE, SORT_ROLE, BatchQueueModel, BatchResultsModel
+from imd_app.table_models import SORT_ROLE, BatchQueueModel, BatchResultsModel
 from imd_core.inference.inputs import MEDIA_EXTENSIONS
 
 # One filter for every file dialog (player and batch): the extensions `imd predict` scans for.
@@ -196,6 +196,3 @@ class BatchTab(QWidget):
         if paths:
             self.paths_requested.emit(paths)
             event.acceptProposedAction()
-
-    def path_at(self, proxy_row: int) -> str:
-        return self.proxy.index(proxy_row, 0).data(PATH_ROLE)

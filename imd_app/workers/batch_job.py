@@ -176,19 +176,12 @@ class BatchJob(QRunnable):
             for i, item in enumerate(fw):
                 yield (i + 1) / total, item
             return fw.duration
-        p = predictor.preprocessor
-        times = predictor.worker_sample_times()  # the frame times Predictor.open would use
         stream = self.decoder.stream(
             batch_windows,
             task.path,
             key=task.index,
             cancelled=lambda: self._is_cancelled(task.index),
-            window=self.window,
-            hop=None,
-            num_frames=predictor.num_frames,
-            frame_size=p.decode_size(False),
-            chunk_seconds=predictor.chunk_seconds,
-            sample_times=times,
+            **predictor.worker_decode_options(self.window, None),  # decoded as Predictor.open would
         )
         try:
             while True:

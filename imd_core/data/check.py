@@ -138,7 +138,7 @@ def check_entry(
     """
     from imd_core.media.probe import probe
     from imd_core.media.scan import scan_media
-    from imd_core.media.verdict import damaged_warning, media_problem
+    from imd_core.media.verdict import damaged_warning, media_problem, strip_path
 
     base = {"path": entry.path, "label": entry.label, "split": entry.split}
     try:
@@ -147,7 +147,7 @@ def check_entry(
         problem = media_problem(probe(entry.path, timeout=timeout), video_frames=scan.video_frames,
                                 video_end=scan.video_end)  # fmt: skip
     except ImdError as exc:
-        return FileCheck(status="error", reason=_strip_path(str(exc), entry.path), **base)
+        return FileCheck(status="error", reason=strip_path(str(exc), entry.path), **base)
     found = {
         "video_codec": scan.video_codec,
         "audio_codec": scan.audio_codec,
@@ -180,11 +180,6 @@ def check_entry(
     if scan.damaged_packets:  # a warning, as imd predict gives it
         reason = damaged_warning(scan.damaged_packets) + (f"; {reason}" if reason else "")
     return FileCheck(status="ok", reason=reason, duration=duration, **found, **base)
-
-
-def _strip_path(message: str, path: str) -> str:
-    """DecodeError messages start with the path; the report prints it already."""
-    return message[len(path) + 2 :] if message.startswith(path + ": ") else message
 
 
 def _failed(entry: ClipEntry, reason: str) -> FileCheck:

@@ -68,10 +68,18 @@ def configure_threads(threads: int | None) -> int:
     return torch.get_num_threads()
 
 
-def autocast_context(device: torch.device) -> contextlib.AbstractContextManager[Any]:
-    """bf16 autocast on CUDA; nothing on CPU (fp32 is fastest for small CPU models)."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+def autocast_context(device: torch.device, precision: str = "auto") -> contextlib.AbstractContextManager[Any]:
+    """The autocast a forward runs under, for inference and training alike.
+
+    Args:
+        device: where the forward runs.
+        precision: ``auto`` (bf16 on CUDA, fp32 on CPU: fp32 is fastest for small CPU
+            models), ``bf16`` (bf16 on either) or ``fp32`` (no autocast).
+    """
+    if device.type == "cuda" and precision in ("auto", "bf16"):
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    if device.type == "cpu" and precision == "bf16":
+        return torch.autocast(device_type="cpu", dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 

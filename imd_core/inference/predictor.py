@@ -47,7 +47,7 @@ from imd_core.inference.file_windows import FileWindows, open_file_windows
 from imd_core.inference.inputs import WindowInput
 from imd_core.inference.prefetch import DecoderPool, UniformTimes, isolated_windows, prefetch
 from imd_core.inference.results import TOP_K, AudioResult, LabelScore, WindowResult
-from imd_core.media.verdict import damaged_warning
+from imd_core.media.verdict import damaged_warning, strip_path
 
 log = logging.getLogger(__name__)
 
@@ -287,30 +287,30 @@ class Predictor:
             yield item, self.preprocess(item)
         return fw.duration
 
-    def worker_sample_times(self) -> Callable[[float, float], Any]:
-        """The frame times :meth:`open` uses, picklable for a decoding worker process
-        (uniform ones as :class:`UniformTimes`, so the worker needs no torch)."""
+    def worker_decode_options(self, window: float | None, hop: float | None) -> dict[str, Any]:
+        """The keyword arguments of :func:`~imd_core.inference.prefetch.isolated_windows` that
+        decode a file as :meth:`open` does, picklable for a decoding worker process (uniform
+        frame times as :class:`UniformTimes`, so the worker needs no torch). The app's batch
+        job passes them to its own worker."""
         p = self.preprocessor
         if p.sampling == "uniform":
-            return UniformTimes(p.num_frames)
-        return functools.partial(p.sample_times, train=False)
+            times: Callable[[float, float], Any] = UniformTimes(p.num_frames)
+        else:
+            times = functools.partial(p.sample_times, train=False)
+        return {
+            "window": window,
+            "hop": hop,
+            "num_frames": self.num_frames,
+            "frame_size": p.decode_size(False),
+            "chunk_seconds": self.chunk_seconds,
+            "sample_times": times,
+        }
 
     def _produce_isolated(
         self, path: str | os.PathLike[str], window: float | None, hop: float | None
     ) -> Iterator[tuple[WindowInput, dict[str, Any]]]:
         """:meth:`_produce` with the decode in a worker process, bounded by ``decode_timeout``."""
-        p = self.preprocessor
-        times = self.worker_sample_times()
-        windows = self._decoders.stream(
-            isolated_windows,
-            path,
-            window=window,
-            hop=hop,
-            num_frames=self.num_frames,
-            frame_size=p.decode_size(False),
-            chunk_seconds=self.chunk_seconds,
-            sample_times=times,
-        )
+        windows = self._decoders.stream(isolated_windows, path, **self.worker_decode_options(window, hop))
         try:
             while True:
                 try:
@@ -397,13 +397,6 @@ class Predictor:
         finally:
             streams.close()  # stops the prefetch threads when the caller stops early
 
-    def timed_forward(self, items: Sequence[WindowInput]) -> tuple[list[WindowResult], float]:
-        """Like :meth:`predict_windows`, also returning seconds spent (device synchronised)."""
-        t0 = time.perf_counter()
-        res = self.predict_windows(items)
-        synchronize(self.device)
-        return res, time.perf_counter() - t0
-
 
 @dataclasses.dataclass
 class _Entry:
@@ -424,7 +417,7 @@ class _Entry:
             return
         self.bad_input = isinstance(exc, ImdError) and exc.exit_code == 3
         if isinstance(exc, ImdError):
-            self.error = _strip_path(str(exc), self.path)
+            self.error = strip_path(str(exc), self.path)
         else:
             self.error = f"unexpected error ({type(exc).__name__}: {exc}); run with -vv for details"
 
@@ -454,14 +447,6 @@ def auto_decode_workers(device: torch.device, threads: int) -> int:
     except AttributeError:  # not Linux
         cores = os.cpu_count() or 1
     return 1 if threads < cores else 0
-
-
-def _strip_path(message: str, path: str) -> str:
-    """Drops a leading ``PATH: `` (decode errors name the file; the report does already)."""
-    for prefix in (os.path.abspath(path), path):
-        if message.startswith(prefix + ": "):
-            return message[len(prefix) + 2 :]
-    return message
 
 
 def load_model_folder(folder: Path, device: torch.device) -> Any:

@@ -82,12 +82,13 @@ class StreamWindow:
     skipped: int
 
 
-class AudioRing:
+class ClockedAudioRing:
     """A bounded mono audio buffer on the sources' clock, at the source's sample rate.
 
     Blocks are appended contiguously; timestamp jitter within ``tolerance`` is ignored,
     a gap is filled with silence and a clock running backwards re-anchors the buffer
-    (so drift between the sound card and the monotonic clock never piles up).
+    (so drift between the sound card and the monotonic clock never piles up). Windows
+    are read by time range; the player's ``AudioRing`` is a plain FIFO read in order.
     """
 
     def __init__(self, seconds: float, tolerance: float = 0.1) -> None:
@@ -231,7 +232,7 @@ class StreamingEngine:
         self._frames: collections.deque[tuple[float, float, np.ndarray]] = collections.deque(
             maxlen=max_frames
         )
-        self._audio = AudioRing(self._retain + self.audio_grace)
+        self._audio = ClockedAudioRing(self._retain + self.audio_grace)
         self._audio_arrivals: collections.deque[tuple[float, float]] = collections.deque(maxlen=4096)
         self._lock = threading.Lock()
         self._latencies: collections.deque[float] = collections.deque(maxlen=256)

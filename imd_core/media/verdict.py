@@ -16,6 +16,7 @@ used, and the front ends report them as a warning (:func:`damaged_warning`).
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # no PyAV import for the callers that only word a warning
@@ -75,3 +76,15 @@ def media_problem(
 def damaged_warning(damaged_packets: int) -> str | None:
     """The warning for packets skipped while decoding (``None`` when there were none)."""
     return f"{damaged_packets} damaged packets skipped" if damaged_packets else None
+
+
+def strip_path(message: str, path: str) -> str:
+    """The reason of a ``PATH: reason`` error message, for reports that print the path already.
+
+    ``DecodeError`` messages start with the file's path as given or made absolute
+    (:func:`~imd_core.media.probe.check_path`); either prefix is dropped.
+    """
+    for prefix in (os.path.abspath(path), path):
+        if message.startswith(prefix + ": "):
+            return message[len(prefix) + 2 :]
+    return message

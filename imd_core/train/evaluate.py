@@ -18,10 +18,11 @@ from typing import Any
 import torch
 
 from imd_core.distributed import DistInfo
+from imd_core.inference.device import autocast_context
 from imd_core.train.ast_cache import ASTCache
 from imd_core.train.data_order import global_batch_index
 from imd_core.train.metrics import MetricAccumulator
-from imd_core.train.steps import audio_features, autocast_context
+from imd_core.train.steps import audio_features
 
 logger = logging.getLogger(__name__)
 

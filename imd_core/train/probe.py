@@ -54,7 +54,7 @@ def probe_file(path: str, timeout: float) -> str | None:
 
     from imd_core.errors import DecodeError
     from imd_core.media.probe import Watchdog, check_path, media_info, one_line, open_media, video_stream
-    from imd_core.media.verdict import media_problem
+    from imd_core.media.verdict import media_problem, strip_path
 
     try:
         p = check_path(path)
@@ -81,15 +81,8 @@ def probe_file(path: str, timeout: float) -> str | None:
                 dog.check()
                 return f"cannot read its first packets ({one_line(exc)})"
     except DecodeError as exc:
-        return _strip_path(str(exc), path)
+        return strip_path(str(exc), path)
     return None
-
-
-def _strip_path(message: str, path: str) -> str:
-    for prefix in (os.path.abspath(path), path):
-        if message.startswith(prefix + ": "):
-            return message[len(prefix) + 2 :]
-    return message
 
 
 def _load_cache(path: Path) -> dict[str, str | None]:

@@ -7,21 +7,12 @@ A batch is what ``imd_core.data`` collates: ``rgb`` and ``motion`` ``(B,T,3,H,W)
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import torch
 
+from imd_core.inference.device import autocast_context
 from imd_core.train.ast_cache import ASTCache
-
-
-def autocast_context(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA (``auto`` or ``bf16``); plain fp32 otherwise."""
-    if device.type == "cuda" and precision in ("auto", "bf16"):
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-    if device.type == "cpu" and precision == "bf16":
-        return torch.autocast(device_type="cpu", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def compile_train_model(model: torch.nn.Module, *, fullgraph: bool = True, mode: str | None = None) -> torch.nn.Module:

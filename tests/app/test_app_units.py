@@ -242,3 +242,29 @@ def test_stall_monitor_counts_gui_work_not_preemption(qtbot):
     monitor.stop()
     assert monitor.worst_ms >= 190.0
     assert 100.0 <= monitor.worst_busy_ms < 190.0
+
+
+def test_logs_job_history_and_new_runs_resolve_under_imd_app_data_dir(tmp_path, monkeypatch):
+    import logging
+    from pathlib import Path
+
+    from imd_app.app_setup import setup_logging
+    from imd_app.training.form import default_run_dir
+    from imd_app.training.history import JobHistory
+    from imd_app.user_data import DATA_DIR_ENV, user_data_dir
+
+    data = tmp_path / "elsewhere"
+    monkeypatch.setenv(DATA_DIR_ENV, str(data))
+    root = logging.getLogger()
+    level = root.level
+    try:
+        log_path = setup_logging(0)
+    finally:  # leave no handler writing into tmp_path behind
+        for handler in [h for h in root.handlers if getattr(h, "_imd_app", False)]:
+            root.removeHandler(handler)
+            handler.close()
+        root.setLevel(level)
+    assert user_data_dir() == data and data.is_dir()
+    assert log_path == data / "logs" / "imd-app.log"
+    assert JobHistory().path == data / "training_jobs.json"
+    assert Path(default_run_dir()).parent == data / "runs"

@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import Qt
 
-from imd_app.training.history import DATA_DIR_ENV, JobHistory
+from imd_app.training.history import JobHistory
 from imd_app.training.jobs import TrainingController
 from imd_app.training.process import job_alive, kill_job
 from imd_app.training.tab import TrainingTab
+from imd_app.user_data import DATA_DIR_ENV
 from tests.app.test_train_support import make_dataset
 
 pytestmark = [pytest.mark.gui, pytest.mark.slow]

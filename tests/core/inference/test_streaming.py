@@ -11,7 +11,7 @@ import pytest
 
 from imd_core.errors import DataError
 from imd_core.inference.results import NO_AUDIO, LabelScore, WindowResult
-from imd_core.inference.streaming import AudioRing, StreamingEngine
+from imd_core.inference.streaming import ClockedAudioRing, StreamingEngine
 
 
 class FakeClock:
@@ -132,7 +132,7 @@ def test_bad_frame_is_refused_and_time_going_back_restarts():
 
 
 def test_audio_ring_fills_gaps_with_silence_and_wraps():
-    ring = AudioRing(seconds=1.0)
+    ring = ClockedAudioRing(seconds=1.0)
     ring.push(np.ones(8000, np.float32), 0.0, 16000)
     ring.push(np.full(8000, 2.0, np.float32), 1.0, 16000)  # 0.5 s gap
     samples, covered = ring.read(0.5, 1.5)
