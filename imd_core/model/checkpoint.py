@@ -4,9 +4,12 @@ A model folder holds:
 
 * ``config.json``: ``{"format": "imd-studio-model", "format_version": 1, "model": <ModelConfig>,
   "labels": [...], "audio_labels": [...], "versions": {...}}``. The ``model`` section
-  includes the full AST ``ast_config`` so the folder is self-contained;
-* ``model.safetensors``: every weight (video streams, AST, relevance net, fusion, head);
-* ``preprocessor_config.json``: ``ASTFeatureExtractor`` fields + the video input fields;
+  includes the full AST ``ast_config`` (or YAMNet's ``tagger_labels``) so the folder is
+  self-contained;
+* ``model.safetensors``: every weight (video streams or I3D, AST or YAMNet, relevance
+  net, fusion, head);
+* ``preprocessor_config.json``: ``ASTFeatureExtractor`` fields (YAMNet: the audio
+  frontend's name) + the video input fields;
 * ``savld.json``: the label dictionary (optional but written whenever the model has one).
 
 Loading reads only JSON and safetensors; a pickle is never unpickled.
@@ -63,7 +66,11 @@ def _write_json(path: Path, data: Any) -> None:
 
 def preprocessor_dict(config: ModelConfig) -> dict[str, Any]:
     """The ``preprocessor_config.json`` body: AST feature fields + video input fields."""
-    data = AudioFeatureConfig.from_model_config(config).to_hf_dict()
+    if config.audio_frontend == "yamnet":  # log-mel patches: no ASTFeatureExtractor describes them
+        data: dict[str, Any] = {"audio_frontend": "yamnet", "sample_rate": config.sample_rate,
+                                "num_mel_bins": config.num_mel_bins}  # fmt: skip
+    else:
+        data = AudioFeatureConfig.from_model_config(config).to_hf_dict()
     data.update(
         {
             "num_frames": config.num_frames,
@@ -345,7 +352,7 @@ def load_model(
             raise CheckpointError(f"{folder} is a pretrained (I3D + YAMNet) model, not a {expect.size} IMD model")
         return load_pretrained(folder, device)
     cfg = read_config(folder)
-    if cfg.ast_config is None:
+    if cfg.audio_tagger == "ast" and cfg.ast_config is None:
         # without it IMDModel would call transformers' from_pretrained on ast_source: a hub
         # download or a folder elsewhere. A saved folder is self-contained or refused.
         raise CheckpointError(

@@ -7,13 +7,19 @@ changes a saved model).
 
 Preprocessors (``imd_core.data.transforms.ClipPreprocessor``) read the input fields by
 these exact names: ``num_frames``, ``image_size``, ``motion``, ``image_mean``,
-``image_std``, ``audio_seconds``, ``sample_rate``, ``num_mel_bins``.
+``image_std``, ``audio_seconds``, ``sample_rate``, ``num_mel_bins``, ``audio_frontend``.
+
+Backbones (docs/MODEL.md, "Backbones"): ``visual_encoder`` is the paper's two-stream
+ViT (default) or I3D RGB; ``audio_tagger`` is the paper's AST (default) or YAMNet. The
+inputs follow them: I3D takes no motion input (``motion="none"``), YAMNet takes 64-bin
+log-mel patches (``num_mel_bins=64``, ``audio_frontend="yamnet"``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from typing import Any, Literal
 
 from imd_core.config_base import FrozenConfig
@@ -21,6 +27,9 @@ from imd_core.errors import ConfigError
 
 Size = Literal["tiny", "small", "base", "large"]
 SIZES: tuple[str, ...] = ("tiny", "small", "base", "large")
+VISUAL_ENCODERS: tuple[str, ...] = ("two_stream_vit", "i3d")
+AUDIO_TAGGERS: tuple[str, ...] = ("ast", "yamnet")
+YAMNET_MEL_BINS = 64  # YAMNet's log-mel patches (imd_core.pretrained.yamnet)
 
 #: The public AudioSet AST (10.24 s, 128 mel bins, 527 labels); needs a model hub.
 DEFAULT_AST_SOURCE = "MIT/ast-finetuned-audioset-10-10-0.4593"
@@ -82,6 +91,8 @@ _PRESETS: dict[str, dict[str, Any]] = {
 # Fields that define tensor shapes: a checkpoint and a model must agree on all of them.
 ARCHITECTURE_FIELDS: tuple[str, ...] = (
     "labels",
+    "visual_encoder",
+    "audio_tagger",
     "num_frames",
     "image_size",
     "patch_size",
@@ -193,15 +204,30 @@ class ModelConfig(FrozenConfig):
     size: Size = "tiny"
     labels: tuple[str, ...] = ()  # action class names, index = class id
 
+    # --- backbones (docs/MODEL.md, "Backbones") ---
+    # "two_stream_vit": the paper's RGB + motion ViT streams; "i3d": I3D RGB (one 1024-d
+    # embedding where the two streams give two; no motion input; the ViT fields are unused)
+    visual_encoder: Literal["two_stream_vit", "i3d"] = "two_stream_vit"
+    # "ast": the paper's AST (ast_source / ast_config); "yamnet": YAMNet (AudioSet, 521
+    # labels, 1024-d embedding) on 16 kHz log-mel patches
+    audio_tagger: Literal["ast", "yamnet"] = "ast"
+    # False: the visual encoder is frozen (weights and norm statistics). Default: trained
+    # for the two-stream ViT (paper), frozen for I3D (its real weights, like the tagger's)
+    video_trainable: bool | None = None
+    # YAMNet's label names in logit order; empty: its 521 AudioSet names (shipped). Filled
+    # when the model is built, so a saved folder holds them. Unused by the AST (id2label).
+    tagger_labels: tuple[str, ...] = ()
+
     # --- inputs (read by the preprocessors under these names) ---
     num_frames: int | None = None  # default: 8 frames per clip
     image_size: int | None = None  # square crop side in pixels
-    motion: Literal["diff", "flow"] = "diff"  # default: RGB frame differences
+    # default: "diff" (RGB frame differences) for the two-stream ViT, "none" for I3D
+    motion: Literal["diff", "flow", "none"] | None = None
     image_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)  # timm in21k ViT normalisation
     image_std: tuple[float, float, float] = (0.5, 0.5, 0.5)
     audio_seconds: float | None = None  # AST input length; 10.24 s = 1024 fbank frames
     sample_rate: int = 16000  # paper (AST)
-    num_mel_bins: int = 128  # paper (AST)
+    num_mel_bins: int | None = None  # default: 128 for the AST (paper), 64 for YAMNet
 
     # --- visual streams (timm ViT blocks + spatiotemporal blocks) ---
     patch_size: int | None = None
@@ -223,7 +249,7 @@ class ModelConfig(FrozenConfig):
     # --- audio branch (AST) ---
     ast_source: str | None = None  # hub id or local folder; None: build from ast_config
     ast_config: dict | None = None  # transformers ASTConfig dict for a randomly initialised AST
-    ast_trainable: bool = False  # paper: frozen tagger
+    ast_trainable: bool = False  # paper: frozen tagger (the AST or YAMNet, whichever is used)
     tag_top_k: int = 5  # AST tags per clip used for the SAVLD IoU
     # An audio label (e.g. AudioSet's "Silence") that marks "nothing heard": top-k tags
     # scored at or below it do not count for the SAVLD IoU (ours; None = plain top-k).
@@ -260,7 +286,10 @@ class ModelConfig(FrozenConfig):
 
     def __post_init__(self) -> None:
         preset = size_preset(self.size)
+        yamnet = self.audio_tagger == "yamnet"
         for key, value in preset.items():
+            if yamnet and key in ("ast_source", "ast_config"):
+                continue  # YAMNet has no AST to describe
             if getattr(self, key) is None:
                 # ast_source/ast_config are filled only as a pair, so an explicit
                 # ast_config on a base model is not overridden by the hub default.
@@ -271,6 +300,12 @@ class ModelConfig(FrozenConfig):
                 object.__setattr__(self, key, value)
         if self.fusion_dim is None:
             object.__setattr__(self, "fusion_dim", self.embed_dim)
+        if self.motion is None:
+            object.__setattr__(self, "motion", "none" if self.visual_encoder == "i3d" else "diff")
+        if self.num_mel_bins is None:
+            object.__setattr__(self, "num_mel_bins", YAMNET_MEL_BINS if yamnet else 128)
+        if self.video_trainable is None:
+            object.__setattr__(self, "video_trainable", self.visual_encoder != "i3d")
         self._validate()
 
     def _validate(self) -> None:
@@ -291,11 +326,12 @@ class ModelConfig(FrozenConfig):
             bad(f"image_mean/image_std must be finite and image_std > 0, got {self.image_mean} / {self.image_std}")
         if self.ast_config is not None:
             check_ast_config(self.ast_config)
+        self._validate_backbones(bad)
         if self.patch_stem not in ("linear", "conv"):
             bad(f"unknown patch_stem {self.patch_stem!r}; choose one of ['linear', 'conv']")
         if self.patch_stem == "conv" and (self.patch_size < 2 or self.patch_size & (self.patch_size - 1)):
             bad(f"patch_stem 'conv' needs a power-of-two patch_size >= 2, got {self.patch_size}")
-        if self.image_size % self.patch_size:
+        if self.visual_encoder == "two_stream_vit" and self.image_size % self.patch_size:
             bad(f"image_size {self.image_size} must be a multiple of patch_size {self.patch_size}")
         if self.embed_dim % self.num_heads:
             bad(f"embed_dim {self.embed_dim} must be divisible by num_heads {self.num_heads}")
@@ -311,8 +347,38 @@ class ModelConfig(FrozenConfig):
             bad("relevance_agreement needs the visual head: set visual_head_weight > 0 (e.g. 0.5)")
         if len(set(self.labels)) != len(self.labels):
             bad("labels contain duplicates; give each action class once")
-        if self.ast_source is None and self.ast_config is None:
+        if self.audio_tagger == "ast" and self.ast_source is None and self.ast_config is None:
             bad("set ast_source (hub id or folder) or ast_config (an ASTConfig dict)")
+
+    def _validate_backbones(self, bad: Callable[[str], None]) -> None:
+        """The inputs and options each visual encoder and audio tagger can take."""
+        if self.visual_encoder not in VISUAL_ENCODERS:
+            bad(f"unknown visual_encoder {self.visual_encoder!r}; choose one of {list(VISUAL_ENCODERS)}")
+        if self.audio_tagger not in AUDIO_TAGGERS:
+            bad(f"unknown audio_tagger {self.audio_tagger!r}; choose one of {list(AUDIO_TAGGERS)}")
+        if self.visual_encoder == "i3d":
+            if self.motion != "none":
+                bad(f"visual_encoder 'i3d' is RGB only: set motion to 'none' (or leave it out), not {self.motion!r}")
+            if self.video_init:
+                bad("video_init loads ViT weights into the two-stream ViT; with visual_encoder 'i3d' start "
+                    "from the kinetics400 folder instead (init.backbones_from=kinetics400)")
+        elif self.motion == "none":
+            bad("the two-stream ViT needs a motion input: set motion to 'diff' or 'flow'")
+        if self.audio_tagger == "yamnet":
+            if self.ast_source is not None or self.ast_config is not None:
+                bad("ast_source / ast_config describe an AST; remove them with audio_tagger 'yamnet'")
+            if self.sample_rate != 16000 or self.num_mel_bins != YAMNET_MEL_BINS:
+                bad(f"YAMNet takes 16 kHz audio and {YAMNET_MEL_BINS} mel bins: set sample_rate=16000 and "
+                    f"num_mel_bins={YAMNET_MEL_BINS} (or leave them out), not {self.sample_rate} / {self.num_mel_bins}")
+            if len(self.tagger_labels) > MAX_LABELS:
+                bad(f"tagger_labels holds more than {MAX_LABELS} labels")
+        elif self.tagger_labels:
+            bad("tagger_labels names YAMNet's outputs; the AST's labels are its ast_config id2label: remove it")
+
+    @property
+    def audio_frontend(self) -> str:
+        """What ``ClipPreprocessor`` makes of the audio: AST fbank or YAMNet patches."""
+        return "yamnet" if self.audio_tagger == "yamnet" else "ast"
 
     @property
     def max_length(self) -> int:

@@ -62,7 +62,7 @@ def build_for_size(size: str, num_classes: int = DEFAULT_NUM_CLASSES, **override
 
     data: dict[str, Any] = {"size": size, "labels": [f"class_{i}" for i in range(num_classes)], **overrides}
     cfg = ModelConfig.from_dict(data)
-    if cfg.ast_config is None:
+    if cfg.audio_tagger == "ast" and cfg.ast_config is None:
         ast = ASTConfig(num_labels=527, max_length=cfg.max_length, num_mel_bins=cfg.num_mel_bins).to_dict()
         cfg = cfg.replace(ast_config=ast, ast_source=None)
     with torch.device("meta"):

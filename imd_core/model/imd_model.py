@@ -1,7 +1,9 @@
 """The IMD model: two visual streams, an AST tagger, relevance gating and fusion.
 
 Data flow (``B`` clips, ``T`` frames, ``D`` video width, ``D_a`` AST width, ``A`` audio
-labels, ``C`` action classes)::
+labels, ``C`` action classes) with the paper's backbones; with I3D the two streams are
+one 1024-d RGB embedding, with YAMNet ``fbank`` holds log-mel patches ``(B,P,96,64)``
+(:mod:`imd_core.model.backbones`)::
 
     rgb (B,T,3,H,W) ---- VisualStream --> e_rgb (B,D) ------+-----------------+
     motion (B,T,3,H,W) - VisualStream --> e_mot (B,D) ------+                 |
@@ -24,12 +26,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from imd_core.errors import ConfigError
-from imd_core.model.ast_branch import ASTBranch
+from imd_core.model.backbones import build_audio_tagger, build_visual_encoder, describe_tagger
 from imd_core.model.config import ModelConfig
 from imd_core.model.fusion import ConcatFusion, GatedMultimodalUnit
 from imd_core.model.relevance import NoAudioToken, RelevanceNet, audio_gate, relevance_targets
 from imd_core.model.savld import Savld, heard_sets, relevance_iou
-from imd_core.model.video_transformer import TwoStreamVideoTransformer
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +106,8 @@ class IMDModel(nn.Module):
         load_pretrained: load ``config.ast_source`` / ``config.video_init`` weights;
             False builds the AST from ``config.ast_config`` with random weights (what
             :func:`~imd_core.model.checkpoint.load_model` does before loading the folder).
+            I3D and YAMNet start random either way; real weights come from
+            :func:`~imd_core.model.backbones.load_pretrained_backbones`.
     """
 
     def __init__(
@@ -113,51 +116,30 @@ class IMDModel(nn.Module):
         super().__init__()
         if not config.labels:
             raise ConfigError("ModelConfig.labels is empty; give the action class names")
-        # audio branch
-        if config.ast_source is not None and (load_pretrained or config.ast_config is None):
-            self.ast = ASTBranch.from_pretrained(config.ast_source, trainable=config.ast_trainable)
-        else:
-            self.ast = ASTBranch.from_config(config.ast_config, trainable=config.ast_trainable)
-        if self.ast.max_length != config.max_length or self.ast.num_mel_bins != config.num_mel_bins:
-            raise ConfigError(
-                f"the AST takes {self.ast.max_length} frames x {self.ast.num_mel_bins} mel bins but the config says "
-                f"audio_seconds={config.audio_seconds} ({config.max_length} frames) x {config.num_mel_bins}; "
-                f"set audio_seconds={self.ast.max_length / 100} and num_mel_bins={self.ast.num_mel_bins}"
-            )
-        # keep the AST architecture in the config so a saved folder is self-contained
-        config = config.replace(ast_config=self.ast.config.to_diff_dict())
+        # audio branch (the AST or YAMNet; named ``ast`` for every tagger: the training
+        # cache and the checkpoints know it by that name)
+        self.ast = build_audio_tagger(config, load_pretrained=load_pretrained)
+        # keep the tagger's description in the config so a saved folder is self-contained
+        config = describe_tagger(config, self.ast)
         self.config = config
-        # visual streams
-        self.video = TwoStreamVideoTransformer(
-            num_frames=config.num_frames,
-            image_size=config.image_size,
-            patch_size=config.patch_size,
-            embed_dim=config.embed_dim,
-            depth=config.depth,
-            num_heads=config.num_heads,
-            mlp_ratio=config.mlp_ratio,
-            st_depth=config.st_depth,
-            st_dim=config.st_dim,
-            st_heads=config.st_heads,
-            qkv_bias=config.qkv_bias,
-            drop_path_rate=config.drop_path_rate,
-            patch_stem=config.patch_stem,
-        )
+        # visual encoder: two streams (RGB, motion) or I3D's one RGB embedding
+        self.video = build_visual_encoder(config)
         if load_pretrained and config.video_init:
             from imd_core.model.checkpoint import load_vit_weights
 
             for stream in (self.video.rgb, self.video.motion):
                 load_vit_weights(stream, config.video_init)
-        d, da = config.embed_dim, self.ast.embed_dim
+        self.video.requires_grad_(config.video_trainable)
+        dv, da = list(self.video.embed_dims), self.ast.embed_dim
         # visual-only head: auxiliary CE, and the class probabilities of the agreement features
-        self.visual_head = nn.Linear(2 * d, config.num_classes) if config.visual_head_weight > 0 else None
+        self.visual_head = nn.Linear(sum(dv), config.num_classes) if config.visual_head_weight > 0 else None
         agreement_dim = 2 * config.num_classes + 1 if config.relevance_agreement else 0
-        self.relevance = RelevanceNet(2 * d + da + agreement_dim, config.relevance_hidden)
+        self.relevance = RelevanceNet(sum(dv) + da + agreement_dim, config.relevance_hidden)
         self.no_audio = NoAudioToken(da, config.no_audio)
         if config.fusion == "gmu":
-            self.fusion = GatedMultimodalUnit([d, d, da], config.fusion_dim)
+            self.fusion = GatedMultimodalUnit([*dv, da], config.fusion_dim)
         elif config.fusion == "concat":
-            self.fusion = ConcatFusion([d, d, da], config.fusion_dim)
+            self.fusion = ConcatFusion([*dv, da], config.fusion_dim)
         else:  # from_dict already refuses other names; kept for direct construction
             raise ConfigError(f"unknown fusion {config.fusion!r}; choose one of ['gmu', 'concat']")
         self.head_drop = nn.Dropout(config.head_dropout)
@@ -169,6 +151,12 @@ class IMDModel(nn.Module):
         if savld is not None:
             self.set_savld(savld)
         self.tag_floor_index = self._find_tag_floor()  # a plain int: constant under torch.compile
+
+    def train(self, mode: bool = True) -> IMDModel:
+        super().train(mode)
+        if not self.config.video_trainable:
+            self.video.eval()  # frozen: I3D's batch-norm statistics stay those it was trained with
+        return self
 
     # ------------------------------------------------------------------ labels / SAVLD
     @property
@@ -204,6 +192,8 @@ class IMDModel(nn.Module):
     @property
     def tagger_name(self) -> str:
         """The audio tagger, in words (the model manager shows it)."""
+        if self.config.audio_tagger == "yamnet":
+            return f"YAMNet (AudioSet, {len(self.audio_labels)} labels)"
         return self.config.ast_source or f"AST built from config ({self.ast.config.num_hidden_layers} layers)"
 
     # ------------------------------------------------------------------ forward
@@ -223,9 +213,11 @@ class IMDModel(nn.Module):
 
         Args:
             rgb, motion: ``(B, T, 3, H, W)`` normalised frames, or ``(B, V, T, 3, H, W)``
-                for V test views (logits are averaged over views).
-            fbank: ``(B, F, M)`` AST input; or give ``audio_embedding`` ``(B, D_a)`` (and
-                ``audio_logits`` ``(B, A)``) from a cache instead.
+                for V test views (logits are averaged over views). I3D ignores ``motion``
+                (the preprocessor makes an empty one).
+            fbank: ``(B, F, M)`` AST input (YAMNet: ``(B, P, 96, 64)`` log-mel patches); or
+                give ``audio_embedding`` ``(B, D_a)`` (and ``audio_logits`` ``(B, A)``) from a
+                cache instead.
             audio_present: ``(B,)`` bool; False forces the audio to be dropped. Default all True.
             labels: ``(B,)`` class indices: enables the losses (and IoU targets from the SAVLD).
             relevance_target: ``(B,)`` precomputed SAVLD IoU (or 0/1 relevance); relevant
@@ -235,7 +227,8 @@ class IMDModel(nn.Module):
         views = 1
         if rgb.dim() == 6:
             views = rgb.shape[1]
-            rgb, motion = rgb.flatten(0, 1), motion.flatten(0, 1)  # (B*V, T, 3, H, W)
+            rgb = rgb.flatten(0, 1)  # (B*V, T, 3, H, W)
+            motion = motion.flatten(0, 1) if motion.dim() == 6 else motion  # I3D's is empty
         if audio_embedding is None:
             if fbank is None:
                 raise ValueError("pass fbank (B, F, M) or a cached audio_embedding (B, D_a)")
@@ -246,10 +239,10 @@ class IMDModel(nn.Module):
             torch.ones(b, dtype=torch.bool, device=device) if audio_present is None else audio_present.bool()
         )
 
-        e_rgb, e_mot = self.video(rgb, motion)  # (B*V, D) each
-        a = audio_embedding.to(e_rgb.dtype).repeat_interleave(views, dim=0)  # (B*V, D_a)
-        visual_logits = self.visual_head(torch.cat([e_rgb, e_mot], -1)) if self.visual_head is not None else None
-        rel_in = [a, e_rgb, e_mot]
+        visual = list(self.video(rgb, motion))  # [e_rgb, e_mot] or I3D's [e_rgb]: (B*V, D_i) each
+        a = audio_embedding.to(visual[0].dtype).repeat_interleave(views, dim=0)  # (B*V, D_a)
+        visual_logits = self.visual_head(torch.cat(visual, -1)) if self.visual_head is not None else None
+        rel_in = [a, *visual]
         if cfg.relevance_agreement:
             rel_in += self._agreement_features(visual_logits, audio_logits, present, views)
         if cfg.relevance_detach_inputs:
@@ -285,7 +278,7 @@ class IMDModel(nn.Module):
         if self.training:
             self.gating_steps += 1
         a_gated = self.no_audio(a, gate.repeat_interleave(views))
-        fused, _ = self.fusion([e_rgb, e_mot, a_gated])
+        fused, _ = self.fusion([*visual, a_gated])
         logits = self.head(self.head_drop(fused)).view(b, views, -1).mean(1)  # (B, C)
         if visual_logits is not None:
             visual_logits = visual_logits.view(b, views, -1).mean(1)
@@ -403,13 +396,14 @@ class IMDModel(nn.Module):
         return results
 
     def param_counts(self) -> dict[str, int]:
-        """``{"per_stream", "video", "ast", "relevance", "fusion_head", "total"}`` parameter counts."""
+        """``{"per_stream", "video", "ast", "relevance", "fusion_head", "total"}`` parameter counts
+        (``per_stream``: one ViT stream, or I3D, the one stream it has)."""
 
         def n(m: nn.Module) -> int:
             return sum(p.numel() for p in m.parameters())
 
         return {
-            "per_stream": n(self.video.rgb),
+            "per_stream": n(self.video.rgb if self.config.visual_encoder == "two_stream_vit" else self.video),
             "video": n(self.video),
             "ast": n(self.ast),
             "relevance": n(self.relevance) + n(self.no_audio),

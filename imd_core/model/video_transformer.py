@@ -204,6 +204,11 @@ class TwoStreamVideoTransformer(nn.Module):
         self.rgb = VisualStream(**stream_kwargs)
         self.motion = VisualStream(**stream_kwargs)
 
+    @property
+    def embed_dims(self) -> list[int]:
+        """Width of each embedding :meth:`forward` returns (I3D's encoder has one)."""
+        return [self.rgb.embed_dim] * 2
+
     def forward(self, rgb: torch.Tensor, motion: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(B,T,3,H,W)`` x2 -> ``(rgb_embedding (B,D), motion_embedding (B,D))``."""
         return self.rgb(rgb), self.motion(motion)

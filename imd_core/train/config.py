@@ -70,12 +70,17 @@ class InitConfig(FrozenConfig):
     architecture comes from that folder. Otherwise the model is built from backbones:
     the AST, the timm ViT and the SAVLD text encoder named in the ``model`` section.
     ``savld`` names a SAVLD JSON to use instead of building one from the labels with
-    ``text_encoder``.
+    ``text_encoder``, keeping each class's ``savld_k`` nearest audio labels.
+    ``backbones_from`` (``"kinetics400"`` or a folder of its format) starts a model
+    built from the ``model`` section with that folder's real weights in its I3D
+    (``visual_encoder="i3d"``) and YAMNet (``audio_tagger="yamnet"``).
     """
 
     from_model: str | None = None
+    backbones_from: str | None = None
     savld: str | None = None
     text_encoder: str | None = None  # SAVLD encoder (hub id or folder); None: all-MiniLM-L6-v2
+    savld_k: int = 10  # audio labels per class in a SAVLD built here (imd savld build --k; its default)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,9 +151,12 @@ class TrainConfig(FrozenConfig):
             (0 < self.optim.lr < float("inf"), "optim.lr must be a finite number > 0"),
             (0.0 <= self.augment.cross_modal_p <= 1.0, "augment.cross_modal_p must be in [0, 1]"),
             (self.data.frame_grid >= 1, "data.frame_grid must be >= 1"),
+            (self.init.savld_k >= 1, "init.savld_k must be >= 1 (audio labels per class in a built SAVLD)"),
             (self.data.probe_timeout >= 0, "data.probe_timeout must be >= 0 seconds (0 disables the probe)"),
             (0 < self.data.loader_timeout < float("inf"),
              "data.loader_timeout must be a finite number of seconds > 0 (the longest wait for one batch)"),
+            (not (self.init.from_model and self.init.backbones_from),
+             "init.from_model and init.backbones_from both start the weights: give one"),
             (not (self.data.frame_cache and self.clip_seconds > 0),
              "data.frame_cache caches whole clips (or manifest windows): set clip_seconds=0 or turn it off"),
         ]

@@ -25,22 +25,27 @@ logger = logging.getLogger(__name__)
 def build_model(cfg: TrainConfig, labels: list[str]) -> torch.nn.Module:
     """The ``IMDModel`` to train, with ``labels`` as its classes.
 
-    From backbones (``cfg.model``: ``ast_source``/``ast_config``, ``video_init``) or,
-    with ``init.from_model``, from a model folder: its architecture and weights, with
-    the training options of ``cfg.model`` applied and a new head when the classes differ.
+    From backbones (``cfg.model``: ``ast_source``/``ast_config``, ``video_init``; with
+    ``init.backbones_from`` real I3D / YAMNet weights) or, with ``init.from_model``, from a
+    model folder: its architecture and weights, with the training options of
+    ``cfg.model`` applied and a new head when the classes differ.
     """
+    from imd_core.model.backbones import load_pretrained_backbones
     from imd_core.model.checkpoint import load_model, load_state_into
     from imd_core.model.config import ARCHITECTURE_FIELDS, ModelConfig
     from imd_core.model.imd_model import IMDModel
     from imd_core.resources import resolve_model_dir
 
     if not cfg.init.from_model:
-        return IMDModel(ModelConfig.from_dict({**cfg.model, "labels": list(labels)}))
+        model = IMDModel(ModelConfig.from_dict({**cfg.model, "labels": list(labels)}))
+        if cfg.init.backbones_from:
+            load_pretrained_backbones(model, cfg.init.backbones_from)
+        return model
     folder = resolve_model_dir(cfg.init.from_model)
     src = load_model(folder, device="cpu")
     # The folder fixes the architecture and the backbones; the recipe may change only
     # training options (gating, losses, ast_trainable, ...).
-    fixed = set(ARCHITECTURE_FIELDS) | {"size", "ast_source", "ast_config", "video_init"}
+    fixed = set(ARCHITECTURE_FIELDS) | {"size", "ast_source", "ast_config", "video_init", "tagger_labels"}
     have = src.config.to_dict()
     clash = sorted(k for k in cfg.model if k in fixed and k in have and have[k] != cfg.model[k])
     if clash:
@@ -125,7 +130,7 @@ def build_savld(cfg: TrainConfig, model: torch.nn.Module, labels: list[str]) -> 
         savld = Savld.load(source)
     else:
         logger.info("building the SAVLD for %d classes x %d audio labels", len(labels), len(audio_labels))
-        savld = Savld.build(labels, audio_labels, encoder=cfg.init.text_encoder)
+        savld = Savld.build(labels, audio_labels, encoder=cfg.init.text_encoder, k=cfg.init.savld_k)
     # Class names match case-insensitively everywhere (datasets do); so do SAVLD entries.
     folded = {k.casefold(): k for k in savld.mapping}
     for name in labels:
