@@ -1,4 +1,4 @@
-"""Where the embedded resources (demo model, demo clips) live.
+"""Where the embedded resources (demo model, its tagger, demo clips) live.
 
 ``resources/`` sits beside the packages in a source checkout and inside the bundle of
 a PyInstaller build (``sys._MEIPASS``). ``IMD_RESOURCES`` overrides both.
@@ -24,6 +24,25 @@ def resources_dir() -> Path:
 def demo_model_dir() -> Path:
     """The embedded demo model folder (a loadable checkpoint folder)."""
     return resources_dir() / "demo_model"
+
+
+def demo_tagger_dir() -> Path:
+    """The demo model's frozen SynthAV AST tagger alone, as a Hugging Face folder."""
+    return resources_dir() / "demo_tagger"
+
+
+#: Taggers known by name: ``model.ast_source=demo_tagger`` anywhere an AST folder goes.
+TAGGER_NAMES: tuple[str, ...] = ("demo_tagger",)
+
+
+def resolve_tagger_source(source: str) -> str:
+    """A tagger name (``demo_tagger``) -> its folder; anything else (hub id, folder) as is.
+
+    An existing folder of that name in the current directory wins over the name.
+    """
+    if source in TAGGER_NAMES and not os.path.exists(source):
+        return str(demo_tagger_dir())
+    return source
 
 
 def demo_clips_dir() -> Path:

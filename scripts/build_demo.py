@@ -7,8 +7,9 @@ Steps (each prints what it did; ``--work`` keeps intermediate results):
    audio with AudioSet names.
 3. The SAVLD between the action names and the tagger's labels, built with the
    all-MiniLM-L6-v2 encoder (``Savld.build``, what ``imd savld build`` runs), K = 1.
-4. The ``tiny`` IMD model trained on the training set (AST frozen, its outputs cached per
-   clip, as the training engine does) with the real preprocessing
+4. The IMD model of the ``demo`` recipe (``imd_core/configs/demo.json``, the one source of
+   its model fields and training values) trained on the training set (AST frozen, its
+   outputs cached per clip, as the training engine does) with the real preprocessing
    (``imd_core.data.transforms.ClipPreprocessor``) and decoding (``imd_core.media``).
 5. Evaluation on the unseen-seed set: top-1 and keep/drop accuracy (keep relevant audio,
    drop irrelevant, misleading and silent audio); then ``resources/demo_model/`` and a
@@ -16,7 +17,10 @@ Steps (each prints what it did; ``--work`` keeps intermediate results):
 
 The training loop here is a small one written against ``imd_core.model`` (the engine's
 ``imd train`` was not wired to data when this was written); ``scripts/ablation.py``
-reuses it. Example::
+reuses it. It takes every recipe value from ``demo.json`` (flags override them for
+experiments) and writes ``WORK/demo_data.csv``, the same clips as a manifest, so
+``imd train --config demo --data WORK/demo_data.csv`` trains the same recipe with the
+engine (docs/RESULTS.md, "The embedded demo model"). Example::
 
     .venv/bin/python scripts/build_demo.py --work runs/demo
 """
@@ -43,10 +47,17 @@ from imd_core.model.config import ModelConfig
 from imd_core.model.imd_model import IMDModel
 from imd_core.model.savld import Savld
 from imd_core.synth import ACTION_CLASSES, TAGGER_LABELS, SynthConfig, generate
+from imd_core.train.config import TrainConfig, load_train_config
 
 log = logging.getLogger("build_demo")
 ROOT = Path(__file__).resolve().parent.parent
-CACHE_FRAMES = 16  # frames kept per training clip; each epoch samples num_frames of them
+RECIPE = "demo"  # imd_core/configs/demo.json: the model and training values of the demo
+
+
+def cache_frames(recipe: TrainConfig) -> int:
+    """Frames kept per training clip: ``frame_grid`` candidates per segment (the engine's
+    ``data.frame_cache`` sampling); each epoch picks one of each segment's."""
+    return int(recipe.model["num_frames"]) * recipe.data.frame_grid
 
 
 @dataclass
@@ -170,25 +181,46 @@ def make_model(tagger_dir: Path, savld: Savld, variant: Variant, image_size: int
     return IMDModel(cfg, savld=savld)
 
 
+def recipe_model_config(recipe: TrainConfig, tagger_dir: Path | None, **overrides) -> ModelConfig:
+    """The recipe's model for the SynthAV classes, its frozen AST loaded from ``tagger_dir``
+    (None: the recipe's own ``ast_source``); ``overrides`` that are not None replace fields."""
+    fields = {**recipe.model, "labels": list(ACTION_CLASSES)}
+    if tagger_dir is not None:
+        fields["ast_source"] = str(tagger_dir)
+    fields.update({k: v for k, v in overrides.items() if v is not None})
+    return ModelConfig.from_dict(fields)
+
+
+def recipe_warmup_steps(recipe: TrainConfig, steps_per_epoch: int) -> int:
+    """The recipe's lr warm-up in optimiser steps (as ``imd train`` counts it)."""
+    s = recipe.schedule
+    return s.warmup_steps if s.warmup_steps >= 0 else int(round(s.warmup_epochs * steps_per_epoch))
+
+
 def train_model(model: IMDModel, pre: ClipPreprocessor, data: ClipSet | Callable[[int], ClipSet],
                 variant: Variant, *, epochs: int, batch_size: int, lr: float, seed: int,
-                clips_per_epoch: int | None = None, on_epoch: Callable[[int], dict] | None = None) -> list[dict]:
+                clips_per_epoch: int | None = None, on_epoch: Callable[[int], dict] | None = None,
+                weight_decay: float = 0.05, grad_clip: float = 1.0, warmup_steps: int | None = None,
+                min_lr_ratio: float = 0.0) -> list[dict]:
     """AdamW + warm-up/cosine over all epochs; cached AST outputs; returns per-epoch losses.
 
     ``data`` is one ``ClipSet`` seen every epoch, or ``epoch -> ClipSet`` giving fresh clips
     each epoch (``clips_per_epoch`` of them, for the schedule). ``on_epoch(epoch)`` may
-    return metrics (e.g. validation) to log with the epoch.
+    return metrics (e.g. validation) to log with the epoch. The lr is ``lr`` times a linear
+    ramp over ``warmup_steps`` (default: a tenth of the steps) times a cosine from step 0
+    down to ``min_lr_ratio`` at the last step; every parameter is decayed; gradients are
+    clipped to norm ``grad_clip`` (0: not clipped).
     """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     get_data = data if callable(data) else (lambda _epoch: data)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.05)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     n_sched = clips_per_epoch or len(data.labels)
     steps = epochs * math.ceil(n_sched / batch_size)
-    warm = max(1, steps // 10)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s / steps, 1.0))))
+    warm = max(1, steps // 10 if warmup_steps is None else warmup_steps)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm) * (
+        min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(s / steps, 1.0)))))
     history = []
     for epoch in range(epochs):
         start = time.perf_counter()
@@ -214,7 +246,8 @@ def train_model(model: IMDModel, pre: ClipPreprocessor, data: ClipSet | Callable
                         audio_present=present, labels=epoch_data.labels[idx])
             opt.zero_grad(set_to_none=True)
             out.loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            if grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(params, grad_clip)
             opt.step()
             sched.step()
             for k, v in {"loss": out.loss, **out.losses}.items():
@@ -298,13 +331,20 @@ def folder_mb(folder: Path) -> float:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 1e6
 
 
-def build_savld(tagger_labels: list[str]) -> Savld:
-    """SAVLD with all-MiniLM-L6-v2, K = 1 (each action's one nearest tagger label)."""
-    return Savld.build(list(ACTION_CLASSES), tagger_labels, k=1)
+def build_savld(tagger_labels: list[str], k: int = 1) -> Savld:
+    """SAVLD with all-MiniLM-L6-v2, K = 1 (each action's one nearest tagger label; the demo
+    recipe's ``init.savld_k``)."""
+    return Savld.build(list(ACTION_CLASSES), tagger_labels, k=k)
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description="Build the embedded demo model from scratch (CPU).")
+    recipe = load_train_config(RECIPE)
+    if recipe.optim.name != "adamw" or recipe.schedule.name != "cosine":
+        raise SystemExit(f"{RECIPE}.json: this script trains with adamw and a cosine schedule only")
+    model_fields = recipe.model
+    p = argparse.ArgumentParser(
+        description="Build the embedded demo model from scratch (CPU). Model fields and training values come "
+                    f"from the {RECIPE} recipe (imd_core/configs/{RECIPE}.json); the flags below override them.")
     p.add_argument("--work", type=Path, default=ROOT / "runs" / "demo", help="intermediate files")
     p.add_argument("--out", type=Path, default=ROOT / "resources", help="resources folder to write")
     p.add_argument("--train-clips", type=int, default=1000)
@@ -317,12 +357,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="an existing tagger folder from train_tagger.py (default: train one into WORK/tagger)")
     p.add_argument("--relevance", type=float, default=0.5)
     p.add_argument("--ambiguity", type=float, default=0.3)
-    p.add_argument("--image-size", type=int, default=64)
-    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--image-size", type=int, default=model_fields["image_size"])
+    p.add_argument("--epochs", type=int, default=recipe.epochs)
     p.add_argument("--tagger-epochs", type=int, default=8)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=5e-4)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=recipe.batch_size)
+    p.add_argument("--lr", type=float, default=recipe.optim.lr)
+    p.add_argument("--seed", type=int, default=recipe.seed)
     p.add_argument("--no-write", action="store_true", help="evaluate only; leave resources/ alone")
     p.add_argument("--decode-only", action="store_true", help="generate and decode the data, then stop")
     p.add_argument("--max-train-clips", type=int, default=0, help="use only the first N training clips (CPU)")
@@ -337,18 +377,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fresh-seed-base", type=int, default=10000, help="fresh round r renders seed BASE + r")
     p.add_argument("--render-size", type=int, default=96, help="render size of fresh clips (pixels)")
     p.add_argument("--visual-head-weight", type=float, default=None,
-                   help="add/set the visual-only head with this auxiliary CE weight (ModelConfig.visual_head_weight)")
+                   help="add/set the visual-only head with this auxiliary CE weight (ModelConfig.visual_head_weight; "
+                        "default: the recipe's for a new model, the --init model's own)")
     p.add_argument("--agreement", action="store_true",
-                   help="give the relevance net the SAVLD agreement features (ModelConfig.relevance_agreement)")
+                   help="give an --init model's relevance net the SAVLD agreement features "
+                        "(ModelConfig.relevance_agreement; a new model has the recipe's)")
     p.add_argument("--warmup-epochs", type=float, default=1.0,
                    help="teacher-forcing epochs for a relevance net that starts fresh (--agreement on --init)")
     p.add_argument("--tag-top-k", type=int, default=None,
-                   help="AST tags per clip in the SAVLD IoU relevance targets (ModelConfig.tag_top_k)")
-    p.add_argument("--patch-stem", choices=["linear", "conv"], default="linear",
+                   help="AST tags per clip in the SAVLD IoU relevance targets (ModelConfig.tag_top_k; "
+                        "default: the recipe's for a new model, the --init model's own)")
+    p.add_argument("--patch-stem", choices=["linear", "conv"], default=model_fields["patch_stem"],
                    help="patch embedding of a new model's visual streams (ModelConfig.patch_stem)")
     p.add_argument("--tag-floor", default=None,
                    help="audio label below which no tag counts in the relevance targets "
-                        "(ModelConfig.relevance_tag_floor, e.g. Silence)")
+                        "(ModelConfig.relevance_tag_floor, e.g. Silence; default: the recipe's for a new "
+                        "model, the --init model's own)")
     p.add_argument("--train-only", choices=["all", "relevance"], default="all",
                    help="'relevance': freeze everything but the relevance network (e.g. after changing its targets)")
     p.add_argument("--threads", type=int, default=1,
@@ -372,13 +416,14 @@ def main(argv: list[str] | None = None) -> int:
                                        seed=777))
     log.info("data ready (%.0f s)", time.perf_counter() - t0)
     # The preprocessor only needs the model's input fields: decode before the tagger exists.
-    pre = ClipPreprocessor.from_model_config(ModelConfig(size="tiny", labels=ACTION_CLASSES,
-                                                         image_size=args.image_size))
+    pre = ClipPreprocessor.from_model_config(recipe_model_config(recipe, None, image_size=args.image_size),
+                                             flip=recipe.augment.flip, train_scale=list(recipe.augment.train_scale))
+    k_frames = cache_frames(recipe)
     train_rows = read_manifest(train_dir, ("train", "val"))
     train_rows = train_rows[: args.max_train_clips or None]
     if args.decode_only:
         for folder, rows, k, size, name in (
-            (train_dir, train_rows, CACHE_FRAMES, pre.decode_size(True), "train"),
+            (train_dir, train_rows, k_frames, pre.decode_size(True), "train"),
             (test_dir, read_manifest(test_dir), pre.num_frames, pre.image_size, "test"),
         ):
             suffix = len(rows) if name == "train" else ""
@@ -386,16 +431,17 @@ def main(argv: list[str] | None = None) -> int:
         log.info("decoded (%.0f s)", time.perf_counter() - t0)
         return 0
     test_rows = read_manifest(test_dir)
-    train_frames, train_fb = decode_clips(train_dir, train_rows, pre, CACHE_FRAMES, pre.decode_size(True),
+    train_frames, train_fb = decode_clips(train_dir, train_rows, pre, k_frames, pre.decode_size(True),
                                           cache=work / f"cache_train{len(train_rows)}_{pre.image_size}.npz")
     for extra in args.extra_train_data:  # more clips from other seeds: every split is training data
         rows = read_manifest(extra)
         if json.loads((extra / "synth_config.json").read_text())["config"]["seed"] == 777:
             raise SystemExit(f"{extra} uses the held-out seed 777: generate it with another seed")
-        f, fb = decode_clips(extra, rows, pre, CACHE_FRAMES, pre.decode_size(True),
+        f, fb = decode_clips(extra, rows, pre, k_frames, pre.decode_size(True),
                              cache=work / f"cache_{extra.name}_{len(rows)}_{pre.image_size}.npz")
-        train_rows = train_rows + [r | {"split": "train"} for r in rows]
+        train_rows = train_rows + [r | {"split": "train", "file": str(extra / r["path"])} for r in rows]
         train_frames, train_fb = np.concatenate([train_frames, f]), torch.cat([train_fb, fb])
+    write_engine_manifest(work / "demo_data.csv", train_dir, train_rows, read_manifest(train_dir, ("test",)))
     test_frames, test_fb = decode_clips(test_dir, test_rows, pre, pre.num_frames, pre.image_size,
                                         cache=work / f"cache_test_{pre.image_size}.npz")
     log.info("decoded %d + %d clips (%.0f s)", len(train_rows), len(test_rows), time.perf_counter() - t0)
@@ -415,30 +461,33 @@ def main(argv: list[str] | None = None) -> int:
     tagger_metrics = json.loads((tagger_dir / "tagger_metrics.json").read_text())
     log.info("tagger ready (%.0f s): %s", time.perf_counter() - t0, tagger_metrics)
 
-    savld = build_savld(list(TAGGER_LABELS))
+    savld = build_savld(list(TAGGER_LABELS), k=recipe.init.savld_k)
     variant = VARIANTS["imd"]
-    steps_per_epoch = math.ceil(len(train_rows) / args.batch_size)
+    clips_per_epoch = args.fresh_clips + min(args.fresh_real, len(train_rows)) if args.fresh_rounds else len(train_rows)
+    steps_per_epoch = math.ceil(clips_per_epoch / args.batch_size)
     if args.init is not None:  # continue training a saved model (same architecture, its own tagger)
         from imd_core.model.checkpoint import load_model
 
         model = load_model(args.init)
         model.set_savld(savld)
-    else:
-        model = make_model(tagger_dir, savld, variant, args.image_size, warmup_steps=3 * steps_per_epoch,
-                           patch_stem=args.patch_stem)
-    changes = {}
-    if args.visual_head_weight is not None:
-        changes["visual_head_weight"] = args.visual_head_weight
-    if args.agreement:
-        changes["relevance_agreement"] = True
-    if changes:
-        clips = args.fresh_clips + args.fresh_real if args.fresh_rounds else len(train_rows)
-        model = upgrade(model, savld, round(args.warmup_epochs * math.ceil(clips / args.batch_size)), **changes)
-    if args.tag_top_k is not None:
-        model.config = model.config.replace(tag_top_k=args.tag_top_k)
-    if args.tag_floor is not None:
-        model.config = model.config.replace(relevance_tag_floor=args.tag_floor)
-        model.tag_floor_index = model._find_tag_floor()
+        changes = {}
+        if args.visual_head_weight is not None:
+            changes["visual_head_weight"] = args.visual_head_weight
+        if args.agreement:
+            changes["relevance_agreement"] = True
+        if changes:
+            model = upgrade(model, savld, round(args.warmup_epochs * steps_per_epoch), **changes)
+        if args.tag_top_k is not None:
+            model.config = model.config.replace(tag_top_k=args.tag_top_k)
+        if args.tag_floor is not None:
+            model.config = model.config.replace(relevance_tag_floor=args.tag_floor)
+            model.tag_floor_index = model._find_tag_floor()
+        ast_source = None  # the AST lives in the folder's weights
+    else:  # the recipe's model (demo.json), its frozen AST from tagger_dir
+        model = IMDModel(recipe_model_config(recipe, tagger_dir, image_size=args.image_size, patch_stem=args.patch_stem,
+                                             visual_head_weight=args.visual_head_weight, tag_top_k=args.tag_top_k,
+                                             relevance_tag_floor=args.tag_floor), savld=savld)
+        ast_source = model_fields["ast_source"]  # "demo_tagger": written beside the model (OUT/demo_tagger)
     if args.train_only == "relevance":
         for name, param in model.named_parameters():
             param.requires_grad_(name.startswith("relevance."))
@@ -450,7 +499,9 @@ def main(argv: list[str] | None = None) -> int:
                                       cache=work / f"cache_valtest{len(val_rows)}_{pre.image_size}.npz")
     val_set = tag_clips(val_rows, val_frames, val_fb, model.ast)
 
-    model.config = model.config.replace(ast_source=None)  # the AST lives in the folder's weights
+    model.config = model.config.replace(ast_source=ast_source)
+    schedule = {"weight_decay": recipe.optim.weight_decay, "grad_clip": recipe.optim.grad_clip,
+                "warmup_steps": recipe_warmup_steps(recipe, steps_per_epoch), "min_lr_ratio": recipe.schedule.min_lr_ratio}
 
     def watch(_epoch: int) -> dict:
         from imd_core.model.checkpoint import save_model
@@ -466,13 +517,14 @@ def main(argv: list[str] | None = None) -> int:
         real = min(args.fresh_real, len(train_set.labels))
         rounds = synth_stream.fresh_rounds(
             SynthConfig(relevance=args.relevance, ambiguity=args.ambiguity, size=args.render_size), pre, model.ast,
-            clips=args.fresh_clips, seed_base=args.fresh_seed_base, k=CACHE_FRAMES, size=pre.decode_size(True),
+            clips=args.fresh_clips, seed_base=args.fresh_seed_base, k=k_frames, size=pre.decode_size(True),
             real=train_set, real_per_round=real)
         history = train_model(model, pre, rounds, variant, epochs=args.fresh_rounds, batch_size=args.batch_size,
-                              lr=args.lr, seed=args.seed, clips_per_epoch=args.fresh_clips + real, on_epoch=watch)
+                              lr=args.lr, seed=args.seed, clips_per_epoch=args.fresh_clips + real, on_epoch=watch,
+                              **schedule)
     elif args.epochs > 0:
         history = train_model(model, pre, train_set, variant, epochs=args.epochs, batch_size=args.batch_size,
-                              lr=args.lr, seed=args.seed, on_epoch=watch)
+                              lr=args.lr, seed=args.seed, on_epoch=watch, **schedule)
     tuning = None
     if args.tune_threshold:
         tuning = tune_threshold(model, pre, val_set, variant)
@@ -492,12 +544,34 @@ def main(argv: list[str] | None = None) -> int:
     if out_model.exists():
         shutil.rmtree(out_model)
     save_model(model, out_model, savld=savld)
+    if ast_source is not None:  # the tagger the model names ("demo_tagger"), beside it: OUT/demo_tagger
+        out_tagger = args.out / ast_source
+        if not out_tagger.exists() or out_tagger.resolve() != tagger_dir.resolve():
+            shutil.rmtree(out_tagger, ignore_errors=True)
+            shutil.copytree(tagger_dir, out_tagger)
     (out_model / "demo_metrics.json").write_text(json.dumps(
         {"heldout_seed777": metrics, "tagger_test": tagger_metrics.get("test")}, indent=2) + "\n")
     write_demo_clips(test_dir, args.out / "demo_clips")
     log.info("wrote %s (%.1f MB) and demo clips (%.1f MB)", out_model, folder_mb(out_model),
              folder_mb(args.out / "demo_clips"))
     return 0
+
+
+def write_engine_manifest(path: Path, train_dir: Path, train_rows: list[dict[str, str]],
+                          val_rows: list[dict[str, str]]) -> Path:
+    """The clips this build trains on (split ``train``) and watches (seed 0's ``test`` split,
+    as ``val``) as an ``imd train`` manifest with absolute paths, so ``imd train --config
+    demo --data PATH`` trains the same recipe on the same data."""
+    import csv
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        out = csv.writer(f)
+        out.writerow(["path", "label", "split"])
+        for rows, split in ((train_rows, "train"), (val_rows, "val")):
+            for r in rows:
+                out.writerow([str(Path(r.get("file") or train_dir / r["path"]).resolve()), r["label"], split])
+    return path
 
 
 def write_demo_clips(test_dir: Path, out: Path, per_kind: dict[str, int] | None = None) -> None:

@@ -55,12 +55,17 @@ class ASTBranch(nn.Module):
 
     @classmethod
     def from_pretrained(cls, source: str, *, trainable: bool = False) -> ASTBranch:
-        """Loads a hub id (e.g. ``MIT/ast-finetuned-audioset-10-10-0.4593``) or a local folder.
+        """Loads a hub id (e.g. ``MIT/ast-finetuned-audioset-10-10-0.4593``), a local folder,
+        or a tagger name (``demo_tagger``: the demo model's SynthAV tagger, ``imd_core.resources``).
 
         Raises:
             CheckpointError: the folder or hub id cannot be loaded.
         """
         from transformers import ASTForAudioClassification
+
+        from imd_core.resources import resolve_tagger_source
+
+        source = resolve_tagger_source(source)
 
         # "org/name" is a hub id; absolute, relative ("./x", "../x", "~/x") or existing paths are folders
         looks_local = source.startswith(("/", ".", "~")) or os.path.exists(source) or source.count("/") > 1
