@@ -1,10 +1,20 @@
 """The IMD ablation on SynthAV, scaled to a 2-core CPU, from a shared visual pretraining.
 
-Variants (``build_demo.VARIANTS``): video only, naive audio-visual fusion, random
-modality dropout (AVSlowFast's DropPathway, p = 0.5 on training clips), IMD, and IMD with
-intra-class cross-modality augmentation (p = 0.5). Each at audio relevance P = 0.9, 0.5,
-0.1 and several seeds. All variants share the frozen demo tagger (like the paper's frozen
-AudioSet AST) and the ``tiny`` IMD architecture; only how audio is used differs.
+Variants (``VARIANTS``: ``build_demo.VARIANTS`` plus ``oracle``): video only, naive
+audio-visual fusion, random modality dropout (AVSlowFast's DropPathway, p = 0.5 on training
+clips), IMD, IMD with intra-class cross-modality augmentation (p = 0.5), and the oracle
+gate (naive fusion that keeps a clip's audio iff its true ``audio_kind`` is ``relevant``,
+in training and at test: the most any gate can gain). Each at audio relevance P = 0.9,
+0.5, 0.1 and several seeds. All variants share the frozen demo tagger (like the paper's
+frozen AudioSet AST) and the ``tiny`` IMD architecture; only how audio is used differs.
+
+Spurious soundtracks (issue 18): ``--spurious-correlation S`` renders the training sets with
+``SynthConfig.spurious_correlation = S`` (every training clip counts as the ``train``
+split: the sets are rendered with val/test fractions 0, which leaves every clip of S = 0
+as it was), so an irrelevant soundtrack names its class's fixed sound with probability S;
+the test sets never have it (S = 0: drawn independently of the class).
+``--misleading-share M`` sets ``SynthConfig.misleading_share`` of every set. An ``OUT``
+holds one (S, M) setting only.
 
 Visual pretraining (the analogue of the paper's pretrained ViT backbone; on by default,
 ``--visual-pretrain-clips 0`` trains from scratch as the first study did): the ``tiny``
@@ -36,6 +46,7 @@ import json
 import logging
 import sys
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -46,9 +57,92 @@ import build_demo as B  # noqa: E402
 from synth_stream import render_set  # noqa: E402
 
 from imd_core.data.transforms import ClipPreprocessor  # noqa: E402
-from imd_core.synth import TAGGER_LABELS, SynthConfig  # noqa: E402
+from imd_core.synth import TAGGER_LABELS, SynthConfig, sample_clip_spec  # noqa: E402
 
 log = logging.getLogger("ablation")
+
+
+@dataclass(frozen=True)
+class AblationVariant(B.Variant):
+    """``build_demo.Variant`` plus the oracle gate (not in ``build_demo``, which stays as it is)."""
+
+    oracle_gate: bool = False  # keep the audio iff the clip's true audio_kind is "relevant"
+
+
+VARIANTS: dict[str, B.Variant] = {
+    **B.VARIANTS,
+    # Naive fusion whose audio is dropped (the no-audio token) on every clip that is not
+    # relevant by construction, in training and at test.
+    "oracle": AblationVariant("oracle", imd=False, oracle_gate=True),
+}
+
+
+class OracleGate(torch.nn.Module):
+    """Wraps an ``IMDModel``: ``audio_present &= the clip's true relevance``.
+
+    The true relevance travels as an extra last column of the audio embedding (see
+    :func:`with_relevance_column`), so ``build_demo.train_model`` and ``evaluate`` run
+    unchanged (same batches, same random draws as every other variant); the column is
+    removed before the model sees the embedding.
+    """
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    @property
+    def config(self):
+        return self.model.config
+
+    def forward(self, rgb, motion, *, audio_embedding, audio_present=None, **kwargs):
+        relevant = audio_embedding[:, -1] > 0.5
+        present = relevant if audio_present is None else audio_present.bool() & relevant
+        return self.model(rgb, motion, audio_embedding=audio_embedding[:, :-1], audio_present=present, **kwargs)
+
+
+class Recorder(torch.nn.Module):
+    """Passes every call through and keeps the eval-mode predictions (``build_demo.evaluate``'s order)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.preds: list[torch.Tensor] = []
+
+    def forward(self, *args, **kwargs):
+        out = self.model(*args, **kwargs)
+        if not self.training:
+            self.preds.append(out.logits.argmax(-1))
+        return out
+
+
+def shortcut_metrics(preds: torch.Tensor, labels: torch.Tensor, specs: list) -> dict[str, float]:
+    """How far a model follows the spurious soundtrack shortcut on irrelevant test clips.
+
+    ``shortcut_rate``: share of irrelevant clips predicted as a class whose spurious sound
+    (``SPURIOUS_SOUNDS``) is the clip's sound (2 of 8 classes per sound: 0.25 for a model
+    that ignores the sound); ``top1_irrelevant_match`` / ``_other``: top-1 on the irrelevant
+    clips whose sound is / is not their own class's spurious sound (a shortcut wins on the
+    first, about a quarter of them, and loses on the second).
+    """
+    from imd_core.synth.classes import ACTION_CLASSES, SPURIOUS_SOUNDS
+
+    irr = [i for i, s in enumerate(specs) if s.audio_kind == "irrelevant"]
+    if not irr:
+        return {}
+    follows = [SPURIOUS_SOUNDS[ACTION_CLASSES[int(preds[i])]] == specs[i].source for i in irr]
+    match = [i for i in irr if SPURIOUS_SOUNDS[specs[i].label] == specs[i].source]
+    other = [i for i in irr if i not in match]
+    res = {"shortcut_rate": float(np.mean(follows))}
+    for name, idx in (("match", match), ("other", other)):
+        if idx:
+            res[f"top1_irrelevant_{name}"] = float((preds[idx] == labels[idx]).float().mean())
+    return res
+
+
+def with_relevance_column(data):
+    """A ``ClipSet`` whose embeddings carry 1.0 (relevant) or 0.0 as an extra last column."""
+    relevant = torch.tensor([k == "relevant" for k in data.kinds], dtype=data.emb.dtype)
+    return replace(data, emb=torch.cat([data.emb, relevant[:, None]], 1))
 
 
 # The scale of the second study (runs/ablation_v2), measured on the shared 2-core sandbox with
@@ -79,7 +173,7 @@ def summarise(results_path: Path, plot_path: Path, title: str = "SynthAV ablatio
     groups: dict[tuple[float, str], list[dict]] = {}
     for r in rows:
         groups.setdefault((r["relevance"], r["variant"]), []).append(r)
-    order = [v for v in B.VARIANTS if any(k[1] == v for k in groups)]
+    order = [v for v in VARIANTS if any(k[1] == v for k in groups)]
     rels = sorted({k[0] for k in groups}, reverse=True)
 
     def mean(g: list[dict], key: str) -> float:
@@ -115,7 +209,15 @@ def summarise(results_path: Path, plot_path: Path, title: str = "SynthAV ablatio
     fig.tight_layout()
     plot_path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(plot_path, dpi=110)
-    return "\n".join(lines) + "\n\nPer audio kind (means over seeds):\n\n" + "\n".join(kind_lines)
+    text = "\n".join(lines) + "\n\nPer audio kind (means over seeds):\n\n" + "\n".join(kind_lines)
+    if any("shortcut_rate" in r for r in rows):
+        cut = ["| P | variant | shortcut rate | top-1 irrelevant, sound = own class's | top-1 irrelevant, other sound |",
+               "|---|---|---|---|---|"]
+        cut += [f"| {rel} | {v} | {mean(g, 'shortcut_rate'):.2f} | {mean(g, 'top1_irrelevant_match'):.2f} | "
+                f"{mean(g, 'top1_irrelevant_other'):.2f} |"
+                for v in order for rel in rels if (g := groups.get((rel, v)))]
+        text += "\n\nThe spurious-sound shortcut on irrelevant test clips (means over seeds):\n\n" + "\n".join(cut)
+    return text
 
 
 def visual_pretrain(args: argparse.Namespace, savld, pre: ClipPreprocessor, tagger,
@@ -172,11 +274,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tagger", type=Path, required=True, help="the demo tagger folder (train_tagger.py)")
     p.add_argument("--out", type=Path, default=Path("runs/ablation_v2"))
     p.add_argument("--relevance", type=float, nargs="+", default=[0.9, 0.5, 0.1])
-    p.add_argument("--variants", nargs="+", default=list(B.VARIANTS))
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--train-clips", type=int, default=TRAIN_CLIPS)
     p.add_argument("--test-clips", type=int, default=160)
     p.add_argument("--ambiguity", type=float, default=0.6)
+    p.add_argument("--spurious-correlation", type=float, default=0.0,
+                   help="SynthConfig.spurious_correlation of the training sets (test sets: always 0)")
+    p.add_argument("--misleading-share", type=float, default=0.25,
+                   help="SynthConfig.misleading_share of the training and test sets")
     p.add_argument("--size", type=int, default=64, help="render size (pixels)")
     p.add_argument("--image-size", type=int, default=32, help="model input size (pixels)")
     p.add_argument("--frames", type=int, default=4)
@@ -207,18 +313,25 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     results_path = args.out / "results.jsonl"
     done = set()
+    setting = {"spurious_correlation": args.spurious_correlation, "misleading_share": args.misleading_share}
     if results_path.is_file():
         for line in results_path.read_text().splitlines():
             r = json.loads(line)
+            theirs = {"spurious_correlation": r.get("spurious_correlation", 0.0),
+                      "misleading_share": r.get("misleading_share", 0.25)}
+            if theirs != setting:
+                raise SystemExit(f"{results_path} has runs with {theirs}, not {setting}: use another --out")
             done.add((r["relevance"], r["variant"], r["seed"]))
     savld = B.build_savld(list(TAGGER_LABELS))
     overrides = {"num_frames": args.frames}
     probe = B.make_model(args.tagger, savld, B.VARIANTS["imd"], args.image_size, 0, **overrides)
     pre = ClipPreprocessor.from_model_config(probe.config)
     t0 = time.perf_counter()
-    base = {rel: dict(relevance=rel, ambiguity=args.ambiguity, size=args.size) for rel in args.relevance}
-    tests = {rel: render_set(SynthConfig(clips=args.test_clips, seed=seeds[rel][1], **base[rel]), pre,
-                             args.frames, probe.ast) for rel in args.relevance}
+    base = {rel: dict(relevance=rel, ambiguity=args.ambiguity, size=args.size, misleading_share=args.misleading_share)
+            for rel in args.relevance}
+    test_cfgs = {rel: SynthConfig(clips=args.test_clips, seed=seeds[rel][1], **base[rel]) for rel in args.relevance}
+    tests = {rel: render_set(cfg, pre, args.frames, probe.ast) for rel, cfg in test_cfgs.items()}
+    test_specs = {rel: [sample_clip_spec(cfg, i) for i in range(cfg.clips)] for rel, cfg in test_cfgs.items()}
     log.info("rendered the test sets (%.0f s)", time.perf_counter() - t0)
     video_init = None
     if args.visual_pretrain_clips > 0:
@@ -230,21 +343,29 @@ def main(argv: list[str] | None = None) -> int:
             if (rel, n, s) not in done]
     trains = {}
     for rel in sorted({t[1] for t in todo}, key=args.relevance.index):
-        trains[rel] = render_set(SynthConfig(clips=args.train_clips, seed=seeds[rel][0], **base[rel]), pre,
-                                 2 * args.frames, probe.ast)
+        # val/test fractions 0: every clip is a "train" clip (only the split changes; at S = 0
+        # the set is the one earlier versions rendered), so the spurious sounds reach all of them.
+        trains[rel] = render_set(SynthConfig(clips=args.train_clips, seed=seeds[rel][0], val_fraction=0.0,
+                                             test_fraction=0.0, spurious_correlation=args.spurious_correlation,
+                                             **base[rel]), pre, 2 * args.frames, probe.ast)
         log.info("P=%.1f: rendered %d training clips (%.0f s)", rel, args.train_clips, time.perf_counter() - t0)
     steps = args.epochs * -(-args.train_clips // args.batch_size)
     for seed, rel, name in todo:
-        variant = B.VARIANTS[name]
+        variant = VARIANTS[name]
         torch.manual_seed(seed)
         model = B.make_model(args.tagger, savld, variant, args.image_size, steps // 3, **overrides)
         if video_init is not None:  # only the visual streams; relevance net, fusion, head start fresh
             model.video.load_state_dict(video_init)
+        train, test = trains[rel], tests[rel]
+        if getattr(variant, "oracle_gate", False):
+            model, train, test = OracleGate(model), with_relevance_column(train), with_relevance_column(test)
         start, cpu = time.perf_counter(), time.process_time()
-        B.train_model(model, pre, trains[rel], variant, epochs=args.epochs, batch_size=args.batch_size,
+        B.train_model(model, pre, train, variant, epochs=args.epochs, batch_size=args.batch_size,
                       lr=args.lr, seed=seed)
-        metrics = B.evaluate(model, pre, tests[rel], variant)
-        row = {"relevance": rel, "variant": name, "seed": seed, **metrics,
+        recorder = Recorder(model)
+        metrics = B.evaluate(recorder, pre, test, variant)
+        metrics |= shortcut_metrics(torch.cat(recorder.preds), test.labels, test_specs[rel])
+        row = {"relevance": rel, "variant": name, "seed": seed, **metrics, **setting,
                "visual_pretrain": video_init is not None,
                "train_seconds": round(time.perf_counter() - start, 1),
                "cpu_seconds": round(time.process_time() - cpu, 1)}

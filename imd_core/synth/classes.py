@@ -43,6 +43,20 @@ IRRELEVANT_TAGS: dict[str, str] = {
 
 SILENCE_TAG = "Silence"
 
+# The irrelevant soundtrack each class gets in a spurious-correlation training split
+# (``SynthConfig.spurious_correlation``): two classes per sound, in a plausible setting
+# (music over drumming and clapping, chatter over typing and knocking, ...).
+SPURIOUS_SOUNDS: dict[str, str] = {
+    "bouncing ball": "wind",
+    "clapping": "music",
+    "hammering": "engine",
+    "drumming": "music",
+    "sawing": "engine",
+    "typing": "babble",
+    "knocking": "babble",
+    "ringing bell": "wind",
+}
+
 # Every tag SynthAV writes, in a fixed order: the label set of the demo audio tagger.
 TAGGER_LABELS: tuple[str, ...] = (
     *(CLASS_TAGS[c] for c in ACTION_CLASSES),

@@ -7,8 +7,21 @@ writes byte-identical files.
 
 Audio kinds (per clip): ``relevant`` with probability ``relevance``; otherwise
 ``irrelevant`` (babble, music, engine or wind) 60%, ``misleading`` (another class's
-sound, not synchronised) 25%, ``silent`` (a near-silent track) 15%. A quarter of the
-relevant clips also carry a quieter irrelevant background sound (tagged as well).
+sound, not synchronised) 25%, ``silent`` (a near-silent track) 15% (by default:
+``misleading_share`` sets the misleading share of the non-relevant clips, the rest
+stays 4:1 irrelevant:silent). A quarter of the relevant clips also carry a quieter
+irrelevant background sound (tagged as well).
+
+Spurious soundtracks (``spurious_correlation`` S > 0): in the ``train`` split only, an
+``irrelevant`` clip's sound is, with probability S, its class's fixed sound
+(``classes.SPURIOUS_SOUNDS``: e.g. music over drumming and clapping) instead of a uniform
+draw, so the sound predicts the class in training and naive fusion can learn a shortcut;
+``val`` and ``test`` clips always draw it independently of the class. Only the sound of
+those clips changes: the labels, splits, audio kinds, durations and pictures of every clip
+are the same for every S (the choice uses its own generator).
+
+Knobs at their defaults draw exactly what earlier versions drew (same bytes) and are left
+out of ``synth_config.json``.
 """
 
 from __future__ import annotations
@@ -28,13 +41,24 @@ import numpy as np
 from imd_core.config_base import FrozenConfig
 from imd_core.errors import ConfigError, DataError
 from imd_core.synth import audio as A
-from imd_core.synth.classes import ACTION_CLASSES, CLASS_TAGS, IRRELEVANT_TAGS, SILENCE_TAG
+from imd_core.synth.classes import ACTION_CLASSES, CLASS_TAGS, IRRELEVANT_TAGS, SILENCE_TAG, SPURIOUS_SOUNDS
 from imd_core.synth.video import RENDERERS, Canvas, background, occluders
 
 log = logging.getLogger(__name__)
 
 MANIFEST_COLUMNS = ("path", "label", "split", "audio_kind", "audio_tags")
-_KIND_WEIGHTS = {"irrelevant": 0.6, "misleading": 0.25, "silent": 0.15}
+# Knobs added after the first data sets: left out of synth_config.json at these defaults.
+_NEW_KNOB_DEFAULTS = {"spurious_correlation": 0.0, "misleading_share": 0.25}
+
+
+def kind_weights(misleading_share: float) -> dict[str, float]:
+    """Shares of the non-relevant audio kinds: misleading ``m``, irrelevant:silent 4:1 of the rest.
+
+    ``m = 0.25`` gives exactly ``{"irrelevant": 0.6, "misleading": 0.25, "silent": 0.15}``.
+    """
+    rest = 1.0 - misleading_share
+    # rounding makes the default bit-identical to the literals (0.75 * 0.8 is 0.6000000000000001)
+    return {"irrelevant": round(rest * 0.8, 12), "misleading": misleading_share, "silent": round(rest * 0.2, 12)}
 
 
 @dataclass(frozen=True)
@@ -53,6 +77,15 @@ class SynthConfig(FrozenConfig):
         sample_rate: audio sample rate (16 kHz: what the AST front-end uses).
         val_fraction, test_fraction: split shares (the rest is ``train``).
         classes: the action classes to render (a subset of ``ACTION_CLASSES``).
+        spurious_correlation: S in [0, 1], train split only: the probability that an
+            ``irrelevant`` clip's sound is its class's fixed sound
+            (``classes.SPURIOUS_SOUNDS``) rather than a uniform draw, so the soundtrack
+            predicts the class in training but not in ``val``/``test`` (always drawn
+            independently). P(sound = its class's sound) = S + (1 - S) / 4 in training,
+            1/4 elsewhere. 0 (default): no correlation.
+        misleading_share: M in [0, 1]: the share of ``misleading`` audio among the
+            non-relevant clips; the rest is ``irrelevant`` and ``silent`` at 4:1.
+            0.25 (default): irrelevant 60%, misleading 25%, silent 15%.
     """
 
     clips: int = 1000
@@ -67,6 +100,8 @@ class SynthConfig(FrozenConfig):
     val_fraction: float = 0.1
     test_fraction: float = 0.1
     classes: tuple[str, ...] = ACTION_CLASSES
+    spurious_correlation: float = 0.0
+    misleading_share: float = 0.25
 
     def __post_init__(self) -> None:
         if self.clips < 1:
@@ -75,6 +110,10 @@ class SynthConfig(FrozenConfig):
             raise ConfigError(f"synth: --relevance must be in [0, 1], got {self.relevance}")
         if not 0.0 <= self.ambiguity <= 1.0:
             raise ConfigError(f"synth: --ambiguity must be in [0, 1], got {self.ambiguity}")
+        if not 0.0 <= self.spurious_correlation <= 1.0:
+            raise ConfigError(f"synth: --spurious-correlation must be in [0, 1], got {self.spurious_correlation}")
+        if not 0.0 <= self.misleading_share <= 1.0:
+            raise ConfigError(f"synth: --misleading-share must be in [0, 1], got {self.misleading_share}")
         if self.size < 32 or self.size % 2:
             raise ConfigError(f"synth: size must be an even number >= 32, got {self.size}")
         if not 0 < self.min_seconds <= self.max_seconds:
@@ -134,10 +173,14 @@ def sample_clip_spec(cfg: SynthConfig, index: int) -> ClipSpec:
         if rng.random() < 0.25:
             bg = str(rng.choice(list(IRRELEVANT_TAGS)))
     else:
-        kinds = list(_KIND_WEIGHTS)
-        kind = str(rng.choice(kinds, p=list(_KIND_WEIGHTS.values())))
+        weights = kind_weights(cfg.misleading_share)
+        kind = str(rng.choice(list(weights), p=list(weights.values())))
         if kind == "irrelevant":
             source = str(rng.choice(list(IRRELEVANT_TAGS)))
+            # Own generator: S changes this clip's sound and nothing else.
+            if (split == "train" and cfg.spurious_correlation > 0
+                    and np.random.default_rng([cfg.seed, index, 3]).random() < cfg.spurious_correlation):
+                source = SPURIOUS_SOUNDS[label]
         elif kind == "misleading":
             source = str(rng.choice([c for c in ACTION_CLASSES if c != label]))
         else:
@@ -279,7 +322,8 @@ def generate(
         w = csv.DictWriter(f, fieldnames=MANIFEST_COLUMNS)
         w.writeheader()
         w.writerows(rows)
-    meta = {"generator": "imd synth", "config": cfg.to_dict(), "classes": list(cfg.classes),
+    config = {k: v for k, v in cfg.to_dict().items() if _NEW_KNOB_DEFAULTS.get(k, object()) != v}
+    meta = {"generator": "imd synth", "config": config, "classes": list(cfg.classes),
             "class_tags": {c: CLASS_TAGS[c] for c in cfg.classes}}
     (out / "synth_config.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     log.info("rendered %d clips in %.1f s with %d worker(s)", cfg.clips, time.perf_counter() - start, workers)
