@@ -47,7 +47,7 @@ from imd_core.errors import ConfigError, ImdError
 
 logger = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: whole validation clips sampled as imd predict samples them
 
 
 def grid_times(pre: Any, start: float, end: float, grid: int) -> np.ndarray:
@@ -128,10 +128,10 @@ class FrameCacheDataset(ClipDataset):
             write(fh)
         os.replace(tmp, path)
 
-    def _times(self, start: float, end: float) -> np.ndarray:
+    def _times(self, start: float, end: float, whole_clip: bool = False) -> np.ndarray:
         if self.train:
             return grid_times(self.pre, start, end, self.frame_grid)
-        return self.pre.sample_times(start, end, train=False, multi_view=self.multi_view)
+        return self.pre.sample_times(start, end, train=False, multi_view=self.multi_view, whole_clip=whole_clip)
 
     def _decode(self, i: int, start: float, end: float | None,
                 pick: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[np.ndarray, torch.Tensor, bool, str]:
@@ -140,10 +140,11 @@ class FrameCacheDataset(ClipDataset):
         from imd_core.media.decode import decode_clip
 
         e = self.index.entries[i]
+        whole = e.start is None and e.end is None and self.clip_seconds is None  # as imd predict samples a file
         with self._decoding(e.path):
             clip = decode_clip(
                 e.path, start, end,
-                times=lambda s, t: self._times(s, t) if pick is None else pick(self._times(s, t)),
+                times=lambda s, t: self._times(s, t, whole) if pick is None else pick(self._times(s, t, whole)),
                 size=self.pre.decode_size(self.train), timeout=self.timeout,
             )
         audio = clip.audio if clip.has_audio else None

@@ -206,3 +206,27 @@ def test_imd_eval_takes_kinetics400_by_name(k400_dir, tmp_path, capsys):
     result = json.loads(capsys.readouterr().out)
     assert result["clips"] == 2 and 0.0 <= result["top5"] <= 1.0
     assert result["relevance_accuracy"] is not None  # the rule's decision against the true-class target
+
+
+def test_imd_eval_sees_the_frames_imd_predict_sees(k400_dir, tmp_path):
+    """eval sampled a dense 1.28 s stretch of a whole clip while predict spread the frames
+    over the clip, so the two named different actions for the same file (dancer: "bending
+    back" against "dancing ballet"). A whole file is now decoded the same way by both;
+    a manifest window keeps the model's dense sampling, as `imd predict --window` does."""
+    from imd_core.data.dataset import ClipDataset
+    from imd_core.data.manifest import load_dataset_index
+    from imd_core.data.transforms import ClipPreprocessor
+    from imd_core.inference.predictor import Predictor
+    from tests.media_factory import write_clip
+
+    clip = write_clip(tmp_path / "moving.mp4", seconds=6.0, fps=25, width=160, height=120, seed=3)
+    (tmp_path / "m.csv").write_text("path,label,start,end\nmoving.mp4,dancing ballet,,\nmoving.mp4,dancing ballet,1.0,4.0\n")
+    p = Predictor(k400_dir, device="cpu")
+    index = load_dataset_index(tmp_path / "m.csv", labels=p.model.labels, split_ratios=(1.0, 0.0, 0.0))
+    ds = ClipDataset(index, ClipPreprocessor.from_model_config(p.model.config), train=False)
+    whole = p.preprocess(next(iter(p.open(clip))))
+    assert torch.equal(ds.load(0)["rgb"], whole["rgb"])
+    pre = p.preprocessor
+    assert pre.sampling == "dense"  # the window: the model's own sampling, centred in it
+    times = pre.sample_times(1.0, 4.0, train=False)
+    assert times[-1] - times[0] < 1.5 and abs((times[0] + times[-1]) / 2 - 2.5) < 0.05
