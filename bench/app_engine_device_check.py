@@ -46,12 +46,14 @@ def main() -> int:
         stats = session.engine.stats
         good = bool(results) and all(r.top[0].label in LABELS and r.audio.present for r in results)
         ok &= good
-        print(f"{device}: model on {session.info.device}, {len(results)} windows "
-              f"(window {session.window:.2f} s, hop {session.hop:.2f} s), "
-              f"last inference {1000 * (stats.last_inference_seconds or 0):.1f} ms, "
-              f"mean latency {1000 * (stats.mean_latency or 0):.1f} ms, fed 4 s of media in {wall:.2f} s, "
-              f"first: {results[0].label if results else '-'} audio dropped={results[0].audio.dropped if results else '-'}"
-              f" -> {'ok' if good else 'FAILED'}")
+        print(
+            f"{device}: model on {session.info.device}, {len(results)} windows "
+            f"(window {session.window:.2f} s, hop {session.hop:.2f} s), "
+            f"last inference {1000 * (stats.last_inference_seconds or 0):.1f} ms, "
+            f"mean latency {1000 * (stats.mean_latency or 0):.1f} ms, fed 4 s of media in {wall:.2f} s, "
+            f"first: {results[0].label if results else '-'} audio dropped={results[0].audio.dropped if results else '-'}"
+            f" -> {'ok' if good else 'FAILED'}"
+        )
     return 0 if ok else 1
 
 

@@ -70,8 +70,16 @@ def main() -> int:
     if clip is None:
         from tests.media_factory import write_clip
 
-        clip = str(write_clip(Path(tmp.name) / "bench.mp4", seconds=max(args.seconds, 10.0) + 2, fps=30,
-                              width=640, height=360, pattern="texture"))
+        clip = str(
+            write_clip(
+                Path(tmp.name) / "bench.mp4",
+                seconds=max(args.seconds, 10.0) + 2,
+                fps=30,
+                width=640,
+                height=360,
+                pattern="texture",
+            )
+        )
     app = QApplication(["bench"])
     settings = QSettings(str(Path(tmp.name) / "s.ini"), QSettings.Format.IniFormat)
     w = MainWindow(settings=settings, use_audio_device=args.audio, cuda_available=args.device == "cuda")
@@ -111,22 +119,34 @@ def main() -> int:
     frames = w.player.frames_presented - f0
     lat = [r.latency for r in windows]
     info = w.model_state.info
-    print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M')}, "
-          f"load average {os.getloadavg()[0]:.1f}")
-    print(f"model: {info.folder} ({info.size}, {info.parameters / 1e6:.1f} M params) on {info.device}; "
-          f"clip: {w.player_state.media.width}x{w.player_state.media.height} {w.player_state.media.fps:.0f} fps; "
-          f"clock: {'audio device' if w.player.audio.has_device else 'wall (muted)'}")
+    print(
+        f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M')}, "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        f"model: {info.folder} ({info.size}, {info.parameters / 1e6:.1f} M params) on {info.device}; "
+        f"clip: {w.player_state.media.width}x{w.player_state.media.height} {w.player_state.media.fps:.0f} fps; "
+        f"clock: {'audio device' if w.player.audio.has_device else 'wall (muted)'}"
+    )
     print(f"model load: {load_s:.1f} s; first result {first_s:.1f} s after opening the file")
     print(f"playback: {frames / elapsed:.1f} fps shown, {w.player.frames_dropped} frames dropped")
-    print(f"inference: {len(windows) / elapsed:.2f} windows/s, {windows[-1].skipped if windows else 0} skipped, "
-          f"latency mean {1000 * sum(lat) / max(len(lat), 1):.0f} ms, max {1000 * max(lat, default=0):.0f} ms")
+    print(
+        f"inference: {len(windows) / elapsed:.2f} windows/s, {windows[-1].skipped if windows else 0} skipped, "
+        f"latency mean {1000 * sum(lat) / max(len(lat), 1):.0f} ms, max {1000 * max(lat, default=0):.0f} ms"
+    )
     if drift_samples:
-        print(f"A/V drift (frame time - clock, 0.5 s means): max |drift| {max(abs(d) for d in drift_samples):.1f} ms")
-    print(f"GUI thread stall: worst {monitor.worst_ms:.1f} ms, p99 {monitor.percentile_ms(99):.1f} ms, "
-          f"p50 {monitor.percentile_ms(50):.1f} ms over {len(monitor.gaps_ms)} ticks of a 5 ms timer")
+        print(
+            f"A/V drift (frame time - clock, 0.5 s means): max |drift| {max(abs(d) for d in drift_samples):.1f} ms"
+        )
+    print(
+        f"GUI thread stall: worst {monitor.worst_ms:.1f} ms, p99 {monitor.percentile_ms(99):.1f} ms, "
+        f"p50 {monitor.percentile_ms(50):.1f} ms over {len(monitor.gaps_ms)} ticks of a 5 ms timer"
+    )
     for label, values in sorted(cpu_ms.items()):
         values.sort()
-        print(f"GUI thread CPU per {label}: p50 {values[len(values) // 2]:.2f} ms, max {values[-1]:.2f} ms ({len(values)} calls)")
+        print(
+            f"GUI thread CPU per {label}: p50 {values[len(values) // 2]:.2f} ms, max {values[-1]:.2f} ms ({len(values)} calls)"
+        )
     w.shutdown()
     tmp.cleanup()
     return 0

@@ -184,10 +184,14 @@ def main() -> int:
     )
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--breakdown", action="store_true", help="also time open / video-only / audio-only")
-    ap.add_argument("--crf", type=int, default=None,
-                    help="x264 CRF of the clips (default: x264's 23, ~0.87 Mbit/s); 28 gives ~0.5 Mbit/s clips "
-                         "whose sequential decode costs what issue #4 calibrates its goal on (~110 ms here); "
-                         "use a separate --dir per CRF")
+    ap.add_argument(
+        "--crf",
+        type=int,
+        default=None,
+        help="x264 CRF of the clips (default: x264's 23, ~0.87 Mbit/s); 28 gives ~0.5 Mbit/s clips "
+        "whose sequential decode costs what issue #4 calibrates its goal on (~110 ms here); "
+        "use a separate --dir per CRF",
+    )
     args = ap.parse_args()
     torch.set_num_threads(1)  # one core per decoding process, as in DataLoader workers
     skip = set(filter(None, args.skip.split(",")))

@@ -39,9 +39,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 # The AudioSet AST architecture (MIT/ast-finetuned-audioset-10-10-0.4593) without weights.
 AST_BASE = {
-    "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072,
-    "patch_size": 16, "frequency_stride": 10, "time_stride": 10, "max_length": 1024, "num_mel_bins": 128,
-    "id2label": {str(i): f"label {i}" for i in range(527)}, "label2id": {f"label {i}": i for i in range(527)},
+    "hidden_size": 768,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "intermediate_size": 3072,
+    "patch_size": 16,
+    "frequency_stride": 10,
+    "time_stride": 10,
+    "max_length": 1024,
+    "num_mel_bins": 128,
+    "id2label": {str(i): f"label {i}" for i in range(527)},
+    "label2id": {f"label {i}": i for i in range(527)},
 }
 
 
@@ -50,7 +58,9 @@ def build_model(size: str, num_classes: int, device: torch.device):
     from imd_core.model.imd_model import IMDModel
 
     overrides = {"ast_source": None, "ast_config": AST_BASE} if size != "tiny" else {}
-    cfg = ModelConfig.from_dict({"size": size, "labels": [f"class {i}" for i in range(num_classes)], **overrides})
+    cfg = ModelConfig.from_dict(
+        {"size": size, "labels": [f"class {i}" for i in range(num_classes)], **overrides}
+    )
     return IMDModel(cfg).to(device)
 
 
@@ -81,8 +91,15 @@ def bench_steps(args: argparse.Namespace, device: torch.device, mode: str) -> di
 
     def step() -> float:
         with autocast_context(device, precision):
-            out = step_model(rgb, motion, audio_embedding=emb, audio_logits=alog, audio_present=present,
-                             labels=labels, relevance_target=target)
+            out = step_model(
+                rgb,
+                motion,
+                audio_embedding=emb,
+                audio_logits=alog,
+                audio_present=present,
+                labels=labels,
+                relevance_target=target,
+            )
         out.loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -92,8 +109,15 @@ def bench_steps(args: argparse.Namespace, device: torch.device, mode: str) -> di
 
     with FlopCounterMode(display=False) as counter:  # eager, one step: FLOPs of fwd+bwd
         with autocast_context(device, precision):
-            out = model(rgb, motion, audio_embedding=emb, audio_logits=alog, audio_present=present,
-                        labels=labels, relevance_target=target)
+            out = model(
+                rgb,
+                motion,
+                audio_embedding=emb,
+                audio_logits=alog,
+                audio_present=present,
+                labels=labels,
+                relevance_target=target,
+            )
         out.loss.backward()
     opt.zero_grad(set_to_none=True)
     flops_per_step = counter.get_total_flops()
@@ -115,17 +139,27 @@ def bench_steps(args: argparse.Namespace, device: torch.device, mode: str) -> di
     clips_per_s = b * args.steps / dt
     tflops = flops_per_step * args.steps / dt / 1e12
     return {
-        "mode": mode, "compile_mode": args.compile_mode if compiled else None,
-        "size": args.size, "batch_size": b, "frames": t, "image_size": s,
+        "mode": mode,
+        "compile_mode": args.compile_mode if compiled else None,
+        "size": args.size,
+        "batch_size": b,
+        "frames": t,
+        "image_size": s,
         "params_total_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 1),
         "params_trainable_m": round(sum(p.numel() for p in params) / 1e6, 1),
-        "first_step_s": round(first_step_s, 2), "steps": args.steps,
-        "step_s": round(dt / args.steps, 4), "step_cpu_s": round(cpu / args.steps, 4),
-        "clips_per_s": round(clips_per_s, 1), "last_loss": round(float(loss.detach()), 5),
+        "first_step_s": round(first_step_s, 2),
+        "steps": args.steps,
+        "step_s": round(dt / args.steps, 4),
+        "step_cpu_s": round(cpu / args.steps, 4),
+        "clips_per_s": round(clips_per_s, 1),
+        "last_loss": round(float(loss.detach()), 5),
         "gflop_per_clip_train": round(flops_per_step / b / 1e9, 1),
-        "tflops": round(tflops, 1), "ceiling_tflops": args.ceiling,
+        "tflops": round(tflops, 1),
+        "ceiling_tflops": args.ceiling,
         "fraction_of_ceiling": round(tflops / args.ceiling, 3),
-        "peak_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if device.type == "cuda" else None,
+        "peak_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2)
+        if device.type == "cuda"
+        else None,
     }
 
 
@@ -142,18 +176,28 @@ def _loader_epoch(ds, args: argparse.Namespace, epoch: int) -> dict:
     seeded.epoch = epoch
     children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     c0, t0, n = time.process_time(), time.perf_counter(), 0
-    loader = torch.utils.data.DataLoader(seeded, batch_size=args.batch_size, num_workers=args.workers,
-                                         collate_fn=collate_clips, pin_memory=torch.cuda.is_available())
+    loader = torch.utils.data.DataLoader(
+        seeded,
+        batch_size=args.batch_size,
+        num_workers=args.workers,
+        collate_fn=collate_clips,
+        pin_memory=torch.cuda.is_available(),
+    )
     for batch in loader:
         n += int(batch["label"].shape[0])
     dt = time.perf_counter() - t0
     del loader
     gc.collect()
     children1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (time.process_time() - c0) + (children1.ru_utime + children1.ru_stime
-                                        - children0.ru_utime - children0.ru_stime)
-    return {"clips": n, "clips_per_s": round(n / dt, 2), "cpu_ms_per_clip": round(1000 * cpu / max(1, n), 1),
-            "clips_per_s_per_core": round(n / max(cpu, 1e-9), 2)}
+    cpu = (time.process_time() - c0) + (
+        children1.ru_utime + children1.ru_stime - children0.ru_utime - children0.ru_stime
+    )
+    return {
+        "clips": n,
+        "clips_per_s": round(n / dt, 2),
+        "cpu_ms_per_clip": round(1000 * cpu / max(1, n), 1),
+        "clips_per_s_per_core": round(n / max(cpu, 1e-9), 2),
+    }
 
 
 def bench_data(args: argparse.Namespace) -> dict:
@@ -166,7 +210,9 @@ def bench_data(args: argparse.Namespace) -> dict:
     from imd_core.model.config import ModelConfig
     from tests.media_factory import write_clip
 
-    cfg = ModelConfig.from_dict({"size": args.size, "labels": ["a", "b"], "ast_source": None, "ast_config": AST_BASE})
+    cfg = ModelConfig.from_dict(
+        {"size": args.size, "labels": ["a", "b"], "ast_source": None, "ast_config": AST_BASE}
+    )
     out: dict = {"data_size": args.size, "workers": args.workers, "cpu_count": os.cpu_count()}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "clips"
@@ -175,8 +221,12 @@ def bench_data(args: argparse.Namespace) -> dict:
         n_unique = args.data_clips if args.frame_cache else min(args.data_clips, 16)
         for c in ("a", "b"):
             (root / c).mkdir(parents=True)
-        sources = [write_clip(root / f"src_{i}.mp4", seconds=10.0, fps=25, width=640, height=360,
-                              pattern="texture", seed=i) for i in range(n_unique)]
+        sources = [
+            write_clip(
+                root / f"src_{i}.mp4", seconds=10.0, fps=25, width=640, height=360, pattern="texture", seed=i
+            )
+            for i in range(n_unique)
+        ]
         for i in range(args.data_clips):
             os.link(sources[i % n_unique], root / ("a" if i % 2 else "b") / f"clip_{i}.mp4")
         for src in sources:
@@ -206,14 +256,22 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=5, help="steps before timing (the first one compiles)")
     p.add_argument("--modes", default="eager", help="comma-separated: eager, compile (default eager)")
     p.add_argument("--compile", action="store_true", help="same as --modes compile")
-    p.add_argument("--compile-mode", default=None,
-                   help="torch.compile mode for the compile run (default; max-autotune-no-cudagraphs, ...)")
-    p.add_argument("--quick", action="store_true",
-                   help="the prepared GPU check: base, batch 32, 12 timed steps after 3, eager and compile")
+    p.add_argument(
+        "--compile-mode",
+        default=None,
+        help="torch.compile mode for the compile run (default; max-autotune-no-cudagraphs, ...)",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="the prepared GPU check: base, batch 32, 12 timed steps after 3, eager and compile",
+    )
     p.add_argument("--ceiling", type=float, default=782.0, help="measured bf16 dense TFLOP/s of the card")
     p.add_argument("--data-clips", type=int, default=0, help="also time the DataLoader on this many clips")
     p.add_argument("--workers", type=int, default=16)
-    p.add_argument("--frame-cache", action="store_true", help="also time the decoded-frame cache (fill and read epochs)")
+    p.add_argument(
+        "--frame-cache", action="store_true", help="also time the decoded-frame cache (fill and read epochs)"
+    )
     p.add_argument("--frame-grid", type=int, default=4)
     p.add_argument("--skip-steps", action="store_true", help="only the data-loading measurement")
     p.add_argument("--json", default=None, help="also write the result here")
@@ -229,9 +287,13 @@ def main() -> None:
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    result: dict = {"device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
-                    "torch": torch.__version__, "date": time.strftime("%Y-%m-%d", time.gmtime()),
-                    "threads": torch.get_num_threads(), "runs": []}
+    result: dict = {
+        "device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "date": time.strftime("%Y-%m-%d", time.gmtime()),
+        "threads": torch.get_num_threads(),
+        "runs": [],
+    }
     if device.type == "cpu":
         result["loadavg"] = os.getloadavg()
     rows = []
@@ -240,14 +302,21 @@ def main() -> None:
             try:
                 run = bench_steps(args, device, mode)
             except Exception as exc:  # a compile failure must not lose the eager numbers
-                run = {"mode": mode, "error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
+                run = {
+                    "mode": mode,
+                    "error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+                }
             result["runs"].append(run)
             print(json.dumps(run), flush=True)
             if "clips_per_s" in run:
-                precision = ("bf16" if device.type == "cuda" else "fp32") + (" + compile (whole step)" if mode == "compile" else "")
-                rows.append(f"| {result['device']} | {run['size']} | {precision} | {run['batch_size']} | "
-                            f"{run['clips_per_s']} | {run['tflops']} ({run['fraction_of_ceiling']:.1%}) | "
-                            f"{run['peak_memory_gib']} GiB | {run['first_step_s']} s |")
+                precision = ("bf16" if device.type == "cuda" else "fp32") + (
+                    " + compile (whole step)" if mode == "compile" else ""
+                )
+                rows.append(
+                    f"| {result['device']} | {run['size']} | {precision} | {run['batch_size']} | "
+                    f"{run['clips_per_s']} | {run['tflops']} ({run['fraction_of_ceiling']:.1%}) | "
+                    f"{run['peak_memory_gib']} GiB | {run['first_step_s']} s |"
+                )
     if args.data_clips:
         result.update(bench_data(args))
     print(json.dumps(result))

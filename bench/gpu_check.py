@@ -60,8 +60,13 @@ def forward_backward(model: IMDModel, x: dict, bf16: bool):
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
         out = model(**x)
     out.loss.backward()
-    names = ["head.weight", "video.rgb.blocks.0.attn.qkv.weight", "video.motion.st_blocks.0.up.weight",
-             "relevance.fc1.weight", "fusion.gates.weight"]
+    names = [
+        "head.weight",
+        "video.rgb.blocks.0.attn.qkv.weight",
+        "video.motion.st_blocks.0.up.weight",
+        "relevance.fc1.weight",
+        "fusion.gates.weight",
+    ]
     params = dict(model.named_parameters())
     grads = {n: params[n].grad.detach().clone() for n in names if n in params and params[n].grad is not None}
     return out, grads
@@ -134,19 +139,29 @@ def main() -> int:
     eval_peak = torch.cuda.max_memory_allocated() / 2**30
 
     result = {
-        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d"), "card": card, "torch": torch.__version__,
-        "size": args.size, "batch_size": args.batch_size, "frames": cfg.num_frames, "image_size": cfg.image_size,
-        "bf16_vs_fp32_rel_error": errors, "bf16_logits_within_1e-2": ok,
-        "train_clips_per_s": round(args.batch_size / train_s, 2), "train_peak_gib": round(train_peak, 2),
-        "eval_clips_per_s": round(args.batch_size / eval_s, 2), "eval_peak_gib": round(eval_peak, 2),
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d"),
+        "card": card,
+        "torch": torch.__version__,
+        "size": args.size,
+        "batch_size": args.batch_size,
+        "frames": cfg.num_frames,
+        "image_size": cfg.image_size,
+        "bf16_vs_fp32_rel_error": errors,
+        "bf16_logits_within_1e-2": ok,
+        "train_clips_per_s": round(args.batch_size / train_s, 2),
+        "train_peak_gib": round(train_peak, 2),
+        "eval_clips_per_s": round(args.batch_size / eval_s, 2),
+        "eval_peak_gib": round(eval_peak, 2),
     }
     print(json.dumps(result, indent=1))
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     if args.perf_md:
-        row = (f"| {result['date']} | {card} | {args.size} | {args.batch_size} | {errors['logits']:.2e} | "
-               f"{result['train_clips_per_s']} | {result['train_peak_gib']} GiB | {result['eval_clips_per_s']} | "
-               f"{result['eval_peak_gib']} GiB |\n")
+        row = (
+            f"| {result['date']} | {card} | {args.size} | {args.batch_size} | {errors['logits']:.2e} | "
+            f"{result['train_clips_per_s']} | {result['train_peak_gib']} GiB | {result['eval_clips_per_s']} | "
+            f"{result['eval_peak_gib']} GiB |\n"
+        )
         with open(args.perf_md, "a", encoding="utf-8") as fh:
             fh.write(row)
     return 0 if ok else 1

@@ -87,8 +87,14 @@ def main() -> None:
         for w in (0.0, 0.3):
             total = sim + w * lex
             r = {"pooling": pooling, "prompts": pname, "ontology": onto, "lexical_weight": w}
-            for name, part in (("ks", slice(0, len(ks))), ("k400x", slice(len(ks), None)), ("all", slice(None))):
-                r.update({f"{name}_{k}": v for k, v in score(total[part], video[part], audio, relevant).items()})
+            for name, part in (
+                ("ks", slice(0, len(ks))),
+                ("k400x", slice(len(ks), None)),
+                ("all", slice(None)),
+            ):
+                r.update(
+                    {f"{name}_{k}": v for k, v in score(total[part], video[part], audio, relevant).items()}
+                )
             results.append(r)
             print(json.dumps(r), flush=True)
     best = max(results, key=lambda r: (r["all_top5"], r["all_top1"], r["all_p_at_5"]))

@@ -37,12 +37,16 @@ def setup_logging(verbose: int = 0, log_dir: Path | None = None) -> Path:
         if getattr(handler, "_imd_app", False):
             root.removeHandler(handler)
             handler.close()
-    file_handler = logging.handlers.RotatingFileHandler(path, maxBytes=2_000_000, backupCount=3, encoding="utf-8")
+    file_handler = logging.handlers.RotatingFileHandler(
+        path, maxBytes=2_000_000, backupCount=3, encoding="utf-8"
+    )
     file_handler.setFormatter(logging.Formatter(LOG_FORMAT))
     file_handler.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
     stream_handler = logging.StreamHandler(sys.stderr)
     stream_handler.setFormatter(logging.Formatter(LOG_FORMAT))
-    stream_handler.setLevel(logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG)
+    stream_handler.setLevel(
+        logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    )
     for handler in (file_handler, stream_handler):
         handler._imd_app = True  # type: ignore[attr-defined]
         root.addHandler(handler)
@@ -102,9 +106,13 @@ class ExceptionReporter(QObject):
     def _on_self_exception_raised(self, summary: str, text: str) -> None:
         if not self.show_dialogs:
             return
-        box = QMessageBox(QMessageBox.Icon.Critical, "IMD Studio: unexpected error",
-                          f"{summary}\n\nThe app keeps running; details are in the log file.",
-                          QMessageBox.StandardButton.Ok, self._parent_widget)
+        box = QMessageBox(
+            QMessageBox.Icon.Critical,
+            "IMD Studio: unexpected error",
+            f"{summary}\n\nThe app keeps running; details are in the log file.",
+            QMessageBox.StandardButton.Ok,
+            self._parent_widget,
+        )
         box.setDetailedText(text)
         box.setModal(False)
         # Without a parent nothing else holds the dialog: keep it until it is closed.
@@ -117,11 +125,16 @@ def _dark_palette() -> QPalette:
     p = QPalette()
     base, window, text = QColor(30, 30, 33), QColor(45, 45, 48), QColor(225, 225, 225)
     for role, color in (
-        (QPalette.ColorRole.Window, window), (QPalette.ColorRole.WindowText, text),
-        (QPalette.ColorRole.Base, base), (QPalette.ColorRole.AlternateBase, window),
-        (QPalette.ColorRole.ToolTipBase, window), (QPalette.ColorRole.ToolTipText, text),
-        (QPalette.ColorRole.Text, text), (QPalette.ColorRole.Button, window),
-        (QPalette.ColorRole.ButtonText, text), (QPalette.ColorRole.BrightText, QColor(255, 80, 80)),
+        (QPalette.ColorRole.Window, window),
+        (QPalette.ColorRole.WindowText, text),
+        (QPalette.ColorRole.Base, base),
+        (QPalette.ColorRole.AlternateBase, window),
+        (QPalette.ColorRole.ToolTipBase, window),
+        (QPalette.ColorRole.ToolTipText, text),
+        (QPalette.ColorRole.Text, text),
+        (QPalette.ColorRole.Button, window),
+        (QPalette.ColorRole.ButtonText, text),
+        (QPalette.ColorRole.BrightText, QColor(255, 80, 80)),
         (QPalette.ColorRole.Highlight, QColor(42, 130, 218)),
         (QPalette.ColorRole.HighlightedText, QColor(255, 255, 255)),
         (QPalette.ColorRole.PlaceholderText, QColor(140, 140, 140)),

@@ -145,7 +145,9 @@ class AudioOutput:
     ``notice`` is empty when sound plays, otherwise why playback is muted.
     """
 
-    def __init__(self, ring: AudioRing, on_heard: HeardCallback | None = None, use_device: bool = True) -> None:
+    def __init__(
+        self, ring: AudioRing, on_heard: HeardCallback | None = None, use_device: bool = True
+    ) -> None:
         self.ring = ring
         self._on_heard = on_heard
         self._wall = WallClock()
@@ -176,8 +178,11 @@ class AudioOutput:
             raise DeviceError(f"no sound output ({exc}); install libportaudio2 to hear audio") from exc
         try:
             self._stream = sd.OutputStream(
-                samplerate=self.ring.sample_rate, channels=1, dtype="float32",
-                callback=self._callback, latency="low",
+                samplerate=self.ring.sample_rate,
+                channels=1,
+                dtype="float32",
+                callback=self._callback,
+                latency="low",
             )
             self._latency = float(self._stream.latency)
         except Exception as exc:  # PortAudioError and friends: any failure means muted
@@ -193,7 +198,7 @@ class AudioOutput:
             return
         start, samples = self.ring.read(frames)
         outdata[: len(samples), 0] = samples * volume
-        outdata[len(samples):].fill(0)
+        outdata[len(samples) :].fill(0)
         if len(samples):
             with self._lock:
                 self._played_media = start + len(samples) / self.ring.sample_rate

@@ -68,7 +68,9 @@ class EngineSession:
     the media timeline (the same axis as the seek bar).
     """
 
-    def __init__(self, predictor, spec: ModelSpec, window: float | None = None, hop: float | None = None) -> None:
+    def __init__(
+        self, predictor, spec: ModelSpec, window: float | None = None, hop: float | None = None
+    ) -> None:
         self.predictor = predictor
         self.info = model_info(predictor, spec)
         self.threshold = float(predictor.relevance_threshold)

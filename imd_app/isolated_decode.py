@@ -130,8 +130,9 @@ def playback_events(
     from imd_core.media.live import FilePlayback, VideoFrame
 
     try:
-        playback = FilePlayback(path, start=start, size=size, sample_rate=sample_rate,
-                                block_seconds=block_seconds, realtime=False)
+        playback = FilePlayback(
+            path, start=start, size=size, sample_rate=sample_rate, block_seconds=block_seconds, realtime=False
+        )
     except OSError as exc:
         raise _reraisable(path, exc, "cannot open") from None
     events = iter(playback)

@@ -18,7 +18,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"imd-app {__version__}")
     parser.add_argument("path", nargs="?", help="a video file to open in the player")
-    parser.add_argument("--model", metavar="DIR", help="model folder or name (kinetics400, demo) to load (default: the last one, else kinetics400 when installed, else the demo)")
+    parser.add_argument(
+        "--model",
+        metavar="DIR",
+        help="model folder or name (kinetics400, demo) to load (default: the last one, else kinetics400 when installed, else the demo)",
+    )
     parser.add_argument("--device", choices=("cpu", "cuda"), help="compute device for the model")
     parser.add_argument("--no-audio", action="store_true", help="do not open a sound device (muted playback)")
     parser.add_argument(
@@ -27,7 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="load the demo model, play a demo clip through the real pipeline offscreen, check that results "
         "arrive; exit 0 on success, non-zero with the reason on stderr",
     )
-    parser.add_argument("--timeout", type=float, default=120.0, help="seconds the self-test may take (default 120)")
+    parser.add_argument(
+        "--timeout", type=float, default=120.0, help="seconds the self-test may take (default 120)"
+    )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     return parser
 

@@ -33,7 +33,6 @@ from imd_core.resources import (
 log = logging.getLogger(__name__)
 
 
-
 def _training_tab(parent: QWidget) -> tuple[QWidget, bool]:
     """The Training tab, or a placeholder while that package is unavailable."""
     try:
@@ -47,7 +46,12 @@ def _training_tab(parent: QWidget) -> tuple[QWidget, bool]:
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, settings: QSettings | None = None, use_audio_device: bool = True, cuda_available: bool | None = None) -> None:
+    def __init__(
+        self,
+        settings: QSettings | None = None,
+        use_audio_device: bool = True,
+        cuda_available: bool | None = None,
+    ) -> None:
         super().__init__()
         self.setWindowTitle(f"IMD Studio {__version__}")
         self.resize(1360, 860)
@@ -68,7 +72,9 @@ class MainWindow(QMainWindow):
 
         self.player = PlayerController(self.player_state, self.live_state, self.model_state, use_audio_device)
         if cuda_available is None:  # torch is imported on the inference thread, not here
-            self.player.inference.cuda_checked.connect(self.model_state.set_cuda_available, Qt.ConnectionType.QueuedConnection)
+            self.player.inference.cuda_checked.connect(
+                self.model_state.set_cuda_available, Qt.ConnectionType.QueuedConnection
+            )
         self.batch = BatchController(self.batch_state, self.model_state)
 
         self.player_tab = PlayerTab(self.player_state, self.live_state, camera_devices())
@@ -132,8 +138,12 @@ class MainWindow(QMainWindow):
         bar = self.menuBar()
         f = bar.addMenu("&File")
         self._action(f, "&Open video…", QKeySequence.StandardKey.Open, self.open_file_dialog)
-        self._action(f, "Open &webcam", "Ctrl+Shift+W",
-                     lambda: self.player.open_camera(self.player_tab.camera_box.currentText().strip()))
+        self._action(
+            f,
+            "Open &webcam",
+            "Ctrl+Shift+W",
+            lambda: self.player.open_camera(self.player_tab.camera_box.currentText().strip()),
+        )
         self._action(f, "Add files to &batch…", "Ctrl+B", self.batch_tab.add_files_dialog)
         self._action(f, "Add &folder to batch…", "Ctrl+Shift+B", self.batch_tab.add_folder_dialog)
         self._action(f, "&Export batch results…", "Ctrl+E", lambda: self.batch_tab.export_dialog("csv"))
@@ -149,23 +159,32 @@ class MainWindow(QMainWindow):
         self.loop_action = self._action(pm, "&Loop", "Ctrl+L", self.player.set_loop, checkable=True)
         self.player_state.loop_changed.connect(self.loop_action.setChecked)
         self.loop_action.setChecked(self.player_state.loop)
-        self._action(pm, "Volume up", "Ctrl+Up", lambda: self.player.set_volume(self.player_state.volume + 0.1))
-        self._action(pm, "Volume down", "Ctrl+Down", lambda: self.player.set_volume(self.player_state.volume - 0.1))
+        self._action(
+            pm, "Volume up", "Ctrl+Up", lambda: self.player.set_volume(self.player_state.volume + 0.1)
+        )
+        self._action(
+            pm, "Volume down", "Ctrl+Down", lambda: self.player.set_volume(self.player_state.volume - 0.1)
+        )
         self._action(pm, "Close source", "Ctrl+Shift+C", self.player.close_media)
         mm = bar.addMenu("&Model")
         self._action(mm, "Model &manager…", "Ctrl+M", self.show_model_manager)
         self._action(mm, "&Load model folder…", "Ctrl+Shift+M", self.model_manager.load_folder_dialog)
-        self._action(mm, "Load &Kinetics-400 model (I3D + YAMNet)", None, lambda: self.load_model("kinetics400"))
+        self._action(
+            mm, "Load &Kinetics-400 model (I3D + YAMNet)", None, lambda: self.load_model("kinetics400")
+        )
         self._action(mm, "Load &demo model", None, lambda: self.load_model(str(demo_model_dir())))
         self._action(mm, "Use &CPU", None, lambda: self.set_device("cpu"))
         gpu = self._action(mm, "Use &GPU (CUDA)", None, lambda: self.set_device("cuda"))
         gpu.setEnabled(self.model_state.cuda_available)
         self.model_state.cuda_available_changed.connect(gpu.setEnabled)
         vm = bar.addMenu("&View")
-        self.overlay_action = self._action(vm, "&Debug overlay (A/V drift)", "F3",
-                                           self.player_tab.video.set_overlay_visible, checkable=True)
+        self.overlay_action = self._action(
+            vm, "&Debug overlay (A/V drift)", "F3", self.player_tab.video.set_overlay_visible, checkable=True
+        )
         for i, name in enumerate(("Player", "Batch", "Training")):
-            self._action(vm, f"{name} tab", f"Ctrl+{i + 1}", lambda _=False, i=i: self.tabs.setCurrentIndex(i))
+            self._action(
+                vm, f"{name} tab", f"Ctrl+{i + 1}", lambda _=False, i=i: self.tabs.setCurrentIndex(i)
+            )
         hm = bar.addMenu("&Help")
         self._action(hm, "&About IMD Studio", None, self._about)
 
@@ -176,12 +195,25 @@ class MainWindow(QMainWindow):
         self.status_fps = QLabel("playback — fps")
         self.status_rate = QLabel("inference — /s")
         self.status_latency = QLabel("latency —")
-        for w in (self.status_device, self.status_model, self.status_fps, self.status_rate, self.status_latency):
+        for w in (
+            self.status_device,
+            self.status_model,
+            self.status_fps,
+            self.status_rate,
+            self.status_latency,
+        ):
             sb.addPermanentWidget(w)
         self.model_state.info_changed.connect(self._on_model_info_changed)
         self.model_state.loading_changed.connect(
-            lambda loading: self.status_model.setText("model: loading…") if loading else self._on_model_info_changed(self.model_state.info))
-        self.player_state.playback_fps_changed.connect(lambda fps: self.status_fps.setText(f"playback {fps:.1f} fps"))
+            lambda loading: (
+                self.status_model.setText("model: loading…")
+                if loading
+                else self._on_model_info_changed(self.model_state.info)
+            )
+        )
+        self.player_state.playback_fps_changed.connect(
+            lambda fps: self.status_fps.setText(f"playback {fps:.1f} fps")
+        )
         self.live_state.stats_changed.connect(self._on_live_stats_changed)
 
     def _on_model_info_changed(self, info: ModelInfo | None) -> None:
@@ -276,7 +308,9 @@ class MainWindow(QMainWindow):
             box.setText(message)
             box.setInformativeText(f"{self._errors_hidden} earlier message(s) replaced; all are in the log.")
             return
-        box = QMessageBox(QMessageBox.Icon.Warning, "IMD Studio", message, QMessageBox.StandardButton.Ok, self)
+        box = QMessageBox(
+            QMessageBox.Icon.Warning, "IMD Studio", message, QMessageBox.StandardButton.Ok, self
+        )
         box.setModal(False)
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         box.destroyed.connect(self._forget_error_box)
@@ -292,8 +326,11 @@ class MainWindow(QMainWindow):
         QDesktopServices.openUrl(QUrl.fromLocalFile(str(user_data_dir() / "logs")))
 
     def _about(self) -> None:
-        QMessageBox.about(self, "About IMD Studio",
-                          f"IMD Studio {__version__}\nAudio-visual action recognition with learnable irrelevant modality dropout.")
+        QMessageBox.about(
+            self,
+            "About IMD Studio",
+            f"IMD Studio {__version__}\nAudio-visual action recognition with learnable irrelevant modality dropout.",
+        )
 
     # -- drag and drop anywhere ----------------------------------------------------------
     def dragEnterEvent(self, event) -> None:  # noqa: N802

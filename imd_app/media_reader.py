@@ -73,8 +73,15 @@ class FileReader:
         DecodeError: the file cannot be opened, or has no video stream.
     """
 
-    def __init__(self, path: str, max_short_side: int = 480, sample_rate: int = 16000, media=None,
-                 decoder=None, cancelled: Callable[[], bool] | None = None) -> None:
+    def __init__(
+        self,
+        path: str,
+        max_short_side: int = 480,
+        sample_rate: int = 16000,
+        media=None,
+        decoder=None,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> None:
         from imd_core.media.probe import probe
 
         self.path = path
@@ -92,7 +99,9 @@ class FileReader:
         self._video_end = 0.0  # where the video read so far ends (a truncated file stops early)
         duration = media.duration or media.video_duration or 0.0
         if not duration or not math.isfinite(duration) or duration <= 0:
-            raise DecodeError(f"{path}: the file reports no duration; remux it (ffmpeg -i in -c copy out.mp4)")
+            raise DecodeError(
+                f"{path}: the file reports no duration; remux it (ffmpeg -i in -c copy out.mp4)"
+            )
         short = min(media.width, media.height) if media.width and media.height else 0
         self._size = max_short_side if short > max_short_side else None
         scale = max_short_side / short if self._size else 1.0
@@ -117,12 +126,25 @@ class FileReader:
         start = max(0.0, min(float(seconds), self.info.duration))
         self._video_end = start
         if self._decoder is not None:  # the pass runs in the worker; it starts at the first read
-            self._items = self._decoder.stream(playback_events, self.path, key=PLAYBACK, start=start, size=self._size,
-                                               sample_rate=self.sample_rate, block_seconds=AUDIO_BLOCK_SECONDS,
-                                               cancelled=self._cancelled)
+            self._items = self._decoder.stream(
+                playback_events,
+                self.path,
+                key=PLAYBACK,
+                start=start,
+                size=self._size,
+                sample_rate=self.sample_rate,
+                block_seconds=AUDIO_BLOCK_SECONDS,
+                cancelled=self._cancelled,
+            )
             return
-        self._playback = FilePlayback(self.path, start=start, size=self._size, sample_rate=self.sample_rate,
-                                      block_seconds=AUDIO_BLOCK_SECONDS, realtime=False)
+        self._playback = FilePlayback(
+            self.path,
+            start=start,
+            size=self._size,
+            sample_rate=self.sample_rate,
+            block_seconds=AUDIO_BLOCK_SECONDS,
+            realtime=False,
+        )
         self._items = iter(self._playback)
 
     def read(self) -> tuple[str, float, np.ndarray] | None:
@@ -175,10 +197,22 @@ class FileReader:
         self._playback = self._items = None
 
 
-def open_file(path: str, max_width: int = 960, sample_rate: int = 16000, media=None, decoder=None,
-              cancelled: Callable[[], bool] | None = None) -> FileReader:
-    return FileReader(path, max_short_side=min(480, max_width), sample_rate=sample_rate, media=media,
-                      decoder=decoder, cancelled=cancelled)
+def open_file(
+    path: str,
+    max_width: int = 960,
+    sample_rate: int = 16000,
+    media=None,
+    decoder=None,
+    cancelled: Callable[[], bool] | None = None,
+) -> FileReader:
+    return FileReader(
+        path,
+        max_short_side=min(480, max_width),
+        sample_rate=sample_rate,
+        media=media,
+        decoder=decoder,
+        cancelled=cancelled,
+    )
 
 
 class LiveCamera:
@@ -192,8 +226,15 @@ class LiveCamera:
         self._source.start()
         h, w = self._source.frame_size
         fps = float(self._source.fps or 30.0)
-        self.info = MediaOpened(source=f"webcam {device}", kind="webcam", duration=0.0, fps=fps,
-                                width=int(w), height=int(h), has_audio=True)
+        self.info = MediaOpened(
+            source=f"webcam {device}",
+            kind="webcam",
+            duration=0.0,
+            fps=fps,
+            width=int(w),
+            height=int(h),
+            has_audio=True,
+        )
 
     def read(self, timeout: float = 0.1) -> tuple[float, np.ndarray] | None:
         frame = self._source.read(timeout=timeout)
@@ -228,6 +269,8 @@ class MicrophoneFeed:
         self._source.stop()
 
 
-def open_microphone(on_block: Callable[[float, np.ndarray, int], None], t0: float | None = None) -> MicrophoneFeed:
+def open_microphone(
+    on_block: Callable[[float, np.ndarray, int], None], t0: float | None = None
+) -> MicrophoneFeed:
     """Raises :class:`DeviceError` when there is no input device."""
     return MicrophoneFeed(on_block, t0)

@@ -30,8 +30,14 @@ def _load(app, w, folder: str) -> bool:
 
     w.load_model(folder, "cpu")
     want = resolve_model_dir(folder).resolve()
-    _wait(app, lambda: (w.model_state.info is not None and Path(w.model_state.info.folder).resolve() == want)
-          or bool(w.model_state.error), 300)
+    _wait(
+        app,
+        lambda: (
+            (w.model_state.info is not None and Path(w.model_state.info.folder).resolve() == want)
+            or bool(w.model_state.error)
+        ),
+        300,
+    )
     if w.model_state.error or w.model_state.info is None:
         print(f"model did not load: {w.model_state.error}", file=sys.stderr)  # noqa: T201
         return False
@@ -47,7 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clips", nargs="*", default=[str(p) for p in demo_clips()])
     parser.add_argument("--dark", action="store_true")
     parser.add_argument("--second-clip", help="also save player_2.png playing this clip")
-    parser.add_argument("--real-model", help="last, load this model (a folder or kinetics400) and save player_<name>.png ...")
+    parser.add_argument(
+        "--real-model", help="last, load this model (a folder or kinetics400) and save player_<name>.png ..."
+    )
     parser.add_argument("--real-clip", help="... playing this clip")
     args = parser.parse_args(argv)
     if bool(args.real_model) != bool(args.real_clip):
@@ -85,13 +93,24 @@ def main(argv: list[str] | None = None) -> int:
         w.grab().save(str(out / "player.png"))
         if args.second_clip:
             w.open_in_player(args.second_clip)
-            _wait(app, lambda: w.player_state.media is not None and w.player_state.media.source == args.second_clip, 30)
+            _wait(
+                app,
+                lambda: w.player_state.media is not None and w.player_state.media.source == args.second_clip,
+                30,
+            )
             _wait(app, lambda: len(w.live_state.results) >= 6, 90)
             _wait(app, lambda: False, 1.0)
             w.grab().save(str(out / "player_2.png"))
         w.batch.add_paths(args.clips)
         w.tabs.setCurrentWidget(w.batch_tab)
-        _wait(app, lambda: bool(w.batch_state.items) and all(i.status in ("done", "failed", "cancelled") for i in w.batch_state.items), 300)
+        _wait(
+            app,
+            lambda: (
+                bool(w.batch_state.items)
+                and all(i.status in ("done", "failed", "cancelled") for i in w.batch_state.items)
+            ),
+            300,
+        )
         _wait(app, lambda: False, 0.5)
         w.grab().save(str(out / "batch.png"))
         w.tabs.setCurrentWidget(w.training_tab)
@@ -106,7 +125,11 @@ def main(argv: list[str] | None = None) -> int:
             if not _load(app, w, args.real_model):
                 return 1
             w.open_in_player(args.real_clip)
-            _wait(app, lambda: w.player_state.media is not None and w.player_state.media.source == args.real_clip, 30)
+            _wait(
+                app,
+                lambda: w.player_state.media is not None and w.player_state.media.source == args.real_clip,
+                30,
+            )
             _wait(app, lambda: len(w.live_state.results) >= 6, 300)  # a real model on a CPU: slower
             _wait(app, lambda: False, 1.0)
             w.grab().save(str(out / f"player_{w.model_state.info.name}.png"))

@@ -18,7 +18,9 @@ class SelfTestFailure(Exception):
     pass
 
 
-def run_self_test(timeout: float = 120.0, model: str | None = None, clip: str | None = None, verbose: int = 0) -> int:
+def run_self_test(
+    timeout: float = 120.0, model: str | None = None, clip: str | None = None, verbose: int = 0
+) -> int:
     from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
 
@@ -34,7 +36,9 @@ def run_self_test(timeout: float = 120.0, model: str | None = None, clip: str | 
     try:
         folder = Path(model) if model else demo_model_dir()
         if not (folder / "config.json").is_file():
-            raise SelfTestFailure(f"no model at {folder} (config.json missing); set IMD_RESOURCES or pass --model DIR")
+            raise SelfTestFailure(
+                f"no model at {folder} (config.json missing); set IMD_RESOURCES or pass --model DIR"
+            )
         clips = [Path(clip)] if clip else demo_clips()
         if not clips:
             raise SelfTestFailure("no demo clip found (resources/demo_clips/*.mp4); set IMD_RESOURCES")
@@ -46,17 +50,31 @@ def run_self_test(timeout: float = 120.0, model: str | None = None, clip: str | 
         window.resize(1200, 800)
         window.show()
         window.load_model(str(folder), "cpu")
-        _wait(app, lambda: window.model_state.info is not None or bool(window.model_state.error), timeout / 2, "the model to load")
+        _wait(
+            app,
+            lambda: window.model_state.info is not None or bool(window.model_state.error),
+            timeout / 2,
+            "the model to load",
+        )
         if window.model_state.error:
             raise SelfTestFailure(f"model did not load: {window.model_state.error}")
         info = window.model_state.info
         window.player_state.set_loop(True)
         window.open_in_player(str(clips[0]))
-        _wait(app, lambda: window.player_state.media is not None or bool(window.player_state.error), 30, "the clip to open")
+        _wait(
+            app,
+            lambda: window.player_state.media is not None or bool(window.player_state.error),
+            30,
+            "the clip to open",
+        )
         if window.player_state.error:
             raise SelfTestFailure(f"demo clip did not open: {window.player_state.error}")
-        _wait(app, lambda: len(window.live_state.results) >= 3 or bool(window.model_state.error), timeout / 2,
-              "three window results")
+        _wait(
+            app,
+            lambda: len(window.live_state.results) >= 3 or bool(window.model_state.error),
+            timeout / 2,
+            "three window results",
+        )
         if window.model_state.error:
             raise SelfTestFailure(f"inference failed: {window.model_state.error}")
         results = list(window.live_state.results)

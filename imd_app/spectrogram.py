@@ -66,7 +66,7 @@ class LogMelStreamer:
         idx = np.arange(self.win)[None, :] + self.hop * np.arange(count)[:, None]  # (K, win)
         frames = buf[idx] * self.window
         power = np.abs(np.fft.rfft(frames, n=self.n_fft, axis=1)) ** 2  # (K, n_fft/2+1)
-        self._rest = buf[count * self.hop:]
+        self._rest = buf[count * self.hop :]
         return np.log(power @ self.fb.T + 1e-6).astype(np.float32)
 
 

@@ -42,7 +42,9 @@ class BatchQueueModel(QAbstractTableModel):
         item = self._state.items[index.row()]
         col = index.column()
         if role == Qt.ItemDataRole.DisplayRole:
-            return (os.path.basename(item.path), item.status, f"{item.progress * 100:.0f}%", item.message)[col]
+            return (os.path.basename(item.path), item.status, f"{item.progress * 100:.0f}%", item.message)[
+                col
+            ]
         if role == SORT_ROLE and col == 2:
             return item.progress
         if role == Qt.ItemDataRole.ToolTipRole:
@@ -85,7 +87,16 @@ class FileSummary:
 class BatchResultsModel(QAbstractTableModel):
     """One row per file: its best-scoring window (sort by any column through a proxy)."""
 
-    HEADERS = ("File", "Top-1", "Score", "Audio present", "Dropped", "Relevance", "Duration (s)", "Best window (s)")
+    HEADERS = (
+        "File",
+        "Top-1",
+        "Score",
+        "Audio present",
+        "Dropped",
+        "Relevance",
+        "Duration (s)",
+        "Best window (s)",
+    )
 
     def __init__(self, state: BatchState) -> None:
         super().__init__()
@@ -132,7 +143,7 @@ class BatchResultsModel(QAbstractTableModel):
 
     def _on_state_rows_added(self, first: int, count: int) -> None:
         touched: dict[str, list[BatchRow]] = {}
-        for row in self._state.rows[first:first + count]:
+        for row in self._state.rows[first : first + count]:
             touched.setdefault(row.result.path, []).append(row)
         for path in touched:
             rows = [r for r in self._state.rows if r.result.path == path]

@@ -146,7 +146,9 @@ class FrozenConfig:
             parts = dotted.split(".")
             for part in parts[:-1]:
                 if not isinstance(node.get(part), dict):
-                    raise ConfigError(f"--set {dotted}: {part!r} is not a section; valid keys are {sorted(node)}")
+                    raise ConfigError(
+                        f"--set {dotted}: {part!r} is not a section; valid keys are {sorted(node)}"
+                    )
                 node = node[part]
             if parts[-1] not in node:
                 raise ConfigError(f"--set {dotted}: unknown key {parts[-1]!r}; valid keys are {sorted(node)}")

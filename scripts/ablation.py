@@ -97,7 +97,9 @@ class OracleGate(torch.nn.Module):
     def forward(self, rgb, motion, *, audio_embedding, audio_present=None, **kwargs):
         relevant = audio_embedding[:, -1] > 0.5
         present = relevant if audio_present is None else audio_present.bool() & relevant
-        return self.model(rgb, motion, audio_embedding=audio_embedding[:, :-1], audio_present=present, **kwargs)
+        return self.model(
+            rgb, motion, audio_embedding=audio_embedding[:, :-1], audio_present=present, **kwargs
+        )
 
 
 class Recorder(torch.nn.Module):
@@ -180,11 +182,18 @@ def summarise(results_path: Path, plot_path: Path, title: str = "SynthAV ablatio
         vals = [r[key] for r in g if key in r]
         return float(np.mean(vals)) if vals else float("nan")
 
-    lines = ["| P | variant | seeds | top-1 (mean +- std) | keep/drop acc. | audio-drop rate |",
-             "|---|---|---|---|---|---|"]
-    kind_lines = ["| P | variant | " + " | ".join(f"drop {k}" for k in KINDS) + " | "
-                  + " | ".join(f"top-1 {k}" for k in KINDS) + " |",
-                  "|---|---|" + "---|" * (2 * len(KINDS))]
+    lines = [
+        "| P | variant | seeds | top-1 (mean +- std) | keep/drop acc. | audio-drop rate |",
+        "|---|---|---|---|---|---|",
+    ]
+    kind_lines = [
+        "| P | variant | "
+        + " | ".join(f"drop {k}" for k in KINDS)
+        + " | "
+        + " | ".join(f"top-1 {k}" for k in KINDS)
+        + " |",
+        "|---|---|" + "---|" * (2 * len(KINDS)),
+    ]
     fig, ax = plt.subplots(figsize=(6, 4))
     for v in order:
         means, stds, xs = [], [], []
@@ -193,10 +202,17 @@ def summarise(results_path: Path, plot_path: Path, title: str = "SynthAV ablatio
             if not g:
                 continue
             t = np.array([r["top1"] for r in g])
-            lines.append(f"| {rel} | {v} | {len(g)} | {t.mean():.3f} +- {t.std():.3f} | "
-                         f"{mean(g, 'keep_drop_acc'):.3f} | {mean(g, 'drop_rate'):.3f} |")
-            kind_lines.append(f"| {rel} | {v} | " + " | ".join(f"{mean(g, f'drop_rate_{k}'):.2f}" for k in KINDS)
-                              + " | " + " | ".join(f"{mean(g, f'top1_{k}'):.2f}" for k in KINDS) + " |")
+            lines.append(
+                f"| {rel} | {v} | {len(g)} | {t.mean():.3f} +- {t.std():.3f} | "
+                f"{mean(g, 'keep_drop_acc'):.3f} | {mean(g, 'drop_rate'):.3f} |"
+            )
+            kind_lines.append(
+                f"| {rel} | {v} | "
+                + " | ".join(f"{mean(g, f'drop_rate_{k}'):.2f}" for k in KINDS)
+                + " | "
+                + " | ".join(f"{mean(g, f'top1_{k}'):.2f}" for k in KINDS)
+                + " |"
+            )
             xs.append(rel)
             means.append(t.mean())
             stds.append(t.std())
@@ -211,17 +227,27 @@ def summarise(results_path: Path, plot_path: Path, title: str = "SynthAV ablatio
     fig.savefig(plot_path, dpi=110)
     text = "\n".join(lines) + "\n\nPer audio kind (means over seeds):\n\n" + "\n".join(kind_lines)
     if any("shortcut_rate" in r for r in rows):
-        cut = ["| P | variant | shortcut rate | top-1 irrelevant, sound = own class's | top-1 irrelevant, other sound |",
-               "|---|---|---|---|---|"]
-        cut += [f"| {rel} | {v} | {mean(g, 'shortcut_rate'):.2f} | {mean(g, 'top1_irrelevant_match'):.2f} | "
-                f"{mean(g, 'top1_irrelevant_other'):.2f} |"
-                for v in order for rel in rels if (g := groups.get((rel, v)))]
-        text += "\n\nThe spurious-sound shortcut on irrelevant test clips (means over seeds):\n\n" + "\n".join(cut)
+        cut = [
+            "| P | variant | shortcut rate | top-1 irrelevant, sound = own class's | top-1 irrelevant, other sound |",
+            "|---|---|---|---|---|",
+        ]
+        cut += [
+            f"| {rel} | {v} | {mean(g, 'shortcut_rate'):.2f} | {mean(g, 'top1_irrelevant_match'):.2f} | "
+            f"{mean(g, 'top1_irrelevant_other'):.2f} |"
+            for v in order
+            for rel in rels
+            if (g := groups.get((rel, v)))
+        ]
+        text += (
+            "\n\nThe spurious-sound shortcut on irrelevant test clips (means over seeds):\n\n"
+            + "\n".join(cut)
+        )
     return text
 
 
-def visual_pretrain(args: argparse.Namespace, savld, pre: ClipPreprocessor, tagger,
-                    tests: dict[float, object]) -> dict[str, torch.Tensor]:
+def visual_pretrain(
+    args: argparse.Namespace, savld, pre: ClipPreprocessor, tagger, tests: dict[float, object]
+) -> dict[str, torch.Tensor]:
     """The shared pretrained visual streams: ``video.*`` tensors of a video-only ``tiny`` model.
 
     Trained once on ``args.visual_pretrain_clips`` clips of ``args.visual_pretrain_seed``
@@ -234,39 +260,81 @@ def visual_pretrain(args: argparse.Namespace, savld, pre: ClipPreprocessor, tagg
     from imd_core.model.checkpoint import save_model
 
     folder = args.out / "visual_pretrain"
-    settings = {"clips": args.visual_pretrain_clips, "epochs": args.visual_pretrain_epochs,
-                "seed": args.visual_pretrain_seed, "relevance": 0.5, "ambiguity": args.ambiguity,
-                "size": args.size, "image_size": args.image_size, "frames": args.frames,
-                "batch_size": args.batch_size, "lr": args.lr}
+    settings = {
+        "clips": args.visual_pretrain_clips,
+        "epochs": args.visual_pretrain_epochs,
+        "seed": args.visual_pretrain_seed,
+        "relevance": 0.5,
+        "ambiguity": args.ambiguity,
+        "size": args.size,
+        "image_size": args.image_size,
+        "frames": args.frames,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+    }
     meta_path = folder / "pretrain.json"
     if (folder / "model.safetensors").is_file() and meta_path.is_file():
         saved = json.loads(meta_path.read_text())["settings"]
         if saved != settings:
-            raise SystemExit(f"{folder} was pretrained with {saved}, not {settings}: delete it or use another --out")
+            raise SystemExit(
+                f"{folder} was pretrained with {saved}, not {settings}: delete it or use another --out"
+            )
         log.info("reusing the visual pretraining in %s", folder)
     else:
         t0, c0 = time.perf_counter(), time.process_time()
         variant = B.VARIANTS["video_only"]
-        data = render_set(SynthConfig(clips=args.visual_pretrain_clips, seed=args.visual_pretrain_seed,
-                                      relevance=0.5, ambiguity=args.ambiguity, size=args.size),
-                          pre, 2 * args.frames, tagger)
+        data = render_set(
+            SynthConfig(
+                clips=args.visual_pretrain_clips,
+                seed=args.visual_pretrain_seed,
+                relevance=0.5,
+                ambiguity=args.ambiguity,
+                size=args.size,
+            ),
+            pre,
+            2 * args.frames,
+            tagger,
+        )
         rendered = time.perf_counter() - t0
         torch.manual_seed(args.visual_pretrain_seed)
         model = B.make_model(args.tagger, savld, variant, args.image_size, 0, num_frames=args.frames)
         first = tests[args.relevance[0]]  # watched only (no choice is made from it)
-        history = B.train_model(model, pre, data, variant, epochs=args.visual_pretrain_epochs,
-                                batch_size=args.batch_size, lr=args.lr, seed=args.visual_pretrain_seed,
-                                on_epoch=lambda _e: {"test_top1": B.evaluate(model, pre, first, variant)["top1"]})
+        history = B.train_model(
+            model,
+            pre,
+            data,
+            variant,
+            epochs=args.visual_pretrain_epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            seed=args.visual_pretrain_seed,
+            on_epoch=lambda _e: {"test_top1": B.evaluate(model, pre, first, variant)["top1"]},
+        )
         evals = {str(rel): B.evaluate(model, pre, test, variant)["top1"] for rel, test in tests.items()}
         save_model(model, folder, savld=savld)
-        meta_path.write_text(json.dumps({
-            "settings": settings, "render_seconds": round(rendered, 1),
-            "seconds": round(time.perf_counter() - t0, 1), "cpu_seconds": round(time.process_time() - c0, 1),
-            "history": history, "top1_on_test_sets_before_finetuning": evals}, indent=2) + "\n")
-        log.info("visual pretraining: %d clips x %d epochs in %.0f s; top-1 on the test sets %s",
-                 args.visual_pretrain_clips, args.visual_pretrain_epochs, time.perf_counter() - t0, evals)
+        meta_path.write_text(
+            json.dumps(
+                {
+                    "settings": settings,
+                    "render_seconds": round(rendered, 1),
+                    "seconds": round(time.perf_counter() - t0, 1),
+                    "cpu_seconds": round(time.process_time() - c0, 1),
+                    "history": history,
+                    "top1_on_test_sets_before_finetuning": evals,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
+        log.info(
+            "visual pretraining: %d clips x %d epochs in %.0f s; top-1 on the test sets %s",
+            args.visual_pretrain_clips,
+            args.visual_pretrain_epochs,
+            time.perf_counter() - t0,
+            evals,
+        )
     state = load_file(str(folder / "model.safetensors"))
-    return {k[len("video."):]: v for k, v in state.items() if k.startswith("video.")}
+    return {k[len("video.") :]: v for k, v in state.items() if k.startswith("video.")}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -279,26 +347,50 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train-clips", type=int, default=TRAIN_CLIPS)
     p.add_argument("--test-clips", type=int, default=160)
     p.add_argument("--ambiguity", type=float, default=0.6)
-    p.add_argument("--spurious-correlation", type=float, default=0.0,
-                   help="SynthConfig.spurious_correlation of the training sets (test sets: always 0)")
-    p.add_argument("--misleading-share", type=float, default=0.25,
-                   help="SynthConfig.misleading_share of the training and test sets")
+    p.add_argument(
+        "--spurious-correlation",
+        type=float,
+        default=0.0,
+        help="SynthConfig.spurious_correlation of the training sets (test sets: always 0)",
+    )
+    p.add_argument(
+        "--misleading-share",
+        type=float,
+        default=0.25,
+        help="SynthConfig.misleading_share of the training and test sets",
+    )
     p.add_argument("--size", type=int, default=64, help="render size (pixels)")
     p.add_argument("--image-size", type=int, default=32, help="model input size (pixels)")
     p.add_argument("--frames", type=int, default=4)
     p.add_argument("--epochs", type=int, default=EPOCHS)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--visual-pretrain-clips", type=int, default=PRETRAIN_CLIPS,
-                   help="clips of the shared video-only pretraining (0: every run trains its video streams from scratch)")
+    p.add_argument(
+        "--visual-pretrain-clips",
+        type=int,
+        default=PRETRAIN_CLIPS,
+        help="clips of the shared video-only pretraining (0: every run trains its video streams from scratch)",
+    )
     p.add_argument("--visual-pretrain-epochs", type=int, default=PRETRAIN_EPOCHS)
-    p.add_argument("--visual-pretrain-seed", type=int, default=50,
-                   help="SynthAV seed of the pretraining clips (no train/test set of the grid may use it)")
+    p.add_argument(
+        "--visual-pretrain-seed",
+        type=int,
+        default=50,
+        help="SynthAV seed of the pretraining clips (no train/test set of the grid may use it)",
+    )
     p.add_argument("--pretrain-only", action="store_true", help="stop after the visual pretraining")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch threads (1: on a shared 2-core machine more threads spin and slow down)")
-    p.add_argument("--report", type=Path, default=None,
-                   help="only summarise OUT/results.jsonl: print markdown tables, write this plot (PNG)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (1: on a shared 2-core machine more threads spin and slow down)",
+    )
+    p.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        help="only summarise OUT/results.jsonl: print markdown tables, write this plot (PNG)",
+    )
     args = p.parse_args(argv)
     if args.report is not None:
         print(summarise(args.out / "results.jsonl", args.report))
@@ -308,8 +400,10 @@ def main(argv: list[str] | None = None) -> int:
     # Data depends on P only; training and test sets use different seeds (test unseen).
     seeds = {rel: (100 + round(rel * 10), 900 + round(rel * 10)) for rel in args.relevance}
     if args.visual_pretrain_clips > 0 and any(args.visual_pretrain_seed in s for s in seeds.values()):
-        raise SystemExit(f"--visual-pretrain-seed {args.visual_pretrain_seed} is a train/test seed of the grid "
-                         f"({seeds}); choose another")
+        raise SystemExit(
+            f"--visual-pretrain-seed {args.visual_pretrain_seed} is a train/test seed of the grid "
+            f"({seeds}); choose another"
+        )
     args.out.mkdir(parents=True, exist_ok=True)
     results_path = args.out / "results.jsonl"
     done = set()
@@ -317,8 +411,10 @@ def main(argv: list[str] | None = None) -> int:
     if results_path.is_file():
         for line in results_path.read_text().splitlines():
             r = json.loads(line)
-            theirs = {"spurious_correlation": r.get("spurious_correlation", 0.0),
-                      "misleading_share": r.get("misleading_share", 0.25)}
+            theirs = {
+                "spurious_correlation": r.get("spurious_correlation", 0.0),
+                "misleading_share": r.get("misleading_share", 0.25),
+            }
             if theirs != setting:
                 raise SystemExit(f"{results_path} has runs with {theirs}, not {setting}: use another --out")
             done.add((r["relevance"], r["variant"], r["seed"]))
@@ -327,9 +423,15 @@ def main(argv: list[str] | None = None) -> int:
     probe = B.make_model(args.tagger, savld, B.VARIANTS["imd"], args.image_size, 0, **overrides)
     pre = ClipPreprocessor.from_model_config(probe.config)
     t0 = time.perf_counter()
-    base = {rel: dict(relevance=rel, ambiguity=args.ambiguity, size=args.size, misleading_share=args.misleading_share)
-            for rel in args.relevance}
-    test_cfgs = {rel: SynthConfig(clips=args.test_clips, seed=seeds[rel][1], **base[rel]) for rel in args.relevance}
+    base = {
+        rel: dict(
+            relevance=rel, ambiguity=args.ambiguity, size=args.size, misleading_share=args.misleading_share
+        )
+        for rel in args.relevance
+    }
+    test_cfgs = {
+        rel: SynthConfig(clips=args.test_clips, seed=seeds[rel][1], **base[rel]) for rel in args.relevance
+    }
     tests = {rel: render_set(cfg, pre, args.frames, probe.ast) for rel, cfg in test_cfgs.items()}
     test_specs = {rel: [sample_clip_spec(cfg, i) for i in range(cfg.clips)] for rel, cfg in test_cfgs.items()}
     log.info("rendered the test sets (%.0f s)", time.perf_counter() - t0)
@@ -339,16 +441,33 @@ def main(argv: list[str] | None = None) -> int:
     if args.pretrain_only:
         return 0
     # Seed-major order: a grid stopped early still has every (P, variant) cell for its first seeds.
-    todo = [(s, rel, n) for s in args.seeds for rel in args.relevance for n in args.variants
-            if (rel, n, s) not in done]
+    todo = [
+        (s, rel, n)
+        for s in args.seeds
+        for rel in args.relevance
+        for n in args.variants
+        if (rel, n, s) not in done
+    ]
     trains = {}
     for rel in sorted({t[1] for t in todo}, key=args.relevance.index):
         # val/test fractions 0: every clip is a "train" clip (only the split changes; at S = 0
         # the set is the one earlier versions rendered), so the spurious sounds reach all of them.
-        trains[rel] = render_set(SynthConfig(clips=args.train_clips, seed=seeds[rel][0], val_fraction=0.0,
-                                             test_fraction=0.0, spurious_correlation=args.spurious_correlation,
-                                             **base[rel]), pre, 2 * args.frames, probe.ast)
-        log.info("P=%.1f: rendered %d training clips (%.0f s)", rel, args.train_clips, time.perf_counter() - t0)
+        trains[rel] = render_set(
+            SynthConfig(
+                clips=args.train_clips,
+                seed=seeds[rel][0],
+                val_fraction=0.0,
+                test_fraction=0.0,
+                spurious_correlation=args.spurious_correlation,
+                **base[rel],
+            ),
+            pre,
+            2 * args.frames,
+            probe.ast,
+        )
+        log.info(
+            "P=%.1f: rendered %d training clips (%.0f s)", rel, args.train_clips, time.perf_counter() - t0
+        )
     steps = args.epochs * -(-args.train_clips // args.batch_size)
     for seed, rel, name in todo:
         variant = VARIANTS[name]
@@ -360,15 +479,22 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(variant, "oracle_gate", False):
             model, train, test = OracleGate(model), with_relevance_column(train), with_relevance_column(test)
         start, cpu = time.perf_counter(), time.process_time()
-        B.train_model(model, pre, train, variant, epochs=args.epochs, batch_size=args.batch_size,
-                      lr=args.lr, seed=seed)
+        B.train_model(
+            model, pre, train, variant, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=seed
+        )
         recorder = Recorder(model)
         metrics = B.evaluate(recorder, pre, test, variant)
         metrics |= shortcut_metrics(torch.cat(recorder.preds), test.labels, test_specs[rel])
-        row = {"relevance": rel, "variant": name, "seed": seed, **metrics, **setting,
-               "visual_pretrain": video_init is not None,
-               "train_seconds": round(time.perf_counter() - start, 1),
-               "cpu_seconds": round(time.process_time() - cpu, 1)}
+        row = {
+            "relevance": rel,
+            "variant": name,
+            "seed": seed,
+            **metrics,
+            **setting,
+            "visual_pretrain": video_init is not None,
+            "train_seconds": round(time.perf_counter() - start, 1),
+            "cpu_seconds": round(time.process_time() - cpu, 1),
+        }
         log.info("%s", row)
         with open(results_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")

@@ -95,11 +95,18 @@ def _load_one(job: tuple[Path, ClipPreprocessor, int, int]) -> tuple[np.ndarray,
     idx = np.clip(np.searchsorted(clip.frame_times, times), 0, len(clip.frames) - 1)
     f = clip.frames[idx]
     top, left = (f.shape[1] - size) // 2, (f.shape[2] - size) // 2
-    return np.ascontiguousarray(f[:, top: top + size, left: left + size]), pre.fbank(clip.audio)
+    return np.ascontiguousarray(f[:, top : top + size, left : left + size]), pre.fbank(clip.audio)
 
 
-def decode_clips(folder: Path, rows: list[dict[str, str]], pre: ClipPreprocessor, frames_per_clip: int,
-                 size: int, cache: Path | None = None, workers: int = 2) -> tuple[np.ndarray, torch.Tensor]:
+def decode_clips(
+    folder: Path,
+    rows: list[dict[str, str]],
+    pre: ClipPreprocessor,
+    frames_per_clip: int,
+    size: int,
+    cache: Path | None = None,
+    workers: int = 2,
+) -> tuple[np.ndarray, torch.Tensor]:
     """Decodes clips in ``workers`` processes: frames uint8 ``(N, K, S, S, 3)``, fbanks ``(N, F, M)``.
 
     With ``cache``, the result is stored there (``.npz``) and reused on the next run.
@@ -122,10 +129,15 @@ def decode_clips(folder: Path, rows: list[dict[str, str]], pre: ClipPreprocessor
 def tag_clips(rows: list[dict[str, str]], frames: np.ndarray, fbank: torch.Tensor, tagger) -> ClipSet:
     """Runs the frozen tagger once per clip (the training engine caches the same outputs)."""
     with torch.no_grad():
-        outs = [tagger(fbank[i: i + 64]) for i in range(0, len(fbank), 64)]
+        outs = [tagger(fbank[i : i + 64]) for i in range(0, len(fbank), 64)]
     labels = torch.tensor([ACTION_CLASSES.index(r["label"]) for r in rows])
-    return ClipSet(frames, labels, [r["audio_kind"] for r in rows],
-                   torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs]))
+    return ClipSet(
+        frames,
+        labels,
+        [r["audio_kind"] for r in rows],
+        torch.cat([o[0] for o in outs]),
+        torch.cat([o[1] for o in outs]),
+    )
 
 
 def batch_tensors(pre: ClipPreprocessor, frames: np.ndarray, train: bool, rng: np.random.Generator):
@@ -165,8 +177,9 @@ VARIANTS = {
 }
 
 
-def make_model(tagger_dir: Path, savld: Savld, variant: Variant, image_size: int, warmup_steps: int,
-               **overrides) -> IMDModel:
+def make_model(
+    tagger_dir: Path, savld: Savld, variant: Variant, image_size: int, warmup_steps: int, **overrides
+) -> IMDModel:
     cfg = ModelConfig(
         **overrides,
         size="tiny",
@@ -197,11 +210,23 @@ def recipe_warmup_steps(recipe: TrainConfig, steps_per_epoch: int) -> int:
     return s.warmup_steps if s.warmup_steps >= 0 else int(round(s.warmup_epochs * steps_per_epoch))
 
 
-def train_model(model: IMDModel, pre: ClipPreprocessor, data: ClipSet | Callable[[int], ClipSet],
-                variant: Variant, *, epochs: int, batch_size: int, lr: float, seed: int,
-                clips_per_epoch: int | None = None, on_epoch: Callable[[int], dict] | None = None,
-                weight_decay: float = 0.05, grad_clip: float = 1.0, warmup_steps: int | None = None,
-                min_lr_ratio: float = 0.0) -> list[dict]:
+def train_model(
+    model: IMDModel,
+    pre: ClipPreprocessor,
+    data: ClipSet | Callable[[int], ClipSet],
+    variant: Variant,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    clips_per_epoch: int | None = None,
+    on_epoch: Callable[[int], dict] | None = None,
+    weight_decay: float = 0.05,
+    grad_clip: float = 1.0,
+    warmup_steps: int | None = None,
+    min_lr_ratio: float = 0.0,
+) -> list[dict]:
     """AdamW + warm-up/cosine over all epochs; cached AST outputs; returns per-epoch losses.
 
     ``data`` is one ``ClipSet`` seen every epoch, or ``epoch -> ClipSet`` giving fresh clips
@@ -219,8 +244,13 @@ def train_model(model: IMDModel, pre: ClipPreprocessor, data: ClipSet | Callable
     n_sched = clips_per_epoch or len(data.labels)
     steps = epochs * math.ceil(n_sched / batch_size)
     warm = max(1, steps // 10 if warmup_steps is None else warmup_steps)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm) * (
-        min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(s / steps, 1.0)))))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt,
+        lambda s: (
+            min(1.0, (s + 1) / warm)
+            * (min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(s / steps, 1.0))))
+        ),
+    )
     history = []
     for epoch in range(epochs):
         start = time.perf_counter()
@@ -232,7 +262,7 @@ def train_model(model: IMDModel, pre: ClipPreprocessor, data: ClipSet | Callable
         perm = rng.permutation(n)
         sums: dict[str, float] = {}
         for i in range(0, n, batch_size):
-            idx = perm[i: i + batch_size]
+            idx = perm[i : i + batch_size]
             rgb, mot = batch_tensors(pre, epoch_data.frames[idx], True, rng)
             aidx = idx.copy()
             if variant.cross_modal_p > 0:  # swap audio with a same-class training clip
@@ -242,8 +272,14 @@ def train_model(model: IMDModel, pre: ClipPreprocessor, data: ClipSet | Callable
             present = torch.full((len(idx),), variant.audio)
             if variant.modality_dropout > 0:
                 present &= torch.from_numpy(rng.random(len(idx)) >= variant.modality_dropout)
-            out = model(rgb, mot, audio_embedding=epoch_data.emb[aidx], audio_logits=epoch_data.logits[aidx],
-                        audio_present=present, labels=epoch_data.labels[idx])
+            out = model(
+                rgb,
+                mot,
+                audio_embedding=epoch_data.emb[aidx],
+                audio_logits=epoch_data.logits[aidx],
+                audio_present=present,
+                labels=epoch_data.labels[idx],
+            )
             opt.zero_grad(set_to_none=True)
             out.loss.backward()
             if grad_clip > 0:
@@ -253,7 +289,11 @@ def train_model(model: IMDModel, pre: ClipPreprocessor, data: ClipSet | Callable
             for k, v in {"loss": out.loss, **out.losses}.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach()) * len(idx)
         rec = {k: v / n for k, v in sums.items()} | {
-            "epoch": epoch + 1, "clips": n, "data_seconds": prepared, "seconds": time.perf_counter() - start}
+            "epoch": epoch + 1,
+            "clips": n,
+            "data_seconds": prepared,
+            "seconds": time.perf_counter() - start,
+        }
         if on_epoch is not None:
             rec |= on_epoch(epoch)
         log.info("%s epoch %d: %s", variant.name, epoch + 1, {k: round(v, 4) for k, v in rec.items()})
@@ -268,10 +308,15 @@ def evaluate(model: IMDModel, pre: ClipPreprocessor, data: ClipSet, variant: Var
     rng = np.random.default_rng(0)
     preds, kept = [], []
     for i in range(0, len(data.labels), 32):
-        rgb, mot = batch_tensors(pre, data.frames[i: i + 32], False, rng)
+        rgb, mot = batch_tensors(pre, data.frames[i : i + 32], False, rng)
         present = torch.full((len(rgb),), variant.audio)
-        out = model(rgb, mot, audio_embedding=data.emb[i: i + 32], audio_logits=data.logits[i: i + 32],
-                    audio_present=present)
+        out = model(
+            rgb,
+            mot,
+            audio_embedding=data.emb[i : i + 32],
+            audio_logits=data.logits[i : i + 32],
+            audio_present=present,
+        )
         preds.append(out.logits.argmax(-1))
         kept.append(out.audio_kept)
     pred, kept_t = torch.cat(preds), torch.cat(kept)
@@ -291,8 +336,13 @@ def evaluate(model: IMDModel, pre: ClipPreprocessor, data: ClipSet, variant: Var
     return res
 
 
-def tune_threshold(model: IMDModel, pre: ClipPreprocessor, val: ClipSet, variant: Variant,
-                   grid: tuple[float, ...] = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7)) -> dict:
+def tune_threshold(
+    model: IMDModel,
+    pre: ClipPreprocessor,
+    val: ClipSet,
+    variant: Variant,
+    grid: tuple[float, ...] = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7),
+) -> dict:
     """Sets ``relevance_threshold`` to the grid value with the best validation keep/drop accuracy.
 
     Ties go to the better top-1, then to the value nearest 0.5. ``val`` must not be the
@@ -302,24 +352,35 @@ def tune_threshold(model: IMDModel, pre: ClipPreprocessor, val: ClipSet, variant
     for t in grid:
         model.config = model.config.replace(relevance_threshold=t)
         table[t] = evaluate(model, pre, val, variant)
-    best = max(grid, key=lambda t: (round(table[t]["keep_drop_acc"], 6), round(table[t]["top1"], 6), -abs(t - 0.5)))
+    best = max(
+        grid, key=lambda t: (round(table[t]["keep_drop_acc"], 6), round(table[t]["top1"], 6), -abs(t - 0.5))
+    )
     model.config = model.config.replace(relevance_threshold=best)
-    return {"threshold": best, "clips": len(val.labels),
-            "table": {str(t): {k: round(table[t][k], 4) for k in ("top1", "keep_drop_acc")} for t in grid}}
+    return {
+        "threshold": best,
+        "clips": len(val.labels),
+        "table": {str(t): {k: round(table[t][k], 4) for k in ("top1", "keep_drop_acc")} for t in grid},
+    }
 
 
 def upgrade(model: IMDModel, savld: Savld, warmup_steps: int, **changes) -> IMDModel:
     """The same model with new ``ModelConfig`` fields (e.g. a visual head), keeping every weight
     that still fits. A relevance net whose inputs change starts fresh, with teacher forcing
     again for ``warmup_steps`` steps."""
-    new_inputs = changes.get("relevance_agreement", model.config.relevance_agreement) != model.config.relevance_agreement
+    new_inputs = (
+        changes.get("relevance_agreement", model.config.relevance_agreement)
+        != model.config.relevance_agreement
+    )
     cfg = model.config.replace(**changes)
     if new_inputs:
         cfg = cfg.replace(gating_warmup_steps=warmup_steps)
     new = IMDModel(cfg, savld=savld, load_pretrained=False)
     own = new.state_dict()
-    kept = {k: v for k, v in model.state_dict().items()
-            if k in own and own[k].shape == v.shape and not (new_inputs and k.startswith("relevance."))}
+    kept = {
+        k: v
+        for k, v in model.state_dict().items()
+        if k in own and own[k].shape == v.shape and not (new_inputs and k.startswith("relevance."))
+    }
     if new_inputs:
         kept.pop("gating_steps", None)
     new.load_state_dict(kept, strict=False)
@@ -344,17 +405,31 @@ def main(argv: list[str] | None = None) -> int:
     model_fields = recipe.model
     p = argparse.ArgumentParser(
         description="Build the embedded demo model from scratch (CPU). Model fields and training values come "
-                    f"from the {RECIPE} recipe (imd_core/configs/{RECIPE}.json); the flags below override them.")
+        f"from the {RECIPE} recipe (imd_core/configs/{RECIPE}.json); the flags below override them."
+    )
     p.add_argument("--work", type=Path, default=ROOT / "runs" / "demo", help="intermediate files")
     p.add_argument("--out", type=Path, default=ROOT / "resources", help="resources folder to write")
     p.add_argument("--train-clips", type=int, default=1000)
     p.add_argument("--test-clips", type=int, default=300)
-    p.add_argument("--train-data", type=Path, default=None,
-                   help="an existing SynthAV folder to train on (default: WORK/synth_train, seed 0)")
-    p.add_argument("--extra-train-data", type=Path, nargs="*", default=[],
-                   help="more SynthAV folders (other seeds than 777) to train on, all their splits")
-    p.add_argument("--tagger", type=Path, default=None,
-                   help="an existing tagger folder from train_tagger.py (default: train one into WORK/tagger)")
+    p.add_argument(
+        "--train-data",
+        type=Path,
+        default=None,
+        help="an existing SynthAV folder to train on (default: WORK/synth_train, seed 0)",
+    )
+    p.add_argument(
+        "--extra-train-data",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="more SynthAV folders (other seeds than 777) to train on, all their splits",
+    )
+    p.add_argument(
+        "--tagger",
+        type=Path,
+        default=None,
+        help="an existing tagger folder from train_tagger.py (default: train one into WORK/tagger)",
+    )
     p.add_argument("--relevance", type=float, default=0.5)
     p.add_argument("--ambiguity", type=float, default=0.3)
     p.add_argument("--image-size", type=int, default=model_fields["image_size"])
@@ -367,36 +442,77 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--decode-only", action="store_true", help="generate and decode the data, then stop")
     p.add_argument("--max-train-clips", type=int, default=0, help="use only the first N training clips (CPU)")
     p.add_argument("--init", type=Path, default=None, help="continue training this saved model folder")
-    p.add_argument("--tune-threshold", action="store_true",
-                   help="pick the relevance threshold on the training seed's unused 'test' split (never on seed 777)")
-    p.add_argument("--fresh-rounds", type=int, default=0,
-                   help="train on clips rendered in memory instead: this many rounds (epochs) of new clips")
+    p.add_argument(
+        "--tune-threshold",
+        action="store_true",
+        help="pick the relevance threshold on the training seed's unused 'test' split (never on seed 777)",
+    )
+    p.add_argument(
+        "--fresh-rounds",
+        type=int,
+        default=0,
+        help="train on clips rendered in memory instead: this many rounds (epochs) of new clips",
+    )
     p.add_argument("--fresh-clips", type=int, default=2000, help="clips rendered per fresh round")
-    p.add_argument("--fresh-real", type=int, default=1000,
-                   help="decoded MP4 training clips mixed into each fresh round (the domain the model is used on)")
+    p.add_argument(
+        "--fresh-real",
+        type=int,
+        default=1000,
+        help="decoded MP4 training clips mixed into each fresh round (the domain the model is used on)",
+    )
     p.add_argument("--fresh-seed-base", type=int, default=10000, help="fresh round r renders seed BASE + r")
     p.add_argument("--render-size", type=int, default=96, help="render size of fresh clips (pixels)")
-    p.add_argument("--visual-head-weight", type=float, default=None,
-                   help="add/set the visual-only head with this auxiliary CE weight (ModelConfig.visual_head_weight; "
-                        "default: the recipe's for a new model, the --init model's own)")
-    p.add_argument("--agreement", action="store_true",
-                   help="give an --init model's relevance net the SAVLD agreement features "
-                        "(ModelConfig.relevance_agreement; a new model has the recipe's)")
-    p.add_argument("--warmup-epochs", type=float, default=1.0,
-                   help="teacher-forcing epochs for a relevance net that starts fresh (--agreement on --init)")
-    p.add_argument("--tag-top-k", type=int, default=None,
-                   help="AST tags per clip in the SAVLD IoU relevance targets (ModelConfig.tag_top_k; "
-                        "default: the recipe's for a new model, the --init model's own)")
-    p.add_argument("--patch-stem", choices=["linear", "conv"], default=model_fields["patch_stem"],
-                   help="patch embedding of a new model's visual streams (ModelConfig.patch_stem)")
-    p.add_argument("--tag-floor", default=None,
-                   help="audio label below which no tag counts in the relevance targets "
-                        "(ModelConfig.relevance_tag_floor, e.g. Silence; default: the recipe's for a new "
-                        "model, the --init model's own)")
-    p.add_argument("--train-only", choices=["all", "relevance"], default="all",
-                   help="'relevance': freeze everything but the relevance network (e.g. after changing its targets)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch threads (1: on a shared 2-core machine more threads spin and slow down)")
+    p.add_argument(
+        "--visual-head-weight",
+        type=float,
+        default=None,
+        help="add/set the visual-only head with this auxiliary CE weight (ModelConfig.visual_head_weight; "
+        "default: the recipe's for a new model, the --init model's own)",
+    )
+    p.add_argument(
+        "--agreement",
+        action="store_true",
+        help="give an --init model's relevance net the SAVLD agreement features "
+        "(ModelConfig.relevance_agreement; a new model has the recipe's)",
+    )
+    p.add_argument(
+        "--warmup-epochs",
+        type=float,
+        default=1.0,
+        help="teacher-forcing epochs for a relevance net that starts fresh (--agreement on --init)",
+    )
+    p.add_argument(
+        "--tag-top-k",
+        type=int,
+        default=None,
+        help="AST tags per clip in the SAVLD IoU relevance targets (ModelConfig.tag_top_k; "
+        "default: the recipe's for a new model, the --init model's own)",
+    )
+    p.add_argument(
+        "--patch-stem",
+        choices=["linear", "conv"],
+        default=model_fields["patch_stem"],
+        help="patch embedding of a new model's visual streams (ModelConfig.patch_stem)",
+    )
+    p.add_argument(
+        "--tag-floor",
+        default=None,
+        help="audio label below which no tag counts in the relevance targets "
+        "(ModelConfig.relevance_tag_floor, e.g. Silence; default: the recipe's for a new "
+        "model, the --init model's own)",
+    )
+    p.add_argument(
+        "--train-only",
+        choices=["all", "relevance"],
+        default="all",
+        help="'relevance': freeze everything but the relevance network (e.g. after changing its targets)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (1: on a shared 2-core machine more threads spin and slow down)",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -409,15 +525,22 @@ def main(argv: list[str] | None = None) -> int:
     test_dir = work / "synth_test_seed777"
     tagger_dir = args.tagger or work / "tagger"
     if not (train_dir / "manifest.csv").is_file():
-        generate(train_dir, SynthConfig(clips=args.train_clips, relevance=args.relevance, ambiguity=args.ambiguity,
-                                        seed=0))
+        generate(
+            train_dir,
+            SynthConfig(clips=args.train_clips, relevance=args.relevance, ambiguity=args.ambiguity, seed=0),
+        )
     if not (test_dir / "manifest.csv").is_file():
-        generate(test_dir, SynthConfig(clips=args.test_clips, relevance=args.relevance, ambiguity=args.ambiguity,
-                                       seed=777))
+        generate(
+            test_dir,
+            SynthConfig(clips=args.test_clips, relevance=args.relevance, ambiguity=args.ambiguity, seed=777),
+        )
     log.info("data ready (%.0f s)", time.perf_counter() - t0)
     # The preprocessor only needs the model's input fields: decode before the tagger exists.
-    pre = ClipPreprocessor.from_model_config(recipe_model_config(recipe, None, image_size=args.image_size),
-                                             flip=recipe.augment.flip, train_scale=list(recipe.augment.train_scale))
+    pre = ClipPreprocessor.from_model_config(
+        recipe_model_config(recipe, None, image_size=args.image_size),
+        flip=recipe.augment.flip,
+        train_scale=list(recipe.augment.train_scale),
+    )
     k_frames = cache_frames(recipe)
     train_rows = read_manifest(train_dir, ("train", "val"))
     train_rows = train_rows[: args.max_train_clips or None]
@@ -427,35 +550,63 @@ def main(argv: list[str] | None = None) -> int:
             (test_dir, read_manifest(test_dir), pre.num_frames, pre.image_size, "test"),
         ):
             suffix = len(rows) if name == "train" else ""
-            decode_clips(folder, rows, pre, k, size, cache=work / f"cache_{name}{suffix}_{pre.image_size}.npz")
+            decode_clips(
+                folder, rows, pre, k, size, cache=work / f"cache_{name}{suffix}_{pre.image_size}.npz"
+            )
         log.info("decoded (%.0f s)", time.perf_counter() - t0)
         return 0
     test_rows = read_manifest(test_dir)
-    train_frames, train_fb = decode_clips(train_dir, train_rows, pre, k_frames, pre.decode_size(True),
-                                          cache=work / f"cache_train{len(train_rows)}_{pre.image_size}.npz")
+    train_frames, train_fb = decode_clips(
+        train_dir,
+        train_rows,
+        pre,
+        k_frames,
+        pre.decode_size(True),
+        cache=work / f"cache_train{len(train_rows)}_{pre.image_size}.npz",
+    )
     for extra in args.extra_train_data:  # more clips from other seeds: every split is training data
         rows = read_manifest(extra)
         if json.loads((extra / "synth_config.json").read_text())["config"]["seed"] == 777:
             raise SystemExit(f"{extra} uses the held-out seed 777: generate it with another seed")
-        f, fb = decode_clips(extra, rows, pre, k_frames, pre.decode_size(True),
-                             cache=work / f"cache_{extra.name}_{len(rows)}_{pre.image_size}.npz")
+        f, fb = decode_clips(
+            extra,
+            rows,
+            pre,
+            k_frames,
+            pre.decode_size(True),
+            cache=work / f"cache_{extra.name}_{len(rows)}_{pre.image_size}.npz",
+        )
         train_rows = train_rows + [r | {"split": "train", "file": str(extra / r["path"])} for r in rows]
         train_frames, train_fb = np.concatenate([train_frames, f]), torch.cat([train_fb, fb])
     write_engine_manifest(work / "demo_data.csv", train_dir, train_rows, read_manifest(train_dir, ("test",)))
-    test_frames, test_fb = decode_clips(test_dir, test_rows, pre, pre.num_frames, pre.image_size,
-                                        cache=work / f"cache_test_{pre.image_size}.npz")
+    test_frames, test_fb = decode_clips(
+        test_dir,
+        test_rows,
+        pre,
+        pre.num_frames,
+        pre.image_size,
+        cache=work / f"cache_test_{pre.image_size}.npz",
+    )
     log.info("decoded %d + %d clips (%.0f s)", len(train_rows), len(test_rows), time.perf_counter() - t0)
     if not (tagger_dir / "model.safetensors").is_file():
         # The tagger learns from exactly the AST input the IMD pipeline computes (the
         # clip's centred audio window); "val" clips pick its epoch; seed 777 tests it.
         is_val = torch.tensor([r["split"] == "val" for r in train_rows])
         y = train_tagger.targets(train_rows, TAGGER_LABELS)
-        held = {"val": (train_fb[is_val], y[is_val]),
-                "heldout_seed777": (test_fb, train_tagger.targets(test_rows, TAGGER_LABELS))}
+        held = {
+            "val": (train_fb[is_val], y[is_val]),
+            "heldout_seed777": (test_fb, train_tagger.targets(test_rows, TAGGER_LABELS)),
+        }
         lengths = torch.full((int((~is_val).sum()),), train_fb.shape[1])
-        tagger, tmetrics = train_tagger.fit((train_fb[~is_val], y[~is_val], lengths), held,
-                                            window=train_fb.shape[1], epochs=args.tagger_epochs, batch_size=8,
-                                            lr=1e-3, seed=args.seed)
+        tagger, tmetrics = train_tagger.fit(
+            (train_fb[~is_val], y[~is_val], lengths),
+            held,
+            window=train_fb.shape[1],
+            epochs=args.tagger_epochs,
+            batch_size=8,
+            lr=1e-3,
+            seed=args.seed,
+        )
         fcfg = AudioFeatureConfig(max_length=train_fb.shape[1])
         train_tagger.save(tagger, tagger_dir, fcfg, tmetrics)
     tagger_metrics = json.loads((tagger_dir / "tagger_metrics.json").read_text())
@@ -463,7 +614,9 @@ def main(argv: list[str] | None = None) -> int:
 
     savld = build_savld(list(TAGGER_LABELS), k=recipe.init.savld_k)
     variant = VARIANTS["imd"]
-    clips_per_epoch = args.fresh_clips + min(args.fresh_real, len(train_rows)) if args.fresh_rounds else len(train_rows)
+    clips_per_epoch = (
+        args.fresh_clips + min(args.fresh_real, len(train_rows)) if args.fresh_rounds else len(train_rows)
+    )
     steps_per_epoch = math.ceil(clips_per_epoch / args.batch_size)
     if args.init is not None:  # continue training a saved model (same architecture, its own tagger)
         from imd_core.model.checkpoint import load_model
@@ -484,9 +637,18 @@ def main(argv: list[str] | None = None) -> int:
             model.tag_floor_index = model._find_tag_floor()
         ast_source = None  # the AST lives in the folder's weights
     else:  # the recipe's model (demo.json), its frozen AST from tagger_dir
-        model = IMDModel(recipe_model_config(recipe, tagger_dir, image_size=args.image_size, patch_stem=args.patch_stem,
-                                             visual_head_weight=args.visual_head_weight, tag_top_k=args.tag_top_k,
-                                             relevance_tag_floor=args.tag_floor), savld=savld)
+        model = IMDModel(
+            recipe_model_config(
+                recipe,
+                tagger_dir,
+                image_size=args.image_size,
+                patch_stem=args.patch_stem,
+                visual_head_weight=args.visual_head_weight,
+                tag_top_k=args.tag_top_k,
+                relevance_tag_floor=args.tag_floor,
+            ),
+            savld=savld,
+        )
         ast_source = model_fields["ast_source"]  # "demo_tagger": written beside the model (OUT/demo_tagger)
     if args.train_only == "relevance":
         for name, param in model.named_parameters():
@@ -495,13 +657,23 @@ def main(argv: list[str] | None = None) -> int:
     test_set = tag_clips(test_rows, test_frames, test_fb, model.ast)
     # seed 0's own test split: never trained on; watches training and tunes the threshold
     val_rows = read_manifest(train_dir, ("test",))
-    val_frames, val_fb = decode_clips(train_dir, val_rows, pre, pre.num_frames, pre.image_size,
-                                      cache=work / f"cache_valtest{len(val_rows)}_{pre.image_size}.npz")
+    val_frames, val_fb = decode_clips(
+        train_dir,
+        val_rows,
+        pre,
+        pre.num_frames,
+        pre.image_size,
+        cache=work / f"cache_valtest{len(val_rows)}_{pre.image_size}.npz",
+    )
     val_set = tag_clips(val_rows, val_frames, val_fb, model.ast)
 
     model.config = model.config.replace(ast_source=ast_source)
-    schedule = {"weight_decay": recipe.optim.weight_decay, "grad_clip": recipe.optim.grad_clip,
-                "warmup_steps": recipe_warmup_steps(recipe, steps_per_epoch), "min_lr_ratio": recipe.schedule.min_lr_ratio}
+    schedule = {
+        "weight_decay": recipe.optim.weight_decay,
+        "grad_clip": recipe.optim.grad_clip,
+        "warmup_steps": recipe_warmup_steps(recipe, steps_per_epoch),
+        "min_lr_ratio": recipe.schedule.min_lr_ratio,
+    }
 
     def watch(_epoch: int) -> dict:
         from imd_core.model.checkpoint import save_model
@@ -516,24 +688,56 @@ def main(argv: list[str] | None = None) -> int:
 
         real = min(args.fresh_real, len(train_set.labels))
         rounds = synth_stream.fresh_rounds(
-            SynthConfig(relevance=args.relevance, ambiguity=args.ambiguity, size=args.render_size), pre, model.ast,
-            clips=args.fresh_clips, seed_base=args.fresh_seed_base, k=k_frames, size=pre.decode_size(True),
-            real=train_set, real_per_round=real)
-        history = train_model(model, pre, rounds, variant, epochs=args.fresh_rounds, batch_size=args.batch_size,
-                              lr=args.lr, seed=args.seed, clips_per_epoch=args.fresh_clips + real, on_epoch=watch,
-                              **schedule)
+            SynthConfig(relevance=args.relevance, ambiguity=args.ambiguity, size=args.render_size),
+            pre,
+            model.ast,
+            clips=args.fresh_clips,
+            seed_base=args.fresh_seed_base,
+            k=k_frames,
+            size=pre.decode_size(True),
+            real=train_set,
+            real_per_round=real,
+        )
+        history = train_model(
+            model,
+            pre,
+            rounds,
+            variant,
+            epochs=args.fresh_rounds,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            seed=args.seed,
+            clips_per_epoch=args.fresh_clips + real,
+            on_epoch=watch,
+            **schedule,
+        )
     elif args.epochs > 0:
-        history = train_model(model, pre, train_set, variant, epochs=args.epochs, batch_size=args.batch_size,
-                              lr=args.lr, seed=args.seed, on_epoch=watch, **schedule)
+        history = train_model(
+            model,
+            pre,
+            train_set,
+            variant,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            seed=args.seed,
+            on_epoch=watch,
+            **schedule,
+        )
     tuning = None
     if args.tune_threshold:
         tuning = tune_threshold(model, pre, val_set, variant)
         log.info("relevance threshold from %d validation clips: %s", len(val_rows), tuning)
     metrics = evaluate(model, pre, test_set, variant)
     log.info("held-out (seed 777): %s (%.0f s)", metrics, time.perf_counter() - t0)
-    report = {"heldout_seed777": metrics, "tagger": tagger_metrics, "history": history, "threshold_tuning": tuning,
-              "args": {
-        k: str(v) for k, v in vars(args).items()}, "savld": savld.mapping}
+    report = {
+        "heldout_seed777": metrics,
+        "tagger": tagger_metrics,
+        "history": history,
+        "threshold_tuning": tuning,
+        "args": {k: str(v) for k, v in vars(args).items()},
+        "savld": savld.mapping,
+    }
     work.mkdir(parents=True, exist_ok=True)
     (work / "demo_report.json").write_text(json.dumps(report, indent=2) + "\n")
     if args.no_write:
@@ -549,16 +753,22 @@ def main(argv: list[str] | None = None) -> int:
         if not out_tagger.exists() or out_tagger.resolve() != tagger_dir.resolve():
             shutil.rmtree(out_tagger, ignore_errors=True)
             shutil.copytree(tagger_dir, out_tagger)
-    (out_model / "demo_metrics.json").write_text(json.dumps(
-        {"heldout_seed777": metrics, "tagger_test": tagger_metrics.get("test")}, indent=2) + "\n")
+    (out_model / "demo_metrics.json").write_text(
+        json.dumps({"heldout_seed777": metrics, "tagger_test": tagger_metrics.get("test")}, indent=2) + "\n"
+    )
     write_demo_clips(test_dir, args.out / "demo_clips")
-    log.info("wrote %s (%.1f MB) and demo clips (%.1f MB)", out_model, folder_mb(out_model),
-             folder_mb(args.out / "demo_clips"))
+    log.info(
+        "wrote %s (%.1f MB) and demo clips (%.1f MB)",
+        out_model,
+        folder_mb(out_model),
+        folder_mb(args.out / "demo_clips"),
+    )
     return 0
 
 
-def write_engine_manifest(path: Path, train_dir: Path, train_rows: list[dict[str, str]],
-                          val_rows: list[dict[str, str]]) -> Path:
+def write_engine_manifest(
+    path: Path, train_dir: Path, train_rows: list[dict[str, str]], val_rows: list[dict[str, str]]
+) -> Path:
     """The clips this build trains on (split ``train``) and watches (seed 0's ``test`` split,
     as ``val``) as an ``imd train`` manifest with absolute paths, so ``imd train --config
     demo --data PATH`` trains the same recipe on the same data."""

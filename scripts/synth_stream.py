@@ -24,7 +24,9 @@ from imd_core.synth.generate import render_clip, sample_clip_spec
 HELD_OUT_SEED = 777  # the demo's held-out seed: never rendered for training
 
 
-def _render(job: tuple[dict, int, int, int | None, ClipPreprocessor]) -> tuple[np.ndarray, torch.Tensor, int, str]:
+def _render(
+    job: tuple[dict, int, int, int | None, ClipPreprocessor],
+) -> tuple[np.ndarray, torch.Tensor, int, str]:
     """One clip: ``k`` frames (the decode path's TSN segment picks), resized, and its fbank."""
     torch.set_num_threads(1)
     cfg_dict, index, k, size, pre = job
@@ -32,15 +34,18 @@ def _render(job: tuple[dict, int, int, int | None, ClipPreprocessor]) -> tuple[n
     spec = sample_clip_spec(cfg, index)
     frames, audio = render_clip(cfg, spec)
     frame_times = np.arange(len(frames)) / cfg.fps
-    idx = np.clip(np.searchsorted(frame_times, uniform_times(0.0, len(frames) / cfg.fps, k)), 0, len(frames) - 1)
+    idx = np.clip(
+        np.searchsorted(frame_times, uniform_times(0.0, len(frames) / cfg.fps, k)), 0, len(frames) - 1
+    )
     picked = frames[idx]
     if size is not None:
         picked = np.ascontiguousarray(resize_short_side(picked, size))
     return picked, pre.fbank(audio), ACTION_CLASSES.index(spec.label), spec.audio_kind
 
 
-def render_set(cfg: SynthConfig, pre: ClipPreprocessor, k: int, tagger, *, size: int | None = None,
-               workers: int = 2):
+def render_set(
+    cfg: SynthConfig, pre: ClipPreprocessor, k: int, tagger, *, size: int | None = None, workers: int = 2
+):
     """Renders ``cfg.clips`` clips in ``workers`` processes and tags them with the frozen tagger.
 
     Returns a ``build_demo.ClipSet`` with frames uint8 ``(N, k, S, S, 3)`` (``S = size``,
@@ -59,18 +64,41 @@ def render_set(cfg: SynthConfig, pre: ClipPreprocessor, k: int, tagger, *, size:
 
 def subset(data, idx: np.ndarray):
     """The clips ``idx`` of a ``ClipSet``."""
-    return replace(data, frames=data.frames[idx], labels=data.labels[idx], kinds=[data.kinds[i] for i in idx],
-                   emb=data.emb[idx], logits=data.logits[idx])
+    return replace(
+        data,
+        frames=data.frames[idx],
+        labels=data.labels[idx],
+        kinds=[data.kinds[i] for i in idx],
+        emb=data.emb[idx],
+        logits=data.logits[idx],
+    )
 
 
 def concat(a, b):
     """Two ``ClipSet`` s with frames of the same shape, one after the other."""
-    return replace(a, frames=np.concatenate([a.frames, b.frames]), labels=torch.cat([a.labels, b.labels]),
-                   kinds=a.kinds + b.kinds, emb=torch.cat([a.emb, b.emb]), logits=torch.cat([a.logits, b.logits]))
+    return replace(
+        a,
+        frames=np.concatenate([a.frames, b.frames]),
+        labels=torch.cat([a.labels, b.labels]),
+        kinds=a.kinds + b.kinds,
+        emb=torch.cat([a.emb, b.emb]),
+        logits=torch.cat([a.logits, b.logits]),
+    )
 
 
-def fresh_rounds(base: SynthConfig, pre: ClipPreprocessor, tagger, *, clips: int, seed_base: int, k: int,
-                 size: int, real=None, real_per_round: int = 0, workers: int = 2) -> Callable[[int], object]:
+def fresh_rounds(
+    base: SynthConfig,
+    pre: ClipPreprocessor,
+    tagger,
+    *,
+    clips: int,
+    seed_base: int,
+    k: int,
+    size: int,
+    real=None,
+    real_per_round: int = 0,
+    workers: int = 2,
+) -> Callable[[int], object]:
     """``round -> ClipSet``: ``clips`` newly rendered clips (seed ``seed_base + round``) plus
     ``real_per_round`` clips drawn from ``real`` (decoded MP4s), so every round also sees
     the domain the model is used on."""

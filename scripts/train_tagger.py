@@ -39,7 +39,9 @@ CLIP_FRAMES = 400  # fbank frames of the longest SynthAV clip (4 s)
 log = logging.getLogger("train_tagger")
 
 
-def tiny_ast_config(max_length: int, labels: tuple[str, ...] = TINY_TAGGER_LABELS, hidden: int = 96, layers: int = 2):
+def tiny_ast_config(
+    max_length: int, labels: tuple[str, ...] = TINY_TAGGER_LABELS, hidden: int = 96, layers: int = 2
+):
     """The model's ``tiny`` AST (``TINY_AST_CONFIG``: non-overlapping 16x16 patches) with our labels."""
     from transformers import ASTConfig
 
@@ -73,8 +75,9 @@ def _load_one(job: tuple[Path, AudioFeatureConfig]) -> tuple[torch.Tensor, int]:
     return waveform_to_fbank(wave, fcfg.replace(max_length=CLIP_FRAMES)), frames
 
 
-def load_features(data_dir: Path, rows: list[dict[str, str]], fcfg: AudioFeatureConfig,
-                  workers: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+def load_features(
+    data_dir: Path, rows: list[dict[str, str]], fcfg: AudioFeatureConfig, workers: int = 2
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Decodes every clip's audio (16 kHz mono) in ``workers`` processes.
 
     Returns:
@@ -112,7 +115,7 @@ def average_precision(scores: np.ndarray, y: np.ndarray) -> float:
 def evaluate(model, x: torch.Tensor, y: torch.Tensor, batch: int = 64) -> dict[str, float]:
     """mAP over labels, top-1 accuracy (top tag is one of the true tags) and exact-set F1."""
     model.eval()
-    logits = torch.cat([model(input_values=x[i: i + batch]).logits for i in range(0, len(x), batch)])
+    logits = torch.cat([model(input_values=x[i : i + batch]).logits for i in range(0, len(x), batch)])
     s, t = logits.sigmoid().numpy(), y.numpy()
     aps = [average_precision(s[:, j], t[:, j]) for j in range(t.shape[1])]
     top1 = t[np.arange(len(t)), s.argmax(1)].mean()
@@ -129,18 +132,18 @@ def augment(x: torch.Tensor, lengths: torch.Tensor, window: int, gen: torch.Gene
     out = torch.empty(n, window, m)
     for i in range(n):
         s0 = int(torch.randint(0, max(int(lengths[i]) - window, 0) + 1, (1,), generator=gen))
-        out[i] = x[i, s0: s0 + window]
+        out[i] = x[i, s0 : s0 + window]
         t0 = int(torch.randint(0, window - 30, (1,), generator=gen))
-        out[i, t0: t0 + int(torch.randint(0, 30, (1,), generator=gen))] = 0
+        out[i, t0 : t0 + int(torch.randint(0, 30, (1,), generator=gen))] = 0
         f0 = int(torch.randint(0, m - 16, (1,), generator=gen))
-        out[i, :, f0: f0 + int(torch.randint(0, 16, (1,), generator=gen))] = 0
+        out[i, :, f0 : f0 + int(torch.randint(0, 16, (1,), generator=gen))] = 0
     return out
 
 
 def centre(x: torch.Tensor, lengths: torch.Tensor, window: int) -> torch.Tensor:
     """The centred ``window`` frames of each clip, as ``ClipPreprocessor.audio_window`` takes them."""
     offs = [max(int(n) - window, 0) // 2 for n in lengths]
-    return torch.stack([x[i, o: o + window] for i, o in enumerate(offs)])
+    return torch.stack([x[i, o : o + window] for i, o in enumerate(offs)])
 
 
 def fit(
@@ -177,7 +180,7 @@ def fit(
         perm = torch.randperm(len(x), generator=gen)
         total = 0.0
         for i in range(0, len(x), batch_size):
-            idx = perm[i: i + batch_size]
+            idx = perm[i : i + batch_size]
             logits = model(input_values=augment(x[idx], lengths[idx], window, gen)).logits
             loss = loss_fn(logits, y[idx])
             opt.zero_grad(set_to_none=True)
@@ -186,7 +189,9 @@ def fit(
             sched.step()
             total += float(loss) * len(idx)
         val = evaluate(model, *held_out["val"]) if "val" in held_out else {"mAP": -total}
-        log.info("epoch %d loss %.4f val %s (%.0f s)", epoch + 1, total / len(x), val, time.perf_counter() - start)
+        log.info(
+            "epoch %d loss %.4f val %s (%.0f s)", epoch + 1, total / len(x), val, time.perf_counter() - start
+        )
         if val["mAP"] >= best:
             best, best_state = val["mAP"], {k: v.clone() for k, v in model.state_dict().items()}
     model.load_state_dict(best_state)
@@ -199,8 +204,9 @@ def save(model, out_dir: Path, fcfg: AudioFeatureConfig, metrics: dict) -> None:
 
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
-    ASTFeatureExtractor(**{k: v for k, v in fcfg.to_hf_dict().items() if k != "feature_extractor_type"}
-                        ).save_pretrained(out_dir)
+    ASTFeatureExtractor(
+        **{k: v for k, v in fcfg.to_hf_dict().items() if k != "feature_extractor_type"}
+    ).save_pretrained(out_dir)
     (out_dir / "tagger_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     log.info("saved tagger to %s: %s", out_dir, metrics)
 
@@ -230,8 +236,17 @@ def train(
     window = fcfg.max_length
     held_out = {s: (centre(x, n, window), y) for s, (x, n, y) in data.items()}
     x, n, y = data["train"]
-    model, metrics = fit((x, y, n), held_out, window=window, epochs=epochs, batch_size=batch_size, lr=lr,
-                         seed=seed, hidden=hidden, layers=layers)
+    model, metrics = fit(
+        (x, y, n),
+        held_out,
+        window=window,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        hidden=hidden,
+        layers=layers,
+    )
     save(model, out_dir, fcfg, metrics)
     return metrics
 
@@ -243,17 +258,32 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--seconds", type=float, default=2.56, help="tagger input length in seconds (100 frames/s)")
+    p.add_argument(
+        "--seconds", type=float, default=2.56, help="tagger input length in seconds (100 frames/s)"
+    )
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch threads (1: on a shared 2-core machine more threads spin and slow down)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (1: on a shared 2-core machine more threads spin and slow down)",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     torch.set_num_threads(args.threads)
-    metrics = train(args.data_dir, args.out_dir, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                    seconds=args.seconds, seed=args.seed, hidden=args.hidden, layers=args.layers)
+    metrics = train(
+        args.data_dir,
+        args.out_dir,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seconds=args.seconds,
+        seed=args.seed,
+        hidden=args.hidden,
+        layers=args.layers,
+    )
     print(json.dumps(metrics, indent=2))
     return 0
 

@@ -30,8 +30,11 @@ from build_demo import read_manifest  # noqa: E402
 from imd_core.model.video_transformer import VisualStream  # noqa: E402
 from imd_core.synth.classes import ACTION_CLASSES  # noqa: E402
 
-TRAIN = [("cache_s1_2400_2400_64.npz", "/tmp/s1_2400", None), ("cache_s2_2400_2400_64.npz", "/tmp/s2_2400", None),
-         ("cache_train898_64.npz", "/tmp/s1000", ("train", "val"))]
+TRAIN = [
+    ("cache_s1_2400_2400_64.npz", "/tmp/s1_2400", None),
+    ("cache_s2_2400_2400_64.npz", "/tmp/s2_2400", None),
+    ("cache_train898_64.npz", "/tmp/s1000", ("train", "val")),
+]
 
 
 def load(work: Path, cache: str, folder: str, splits) -> tuple[np.ndarray, np.ndarray]:
@@ -54,7 +57,7 @@ def batch(frames: np.ndarray, idx: np.ndarray, train: bool, rng: np.random.Gener
         out = np.empty(f.shape[:2] + (64, 64, 3), np.uint8)
         for i in range(len(f)):
             t, left = rng.integers(0, f.shape[2] - 63, 2)
-            out[i] = f[i, :, t: t + 64, left: left + 64]
+            out[i] = f[i, :, t : t + 64, left : left + 64]
             if rng.random() < 0.5:
                 out[i] = out[i, :, :, ::-1]
         f = out
@@ -74,8 +77,19 @@ def main() -> int:
     parts = [load(args.work, *t) for t in TRAIN]
     x_train, y_train = np.concatenate([q[0] for q in parts]), np.concatenate([q[1] for q in parts])
     x_test, y_test = load(args.work, "cache_test_64.npz", str(args.work / "synth_test_seed777"), None)
-    stream = VisualStream(num_frames=8, image_size=64, patch_size=16, embed_dim=192, depth=4, num_heads=3,
-                          mlp_ratio=4.0, st_depth=1, st_dim=96, st_heads=2, patch_stem=args.stem)
+    stream = VisualStream(
+        num_frames=8,
+        image_size=64,
+        patch_size=16,
+        embed_dim=192,
+        depth=4,
+        num_heads=3,
+        mlp_ratio=4.0,
+        st_depth=1,
+        st_dim=96,
+        st_heads=2,
+        patch_stem=args.stem,
+    )
     model = nn.Sequential(stream, nn.Linear(192, len(ACTION_CLASSES)))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
     rng = np.random.default_rng(0)
@@ -83,8 +97,12 @@ def main() -> int:
     def top1() -> float:
         model.eval()
         with torch.no_grad():
-            pred = torch.cat([model(batch(x_test, np.arange(i, min(i + 50, len(x_test))), False, rng)).argmax(1)
-                              for i in range(0, len(x_test), 50)])
+            pred = torch.cat(
+                [
+                    model(batch(x_test, np.arange(i, min(i + 50, len(x_test))), False, rng)).argmax(1)
+                    for i in range(0, len(x_test), 50)
+                ]
+            )
         model.train()
         return float((pred.numpy() == y_test).mean())
 
@@ -100,8 +118,11 @@ def main() -> int:
         opt.step()
         step += 1
         if step % 100 == 0:
-            print(f"{args.stem} {time.time() - t0:.0f}s step {step} loss {loss.item():.3f} "
-                  f"held-out top-1 {top1():.3f}", flush=True)
+            print(
+                f"{args.stem} {time.time() - t0:.0f}s step {step} loss {loss.item():.3f} "
+                f"held-out top-1 {top1():.3f}",
+                flush=True,
+            )
     print(f"FINAL {args.stem}: {step} steps, held-out top-1 {top1():.3f}", flush=True)
     return 0
 

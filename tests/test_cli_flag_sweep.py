@@ -61,7 +61,14 @@ def _run(argv: list[str], capsys) -> tuple[int, str]:
 def test_the_sweep_finds_the_flags_and_every_command_has_base_arguments():
     commands = {path for path, _ in FLAGS}
     assert commands <= set(BASE), f"add base arguments for {sorted(commands - set(BASE))}"
-    for expected in [("predict",), ("eval",), ("data", "check"), ("synth",), ("train",), ("pretrained", "finetune")]:
+    for expected in [
+        ("predict",),
+        ("eval",),
+        ("data", "check"),
+        ("synth",),
+        ("train",),
+        ("pretrained", "finetune"),
+    ]:
         assert expected in commands
     assert (("predict",), "--window") in FLAGS and (("data", "check"), "--timeout") in FLAGS
 
@@ -101,7 +108,8 @@ def test_numeric_flag_values_end_cleanly(command, flag, value, tmp_path, capsys,
 )
 def test_bad_values_and_outputs_fail_before_any_model_loads(argv, needle, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(
-        "imd_core.model.checkpoint.load_model", lambda *a, **k: pytest.fail("the model loaded before the check")
+        "imd_core.model.checkpoint.load_model",
+        lambda *a, **k: pytest.fail("the model loaded before the check"),
     )
     code, err = _run([a.replace("{tmp}", str(tmp_path)) for a in argv], capsys)
     assert code == 2 and needle in err and len(err.strip().splitlines()) == 1, err

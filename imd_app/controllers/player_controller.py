@@ -40,7 +40,9 @@ class PlayerController(QObject):
     frame_presented = Signal(QImage)
     overlay_changed = Signal(list)  # debug overlay lines
 
-    def __init__(self, player: PlayerState, live: LiveState, model: ModelState, use_audio_device: bool = True) -> None:
+    def __init__(
+        self, player: PlayerState, live: LiveState, model: ModelState, use_audio_device: bool = True
+    ) -> None:
         super().__init__()
         self.player, self.live, self.model = player, live, model
         rate = output_sample_rate() if use_audio_device else 16000

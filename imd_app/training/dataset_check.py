@@ -22,7 +22,21 @@ from imd_core.errors import DataError
 
 logger = logging.getLogger(__name__)
 
-VIDEO_SUFFIXES = (".mp4", ".m4v", ".mkv", ".webm", ".avi", ".mov", ".mpg", ".mpeg", ".ogv", ".wmv", ".flv", ".3gp", ".ts")
+VIDEO_SUFFIXES = (
+    ".mp4",
+    ".m4v",
+    ".mkv",
+    ".webm",
+    ".avi",
+    ".mov",
+    ".mpg",
+    ".mpeg",
+    ".ogv",
+    ".wmv",
+    ".flv",
+    ".3gp",
+    ".ts",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +77,11 @@ def parse_check_report(report: dict[str, Any], data: str) -> CheckSummary:
     files = _files_of(report)
     for item in files:
         path = str(item.get("path") or item.get("file") or "")
-        status = str(item.get("status") or item.get("state") or item.get("result") or "ok").lower().replace("_", "-")
+        status = (
+            str(item.get("status") or item.get("state") or item.get("result") or "ok")
+            .lower()
+            .replace("_", "-")
+        )
         if status in ("error", "unusable", "bad", "missing"):
             unusable.append((path, str(item.get("reason") or item.get("error") or "unreadable")))
             continue
@@ -77,8 +95,11 @@ def parse_check_report(report: dict[str, Any], data: str) -> CheckSummary:
             if isinstance(entry, dict):
                 counts[str(name)] = int(entry.get("ok", 0)) + int(entry.get("no-audio", 0))
     return CheckSummary(
-        data=data, total=len(files), class_counts=dict(sorted(counts.items())),
-        unusable=tuple(unusable), no_audio=tuple(no_audio),
+        data=data,
+        total=len(files),
+        class_counts=dict(sorted(counts.items())),
+        unusable=tuple(unusable),
+        no_audio=tuple(no_audio),
     )
 
 
@@ -159,7 +180,11 @@ def write_filtered_manifest(data: str | Path, excluded: tuple[str, ...] | list[s
     if data.is_dir():
         for class_dir in sorted(p for p in data.iterdir() if p.is_dir() and not p.name.startswith(".")):
             for path in sorted(class_dir.rglob("*")):
-                if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES and str(path.resolve()) not in skip:
+                if (
+                    path.is_file()
+                    and path.suffix.lower() in VIDEO_SUFFIXES
+                    and str(path.resolve()) not in skip
+                ):
                     rows.append({"path": str(path.resolve()), "label": class_dir.name})
         columns = ["path", "label"]
     else:
@@ -177,7 +202,9 @@ def write_filtered_manifest(data: str | Path, excluded: tuple[str, ...] | list[s
             path = path if path.is_absolute() else data.parent / path
             if str(path.resolve()) in skip:
                 continue
-            rows.append({**{k: "" if v is None else str(v) for k, v in row.items()}, "path": str(path.resolve())})
+            rows.append(
+                {**{k: "" if v is None else str(v) for k, v in row.items()}, "path": str(path.resolve())}
+            )
     if not rows:
         raise DataError(f"no usable files left in {data}; fix or add clips first")
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -31,7 +31,9 @@ class DatasetPanel(QGroupBox):
         super().__init__("Dataset", parent)
         layout = QVBoxLayout(self)
         self.path = QLineEdit(self)
-        self.path.setPlaceholderText("a folder per class, or a CSV/JSONL manifest (path,label[,start,end,split])")
+        self.path.setPlaceholderText(
+            "a folder per class, or a CSV/JSONL manifest (path,label[,start,end,split])"
+        )
         layout.addWidget(self.path)
         row = QHBoxLayout()
         self.folder_button = QPushButton("Folder…", self)
@@ -48,7 +50,9 @@ class DatasetPanel(QGroupBox):
         self.details.setMinimumHeight(120)
         self.details.setWordWrap(True)
         layout.addWidget(self.details)
-        self.skip_bad = QCheckBox("Go on without the unusable files (a filtered manifest goes into the run folder)", self)
+        self.skip_bad = QCheckBox(
+            "Go on without the unusable files (a filtered manifest goes into the run folder)", self
+        )
         self.skip_bad.setChecked(True)
         self.skip_bad.setVisible(False)
         layout.addWidget(self.skip_bad)
@@ -65,12 +69,16 @@ class DatasetPanel(QGroupBox):
         self._on_check_button_clicked()
 
     def _on_folder_button_clicked(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Dataset folder (one sub-folder per class)", self.path.text())
+        folder = QFileDialog.getExistingDirectory(
+            self, "Dataset folder (one sub-folder per class)", self.path.text()
+        )
         if folder:
             self.set_path(folder)
 
     def _on_manifest_button_clicked(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Dataset manifest", self.path.text(), "Manifests (*.csv *.jsonl)")
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Dataset manifest", self.path.text(), "Manifests (*.csv *.jsonl)"
+        )
         if path:
             self.set_path(path)
 
@@ -108,7 +116,9 @@ class DatasetPanel(QGroupBox):
         if summary.no_audio:
             quiet = QTreeWidgetItem(self.details, ["Clips without audio", str(len(summary.no_audio))])
             for path in summary.no_audio:
-                QTreeWidgetItem(quiet, [Path(path).name, "no audio stream (audio counts as dropped)"]).setToolTip(0, path)
+                QTreeWidgetItem(
+                    quiet, [Path(path).name, "no audio stream (audio counts as dropped)"]
+                ).setToolTip(0, path)
         self.skip_bad.setVisible(bool(summary.unusable))
         self.details.resizeColumnToContents(0)
 

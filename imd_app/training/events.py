@@ -117,7 +117,9 @@ class RunProgress:
     def apply(self, event: ev.AnyEvent) -> str:
         now = event.time or time.time()
         self.last_event_at = now
-        if isinstance(event, ev.Features):  # fine-tuning on pretrained backbones: decoding + frozen features first
+        if isinstance(
+            event, ev.Features
+        ):  # fine-tuning on pretrained backbones: decoding + frozen features first
             self.features = (event.done, event.total)
             if event.done in (1, event.total) or event.done % 10 == 0:
                 return f"features {event.done}/{event.total} ({event.cached} from the cache)"
@@ -152,7 +154,11 @@ class RunProgress:
             self.eta_s = event.eta_s if event.eta_s is not None else self._estimate_eta(now)
             if event.best:  # the engine's decision, under whichever early_stopping_metric it follows
                 self.best = {k: v for k, v in vars(record).items() if v is not None}
-            parts = [f"{name} {value:.4g}" for name, value in vars(record).items() if name != "epoch" and value is not None]
+            parts = [
+                f"{name} {value:.4g}"
+                for name, value in vars(record).items()
+                if name != "epoch" and value is not None
+            ]
             return f"epoch {event.epoch + 1}: " + ", ".join(parts)  # people count from 1
         if isinstance(event, ev.CheckpointSaved):
             self.checkpoints.append(event.path)

@@ -35,7 +35,11 @@ START_CHOICES = (
 )
 # Good starting values per kind of start; the form swaps them while the user has not
 # changed them (a head on frozen features wants a higher rate and more, much cheaper, epochs).
-IMD_DEFAULTS = {"learning_rate": JobSpec().learning_rate, "epochs": JobSpec().epochs, "batch_size": JobSpec().batch_size}
+IMD_DEFAULTS = {
+    "learning_rate": JobSpec().learning_rate,
+    "epochs": JobSpec().epochs,
+    "batch_size": JobSpec().batch_size,
+}
 PRETRAINED_DEFAULTS = {"learning_rate": 1e-3, "epochs": 60, "batch_size": 16}
 
 
@@ -200,7 +204,9 @@ class JobForm(QWidget):
 
     def _update_enabled(self) -> None:
         start = self.start_from.currentData()
-        pretrained = JobSpec(start_from=start, model_dir=self.model_dir.text().strip()).starts_from_pretrained()
+        pretrained = JobSpec(
+            start_from=start, model_dir=self.model_dir.text().strip()
+        ).starts_from_pretrained()
         # A model folder brings its own architecture inputs; a pretrained one its whole model.
         self.num_frames.setEnabled(start == "backbones")
         self.motion.setEnabled(start == "backbones")

@@ -73,7 +73,9 @@ class JobHistory:
             return [JobRecord.from_dict(item) for item in data.get("jobs", [])]
         except (OSError, ValueError, TypeError, AttributeError) as exc:
             aside = self.path.with_suffix(f".broken-{int(time.time())}.json")
-            logger.warning("job history %s is unreadable (%s); kept as %s, starting empty", self.path, exc, aside)
+            logger.warning(
+                "job history %s is unreadable (%s); kept as %s, starting empty", self.path, exc, aside
+            )
             try:
                 os.replace(self.path, aside)
             except OSError:

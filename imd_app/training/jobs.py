@@ -128,7 +128,9 @@ class TrainingController(QObject):
     job_removed = Signal(str)
     job_status_changed = Signal(str, str)
 
-    def __init__(self, history: JobHistory | None = None, poll_ms: int = 500, parent: QObject | None = None) -> None:
+    def __init__(
+        self, history: JobHistory | None = None, poll_ms: int = 500, parent: QObject | None = None
+    ) -> None:
         super().__init__(parent)
         self.history = history or JobHistory()
         self.jobs: dict[str, JobState] = {}
@@ -152,8 +154,12 @@ class TrainingController(QObject):
         spec.check()
         run = Path(spec.run_dir)
         if run.exists() and any(run.iterdir()):
-            raise ConfigError(f"run folder {run} is not empty; choose a new folder (use Resume to continue a run)")
-        if any(s.record.run_dir == spec.run_dir for s in self.jobs.values() if s.status not in ("cancelled",)):
+            raise ConfigError(
+                f"run folder {run} is not empty; choose a new folder (use Resume to continue a run)"
+            )
+        if any(
+            s.record.run_dir == spec.run_dir for s in self.jobs.values() if s.status not in ("cancelled",)
+        ):
             raise ConfigError(f"run folder {run} belongs to another job; choose a new folder")
         run.mkdir(parents=True, exist_ok=True)
         if spec.skip_bad_files and spec.excluded:
@@ -250,7 +256,9 @@ class TrainingController(QObject):
     def _start_next(self) -> None:
         if self.running_job() is not None:
             return
-        queued = sorted((s for s in self.jobs.values() if s.status == "queued"), key=lambda s: s.record.created)
+        queued = sorted(
+            (s for s in self.jobs.values() if s.status == "queued"), key=lambda s: s.record.created
+        )
         if not queued:
             return
         state = queued[0]

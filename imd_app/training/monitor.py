@@ -40,8 +40,12 @@ CURVE_COLOURS = {
     "val": "#d62728",
     "relevance": "#2ca02c",
 }
-LEGEND = (("steps", "\u2500\u2500", "train loss per step"), ("train", "\u2501\u25cf\u2501", "train"),
-          ("val", "\u2501\u25cf\u2501", "val"), ("relevance", "\u254c\u254c", "relevance accuracy"))
+LEGEND = (
+    ("steps", "\u2500\u2500", "train loss per step"),
+    ("train", "\u2501\u25cf\u2501", "train"),
+    ("val", "\u2501\u25cf\u2501", "val"),
+    ("relevance", "\u254c\u254c", "relevance accuracy"),
+)
 
 
 def style_plot(plot: pg.PlotWidget, palette: QPalette, title: str) -> None:
@@ -91,8 +95,14 @@ class MonitorPanel(QWidget):
         grid = QGridLayout()
         self.labels: dict[str, QLabel] = {}
         for i, (key, text) in enumerate(
-            (("epoch", "Epoch"), ("val_acc", "Val accuracy"), ("relevance_acc", "Relevance accuracy"),
-             ("audio_drop_rate", "Audio-drop rate"), ("clips_per_s", "Throughput"), ("best", "Best"))
+            (
+                ("epoch", "Epoch"),
+                ("val_acc", "Val accuracy"),
+                ("relevance_acc", "Relevance accuracy"),
+                ("audio_drop_rate", "Audio-drop rate"),
+                ("clips_per_s", "Throughput"),
+                ("best", "Best"),
+            )
         ):
             grid.addWidget(QLabel(text + ":", self), i // 3, 2 * (i % 3))
             self.labels[key] = QLabel("--", self)
@@ -134,11 +144,21 @@ class MonitorPanel(QWidget):
         dots = {"symbol": "o", "symbolSize": 6, "symbolPen": None}
         self.curves = {
             "step_loss": self.loss_plot.plot(pen=pg.mkPen(CURVE_COLOURS["steps"], width=1)),
-            "train_loss": self.loss_plot.plot(pen=pg.mkPen(CURVE_COLOURS["train"], width=2), symbolBrush=CURVE_COLOURS["train"], **dots),
-            "val_loss": self.loss_plot.plot(pen=pg.mkPen(CURVE_COLOURS["val"], width=2), symbolBrush=CURVE_COLOURS["val"], **dots),
-            "train_acc": self.acc_plot.plot(pen=pg.mkPen(CURVE_COLOURS["train"], width=2), symbolBrush=CURVE_COLOURS["train"], **dots),
-            "val_acc": self.acc_plot.plot(pen=pg.mkPen(CURVE_COLOURS["val"], width=2), symbolBrush=CURVE_COLOURS["val"], **dots),
-            "relevance_acc": self.acc_plot.plot(pen=pg.mkPen(CURVE_COLOURS["relevance"], width=2, style=Qt.PenStyle.DashLine)),
+            "train_loss": self.loss_plot.plot(
+                pen=pg.mkPen(CURVE_COLOURS["train"], width=2), symbolBrush=CURVE_COLOURS["train"], **dots
+            ),
+            "val_loss": self.loss_plot.plot(
+                pen=pg.mkPen(CURVE_COLOURS["val"], width=2), symbolBrush=CURVE_COLOURS["val"], **dots
+            ),
+            "train_acc": self.acc_plot.plot(
+                pen=pg.mkPen(CURVE_COLOURS["train"], width=2), symbolBrush=CURVE_COLOURS["train"], **dots
+            ),
+            "val_acc": self.acc_plot.plot(
+                pen=pg.mkPen(CURVE_COLOURS["val"], width=2), symbolBrush=CURVE_COLOURS["val"], **dots
+            ),
+            "relevance_acc": self.acc_plot.plot(
+                pen=pg.mkPen(CURVE_COLOURS["relevance"], width=2, style=Qt.PenStyle.DashLine)
+            ),
         }
         self._apply_palette()
         bottom = QWidget(split)
@@ -165,9 +185,12 @@ class MonitorPanel(QWidget):
         palette = self.palette()
         style_plot(self.loss_plot, palette, "Loss")
         style_plot(self.acc_plot, palette, "Accuracy")
-        self.legend.setText("&nbsp;&nbsp;&nbsp;".join(
-            f'<span style="color:{CURVE_COLOURS[key]}">{sample}</span>&nbsp;{name}' for key, sample, name in LEGEND
-        ))
+        self.legend.setText(
+            "&nbsp;&nbsp;&nbsp;".join(
+                f'<span style="color:{CURVE_COLOURS[key]}">{sample}</span>&nbsp;{name}'
+                for key, sample, name in LEGEND
+            )
+        )
 
     def changeEvent(self, event) -> None:  # noqa: N802 - Qt override
         if event.type() == QEvent.Type.PaletteChange:  # the system switched light/dark mode
@@ -210,8 +233,14 @@ class MonitorPanel(QWidget):
             image = state.confusion_image() if status not in ACTIVE else None
             if image is not None:
                 pixmap = QPixmap(str(image))
-                self.confusion.setPixmap(pixmap.scaled(320, 320, Qt.AspectRatioMode.KeepAspectRatio,
-                                                       Qt.TransformationMode.SmoothTransformation))
+                self.confusion.setPixmap(
+                    pixmap.scaled(
+                        320,
+                        320,
+                        Qt.AspectRatioMode.KeepAspectRatio,
+                        Qt.TransformationMode.SmoothTransformation,
+                    )
+                )
                 self.confusion.setToolTip(str(image))
         self._update_buttons()
         self._dirty = True
@@ -228,8 +257,9 @@ class MonitorPanel(QWidget):
         self.stop_button.setEnabled(status in ("running", "queued"))
         self.cancel_button.setEnabled(status in ("running", "stopping", "queued"))
         self.resume_button.setEnabled(status in RESUMABLE)
-        self.use_button.setEnabled(self.state is not None and status not in ACTIVE
-                                   and self.state.best_model_dir() is not None)
+        self.use_button.setEnabled(
+            self.state is not None and status not in ACTIVE and self.state.best_model_dir() is not None
+        )
 
     def _request(self, signal: Signal) -> None:
         if self.state is not None:
@@ -240,7 +270,9 @@ class MonitorPanel(QWidget):
         if self.state is None:
             return
         run_dir = Path(self.state.record.run_dir)
-        trained = self.state.status != "queued" or (run_dir / "last").exists()  # a queued job has lost nothing yet
+        trained = (
+            self.state.status != "queued" or (run_dir / "last").exists()
+        )  # a queued job has lost nothing yet
         if trained and run_dir.exists() and not self.confirm_discard(str(run_dir)):
             return
         self._request(self.cancel_requested)
@@ -299,7 +331,9 @@ class MonitorPanel(QWidget):
         # Epoch events count from 0; the curves put epoch e's metrics at x = e + 1.
         xs = np.array([e.epoch + 1 for e in p.epochs], dtype=float)
         for key in ("train_loss", "val_loss", "train_acc", "val_acc", "relevance_acc"):
-            ys = np.array([np.nan if getattr(e, key) is None else getattr(e, key) for e in p.epochs], dtype=float)
+            ys = np.array(
+                [np.nan if getattr(e, key) is None else getattr(e, key) for e in p.epochs], dtype=float
+            )
             keep = ~np.isnan(ys)
             self.curves[key].setData(xs[keep], ys[keep])
         self._update_buttons()

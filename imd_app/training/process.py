@@ -45,8 +45,14 @@ def launch_detached(program: str, arguments: list[str], run_dir: str | Path) -> 
     try:
         with open(run_dir / STDOUT_FILE, "ab") as out, open(run_dir / STDERR_FILE, "ab") as err:
             proc = subprocess.Popen(
-                [program, *arguments], stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                cwd=str(run_dir), env=env, close_fds=True, **kwargs,
+                [program, *arguments],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                cwd=str(run_dir),
+                env=env,
+                close_fds=True,
+                **kwargs,
             )
     except OSError as exc:
         raise TrainingError(f"cannot start {program}: {exc}; check the installation") from None

@@ -114,14 +114,22 @@ class JobSpec(FrozenConfig):
             from imd_core.resources import kinetics400_installed
 
             if not kinetics400_installed():
-                problems.append("the kinetics400 model is not installed; build it with `imd pretrained build` "
-                                "(bash scripts/setup.sh does it)")
+                problems.append(
+                    "the kinetics400 model is not installed; build it with `imd pretrained build` "
+                    "(bash scripts/setup.sh does it)"
+                )
         if self.start_from in ("demo", "model") and not self.starts_from_pretrained():
             problems += self._recipe_problems()
         if self.start_from == "backbones":
-            for name, value in (("AST", self.ast_source), ("ViT", self.vit_source), ("text encoder", self.text_encoder)):
+            for name, value in (
+                ("AST", self.ast_source),
+                ("ViT", self.vit_source),
+                ("text encoder", self.text_encoder),
+            ):
                 if value and _looks_like_path(value) and not Path(value).exists():
-                    problems.append(f"{name} folder {value} does not exist; give a hub id or an existing folder")
+                    problems.append(
+                        f"{name} folder {value} does not exist; give a hub id or an existing folder"
+                    )
         if self.epochs < 1:
             problems.append("epochs must be at least 1")
         if self.batch_size < 1:
@@ -171,7 +179,9 @@ class JobSpec(FrozenConfig):
             size = json.loads((folder / "config.json").read_text(encoding="utf-8"))["model"]["size"]
         except FileNotFoundError:
             if self.start_from == "demo":
-                return ["the embedded demo model is missing from this installation; start from a model folder or backbones"]
+                return [
+                    "the embedded demo model is missing from this installation; start from a model folder or backbones"
+                ]
             return []  # reported above as "not a model folder"
         except (OSError, ValueError, KeyError, TypeError):
             return [f"{folder}/config.json is not an IMD Studio model config; choose another model folder"]
@@ -183,8 +193,10 @@ class JobSpec(FrozenConfig):
         except (OSError, ValueError, AttributeError):
             return []  # the engine reports an unreadable recipe itself
         if recipe_size != size:
-            return [f"the starting model is {size} but the {self.config} recipe is {recipe_size}; "
-                    f"choose a {size} recipe (the model fixes the architecture)"]
+            return [
+                f"the starting model is {size} but the {self.config} recipe is {recipe_size}; "
+                f"choose a {size} recipe (the model fixes the architecture)"
+            ]
         return []
 
     def check(self) -> JobSpec:
@@ -209,12 +221,18 @@ class JobSpec(FrozenConfig):
         saved = resume and (Path(self.run_dir) / "config.json").is_file()
         args = [] if saved else ["--config", self.config]
         args += [
-            "--data", self.train_data_path(),
-            "--out", self.run_dir,
-            "--epochs", str(self.epochs),
-            "--batch-size", str(self.batch_size),
-            "--device", self.device,
-            "--events", "-",
+            "--data",
+            self.train_data_path(),
+            "--out",
+            self.run_dir,
+            "--epochs",
+            str(self.epochs),
+            "--batch-size",
+            str(self.batch_size),
+            "--device",
+            self.device,
+            "--events",
+            "-",
         ]
         if resume:
             args.append("--resume")
@@ -245,7 +263,6 @@ class JobSpec(FrozenConfig):
         for item in self.extra_set:
             args += ["--set", item]
         return args
-
 
     def _pretrained_args(self, resume: bool) -> list[str]:
         # A pretrained start fixes the model: no recipe, no architecture or AST settings.

@@ -149,7 +149,9 @@ class TrainingTab(QWidget):
     def current_spec(self) -> JobSpec:
         """The form and dataset panel as a :class:`JobSpec`."""
         excluded = self.dataset.excluded()
-        base = JobSpec(data=self.dataset.path.text().strip(), skip_bad_files=bool(excluded), excluded=excluded)
+        base = JobSpec(
+            data=self.dataset.path.text().strip(), skip_bad_files=bool(excluded), excluded=excluded
+        )
         return self.form.spec(base)
 
     def select_job(self, job_id: str) -> None:
@@ -230,8 +232,13 @@ class TrainingTab(QWidget):
         total = progress.total_epochs or state.spec.epochs
         best = progress.best.get("val_acc", record.best.get("val_acc"))
         started = time.strftime("%Y-%m-%d %H:%M", time.localtime(record.started)) if record.started else ""
-        values = (record.name, record.status, f"{len(progress.epochs)}/{total}",
-                  "--" if best is None else f"{best:.3f}", started)
+        values = (
+            record.name,
+            record.status,
+            f"{len(progress.epochs)}/{total}",
+            "--" if best is None else f"{best:.3f}",
+            started,
+        )
         for col, value in enumerate(values):
             self.table.item(row, col).setText(value)
         self.table.item(row, 0).setToolTip(record.run_dir)

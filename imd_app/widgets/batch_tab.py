@@ -178,7 +178,12 @@ class BatchTab(QWidget):
 
     def export_dialog(self, kind: str) -> None:
         pattern = "CSV (*.csv)" if kind == "csv" else "JSON lines (*.jsonl *.json)"
-        path, _ = QFileDialog.getSaveFileName(self, f"Export results as {kind.upper()}", f"results.{'csv' if kind == 'csv' else 'jsonl'}", pattern)
+        path, _ = QFileDialog.getSaveFileName(
+            self,
+            f"Export results as {kind.upper()}",
+            f"results.{'csv' if kind == 'csv' else 'jsonl'}",
+            pattern,
+        )
         if path:
             self.export_requested.emit(path)
 

@@ -36,7 +36,9 @@ TOP_K = 5
 
 
 class LivePanel(QWidget):
-    def __init__(self, live: LiveState, player: PlayerState, parent: QWidget | None = None, refresh_hz: float = 30.0) -> None:
+    def __init__(
+        self, live: LiveState, player: PlayerState, parent: QWidget | None = None, refresh_hz: float = 30.0
+    ) -> None:
         super().__init__(parent)
         self._live = live
         self._player = player
@@ -58,7 +60,9 @@ class LivePanel(QWidget):
         self.bar_labels: list[QLabel] = []
         self.bars: list[QProgressBar] = []
         for i in range(TOP_K):
-            name = ElidedLabel("—", mode=Qt.TextElideMode.ElideRight, hint_chars=18)  # Kinetics names reach 40 characters
+            name = ElidedLabel(
+                "—", mode=Qt.TextElideMode.ElideRight, hint_chars=18
+            )  # Kinetics names reach 40 characters
             bar = QProgressBar()
             bar.setRange(0, 1000)
             bar.setFormat("")
@@ -90,18 +94,33 @@ class LivePanel(QWidget):
         # translucent background so that a curve under it stays visible.
         legend_bg = pg.mkColor(bg)
         legend_bg.setAlpha(170)
-        self.timeline.addLegend(offset=(5, 5), labelTextColor=fg, labelTextSize="7pt", brush=legend_bg,
-                                pen=pg.mkPen(self.palette().color(QPalette.ColorRole.Mid)))
+        self.timeline.addLegend(
+            offset=(5, 5),
+            labelTextColor=fg,
+            labelTextSize="7pt",
+            brush=legend_bg,
+            pen=pg.mkPen(self.palette().color(QPalette.ColorRole.Mid)),
+        )
         # Symbols too: a clip shorter than two windows gives isolated points, which a line alone hides.
         self.curves = [
-            self.timeline.plot([], [], pen=pg.mkPen(pg.intColor(i, TOP_K), width=2), name=" ", symbol="o",
-                               symbolSize=4, symbolPen=None, symbolBrush=pg.intColor(i, TOP_K))
+            self.timeline.plot(
+                [],
+                [],
+                pen=pg.mkPen(pg.intColor(i, TOP_K), width=2),
+                name=" ",
+                symbol="o",
+                symbolSize=4,
+                symbolPen=None,
+                symbolBrush=pg.intColor(i, TOP_K),
+            )
             for i in range(TOP_K)
         ]
         self.relevance_curve = self.timeline.plot(
             [], [], pen=pg.mkPen((128, 128, 128), width=1, style=Qt.PenStyle.DashLine), name="relevance"
         )
-        self.threshold_line = pg.InfiniteLine(pos=0.5, angle=0, pen=pg.mkPen((220, 80, 80), style=Qt.PenStyle.DotLine))
+        self.threshold_line = pg.InfiniteLine(
+            pos=0.5, angle=0, pen=pg.mkPen((220, 80, 80), style=Qt.PenStyle.DotLine)
+        )
         self.position_line = pg.InfiniteLine(pos=0.0, angle=90, pen=pg.mkPen((255, 200, 0), width=2))
         self.timeline.setXRange(*self._view, padding=0)
         self.timeline.addItem(self.threshold_line)
@@ -124,8 +143,9 @@ class LivePanel(QWidget):
         self.relevance_bar.setTextVisible(False)
         self.relevance_bar.setMaximumHeight(16)
         self.relevance_label = QLabel()
-        self.relevance_label.setMinimumWidth(self.relevance_label.fontMetrics().horizontalAdvance(
-            "relevance 0.00 >= threshold 0.00  "))  # the longest text: the bar does not move as it changes
+        self.relevance_label.setMinimumWidth(
+            self.relevance_label.fontMetrics().horizontalAdvance("relevance 0.00 >= threshold 0.00  ")
+        )  # the longest text: the bar does not move as it changes
         self._set_relevance_text("relevance —")
         relevance_row = QHBoxLayout()
         relevance_row.addWidget(self.relevance_label)
@@ -184,7 +204,9 @@ class LivePanel(QWidget):
                 self.bar_labels[i].setText("—")
                 self.bars[i].setValue(0)
                 self.bars[i].setFormat("")
-        self.confidence_label.setText("" if r.confident else "No confident action (best score below the model's threshold)")
+        self.confidence_label.setText(
+            "" if r.confident else "No confident action (best score below the model's threshold)"
+        )
         self.confidence_label.setHidden(r.confident)
         verdict = "NO AUDIO" if not r.audio_present else ("AUDIO DROPPED" if r.dropped else "AUDIO USED")
         if verdict != self.audio_label.text():  # restyling is costly: only on a change
@@ -205,7 +227,9 @@ class LivePanel(QWidget):
 
     def _on_live_stats_changed(self, s: InferenceStats) -> None:
         skipped = f" · {s.skipped} windows skipped" if s.skipped else ""
-        self.stats_label.setText(f"latency {s.latency * 1000:.0f} ms · inference {s.rate:.1f} windows/s{skipped}")
+        self.stats_label.setText(
+            f"latency {s.latency * 1000:.0f} ms · inference {s.rate:.1f} windows/s{skipped}"
+        )
 
     def _on_live_cleared(self) -> None:
         for name, bar in zip(self.bar_labels, self.bars, strict=True):
@@ -273,11 +297,16 @@ class LivePanel(QWidget):
             return
         x = np.fromiter((r.end for r in visible), dtype=np.float64, count=len(visible))
         index = {name: i for i, name in enumerate(labels)}
-        names = [latest.top[k][0] if k < len(latest.top) and latest.top[k][0] in index else "" for k in range(TOP_K)]
+        names = [
+            latest.top[k][0] if k < len(latest.top) and latest.top[k][0] in index else ""
+            for k in range(TOP_K)
+        ]
         for curve, name in zip(self.curves, names, strict=True):
             if name:
                 ci = index[name]
-                y = np.array([r.scores[ci] if ci < len(r.scores) else np.nan for r in visible], dtype=np.float64)
+                y = np.array(
+                    [r.scores[ci] if ci < len(r.scores) else np.nan for r in visible], dtype=np.float64
+                )
                 curve.setData(x, y, connect="finite")
             else:
                 curve.setData([], [])

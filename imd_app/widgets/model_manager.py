@@ -37,8 +37,14 @@ class ModelManager(QDialog):
         self.fields: dict[str, QLabel] = {}
         form = QFormLayout()
         for key, title in (
-            ("folder", "Folder"), ("size", "Size"), ("parameters", "Parameters"), ("device", "Device"),
-            ("labels", "Action labels"), ("tagger", "Audio tagger"), ("savld", "SAVLD"), ("inputs", "Inputs"),
+            ("folder", "Folder"),
+            ("size", "Size"),
+            ("parameters", "Parameters"),
+            ("device", "Device"),
+            ("labels", "Action labels"),
+            ("tagger", "Audio tagger"),
+            ("savld", "SAVLD"),
+            ("inputs", "Inputs"),
         ):
             label = QLabel("—")
             label.setWordWrap(True)
@@ -47,7 +53,9 @@ class ModelManager(QDialog):
             self.fields[key] = label
         self.details = QPlainTextEdit()
         self.details.setReadOnly(True)
-        self.details.setPlaceholderText("Labels and their SAVLD audio labels appear here once a model is loaded.")
+        self.details.setPlaceholderText(
+            "Labels and their SAVLD audio labels appear here once a model is loaded."
+        )
         self.status = QLabel("")
         self.status.setWordWrap(True)
         load = QPushButton("Load model folder…")
@@ -61,7 +69,9 @@ class ModelManager(QDialog):
         self.kinetics_button.clicked.connect(lambda: self.load_requested.emit("kinetics400"))
         if not kinetics400_installed():
             self.kinetics_button.setEnabled(False)
-            self.kinetics_button.setToolTip("not built: run `imd pretrained build` (bash scripts/setup.sh does it)")
+            self.kinetics_button.setToolTip(
+                "not built: run `imd pretrained build` (bash scripts/setup.sh does it)"
+            )
         self.device_box = QComboBox()
         self.device_box.addItem("CPU", "cpu")
         self.device_box.addItem("GPU (CUDA)", "cuda")
@@ -89,7 +99,9 @@ class ModelManager(QDialog):
         self._on_state_status_changed()
 
     def load_folder_dialog(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Choose a model folder (config.json, model.safetensors…)")
+        folder = QFileDialog.getExistingDirectory(
+            self, "Choose a model folder (config.json, model.safetensors…)"
+        )
         if folder:
             self.load_requested.emit(folder)
 
@@ -127,8 +139,14 @@ class ModelManager(QDialog):
         shown = ", ".join(info.labels[:8]) + (" …" if len(info.labels) > 8 else "")
         f["labels"].setText(f"{len(info.labels)}: {shown}")
         f["tagger"].setText(f"{info.tagger} · {info.audio_labels} audio labels")
-        f["savld"].setText(f"top-{info.savld_top_k} audio labels per action" if info.savld else "none (audio relevance without SAVLD)")
-        f["inputs"].setText(f"{info.num_frames} frames at {info.image_size} px · {info.audio_seconds:.2f} s audio")
+        f["savld"].setText(
+            f"top-{info.savld_top_k} audio labels per action"
+            if info.savld
+            else "none (audio relevance without SAVLD)"
+        )
+        f["inputs"].setText(
+            f"{info.num_frames} frames at {info.image_size} px · {info.audio_seconds:.2f} s audio"
+        )
         savld = dict(info.savld)
         lines = [f"{label}  →  {', '.join(savld.get(label, ())) or '—'}" for label in info.labels]
         self.details.setPlainText("\n".join(lines))

@@ -25,7 +25,9 @@ class PlayerTab(QWidget):
     open_file_requested = Signal()
     open_camera_requested = Signal(str)
 
-    def __init__(self, player: PlayerState, live: LiveState, cameras: list[str], parent: QWidget | None = None) -> None:
+    def __init__(
+        self, player: PlayerState, live: LiveState, cameras: list[str], parent: QWidget | None = None
+    ) -> None:
         super().__init__(parent)
         self._player = player
         self.video = VideoView()
@@ -38,8 +40,12 @@ class PlayerTab(QWidget):
         self.camera_box.setToolTip("Camera: a device index or path")
         self.camera_box.addItems(cameras or ["0"])
         camera_button = QPushButton("Open webcam")
-        camera_button.clicked.connect(lambda: self.open_camera_requested.emit(self.camera_box.currentText().strip()))
-        self.source_label = ElidedLabel("No source", hint_chars=60)  # a long path must not squeeze the live panel
+        camera_button.clicked.connect(
+            lambda: self.open_camera_requested.emit(self.camera_box.currentText().strip())
+        )
+        self.source_label = ElidedLabel(
+            "No source", hint_chars=60
+        )  # a long path must not squeeze the live panel
         self.source_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         top = QHBoxLayout()
         top.addWidget(open_button)

@@ -61,8 +61,11 @@ class VideoView(QWidget):
                 p.drawImage(QRectF(x, y, size.width(), size.height()), self._image)
         else:
             p.setPen(QColor(160, 160, 160))
-            p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter,
-                       "Open a video (Ctrl+O), drop one here, or open a webcam (Ctrl+Shift+W)")
+            p.drawText(
+                self.rect(),
+                Qt.AlignmentFlag.AlignCenter,
+                "Open a video (Ctrl+O), drop one here, or open a webcam (Ctrl+Shift+W)",
+            )
         font = QFont(self.font())
         font.setPointSizeF(max(font.pointSizeF(), 9.0))
         p.setFont(font)
@@ -70,7 +73,11 @@ class VideoView(QWidget):
             r = QRectF(8, self.height() - 30, self.width() - 16, 24)
             p.fillRect(r, QColor(120, 60, 0, 200))
             p.setPen(QColor(255, 255, 255))
-            p.drawText(r.adjusted(6, 0, -6, 0), Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft, self._notice)
+            p.drawText(
+                r.adjusted(6, 0, -6, 0),
+                Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft,
+                self._notice,
+            )
         if self.overlay_visible and self._overlay_lines:
             line_h = p.fontMetrics().height()
             r = QRectF(8, 8, 300, line_h * len(self._overlay_lines) + 8)

@@ -111,7 +111,9 @@ class BatchJob(QRunnable):
             from imd_app.engine_session import inference_threads
             from imd_core.inference.predictor import Predictor
 
-            return Predictor(self.spec.folder, device=self.spec.device, threads=inference_threads(), batch_size=4)
+            return Predictor(
+                self.spec.folder, device=self.spec.device, threads=inference_threads(), batch_size=4
+            )
         except ImdError as exc:
             self.signals.failed.emit(f"cannot load the model for the batch: {exc}")
         except Exception as exc:  # an incompatible folder can fail anywhere in loading

@@ -48,8 +48,15 @@ def to_qimage(rgb: np.ndarray, fit: tuple[int, int] | None = None) -> QImage:
     rgb = np.ascontiguousarray(rgb)
     h, w = rgb.shape[:2]
     image = QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888)
-    if fit is not None and fit[0] > 0 and fit[1] > 0 and image.size().scaled(*fit, Qt.AspectRatioMode.KeepAspectRatio) != image.size():
-        return image.scaled(*fit, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
+    if (
+        fit is not None
+        and fit[0] > 0
+        and fit[1] > 0
+        and image.size().scaled(*fit, Qt.AspectRatioMode.KeepAspectRatio) != image.size()
+    ):
+        return image.scaled(
+            *fit, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation
+        )
     return image.copy()
 
 
@@ -201,9 +208,14 @@ class DecodeWorker(QObject):
                 media = self._probe(source)
                 if media is None:
                     return  # superseded by a newer request, or stopping
-                self._reader = open_file(source, max_width=self.max_display_width, sample_rate=self.ring.sample_rate,
-                                         media=media, decoder=self._isolated,
-                                         cancelled=lambda: self._superseded(seek=True))
+                self._reader = open_file(
+                    source,
+                    max_width=self.max_display_width,
+                    sample_rate=self.ring.sample_rate,
+                    media=media,
+                    decoder=self._isolated,
+                    cancelled=lambda: self._superseded(seek=True),
+                )
                 if start > 0:
                     self._reader.seek(start)
                 info = self._reader.info
@@ -247,7 +259,11 @@ class DecodeWorker(QObject):
     def _superseded(self, seek: bool = False) -> bool:
         """A newer request (a seek too, with ``seek``) or :meth:`stop` is waiting."""
         with self._lock:
-            newer = self._pending_open is not None or self._pending_close or (seek and self._pending_seek is not None)
+            newer = (
+                self._pending_open is not None
+                or self._pending_close
+                or (seek and self._pending_seek is not None)
+            )
         return newer or self._stop.is_set()
 
     def _fail(self, message: str) -> None:
@@ -279,7 +295,9 @@ class DecodeWorker(QObject):
             return
         kind, t, data = packet
         if kind == "video":
-            self.frames.push(VideoFrame(time=t, rgb=data, image=to_qimage(data, self.display_size)), generation)
+            self.frames.push(
+                VideoFrame(time=t, rgb=data, image=to_qimage(data, self.display_size)), generation
+            )
         else:
             self._write_audio(data)
 
@@ -307,7 +325,9 @@ class DecodeWorker(QObject):
         if got is None:
             return
         t, rgb = got
-        self.frames.push_latest(VideoFrame(time=t, rgb=rgb, image=to_qimage(rgb, self.display_size)), generation)
+        self.frames.push_latest(
+            VideoFrame(time=t, rgb=rgb, image=to_qimage(rgb, self.display_size)), generation
+        )
 
     def _close_sources(self) -> None:
         for src in (self._reader, self._camera):

@@ -68,7 +68,9 @@ class InferenceWorker(QObject):
         self._audio.append((self._epoch, media_time, samples, sample_rate))
         self._wake.set()
 
-    def request_reset(self, source: str, start_time: float = 0.0, duration: float = 0.0, fps: float = 0.0) -> None:
+    def request_reset(
+        self, source: str, start_time: float = 0.0, duration: float = 0.0, fps: float = 0.0
+    ) -> None:
         """Forget buffered media (new source, seek, loop); windows restart at ``start_time``.
 
         ``duration`` (0 for a live source) and ``fps`` let a short file get a shorter window.
@@ -191,5 +193,7 @@ class InferenceWorker(QObject):
         if len(self._result_times) >= 2:
             span = self._result_times[-1] - self._result_times[0]
             rate = (len(self._result_times) - 1) / span if span > 0 else 0.0
-        self.stats_changed.emit(InferenceStats(rate=rate, latency=float(results[-1].latency or 0.0), skipped=s.skipped))
+        self.stats_changed.emit(
+            InferenceStats(rate=rate, latency=float(results[-1].latency or 0.0), skipped=s.skipped)
+        )
         return True

@@ -74,7 +74,9 @@ def output_file(text: str) -> str:
     if not text:
         raise argparse.ArgumentTypeError("empty file name; name the file to write")
     if os.path.isdir(text):
-        raise argparse.ArgumentTypeError(f"{text} is a folder; name a file to write, e.g. {os.path.join(text, 'out.txt')}")
+        raise argparse.ArgumentTypeError(
+            f"{text} is a folder; name a file to write, e.g. {os.path.join(text, 'out.txt')}"
+        )
     parent = os.path.dirname(os.path.abspath(text))
     if not os.path.isdir(parent):
         raise argparse.ArgumentTypeError(f"folder {parent} does not exist; create it first")

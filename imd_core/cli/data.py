@@ -35,7 +35,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--workers", type=bounded_int(1, 256), default=1, metavar="N", help="decode N files in parallel"
     )
     check.add_argument(
-        "--timeout", type=bounded_float(0.0, 86400.0, lo_open=True), default=120.0, metavar="S",
+        "--timeout",
+        type=bounded_float(0.0, 86400.0, lo_open=True),
+        default=120.0,
+        metavar="S",
         help="per-file time limit (seconds, > 0)",
     )
     check.set_defaults(func=run_check)

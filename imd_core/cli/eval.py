@@ -23,19 +23,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "(every unreadable file is listed on stderr), 1 other failure."
         ),
     )
-    p.add_argument("--model", default=None, metavar="DIR",
-                   help="model folder, or a run folder (its best/); default: the embedded demo model")
+    p.add_argument(
+        "--model",
+        default=None,
+        metavar="DIR",
+        help="model folder, or a run folder (its best/); default: the embedded demo model",
+    )
     p.add_argument("--data", required=True, help="dataset folder or manifest")
-    p.add_argument("--views", default="1x1", metavar="CLIPSxCROPS",
-                   help="test views per clip: temporal clips x spatial crops (1 = centre, 3 = start/centre/end), e.g. 2x3 (default 1x1)")
-    p.add_argument("--split", default=None, choices=("train", "val", "test", "all"),
-                   help="which part of DATA (default: test, else val, else all)")
+    p.add_argument(
+        "--views",
+        default="1x1",
+        metavar="CLIPSxCROPS",
+        help="test views per clip: temporal clips x spatial crops (1 = centre, 3 = start/centre/end), e.g. 2x3 (default 1x1)",
+    )
+    p.add_argument(
+        "--split",
+        default=None,
+        choices=("train", "val", "test", "all"),
+        help="which part of DATA (default: test, else val, else all)",
+    )
     p.add_argument("--batch-size", type=bounded_int(1, 4096), default=8)
     p.add_argument("--workers", type=bounded_int(0, 64), default=2, help="DataLoader worker processes")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--decode-timeout", type=bounded_float(0.0, 86400.0, lo_open=True), default=None, metavar="SEC",
-                   help="seconds one batch may take to decode before the file being decoded is reported "
-                        "as hanging (exit 3; default 300, as data.loader_timeout in training)")
+    p.add_argument(
+        "--decode-timeout",
+        type=bounded_float(0.0, 86400.0, lo_open=True),
+        default=None,
+        metavar="SEC",
+        help="seconds one batch may take to decode before the file being decoded is reported "
+        "as hanging (exit 3; default 300, as data.loader_timeout in training)",
+    )
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     p.set_defaults(func=run)
 
@@ -66,11 +83,20 @@ def run(args: argparse.Namespace) -> int:
         model_dir = demo_model_dir()
     else:
         model_dir = Path(args.model)
-        if not (model_dir / "model.safetensors").is_file() and (model_dir / "best" / "model.safetensors").is_file():
+        if (
+            not (model_dir / "model.safetensors").is_file()
+            and (model_dir / "best" / "model.safetensors").is_file()
+        ):
             model_dir = model_dir / "best"  # a run folder: evaluate its best model
     result = evaluate_model_folder(
-        model_dir, Path(args.data), views=views, split=args.split, batch_size=args.batch_size,
-        num_workers=args.workers, device=args.device, loader_timeout=args.decode_timeout,
+        model_dir,
+        Path(args.data),
+        views=views,
+        split=args.split,
+        batch_size=args.batch_size,
+        num_workers=args.workers,
+        device=args.device,
+        loader_timeout=args.decode_timeout,
     )
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun: every rank has the result, rank 0 reports
         return 3 if result.get("skipped_files") else 0

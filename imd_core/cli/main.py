@@ -22,7 +22,14 @@ from imd_core.errors import ImdError
 
 # Explicit list, no registry: add a module here when you add a subcommand.
 SUBCOMMAND_MODULES: tuple[str, ...] = (
-    "synth", "predict", "data", "train", "eval", "savld", "model_info", "pretrained",
+    "synth",
+    "predict",
+    "data",
+    "train",
+    "eval",
+    "savld",
+    "model_info",
+    "pretrained",
 )
 
 
@@ -51,7 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def setup_logging(verbosity: int) -> None:
     level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,7 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--size", choices=["tiny", "small", "base", "large"], help="a preset size")
     src.add_argument(
-        "--model", metavar="DIR", help="a saved model folder or a name: kinetics400, demo (default: demo, as predict)"
+        "--model",
+        metavar="DIR",
+        help="a saved model folder or a name: kinetics400, demo (default: demo, as predict)",
     )
     p.add_argument(
         "--num-classes",

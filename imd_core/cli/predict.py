@@ -46,11 +46,15 @@ def register(subparsers: Any) -> None:
     p.add_argument("paths", nargs="+", metavar="PATH", help="video files or folders")
     p.add_argument("--model", metavar="DIR", help="checkpoint folder (default: the embedded demo model)")
     p.add_argument(
-        "--window", type=WINDOW_SECONDS, metavar="SEC",
+        "--window",
+        type=WINDOW_SECONDS,
+        metavar="SEC",
         help="window length in seconds, 0.1 to 86400 (default: whole clip)",
     )
     p.add_argument(
-        "--hop", type=WINDOW_SECONDS, metavar="SEC",
+        "--hop",
+        type=WINDOW_SECONDS,
+        metavar="SEC",
         help="seconds between window starts, 0.1 to 86400 (default: --window)",
     )
     fmt = p.add_mutually_exclusive_group()
@@ -63,10 +67,16 @@ def register(subparsers: Any) -> None:
         "--device", default="auto", choices=("auto", "cpu", "cuda"), help="compute device (default: auto)"
     )
     p.add_argument(
-        "--threads", type=bounded_int(1, 1024), metavar="N", help="CPU threads for torch (default: one per core)"
+        "--threads",
+        type=bounded_int(1, 1024),
+        metavar="N",
+        help="CPU threads for torch (default: one per core)",
     )
     p.add_argument(
-        "--batch-size", type=bounded_int(1, 4096), default=8, metavar="N",
+        "--batch-size",
+        type=bounded_int(1, 4096),
+        default=8,
+        metavar="N",
         help="windows per forward pass (default: 8)",
     )
     p.add_argument(

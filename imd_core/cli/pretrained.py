@@ -52,18 +52,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     f.add_argument("--data", required=True, metavar="DIR", help="dataset folder or manifest")
     f.add_argument("--out", required=True, metavar="DIR", help="run folder")
-    f.add_argument("--base", default="kinetics400", help="the backbones' model folder or name (default kinetics400)")
+    f.add_argument(
+        "--base", default="kinetics400", help="the backbones' model folder or name (default kinetics400)"
+    )
     f.add_argument("--epochs", type=bounded_int(1, 10_000), default=60)
     f.add_argument("--batch-size", type=bounded_int(1, 4096), default=16)
     f.add_argument("--lr", type=bounded_float(0.0, 0.999, lo_open=True), default=1e-3)
-    f.add_argument("--val-fraction", type=bounded_float(0.0, 0.99), default=0.2,
-                   help="clips per class held out, 0 to 0.99 (default 0.2)")
+    f.add_argument(
+        "--val-fraction",
+        type=bounded_float(0.0, 0.99),
+        default=0.2,
+        help="clips per class held out, 0 to 0.99 (default 0.2)",
+    )
     f.add_argument("--seed", type=bounded_int(0, 2**32 - 1), default=0)
-    f.add_argument("--threads", type=bounded_int(1, 1024), default=None, help="torch CPU threads (default: one per core)")
-    f.add_argument("--unfreeze", choices=("none", "video"), default="none",
-                   help="'video' trains I3D too (cached frames, backbone lr 1e-5): for a GPU (default none)")
+    f.add_argument(
+        "--threads", type=bounded_int(1, 1024), default=None, help="torch CPU threads (default: one per core)"
+    )
+    f.add_argument(
+        "--unfreeze",
+        choices=("none", "video"),
+        default="none",
+        help="'video' trains I3D too (cached frames, backbone lr 1e-5): for a GPU (default none)",
+    )
     f.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    f.add_argument("--resume", action="store_true", help="continue OUT from its last/ state (features are reused)")
+    f.add_argument(
+        "--resume", action="store_true", help="continue OUT from its last/ state (features are reused)"
+    )
     f.set_defaults(func=run_finetune)
 
 

@@ -26,23 +26,55 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("out_dir", metavar="OUT_DIR", help="output folder")
-    p.add_argument("--clips", type=bounded_int(1, 1_000_000), required=True, metavar="N", help="number of clips")
-    p.add_argument("--relevance", type=bounded_float(0.0, 1.0), default=0.5, metavar="P",
-                   help="probability that a clip's audio is its action's own sound (default 0.5)")
-    p.add_argument("--ambiguity", type=bounded_float(0.0, 1.0), default=0.3, metavar="Q",
-                   help="visual ambiguity in [0, 1]: low contrast, occluders, motion blur, noise (default 0.3)")
-    p.add_argument("--spurious-correlation", type=bounded_float(0.0, 1.0), default=0.0, metavar="STRENGTH",
-                   help="train split only: probability that an irrelevant soundtrack is its action's fixed "
-                        "sound (e.g. music over drumming and clapping) instead of a random one; val/test "
-                        "always draw it independently of the action (default 0: no correlation)")
-    p.add_argument("--misleading-share", type=bounded_float(0.0, 1.0), default=0.25, metavar="M",
-                   help="share of misleading audio (another action's sound) among the non-relevant clips; "
-                        "the rest is irrelevant and silent at 4:1 (default 0.25: 60%%/25%%/15%%)")
-    p.add_argument("--seed", type=bounded_int(0, 2**32 - 1), default=0, metavar="S", help="data set seed (default 0)")
-    p.add_argument("--size", type=bounded_int(32, 2048), default=160,
-                   help="frame size in pixels, even, 32 to 2048 (default 160)")
-    p.add_argument("--workers", type=bounded_int(0, 256), default=0,
-                   help="rendering processes (default: all CPUs this process may use)")
+    p.add_argument(
+        "--clips", type=bounded_int(1, 1_000_000), required=True, metavar="N", help="number of clips"
+    )
+    p.add_argument(
+        "--relevance",
+        type=bounded_float(0.0, 1.0),
+        default=0.5,
+        metavar="P",
+        help="probability that a clip's audio is its action's own sound (default 0.5)",
+    )
+    p.add_argument(
+        "--ambiguity",
+        type=bounded_float(0.0, 1.0),
+        default=0.3,
+        metavar="Q",
+        help="visual ambiguity in [0, 1]: low contrast, occluders, motion blur, noise (default 0.3)",
+    )
+    p.add_argument(
+        "--spurious-correlation",
+        type=bounded_float(0.0, 1.0),
+        default=0.0,
+        metavar="STRENGTH",
+        help="train split only: probability that an irrelevant soundtrack is its action's fixed "
+        "sound (e.g. music over drumming and clapping) instead of a random one; val/test "
+        "always draw it independently of the action (default 0: no correlation)",
+    )
+    p.add_argument(
+        "--misleading-share",
+        type=bounded_float(0.0, 1.0),
+        default=0.25,
+        metavar="M",
+        help="share of misleading audio (another action's sound) among the non-relevant clips; "
+        "the rest is irrelevant and silent at 4:1 (default 0.25: 60%%/25%%/15%%)",
+    )
+    p.add_argument(
+        "--seed", type=bounded_int(0, 2**32 - 1), default=0, metavar="S", help="data set seed (default 0)"
+    )
+    p.add_argument(
+        "--size",
+        type=bounded_int(32, 2048),
+        default=160,
+        help="frame size in pixels, even, 32 to 2048 (default 160)",
+    )
+    p.add_argument(
+        "--workers",
+        type=bounded_int(0, 256),
+        default=0,
+        help="rendering processes (default: all CPUs this process may use)",
+    )
     p.set_defaults(func=run)
 
 
@@ -51,9 +83,15 @@ def run(args: argparse.Namespace) -> int:
 
     from imd_core.synth.generate import SynthConfig, generate
 
-    cfg = SynthConfig(clips=args.clips, relevance=args.relevance, ambiguity=args.ambiguity,
-                      seed=args.seed, size=args.size, spurious_correlation=args.spurious_correlation,
-                      misleading_share=args.misleading_share)
+    cfg = SynthConfig(
+        clips=args.clips,
+        relevance=args.relevance,
+        ambiguity=args.ambiguity,
+        seed=args.seed,
+        size=args.size,
+        spurious_correlation=args.spurious_correlation,
+        misleading_share=args.misleading_share,
+    )
     start = time.perf_counter()
     step = max(1, cfg.clips // 20)
 

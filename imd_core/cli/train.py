@@ -30,19 +30,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "130 stopped by SIGINT/SIGTERM after saving last/, 2 bad configuration, 3 bad data, 1 other failure."
         ),
     )
-    p.add_argument("--config", default=None,
-                   help="shipped recipe (tiny, small, base, large, demo) or a JSON file; "
-                        "default: tiny, or RUN_DIR/config.json with --resume")
-    p.add_argument("--data", default=None, help="dataset folder or manifest (default with --resume: the run's own)")
+    p.add_argument(
+        "--config",
+        default=None,
+        help="shipped recipe (tiny, small, base, large, demo) or a JSON file; "
+        "default: tiny, or RUN_DIR/config.json with --resume",
+    )
+    p.add_argument(
+        "--data", default=None, help="dataset folder or manifest (default with --resume: the run's own)"
+    )
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder (created)")
     p.add_argument("--epochs", type=int, default=None, help="override epochs")
     p.add_argument("--batch-size", type=int, default=None, help="override the global batch size")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None, help="override the device (default: auto)")
+    p.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), default=None, help="override the device (default: auto)"
+    )
     p.add_argument("--resume", action="store_true", help="continue RUN_DIR from its last/ checkpoint")
-    p.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="override config fields, e.g. --set optim.lr=3e-4 model.num_frames=16")
-    p.add_argument("--events", default=None, metavar="-",
-                   help="'-' also writes the JSON-lines events to stdout (one object per line, flushed)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override config fields, e.g. --set optim.lr=3e-4 model.num_frames=16",
+    )
+    p.add_argument(
+        "--events",
+        default=None,
+        metavar="-",
+        help="'-' also writes the JSON-lines events to stdout (one object per line, flushed)",
+    )
     p.set_defaults(func=run)
 
 
@@ -62,7 +80,11 @@ def run(args: argparse.Namespace) -> int:
     if args.device is not None:
         overrides.append(f"device={args.device}")
     recorded = read_run_info(run_dir) if args.resume else {}
-    cfg = resume_config(args, run_dir, recorded, overrides) if args.resume else load_train_config(args.config or "tiny", overrides)
+    cfg = (
+        resume_config(args, run_dir, recorded, overrides)
+        if args.resume
+        else load_train_config(args.config or "tiny", overrides)
+    )
     data = args.data or recorded.get("data")
     if data is None:
         raise ConfigError("--data is required (a dataset folder or a CSV/JSONL manifest)")
@@ -81,15 +103,20 @@ def run(args: argparse.Namespace) -> int:
             raise
     resume = args.resume and has_checkpoint(run_dir)
     if args.resume and not resume:
-        logger.warning("%s has no last/ checkpoint yet; starting the run from the beginning (its recorded "
-                       "configuration)", run_dir)
+        logger.warning(
+            "%s has no last/ checkpoint yet; starting the run from the beginning (its recorded "
+            "configuration)",
+            run_dir,
+        )
     stream = None
     if args.events == "-":
         stream = sys.stdout
     elif sys.stderr.isatty() or logger.getEffectiveLevel() > logging.INFO:
         stream = HumanProgress(sys.stderr)
     elif args.events:
-        raise ConfigError(f"--events {args.events!r}: only '-' (stdout) is supported; the file is always RUN_DIR/events.jsonl")
+        raise ConfigError(
+            f"--events {args.events!r}: only '-' (stdout) is supported; the file is always RUN_DIR/events.jsonl"
+        )
     try:
         result = train(cfg, Path(data), run_dir, resume=resume, events_stream=stream)
     finally:
@@ -108,7 +135,9 @@ def read_run_info(run_dir: Path) -> dict:
     try:
         info = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError):
-        raise ConfigError(f"{path} cannot be read; start again without --resume, or into a new --out") from None
+        raise ConfigError(
+            f"{path} cannot be read; start again without --resume, or into a new --out"
+        ) from None
     if not isinstance(info, dict):
         raise ConfigError(f"{path} is not a JSON object; start again without --resume, or into a new --out")
     return info
@@ -131,16 +160,24 @@ def resume_config(args: argparse.Namespace, run_dir: Path, recorded: dict, overr
         source, recorded_sets = recorded["config"], [str(x) for x in recorded.get("set") or []]
         original = source
     elif recorded or (run_dir / "last").exists() or (run_dir / ".last.old").exists():
-        raise ConfigError(f"{run_dir} has no config.json and its run.json does not record the configuration; "
-                          "start again without --resume (with the original --config and --set), or into a new --out")
+        raise ConfigError(
+            f"{run_dir} has no config.json and its run.json does not record the configuration; "
+            "start again without --resume (with the original --config and --set), or into a new --out"
+        )
     elif args.config:
-        logger.warning("%s holds no run yet; starting it from the beginning with --config %s", run_dir, args.config)
+        logger.warning(
+            "%s holds no run yet; starting it from the beginning with --config %s", run_dir, args.config
+        )
         return load_train_config(args.config, overrides)
     else:
-        raise ConfigError(f"{run_dir} holds no run to resume (no config.json, no run.json); start it without "
-                          "--resume, with --config and --data")
+        raise ConfigError(
+            f"{run_dir} holds no run to resume (no config.json, no run.json); start it without "
+            "--resume, with --config and --data"
+        )
     if args.config and _recipe(args.config) != original:
-        logger.warning("--resume continues the run's own configuration (%s); --config %s is ignored", source, args.config)
+        logger.warning(
+            "--resume continues the run's own configuration (%s); --config %s is ignored", source, args.config
+        )
     return load_train_config(source, recorded_sets + overrides)
 
 
@@ -152,7 +189,9 @@ def has_checkpoint(run_dir: Path) -> bool:
     return (last / STATE_FILE).is_file() or (not last.exists() and (old / STATE_FILE).is_file())
 
 
-def start_run_folder(args: argparse.Namespace, run_dir: Path, cfg, data: str, overrides: list[str], recorded: dict) -> None:
+def start_run_folder(
+    args: argparse.Namespace, run_dir: Path, cfg, data: str, overrides: list[str], recorded: dict
+) -> None:
     """Rank 0, under the run lock, before anything else: the run folder says what was asked.
 
     A swap of ``last/`` cut between its two renames is restored first (so ``--resume``
@@ -166,13 +205,19 @@ def start_run_folder(args: argparse.Namespace, run_dir: Path, cfg, data: str, ov
 
     recover_interrupted_swap(run_dir)
     if not args.resume and (run_dir / "last").exists():
-        raise TrainingError(f"{run_dir} already holds a run; pass --resume to continue it or choose a new --out")
+        raise TrainingError(
+            f"{run_dir} already holds a run; pass --resume to continue it or choose a new --out"
+        )
     if args.resume and recorded:
         before = recorded.get("resumes")
         info = {**recorded, "resumes": [*(before if isinstance(before, list) else []), sys.argv[1:]]}
     else:
-        info = {"data": str(Path(data).resolve()), "argv": sys.argv[1:], "config": _recipe(args.config or "tiny"),
-                "set": list(overrides)}
+        info = {
+            "data": str(Path(data).resolve()),
+            "argv": sys.argv[1:],
+            "config": _recipe(args.config or "tiny"),
+            "set": list(overrides),
+        }
     saved = run_dir / "config.json"
     if not args.resume or not saved.is_file():
         _write_atomic(saved, json.dumps(cfg.to_dict(), indent=2) + "\n")
@@ -220,8 +265,10 @@ def run_pretrained(args: argparse.Namespace, run_dir: Path) -> int:
     from imd_core.train.run_lock import RunLock
 
     if args.config:
-        raise ConfigError(f"--config {args.config}: a pretrained starting model fixes the model; leave --config out "
-                          "(fine-tuning settings go in --set, e.g. --set optim.lr=1e-3 finetune.unfreeze=video)")
+        raise ConfigError(
+            f"--config {args.config}: a pretrained starting model fixes the model; leave --config out "
+            "(fine-tuning settings go in --set, e.g. --set optim.lr=1e-3 finetune.unfreeze=video)"
+        )
     options, data = FinetuneOptions(), args.data
     if args.resume and (run_dir / OPTIONS_FILE).is_file():
         options, saved_data = load_options(run_dir)
@@ -257,7 +304,11 @@ class HumanProgress:
     def write(self, line: str) -> None:
         try:
             text = self._format(event_schema.parse_event(json.loads(line)))
-        except (json.JSONDecodeError, AttributeError, event_schema.EventSchemaError):  # not an event: as it is
+        except (
+            json.JSONDecodeError,
+            AttributeError,
+            event_schema.EventSchemaError,
+        ):  # not an event: as it is
             text = line.strip()
         if text:
             print(text, file=self.out, flush=True)  # noqa: T201
@@ -266,19 +317,28 @@ class HumanProgress:
     def _format(e: event_schema.AnyEvent) -> str:
         ev = event_schema
         if isinstance(e, ev.RunStarted):
-            return (f"training {e.config} on {e.device} ({e.precision}, {e.world_size} process(es)): "
-                    f"{e.train_clips} train / {e.val_clips} val clips, {e.epochs} epochs x "
-                    f"{e.steps_per_epoch} steps" + (f", resumed at step {e.start_step}" if e.resumed else ""))
+            return (
+                f"training {e.config} on {e.device} ({e.precision}, {e.world_size} process(es)): "
+                f"{e.train_clips} train / {e.val_clips} val clips, {e.epochs} epochs x "
+                f"{e.steps_per_epoch} steps" + (f", resumed at step {e.start_step}" if e.resumed else "")
+            )
         if isinstance(e, ev.Step):
             return f"  step {e.step}/{e.total_steps}  loss {_num(e.loss, '.4f')}  lr {e.lr:.2e}  {e.clips_per_s:.1f} clips/s"
         if isinstance(e, ev.Epoch):
             top1 = e.val.top1 if e.val else None
-            return (f"epoch {e.epoch + 1}: train loss {_num(e.train.loss, '.4f')} top1 {_num(e.train.top1, '.3f')}"
-                    + (f" | val top1 {top1:.3f} top5 {_num(e.val.top5, '.3f')}" if top1 is not None else "")
-                    + (" (best)" if e.best else "") + f" | eta {e.eta_s or 0:.0f} s")
+            return (
+                f"epoch {e.epoch + 1}: train loss {_num(e.train.loss, '.4f')} top1 {_num(e.train.top1, '.3f')}"
+                + (f" | val top1 {top1:.3f} top5 {_num(e.val.top5, '.3f')}" if top1 is not None else "")
+                + (" (best)" if e.best else "")
+                + f" | eta {e.eta_s or 0:.0f} s"
+            )
         if isinstance(e, ev.Features):
             done, total = e.done, e.total
-            return f"features {done}/{total} ({e.cached} from the cache)" if done in (1, total) or done % 10 == 0 else ""
+            return (
+                f"features {done}/{total} ({e.cached} from the cache)"
+                if done in (1, total) or done % 10 == 0
+                else ""
+            )
         if isinstance(e, ev.EarlyStopped):
             return f"early stop: no improvement for {e.patience} epochs (best epoch {e.best_epoch + 1})"
         if isinstance(e, ev.RunFinished):

@@ -124,8 +124,10 @@ class CheckReport:
             )
         c = self.counts
         total = sum(c.values())
-        lines.append(f"{total} files: {c['ok']} ok, {c['no-audio']} without audio, {c['error']} unusable"
-                     + (f"; {len(self.skipped)} paths skipped (listed above)" if self.skipped else ""))
+        lines.append(
+            f"{total} files: {c['ok']} ok, {c['no-audio']} without audio, {c['error']} unusable"
+            + (f"; {len(self.skipped)} paths skipped (listed above)" if self.skipped else "")
+        )
         return "\n".join(lines)
 
 

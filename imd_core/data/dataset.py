@@ -265,7 +265,11 @@ class ClipDataset(Dataset):
                 start,
                 end,
                 times=lambda s, t: self.pre.sample_times(
-                    s, t, train=self.train, rng=self.rng, multi_view=self.multi_view,
+                    s,
+                    t,
+                    train=self.train,
+                    rng=self.rng,
+                    multi_view=self.multi_view,
                     whole_clip=e.start is None and e.end is None and self.clip_seconds is None,
                 ),
                 size=size,

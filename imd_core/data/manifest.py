@@ -176,12 +176,16 @@ def _rows_from_folders(root: Path) -> tuple[list[dict], list[SkippedPath]]:
             if p.is_dir():
                 key = folder_key(p)
                 if key in seen:  # e.g. ``self -> .``: a loop, not a class
-                    skipped.append(SkippedPath(str(p), f"a second path to the folder {seen[key]}, scanned once"))
+                    skipped.append(
+                        SkippedPath(str(p), f"a second path to the folder {seen[key]}, scanned once")
+                    )
                     continue
                 seen[key] = p
                 out.append(p)
             elif p.is_symlink() and not p.exists():
-                skipped.append(SkippedPath(str(p), f"broken link: its target {os.readlink(p)} does not exist"))
+                skipped.append(
+                    SkippedPath(str(p), f"broken link: its target {os.readlink(p)} does not exist")
+                )
         return out
 
     subdirs = folders(root)

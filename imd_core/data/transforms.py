@@ -285,8 +285,12 @@ class ClipPreprocessor(FrozenConfig):
         if self.audio_frontend == "yamnet":
             from imd_core.pretrained.yamnet import log_mel_patches
 
-            wave = np.zeros(self.audio_samples, np.float32) if audio is None else np.asarray(audio, np.float32)
-            return log_mel_patches(torch.from_numpy(np.ascontiguousarray(self.audio_window(wave))), self.sample_rate)
+            wave = (
+                np.zeros(self.audio_samples, np.float32) if audio is None else np.asarray(audio, np.float32)
+            )
+            return log_mel_patches(
+                torch.from_numpy(np.ascontiguousarray(self.audio_window(wave))), self.sample_rate
+            )
 
         cfg = AudioFeatureConfig(
             sample_rate=self.sample_rate,

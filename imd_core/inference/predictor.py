@@ -232,7 +232,11 @@ class Predictor:
         sizes = sorted(set(batch_sizes or (1, self.batch_size)))
         s = self.image_size
         item = WindowInput(
-            frames=np.zeros((self.num_frames, s, s, 3), np.uint8), audio=None, path="warmup", start=0.0, end=1.0
+            frames=np.zeros((self.num_frames, s, s, 3), np.uint8),
+            audio=None,
+            path="warmup",
+            start=0.0,
+            end=1.0,
         )
         blank = self.preprocess(item)
         t0 = time.perf_counter()

@@ -94,11 +94,22 @@ def walk_media(
             ident = (st.st_dev, st.st_ino)
             if stat.S_ISDIR(st.st_mode):
                 if is_media(path):
-                    skipped.append(SkippedPath(str(path), "a folder named like a media file, not a file (its contents are scanned)"))
+                    skipped.append(
+                        SkippedPath(
+                            str(path),
+                            "a folder named like a media file, not a file (its contents are scanned)",
+                        )
+                    )
                 if ident in seen_dirs:
-                    skipped.append(SkippedPath(str(path), f"a second path to the folder {seen_dirs[ident]}, scanned once"))
+                    skipped.append(
+                        SkippedPath(
+                            str(path), f"a second path to the folder {seen_dirs[ident]}, scanned once"
+                        )
+                    )
                 elif ident in excluded:
-                    skipped.append(SkippedPath(str(path), "links to a folder scanned on its own (another class)"))
+                    skipped.append(
+                        SkippedPath(str(path), "links to a folder scanned on its own (another class)")
+                    )
                 else:
                     seen_dirs[ident] = path
                     queue.append(path)
@@ -106,7 +117,9 @@ def walk_media(
                 if not stat.S_ISREG(st.st_mode):
                     skipped.append(SkippedPath(str(path), "not a regular file (a pipe, socket or device)"))
                 elif ident in seen_files:
-                    skipped.append(SkippedPath(str(path), f"the same file as {seen_files[ident]}, listed once"))
+                    skipped.append(
+                        SkippedPath(str(path), f"the same file as {seen_files[ident]}, listed once")
+                    )
                 else:
                     seen_files[ident] = path
                     files.append(path)

@@ -108,9 +108,13 @@ def load_pretrained_backbones(model: nn.Module, source: str | os.PathLike[str] =
         )
     folder = resolve_model_dir(source)
     if not folder.is_dir():
-        raise ConfigError(f"backbone folder {folder} does not exist; give kinetics400 (imd pretrained build) or a folder")
+        raise ConfigError(
+            f"backbone folder {folder} does not exist; give kinetics400 (imd pretrained build) or a folder"
+        )
     if not is_pretrained_folder(folder):
-        raise ConfigError(f"{folder} is not a pretrained (I3D + YAMNet) folder; give kinetics400 or one built like it")
+        raise ConfigError(
+            f"{folder} is not a pretrained (I3D + YAMNet) folder; give kinetics400 or one built like it"
+        )
     src = load_pretrained(folder, "cpu")  # header, shapes and finiteness checked there
     filled = []
     if cfg.visual_encoder == "i3d":

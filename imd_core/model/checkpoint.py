@@ -138,12 +138,16 @@ def read_config(folder: str | os.PathLike) -> ModelConfig:
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"{path} is not valid JSON ({exc}); re-save the model") from None
     except RecursionError:
-        raise CheckpointError(f"{path} is nested too deeply to be a model config; re-save the model") from None
+        raise CheckpointError(
+            f"{path} is nested too deeply to be a model config; re-save the model"
+        ) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an IMD Studio model config (format != {FORMAT!r})")
     version = data.get("format_version", 0)
     if isinstance(version, bool) or not isinstance(version, int):
-        raise CheckpointError(f"{path}: format_version must be a whole number, got {version!r}; re-save the model")
+        raise CheckpointError(
+            f"{path}: format_version must be a whole number, got {version!r}; re-save the model"
+        )
     if version > FORMAT_VERSION:
         raise CheckpointError(f"{path} has format_version {version}; upgrade IMD Studio to load it")
     try:
@@ -270,7 +274,10 @@ def check_finite(state: dict[str, torch.Tensor], source: str) -> None:
 
 
 def verify_weights_file(
-    path: str | os.PathLike, build: Callable[[], nn.Module], *, hint: str = "re-save or rebuild the model folder"
+    path: str | os.PathLike,
+    build: Callable[[], nn.Module],
+    *,
+    hint: str = "re-save or rebuild the model folder",
 ) -> None:
     """:func:`check_weights_header` of ``path`` against a meta-device ``build()``.
 
@@ -346,10 +353,14 @@ def load_model(
     try:
         pretrained = is_pretrained_folder(folder)
     except RecursionError:  # json.loads on a config.json nested thousands deep
-        raise CheckpointError(f"{folder / CONFIG_NAME} is nested too deeply to be a model config; re-save the model") from None
+        raise CheckpointError(
+            f"{folder / CONFIG_NAME} is nested too deeply to be a model config; re-save the model"
+        ) from None
     if pretrained:
         if expect is not None:
-            raise CheckpointError(f"{folder} is a pretrained (I3D + YAMNet) model, not a {expect.size} IMD model")
+            raise CheckpointError(
+                f"{folder} is a pretrained (I3D + YAMNet) model, not a {expect.size} IMD model"
+            )
         return load_pretrained(folder, device)
     cfg = read_config(folder)
     if cfg.audio_tagger == "ast" and cfg.ast_config is None:

@@ -177,10 +177,14 @@ def check_ast_config(ast: dict[str, Any]) -> None:
             )
     hidden, heads = ast.get("hidden_size"), ast.get("num_attention_heads")
     if isinstance(hidden, int) and isinstance(heads, int) and hidden % heads:
-        raise ConfigError(f"ModelConfig: ast_config.hidden_size {hidden} must be divisible by num_attention_heads {heads}")
+        raise ConfigError(
+            f"ModelConfig: ast_config.hidden_size {hidden} must be divisible by num_attention_heads {heads}"
+        )
     labels = ast.get("id2label")
     if labels is not None and (not isinstance(labels, dict) or len(labels) > MAX_LABELS):
-        raise ConfigError(f"ModelConfig: ast_config.id2label must be a mapping of at most {MAX_LABELS} labels")
+        raise ConfigError(
+            f"ModelConfig: ast_config.id2label must be a mapping of at most {MAX_LABELS} labels"
+        )
 
 
 def size_preset(size: str) -> dict[str, Any]:
@@ -323,7 +327,9 @@ class ModelConfig(FrozenConfig):
         if len(self.labels) > MAX_LABELS:
             bad(f"{len(self.labels)} labels is more than {MAX_LABELS}; give fewer action classes")
         if not all(math.isfinite(v) for v in (*self.image_mean, *self.image_std)) or min(self.image_std) <= 0:
-            bad(f"image_mean/image_std must be finite and image_std > 0, got {self.image_mean} / {self.image_std}")
+            bad(
+                f"image_mean/image_std must be finite and image_std > 0, got {self.image_mean} / {self.image_std}"
+            )
         if self.ast_config is not None:
             check_ast_config(self.ast_config)
         self._validate_backbones(bad)
@@ -358,22 +364,30 @@ class ModelConfig(FrozenConfig):
             bad(f"unknown audio_tagger {self.audio_tagger!r}; choose one of {list(AUDIO_TAGGERS)}")
         if self.visual_encoder == "i3d":
             if self.motion != "none":
-                bad(f"visual_encoder 'i3d' is RGB only: set motion to 'none' (or leave it out), not {self.motion!r}")
+                bad(
+                    f"visual_encoder 'i3d' is RGB only: set motion to 'none' (or leave it out), not {self.motion!r}"
+                )
             if self.video_init:
-                bad("video_init loads ViT weights into the two-stream ViT; with visual_encoder 'i3d' start "
-                    "from the kinetics400 folder instead (init.backbones_from=kinetics400)")
+                bad(
+                    "video_init loads ViT weights into the two-stream ViT; with visual_encoder 'i3d' start "
+                    "from the kinetics400 folder instead (init.backbones_from=kinetics400)"
+                )
         elif self.motion == "none":
             bad("the two-stream ViT needs a motion input: set motion to 'diff' or 'flow'")
         if self.audio_tagger == "yamnet":
             if self.ast_source is not None or self.ast_config is not None:
                 bad("ast_source / ast_config describe an AST; remove them with audio_tagger 'yamnet'")
             if self.sample_rate != 16000 or self.num_mel_bins != YAMNET_MEL_BINS:
-                bad(f"YAMNet takes 16 kHz audio and {YAMNET_MEL_BINS} mel bins: set sample_rate=16000 and "
-                    f"num_mel_bins={YAMNET_MEL_BINS} (or leave them out), not {self.sample_rate} / {self.num_mel_bins}")
+                bad(
+                    f"YAMNet takes 16 kHz audio and {YAMNET_MEL_BINS} mel bins: set sample_rate=16000 and "
+                    f"num_mel_bins={YAMNET_MEL_BINS} (or leave them out), not {self.sample_rate} / {self.num_mel_bins}"
+                )
             if len(self.tagger_labels) > MAX_LABELS:
                 bad(f"tagger_labels holds more than {MAX_LABELS} labels")
         elif self.tagger_labels:
-            bad("tagger_labels names YAMNet's outputs; the AST's labels are its ast_config id2label: remove it")
+            bad(
+                "tagger_labels names YAMNet's outputs; the AST's labels are its ast_config id2label: remove it"
+            )
 
     @property
     def audio_frontend(self) -> str:

@@ -312,7 +312,11 @@ class IMDModel(nn.Module):
         return out
 
     def _agreement_features(
-        self, visual_logits: torch.Tensor, audio_logits: torch.Tensor | None, present: torch.Tensor, views: int
+        self,
+        visual_logits: torch.Tensor,
+        audio_logits: torch.Tensor | None,
+        present: torch.Tensor,
+        views: int,
     ) -> list[torch.Tensor]:
         """Semantic agreement between what is seen and what is heard, ``(B*V, 2C + 1)``.
 
@@ -322,7 +326,9 @@ class IMDModel(nn.Module):
         sum_c p_v * s]``; all zero for clips without audio.
         """
         if not self.has_savld:
-            raise ConfigError("relevance_agreement needs a SAVLD: build one (imd savld build) and set it on the model")
+            raise ConfigError(
+                "relevance_agreement needs a SAVLD: build one (imd savld build) and set it on the model"
+            )
         if audio_logits is None:
             raise ValueError("relevance_agreement needs audio_logits (B, A) with a cached audio_embedding")
         p_v = torch.softmax(visual_logits.detach().float(), -1)
@@ -354,7 +360,9 @@ class IMDModel(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            out = (self.forward if forward is None else forward)(rgb, motion, fbank=fbank, audio_present=audio_present)
+            out = (self.forward if forward is None else forward)(
+                rgb, motion, fbank=fbank, audio_present=audio_present
+            )
         finally:
             self.train(was_training)
         present = torch.ones_like(out.audio_kept) if audio_present is None else audio_present.bool()
@@ -365,7 +373,9 @@ class IMDModel(nn.Module):
         k = min(top_tags or self.config.tag_top_k, tags.shape[-1])
         top = tags.topk(k, dim=-1)
         ious = (
-            relevance_iou(out.audio_logits, pred, self.savld_matrix, self.config.tag_top_k, self.tag_floor_index)
+            relevance_iou(
+                out.audio_logits, pred, self.savld_matrix, self.config.tag_top_k, self.tag_floor_index
+            )
             if self.has_savld
             else None
         )

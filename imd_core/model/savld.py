@@ -254,7 +254,9 @@ class Savld:
 
         if not isinstance(data, dict):
             raise fail(f"expected a JSON object, got {type(data).__name__}")
-        missing = [k for k in ("encoder", "pooling", "k", "video_labels", "audio_labels", "mapping") if k not in data]
+        missing = [
+            k for k in ("encoder", "pooling", "k", "video_labels", "audio_labels", "mapping") if k not in data
+        ]
         if missing:
             raise fail(f"{missing[0]!r} missing")
         for key in ("video_labels", "audio_labels"):
@@ -279,10 +281,15 @@ class Savld:
                     or not isinstance(score, (int, float))
                     or not math.isfinite(score)
                 ):
-                    raise fail(f"mapping[{video!r}] holds {e!r}, not {{\"label\": text, \"score\": number}}")
+                    raise fail(f'mapping[{video!r}] holds {e!r}, not {{"label": text, "score": number}}')
                 mapping[video].append({"label": e["label"], "score": float(score)})
         return cls(
-            str(data["encoder"]), str(data["pooling"]), k, list(data["video_labels"]), list(data["audio_labels"]), mapping
+            str(data["encoder"]),
+            str(data["pooling"]),
+            k,
+            list(data["video_labels"]),
+            list(data["audio_labels"]),
+            mapping,
         )
 
     def save(self, path: str | os.PathLike) -> None:

@@ -94,7 +94,11 @@ class ConvPatchEmbed(nn.Module):
         c_in = in_chans
         for i in range(stages):
             c_out = max(16, embed_dim >> (stages - 1 - i))
-            layers += [nn.Conv2d(c_in, c_out, 3, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+            layers += [
+                nn.Conv2d(c_in, c_out, 3, 2, 1, bias=False),
+                nn.BatchNorm2d(c_out),
+                nn.ReLU(inplace=True),
+            ]
             c_in = c_out
         self.convs = nn.Sequential(*layers)
         self.out = nn.Conv2d(c_in, embed_dim, 1)

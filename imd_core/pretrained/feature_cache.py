@@ -69,7 +69,9 @@ def clip_features(predictor: Any, segment: Segment, *, with_frames: bool = False
     rgb = x["rgb"].unsqueeze(0).to(dev)  # (1, T, 3, H, W)
     audio, tags = model.audio_features(x["fbank"].unsqueeze(0).to(dev))
     out = {
-        "video": model.video.forward_features(rgb.permute(0, 2, 1, 3, 4).float())[0],  # I3D takes (B, 3, T, H, W)
+        "video": model.video.forward_features(rgb.permute(0, 2, 1, 3, 4).float())[
+            0
+        ],  # I3D takes (B, 3, T, H, W)
         "audio": audio[0],
         "tags": tags[0],
         "present": x["audio_present"].reshape(()).float(),

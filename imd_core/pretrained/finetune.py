@@ -95,7 +95,9 @@ def options_from_overrides(options: FinetuneOptions, pairs: list[str]) -> Finetu
     """Applies ``imd train --set`` pairs; a key that has no meaning here is refused."""
     mapped: dict[str, str] = {}
     for key, value in parse_overrides(pairs).items():
-        name = TRAIN_SET_KEYS.get(key) or (key.removeprefix("finetune.") if key.startswith("finetune.") else None)
+        name = TRAIN_SET_KEYS.get(key) or (
+            key.removeprefix("finetune.") if key.startswith("finetune.") else None
+        )
         if name is None or name not in FinetuneOptions.field_names():
             valid = sorted(TRAIN_SET_KEYS) + [f"finetune.{f}" for f in FinetuneOptions.field_names()]
             raise ConfigError(
@@ -119,7 +121,9 @@ def is_pretrained_base(name_or_folder: str) -> bool:
 def save_options(run_dir: Path, options: FinetuneOptions, data: str) -> None:
     path = run_dir / OPTIONS_FILE
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"data": data, "options": options.to_dict()}, indent=1) + "\n", encoding="utf-8")
+    tmp.write_text(
+        json.dumps({"data": data, "options": options.to_dict()}, indent=1) + "\n", encoding="utf-8"
+    )
     os.replace(tmp, path)
 
 
@@ -187,7 +191,9 @@ class _Run:
         o = self.options
         torch.manual_seed(o.seed)
         save_options(self.out, o, str(self.data.resolve()))
-        index = load_dataset_index(self.data, split_ratios=(1.0 - o.val_fraction, o.val_fraction, 0.0), seed=o.seed)
+        index = load_dataset_index(
+            self.data, split_ratios=(1.0 - o.val_fraction, o.val_fraction, 0.0), seed=o.seed
+        )
         labels = list(index.labels)
         if len(labels) < 2:
             raise DataError(f"{self.data}: fine-tuning needs at least two classes, found {labels}")
@@ -259,7 +265,9 @@ class _Run:
             best_value, best_epoch = state["best_value"], state["best_epoch"]
             best_state, best_metrics = state["best_state"], state["best_metrics"]
         elif self.resume:
-            log.warning("%s has no last/ state yet; training from the first epoch (features are reused)", self.out)
+            log.warning(
+                "%s has no last/ state yet; training from the first epoch (features are reused)", self.out
+            )
         self.events.write(ev.RunStarted(
             config=f"finetune:{o.base}", device=str(dev), precision="fp32", world_size=1,
             epochs=o.epochs, steps_per_epoch=steps_per_epoch, total_steps=steps_per_epoch * o.epochs,
@@ -285,7 +293,9 @@ class _Run:
                 logits, rel, _ = head(v, batch["audio"], batch["present"], gate=batch["target"])
                 ce = F.cross_entropy(logits, batch["labels"])
                 mask = batch["present"]
-                bce = (F.binary_cross_entropy_with_logits(rel, batch["target"], reduction="none") * mask).sum()
+                bce = (
+                    F.binary_cross_entropy_with_logits(rel, batch["target"], reduction="none") * mask
+                ).sum()
                 loss = ce + o.relevance_weight * bce / mask.sum().clamp(min=1)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -312,7 +322,9 @@ class _Run:
                 eta_s=(time.time() - t_epoch) * (o.epochs - epoch - 1) if done else None,
                 ast_cache=None, frame_cache=None,
             ))  # fmt: skip
-            self._save_state(head, video, opt, epoch + 1, step, best_value, best_epoch, best_state, best_metrics)
+            self._save_state(
+                head, video, opt, epoch + 1, step, best_value, best_epoch, best_state, best_metrics
+            )
         else:
             epoch = o.epochs
         folder = None
@@ -350,7 +362,9 @@ class _Run:
             os.replace(tmp, path)
         except (OSError, RuntimeError) as exc:  # e.g. a full disk: the previous state stays whole
             tmp.unlink(missing_ok=True)
-            raise ImdError(f"cannot save {path} ({exc}); free disk space and continue with --resume") from None
+            raise ImdError(
+                f"cannot save {path} ({exc}); free disk space and continue with --resume"
+            ) from None
         # as the engine's: ``epoch`` is the one a resumed run continues in
         self.events.write(ev.CheckpointSaved(kind="last", path=str(path.parent), epoch=epoch, step=step))
 
@@ -432,7 +446,9 @@ def evaluate(head: FeatureHead, batch: dict[str, torch.Tensor], video: Any = Non
     head.eval()
     b = {k: v.to(device) for k, v in batch.items()}
     if video is not None:
-        b["video"] = torch.cat([video_features(video, {"rgb": b["rgb"][i : i + 8]}) for i in range(0, len(b["rgb"]), 8)])
+        b["video"] = torch.cat(
+            [video_features(video, {"rgb": b["rgb"][i : i + 8]}) for i in range(0, len(b["rgb"]), 8)]
+        )
     logits, rel, gate = head(b["video"], b["audio"], b["present"])
     labels = b["labels"]
     pred = logits.argmax(-1)
@@ -446,7 +462,9 @@ def evaluate(head: FeatureHead, batch: dict[str, torch.Tensor], video: Any = Non
         "loss": float(F.cross_entropy(logits, labels)),
         "top1": float((pred == labels).float().mean()),
         "top5": float(top5.float().mean()),
-        "mean_class_accuracy": float(torch.stack([(pred[labels == c] == c).float().mean() for c in classes]).mean()),
+        "mean_class_accuracy": float(
+            torch.stack([(pred[labels == c] == c).float().mean() for c in classes]).mean()
+        ),
         "relevance_accuracy": float(right.float().mean()) if present.any() else None,
         "audio_drop_rate": float(1 - gate[present].mean()) if present.any() else None,
     }

@@ -88,10 +88,16 @@ def build_folder(
     return out
 
 
-def save_finetuned(base: PretrainedIMD, head: torch.nn.Module, labels: list[str], savld: Savld, out: Path) -> Path:
+def save_finetuned(
+    base: PretrainedIMD, head: torch.nn.Module, labels: list[str], savld: Savld, out: Path
+) -> Path:
     """``base``'s backbones + a fine-tuned :class:`FeatureHead` for ``labels``, as a model folder."""
     config = base.config.replace(
-        name=f"{NAME}-finetuned", head="learned", labels=tuple(labels), relevance_threshold=0.5, confidence_threshold=0.0
+        name=f"{NAME}-finetuned",
+        head="learned",
+        labels=tuple(labels),
+        relevance_threshold=0.5,
+        confidence_threshold=0.0,
     )
     model = PretrainedIMD(config, savld)
     model.video.load_state_dict(base.video.state_dict())
@@ -166,7 +172,11 @@ def load_pretrained(folder: str | os.PathLike[str], device: str | torch.device =
     folder = Path(folder)
     config = read_pretrained_config(folder)
     savld = Savld.load(folder / "savld.json")
-    verify_weights_file(folder / "model.safetensors", lambda: PretrainedIMD(config, savld), hint="rebuild it with `imd pretrained build`")
+    verify_weights_file(
+        folder / "model.safetensors",
+        lambda: PretrainedIMD(config, savld),
+        hint="rebuild it with `imd pretrained build`",
+    )
     state = read_state_dict(folder)
     model = PretrainedIMD(config, savld)
     load_state_into(model, state, source=str(folder / "model.safetensors"))

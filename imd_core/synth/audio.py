@@ -82,7 +82,7 @@ def _place(out: Array, template: Array, times: Array, sr: int, gains: Array | No
         if start >= len(out) or start + len(template) <= 0:
             continue
         a, b = max(start, 0), min(start + len(template), len(out))
-        out[a:b] += template[a - start: b - start] * (1.0 if gains is None else gains[i])
+        out[a:b] += template[a - start : b - start] * (1.0 if gains is None else gains[i])
 
 
 def class_sound(
@@ -124,7 +124,9 @@ def class_sound(
     return out / peak if peak > 0 else out
 
 
-def fake_events(kind: str, n: int, sr: int, fps: float, rng: np.random.Generator) -> tuple[Array, Array | None]:
+def fake_events(
+    kind: str, n: int, sr: int, fps: float, rng: np.random.Generator
+) -> tuple[Array, Array | None]:
     """Plausible event times (or an envelope) for ``kind`` that follow no video: for misleading audio."""
     dur = n / sr
     if kind == "sawing":
@@ -150,7 +152,9 @@ def babble(n: int, sr: int, rng: np.random.Generator) -> Array:
     n_syl = int(np.ceil(tt[-1] * rate)) + 1
     syl = np.minimum((tt * rate).astype(int), n_syl - 1)
     f0_base = rng.uniform(95, 230)
-    f0 = f0_base * (1 + 0.15 * np.sin(2 * np.pi * rng.uniform(0.3, 1.0) * tt) + rng.normal(0, 0.05, n_syl)[syl])
+    f0 = f0_base * (
+        1 + 0.15 * np.sin(2 * np.pi * rng.uniform(0.3, 1.0) * tt) + rng.normal(0, 0.05, n_syl)[syl]
+    )
     phase = 2 * np.pi * np.cumsum(f0) / sr
     harm = np.arange(1, 30)
     f1 = rng.uniform(300, 850, n_syl)

@@ -58,7 +58,11 @@ def kind_weights(misleading_share: float) -> dict[str, float]:
     """
     rest = 1.0 - misleading_share
     # rounding makes the default bit-identical to the literals (0.75 * 0.8 is 0.6000000000000001)
-    return {"irrelevant": round(rest * 0.8, 12), "misleading": misleading_share, "silent": round(rest * 0.2, 12)}
+    return {
+        "irrelevant": round(rest * 0.8, 12),
+        "misleading": misleading_share,
+        "silent": round(rest * 0.2, 12),
+    }
 
 
 @dataclass(frozen=True)
@@ -111,7 +115,9 @@ class SynthConfig(FrozenConfig):
         if not 0.0 <= self.ambiguity <= 1.0:
             raise ConfigError(f"synth: --ambiguity must be in [0, 1], got {self.ambiguity}")
         if not 0.0 <= self.spurious_correlation <= 1.0:
-            raise ConfigError(f"synth: --spurious-correlation must be in [0, 1], got {self.spurious_correlation}")
+            raise ConfigError(
+                f"synth: --spurious-correlation must be in [0, 1], got {self.spurious_correlation}"
+            )
         if not 0.0 <= self.misleading_share <= 1.0:
             raise ConfigError(f"synth: --misleading-share must be in [0, 1], got {self.misleading_share}")
         if self.size < 32 or self.size % 2:
@@ -122,7 +128,9 @@ class SynthConfig(FrozenConfig):
             raise ConfigError("synth: val_fraction and test_fraction must be >= 0 and sum to less than 1")
         unknown = [c for c in self.classes if c not in ACTION_CLASSES]
         if unknown or len(self.classes) < 2:
-            raise ConfigError(f"synth: classes must be >= 2 of {list(ACTION_CLASSES)}; got {list(self.classes)}")
+            raise ConfigError(
+                f"synth: classes must be >= 2 of {list(ACTION_CLASSES)}; got {list(self.classes)}"
+            )
 
 
 @dataclass(frozen=True)
@@ -154,8 +162,13 @@ class ClipSpec:
         return tags
 
     def row(self) -> dict[str, str]:
-        return {"path": self.path, "label": self.label, "split": self.split,
-                "audio_kind": self.audio_kind, "audio_tags": ";".join(self.tags)}
+        return {
+            "path": self.path,
+            "label": self.label,
+            "split": self.split,
+            "audio_kind": self.audio_kind,
+            "audio_tags": ";".join(self.tags),
+        }
 
 
 def sample_clip_spec(cfg: SynthConfig, index: int) -> ClipSpec:
@@ -178,8 +191,11 @@ def sample_clip_spec(cfg: SynthConfig, index: int) -> ClipSpec:
         if kind == "irrelevant":
             source = str(rng.choice(list(IRRELEVANT_TAGS)))
             # Own generator: S changes this clip's sound and nothing else.
-            if (split == "train" and cfg.spurious_correlation > 0
-                    and np.random.default_rng([cfg.seed, index, 3]).random() < cfg.spurious_correlation):
+            if (
+                split == "train"
+                and cfg.spurious_correlation > 0
+                and np.random.default_rng([cfg.seed, index, 3]).random() < cfg.spurious_correlation
+            ):
                 source = SPURIOUS_SOUNDS[label]
         elif kind == "misleading":
             source = str(rng.choice([c for c in ACTION_CLASSES if c != label]))
@@ -256,7 +272,7 @@ def encode_mp4(path: Path, frames: np.ndarray, audio: np.ndarray, fps: int, samp
             box.mux(pkt)
         hop = 1024  # the AAC frame size
         for i in range(0, len(audio), hop):
-            chunk = audio[None, i: i + hop]
+            chunk = audio[None, i : i + hop]
             frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="flt", layout="mono")
             frame.sample_rate, frame.pts = sample_rate, i
             for pkt in aus.encode(frame):
@@ -323,8 +339,12 @@ def generate(
         w.writeheader()
         w.writerows(rows)
     config = {k: v for k, v in cfg.to_dict().items() if _NEW_KNOB_DEFAULTS.get(k, object()) != v}
-    meta = {"generator": "imd synth", "config": config, "classes": list(cfg.classes),
-            "class_tags": {c: CLASS_TAGS[c] for c in cfg.classes}}
+    meta = {
+        "generator": "imd synth",
+        "config": config,
+        "classes": list(cfg.classes),
+        "class_tags": {c: CLASS_TAGS[c] for c in cfg.classes},
+    }
     (out / "synth_config.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     log.info("rendered %d clips in %.1f s with %d worker(s)", cfg.clips, time.perf_counter() - start, workers)
     return manifest

@@ -65,8 +65,14 @@ class Canvas:
         """
         px = np.asarray(cx, np.float32) - self.sx  # pixel column of the centre per frame
         py = np.asarray(cy, np.float32) - self.sy
-        x0, x1 = max(int(np.floor(px.min() - extent - 1)), 0), min(int(np.ceil(px.max() + extent + 2)), self.w)
-        y0, y1 = max(int(np.floor(py.min() - extent - 1)), 0), min(int(np.ceil(py.max() + extent + 2)), self.h)
+        x0, x1 = (
+            max(int(np.floor(px.min() - extent - 1)), 0),
+            min(int(np.ceil(px.max() + extent + 2)), self.w),
+        )
+        y0, y1 = (
+            max(int(np.floor(py.min() - extent - 1)), 0),
+            min(int(np.ceil(py.max() + extent + 2)), self.h),
+        )
         if x0 >= x1 or y0 >= y1:
             return None
         xs = np.arange(x0, x1, dtype=np.float32)
@@ -125,7 +131,7 @@ class Canvas:
         if mask is None:
             return
         col = self.bg_mean + (np.asarray(color, np.float32) - self.bg_mean) * self.contrast
-        f = self.frames[:, mask.y0: mask.y1, mask.x0: mask.x1]
+        f = self.frames[:, mask.y0 : mask.y1, mask.x0 : mask.x1]
         f += mask.alpha[..., None] * (col - f)
 
 
@@ -257,7 +263,9 @@ def _typing(cv: Canvas, rng: np.random.Generator, t: Array, s: float) -> Events:
     kx0, ky0 = s * rng.uniform(0.12, 0.2), s * rng.uniform(0.45, 0.6)
     pitch = s * 0.7 / cols
     key_col, body_col = _color(rng), _color(rng)
-    cv.paint(cv.box(kx0 + pitch * (cols - 1) / 2, ky0 + pitch, pitch * cols / 2 + 4, pitch * 1.5 + 4), body_col)
+    cv.paint(
+        cv.box(kx0 + pitch * (cols - 1) / 2, ky0 + pitch, pitch * cols / 2 + 4, pitch * 1.5 + 4), body_col
+    )
     gx, gy = np.meshgrid(np.arange(cols), np.arange(rows))
     cxs, cys = kx0 + gx.ravel() * pitch, ky0 + gy.ravel() * pitch
     # All keys at once: the nearest grid key of every pixel, masked to the grid.
@@ -372,8 +380,9 @@ def background(rng: np.random.Generator, t: int, size: int, jitter: int) -> tupl
     # Camera shake: a smooth random walk, clipped to the margin.
     steps = rng.normal(0, 0.6, (t, 2)).cumsum(0) + rng.normal(0, 0.4, (t, 2))
     off = np.clip(np.round(steps), -jitter, jitter).astype(int)
-    frames = np.stack([tex[jitter + oy: jitter + oy + size, jitter + ox: jitter + ox + size]
-                       for ox, oy in off])
+    frames = np.stack(
+        [tex[jitter + oy : jitter + oy + size, jitter + ox : jitter + ox + size] for ox, oy in off]
+    )
     return frames, off.astype(np.float32)
 
 
@@ -386,5 +395,7 @@ def occluders(cv: Canvas, rng: np.random.Generator, t: Array, s: float, count: i
         if rng.random() < 0.5:
             cv.paint(cv.disc(x0 + vx * t, y0 + vy * t, size), _color(rng))
         else:
-            cv.paint(cv.box(x0 + vx * t, y0 + vy * t, size, size * rng.uniform(0.3, 1.2), rng.uniform(0, 3)),
-                     _color(rng))
+            cv.paint(
+                cv.box(x0 + vx * t, y0 + vy * t, size, size * rng.uniform(0.3, 1.2), rng.uniform(0, 3)),
+                _color(rng),
+            )

@@ -53,7 +53,9 @@ def recover_interrupted_swap(run_dir: Path) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def save_model_folder(model: torch.nn.Module, folder: Path, *, savld: Any, state: dict[str, Any] | None = None) -> Path:
+def save_model_folder(
+    model: torch.nn.Module, folder: Path, *, savld: Any, state: dict[str, Any] | None = None
+) -> Path:
     """Writes a loadable model folder atomically (and the resume state, if given).
 
     Args:
@@ -187,7 +189,9 @@ def load_training_state(folder: Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
-        raise CheckpointError(f"cannot read resume state {path}: {str(exc).splitlines()[0]}; start a new run") from None
+        raise CheckpointError(
+            f"cannot read resume state {path}: {str(exc).splitlines()[0]}; start a new run"
+        ) from None
     if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
         raise CheckpointError(f"resume state {path} has an unknown format; start a new run")
     for key, kind in _STATE_KEYS.items():

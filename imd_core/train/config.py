@@ -153,12 +153,18 @@ class TrainConfig(FrozenConfig):
             (self.data.frame_grid >= 1, "data.frame_grid must be >= 1"),
             (self.init.savld_k >= 1, "init.savld_k must be >= 1 (audio labels per class in a built SAVLD)"),
             (self.data.probe_timeout >= 0, "data.probe_timeout must be >= 0 seconds (0 disables the probe)"),
-            (0 < self.data.loader_timeout < float("inf"),
-             "data.loader_timeout must be a finite number of seconds > 0 (the longest wait for one batch)"),
-            (not (self.init.from_model and self.init.backbones_from),
-             "init.from_model and init.backbones_from both start the weights: give one"),
-            (not (self.data.frame_cache and self.clip_seconds > 0),
-             "data.frame_cache caches whole clips (or manifest windows): set clip_seconds=0 or turn it off"),
+            (
+                0 < self.data.loader_timeout < float("inf"),
+                "data.loader_timeout must be a finite number of seconds > 0 (the longest wait for one batch)",
+            ),
+            (
+                not (self.init.from_model and self.init.backbones_from),
+                "init.from_model and init.backbones_from both start the weights: give one",
+            ),
+            (
+                not (self.data.frame_cache and self.clip_seconds > 0),
+                "data.frame_cache caches whole clips (or manifest windows): set clip_seconds=0 or turn it off",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -174,9 +180,13 @@ def _read_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist; give a shipped name {list(SHIPPED_CONFIGS)} or a JSON file") from None
+        raise ConfigError(
+            f"config file {path} does not exist; give a shipped name {list(SHIPPED_CONFIGS)} or a JSON file"
+        ) from None
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid JSON ({exc.msg} at line {exc.lineno}); fix the file") from None
+        raise ConfigError(
+            f"config file {path} is not valid JSON ({exc.msg} at line {exc.lineno}); fix the file"
+        ) from None
     except RecursionError:
         raise ConfigError(f"config file {path} is nested too deeply to be a config; fix the file") from None
     if not isinstance(data, dict):
@@ -195,7 +205,9 @@ def validate_model_section(model: dict[str, Any]) -> dict[str, Any]:
     return ModelConfig.from_dict(dict(model), where="model").to_dict()
 
 
-def load_train_config(name_or_file: str | Path, overrides: list[str] | dict[str, str] | None = None) -> TrainConfig:
+def load_train_config(
+    name_or_file: str | Path, overrides: list[str] | dict[str, str] | None = None
+) -> TrainConfig:
     """Loads a shipped recipe by name, or a JSON file, then applies ``--set`` overrides.
 
     Args:
@@ -213,14 +225,16 @@ def load_train_config(name_or_file: str | Path, overrides: list[str] | dict[str,
         raise ConfigError(f"unknown config {text!r}; give one of {list(SHIPPED_CONFIGS)} or a JSON file")
     data = _read_json(path)
     pairs = parse_overrides(overrides) if isinstance(overrides, list) else dict(overrides or {})
-    model_pairs = {k[len("model."):]: v for k, v in pairs.items() if k.startswith("model.")}
+    model_pairs = {k[len("model.") :]: v for k, v in pairs.items() if k.startswith("model.")}
     other_pairs = {k: v for k, v in pairs.items() if not k.startswith("model.")}
     # The model section is partial in files (a size preset fills the rest), so its
     # overrides are merged before ModelConfig expands it.
     model = dict(data.get("model") or {})
     for key, raw in model_pairs.items():
         if "." in key:
-            raise ConfigError(f"--set model.{key}: the model section has no sub-sections; use model.<field>=value")
+            raise ConfigError(
+                f"--set model.{key}: the model section has no sub-sections; use model.<field>=value"
+            )
         try:
             model[key] = json.loads(raw)
         except json.JSONDecodeError:

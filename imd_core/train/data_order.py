@@ -41,7 +41,16 @@ class EpochOrderSampler(Sampler[int]):
         shuffle: False keeps dataset order (evaluation).
     """
 
-    def __init__(self, num_items: int, batch_size: int, seed: int, *, rank: int = 0, world_size: int = 1, shuffle: bool = True):
+    def __init__(
+        self,
+        num_items: int,
+        batch_size: int,
+        seed: int,
+        *,
+        rank: int = 0,
+        world_size: int = 1,
+        shuffle: bool = True,
+    ):
         self.num_items = num_items
         self.batch_size = batch_size
         self.seed = seed

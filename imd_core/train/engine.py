@@ -142,19 +142,35 @@ def train(
         return runner.run()
     except ImdError as exc:
         failure_writer(writer, run_dir, loud=isinstance(exc, LoaderHang)).write(
-            ev.RunFailed(reason=str(exc), error=type(exc).__name__))
+            ev.RunFailed(reason=str(exc), error=type(exc).__name__)
+        )
         raise
     except KeyboardInterrupt:
         if not stop.saving and stop.signal_name:  # during set-up: nothing to save, stopped at once
             reason = f"stopped by {stop.signal_name} during set-up, before training; continue with --resume"
             logger.warning("%s", reason)
-            writer.write(ev.RunFinished(outcome="interrupted", stopped=True, epochs_run=0, step=0, best_epoch=-1,
-                                        best_metric=cfg.early_stopping_metric, best_value=None, elapsed_s=0.0,
-                                        reason=reason))
+            writer.write(
+                ev.RunFinished(
+                    outcome="interrupted",
+                    stopped=True,
+                    epochs_run=0,
+                    step=0,
+                    best_epoch=-1,
+                    best_metric=cfg.early_stopping_metric,
+                    best_value=None,
+                    elapsed_s=0.0,
+                    reason=reason,
+                )
+            )
             return RunResult("interrupted", 0, 0, -1, None)
         # a second Ctrl-C: stopped at once, without saving
-        writer.write(ev.RunFailed(reason="stopped at once by a second interrupt; last/ holds the previous "
-                                  "checkpoint, continue with --resume", error="KeyboardInterrupt"))
+        writer.write(
+            ev.RunFailed(
+                reason="stopped at once by a second interrupt; last/ holds the previous "
+                "checkpoint, continue with --resume",
+                error="KeyboardInterrupt",
+            )
+        )
         raise
     except Exception as exc:
         reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
@@ -170,16 +186,27 @@ def train(
 
 
 class _Run:
-    def __init__(self, cfg: TrainConfig, data: Path, run_dir: Path, resume: bool, writer: EventWriter, stop: StopRequest, info: DistInfo):
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        data: Path,
+        run_dir: Path,
+        resume: bool,
+        writer: EventWriter,
+        stop: StopRequest,
+        info: DistInfo,
+    ):
         self.cfg, self.data, self.run_dir, self.resume = cfg, data, run_dir, resume
         self.writer, self.stop, self.info = writer, stop, info
         from imd_core.data.dataset import DecodeLog
 
         self.decode_log = DecodeLog(run_dir / "decoding")
         self.dog = LoaderWatchdog(
-            cfg.data.loader_timeout, self.decode_log,
+            cfg.data.loader_timeout,
+            self.decode_log,
             message=lambda h: hang_message(h, cfg.data.loader_timeout),
-            on_hang=self._exclude_hung, on_fatal=self._fatal,
+            on_hang=self._exclude_hung,
+            on_fatal=self._fatal,
         )
         self.device = resolve_train_device(cfg.device, info.local_rank)
         self.t0 = time.time()
@@ -208,7 +235,9 @@ class _Run:
             recover_interrupted_swap(self.run_dir)
             self.decode_log.clear()  # records of a killed earlier run
             if not self.resume and (self.run_dir / "last").exists():
-                raise TrainingError(f"{self.run_dir} already holds a run; pass --resume to continue it or choose a new --out")
+                raise TrainingError(
+                    f"{self.run_dir} already holds a run; pass --resume to continue it or choose a new --out"
+                )
         barrier(info)
         if self.resume:
             self.state = load_training_state(self.run_dir / "last")
@@ -223,7 +252,9 @@ class _Run:
 
         index, train_index, val_index = S.load_train_val(self.data, cfg.val_fraction, cfg.seed)
         # files that hang or fail at open never reach a DataLoader (data.probe_timeout)
-        (train_index, val_index), self.excluded = S.probe_splits(cfg, [train_index, val_index], self.run_dir, info)
+        (train_index, val_index), self.excluded = S.probe_splits(
+            cfg, [train_index, val_index], self.run_dir, info
+        )
         self.labels = list(index.labels)
         if not len(train_index):
             raise TrainingError(f"{self.data} has no training clips; check the manifest's split column")
@@ -233,7 +264,9 @@ class _Run:
         if info.is_main:
             self.savld.save(self.run_dir / "savld.json")
             if not self.resume:
-                (self.run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n", encoding="utf-8")
+                (self.run_dir / "config.json").write_text(
+                    json.dumps(cfg.to_dict(), indent=2) + "\n", encoding="utf-8"
+                )
         mcfg = self.model.config
         a = cfg.augment
         pre = ClipPreprocessor.from_model_config(mcfg, flip=a.flip, train_scale=list(a.train_scale))
@@ -244,12 +277,25 @@ class _Run:
 
             from imd_core.train.frame_cache import FrameCacheDataset
 
-            folder = self.run_dir / "frame_cache" if cfg.data.frame_cache == "auto" else Path(cfg.data.frame_cache)
+            folder = (
+                self.run_dir / "frame_cache" if cfg.data.frame_cache == "auto" else Path(cfg.data.frame_cache)
+            )
             dataset = partial(FrameCacheDataset, cache_dir=folder, frame_grid=cfg.data.frame_grid)
         log = self.decode_log
-        self.train_ds = dataset(train_index, pre, train=True, cross_modal_p=a.cross_modal_p, clip_seconds=clip_s,
-                                seed=cfg.seed, decode_log=log)
-        self.val_ds = dataset(val_index, pre, train=False, clip_seconds=clip_s, decode_log=log) if len(val_index) else None
+        self.train_ds = dataset(
+            train_index,
+            pre,
+            train=True,
+            cross_modal_p=a.cross_modal_p,
+            clip_seconds=clip_s,
+            seed=cfg.seed,
+            decode_log=log,
+        )
+        self.val_ds = (
+            dataset(val_index, pre, train=False, clip_seconds=clip_s, decode_log=log)
+            if len(val_index)
+            else None
+        )
         if self.val_ds is None:
             logger.warning("no validation clips: early stopping and best/ follow the training accuracy")
         self.skipped: dict[int, str] = {}
@@ -259,9 +305,17 @@ class _Run:
         )
         # Every rank validates whole batches of batch_size, round-robin (same batches as one process).
         self.val_loader = (
-            S.make_eval_loader(self.val_ds, cfg.batch_size, cfg.num_workers, pin, rank=info.rank, world_size=info.world_size,
-                               timeout=cfg.data.loader_timeout)
-            if self.val_ds else None
+            S.make_eval_loader(
+                self.val_ds,
+                cfg.batch_size,
+                cfg.num_workers,
+                pin,
+                rank=info.rank,
+                world_size=info.world_size,
+                timeout=cfg.data.loader_timeout,
+            )
+            if self.val_ds
+            else None
         )
         self.model.to(self.device)
         self.ast_trainable = bool(mcfg.ast_trainable)
@@ -282,8 +336,13 @@ class _Run:
         self.optimizer = S.build_optimizer(self.model, cfg)
         self.scheduler = S.build_scheduler(self.optimizer, cfg, self.steps_per_epoch)
         self.progress: dict[str, Any] = {
-            "best_value": None, "best_epoch": -1, "bad_epochs": 0, "elapsed_s": 0.0,
-            "train_loss_sum": 0.0, "train_correct": 0, "train_count": 0,
+            "best_value": None,
+            "best_epoch": -1,
+            "bad_epochs": 0,
+            "elapsed_s": 0.0,
+            "train_loss_sum": 0.0,
+            "train_correct": 0,
+            "train_count": 0,
         }
         self.epoch, self.batch_in_epoch, self.step = 0, 0, 0
         if self.state is not None:
@@ -293,7 +352,11 @@ class _Run:
             self.model.load_state_dict(weights)
             self.optimizer.load_state_dict(self.state["optimizer"])
             self.scheduler.load_state_dict(self.state["scheduler"])
-            self.epoch, self.batch_in_epoch, self.step = self.state["epoch"], self.state["batch_in_epoch"], self.state["step"]
+            self.epoch, self.batch_in_epoch, self.step = (
+                self.state["epoch"],
+                self.state["batch_in_epoch"],
+                self.state["step"],
+            )
             self.progress.update(self.state["progress"])
         self.wrapped: torch.nn.Module = self.model
         if info.enabled:
@@ -309,7 +372,9 @@ class _Run:
         if cfg.compile:  # forward + loss as one graph (fullgraph outside DDP; see compile_train_model)
             self.wrapped = compile_train_model(self.wrapped, fullgraph=not info.enabled)
         if info.is_main:
-            self.csv = MetricsCsv(self.run_dir / "metrics.csv", keep_epochs_below=self.epoch if self.resume else None)
+            self.csv = MetricsCsv(
+                self.run_dir / "metrics.csv", keep_epochs_below=self.epoch if self.resume else None
+            )
             self.tb = TensorBoardLog(self.run_dir / "tensorboard")
         if self.state is not None:
             set_rng_state(self.state["rng"])  # last: nothing after this may draw random numbers
@@ -320,8 +385,12 @@ class _Run:
             return
         self.progress["elapsed_s"] = self._elapsed()
         state = training_state(
-            optimizer=self.optimizer, scheduler=self.scheduler, epoch=epoch,
-            batch_in_epoch=batch_in_epoch, step=self.step, progress=dict(self.progress),
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            epoch=epoch,
+            batch_in_epoch=batch_in_epoch,
+            step=self.step,
+            progress=dict(self.progress),
         )
         path = save_model_folder(self.model, self.run_dir / "last", savld=self.savld, state=state)
         self.writer.write(ev.CheckpointSaved(kind="last", path=str(path), epoch=epoch, step=self.step))
@@ -349,15 +418,28 @@ class _Run:
         self.base_elapsed = float(self.progress.get("elapsed_s", 0.0))
         self.t0 = time.time()
         total_steps = self.steps_per_epoch * cfg.epochs
-        transfer = getattr(self.model, "class_transfer", None)  # from a model folder with other classes or order
-        self.writer.write(ev.RunStarted(
-            config=cfg.name, device=str(self.device), precision=self._precision_name(),
-            world_size=info.world_size, epochs=cfg.epochs, steps_per_epoch=self.steps_per_epoch,
-            total_steps=total_steps, train_clips=len(self.train_ds), val_clips=len(self.val_ds) if self.val_ds else 0,
-            classes=list(self.labels), resumed=self.state is not None, start_epoch=self.epoch, start_step=self.step,
-            excluded=[ev.Excluded(path=str(x.path), reason=x.reason) for x in self.excluded],
-            class_transfer=ev.ClassTransfer(**transfer) if transfer else None,
-        ))
+        transfer = getattr(
+            self.model, "class_transfer", None
+        )  # from a model folder with other classes or order
+        self.writer.write(
+            ev.RunStarted(
+                config=cfg.name,
+                device=str(self.device),
+                precision=self._precision_name(),
+                world_size=info.world_size,
+                epochs=cfg.epochs,
+                steps_per_epoch=self.steps_per_epoch,
+                total_steps=total_steps,
+                train_clips=len(self.train_ds),
+                val_clips=len(self.val_ds) if self.val_ds else 0,
+                classes=list(self.labels),
+                resumed=self.state is not None,
+                start_epoch=self.epoch,
+                start_step=self.step,
+                excluded=[ev.Excluded(path=str(x.path), reason=x.reason) for x in self.excluded],
+                class_transfer=ev.ClassTransfer(**transfer) if transfer else None,
+            )
+        )
         outcome = "completed"
         epochs_run = self.epoch
         for epoch in range(self.epoch, cfg.epochs):
@@ -372,11 +454,18 @@ class _Run:
                 outcome = "interrupted"
                 break
         p = self.progress
-        self.writer.write(ev.RunFinished(
-            outcome=outcome, stopped=outcome == "interrupted", epochs_run=epochs_run, step=self.step,
-            best_epoch=p["best_epoch"],
-            best_metric=cfg.early_stopping_metric, best_value=p["best_value"], elapsed_s=self._elapsed(),
-        ))
+        self.writer.write(
+            ev.RunFinished(
+                outcome=outcome,
+                stopped=outcome == "interrupted",
+                epochs_run=epochs_run,
+                step=self.step,
+                best_epoch=p["best_epoch"],
+                best_metric=cfg.early_stopping_metric,
+                best_value=p["best_value"],
+                elapsed_s=self._elapsed(),
+            )
+        )
         if info.is_main:
             self.tb.close()
         return RunResult(outcome, epochs_run, self.step, p["best_epoch"], p["best_value"])
@@ -411,15 +500,22 @@ class _Run:
             ctx = no_sync() if (info.enabled and not sync and no_sync) else contextlib.nullcontext()
             with ctx:
                 out = forward_batch(
-                    self.wrapped, self.model, batch, device=self.device, precision=cfg.precision,
-                    cache=self.cache, ast_trainable=self.ast_trainable,
+                    self.wrapped,
+                    self.model,
+                    batch,
+                    device=self.device,
+                    precision=cfg.precision,
+                    cache=self.cache,
+                    ast_trainable=self.ast_trainable,
                 )
                 (out.loss / accum).backward()
             for j, why in zip(batch["skipped"], batch["skipped_reasons"], strict=True):
                 self.skipped[int(j)] = why
             n = int(batch["label"].shape[0])
             self.progress["train_loss_sum"] += float(out.loss.detach()) * n
-            self.progress["train_correct"] += int((out.logits.detach().argmax(-1).cpu() == batch["label"]).sum())
+            self.progress["train_correct"] += int(
+                (out.logits.detach().argmax(-1).cpu() == batch["label"]).sum()
+            )
             self.progress["train_count"] += n
             clips_log += n * info.world_size
             micro += 1
@@ -435,12 +531,26 @@ class _Run:
                 dt = max(1e-9, time.time() - t_log)
                 lr = self.optimizer.param_groups[-1]["lr"]
                 losses = {k: float(v) for k, v in (getattr(out, "losses", None) or {}).items()}
-                self.writer.write(ev.Step(
-                    epoch=epoch, step=self.step, total_steps=total_steps, loss=float(out.loss.detach()),
-                    losses=losses, lr=float(lr), clips_per_s=clips_log / dt,
-                ))
+                self.writer.write(
+                    ev.Step(
+                        epoch=epoch,
+                        step=self.step,
+                        total_steps=total_steps,
+                        loss=float(out.loss.detach()),
+                        losses=losses,
+                        lr=float(lr),
+                        clips_per_s=clips_log / dt,
+                    )
+                )
                 if info.is_main:
-                    self.tb.scalars({"train/loss": float(out.loss.detach()), "train/lr": lr, "train/clips_per_s": clips_log / dt}, self.step)
+                    self.tb.scalars(
+                        {
+                            "train/loss": float(out.loss.detach()),
+                            "train/lr": lr,
+                            "train/clips_per_s": clips_log / dt,
+                        },
+                        self.step,
+                    )
                 t_log, clips_log = time.time(), 0
             stop_now = any_flag(self.stop.requested, info, self.device)
             periodic = cfg.checkpoint_every_steps and self.step % cfg.checkpoint_every_steps == 0
@@ -465,17 +575,36 @@ class _Run:
             torch.distributed.all_reduce(t)
             sums = t.tolist()
         count = max(1.0, sums[2])
-        train_m = {"loss": sums[0] / count, "top1": sums[1] / count, "clips": int(sums[2]), "skipped": len(self.skipped)}
+        train_m = {
+            "loss": sums[0] / count,
+            "top1": sums[1] / count,
+            "clips": int(sums[2]),
+            "skipped": len(self.skipped),
+        }
         stop_early = False
         # Every rank evaluates its share and gets the same gathered metrics (a collective).
         val = (
-            evaluate(self.model, self.dog.watch(self.val_loader, on_batch=self._count_frames), device=self.device,
-                     precision=cfg.precision, cache=self.cache, dist=info)
-            if self.val_loader is not None else {}  # not truthiness: a rank may have no batch (len 0)
+            evaluate(
+                self.model,
+                self.dog.watch(self.val_loader, on_batch=self._count_frames),
+                device=self.device,
+                precision=cfg.precision,
+                cache=self.cache,
+                dist=info,
+            )
+            if self.val_loader is not None
+            else {}  # not truthiness: a rank may have no batch (len 0)
         )
         if val:
-            logger.info("validation epoch %d (rank %d of %d): clips %d top1 %.6f loss %.8f", epoch, info.rank,
-                        info.world_size, val.get("clips", 0), val.get("top1") or 0.0, val.get("loss") or 0.0)
+            logger.info(
+                "validation epoch %d (rank %d of %d): clips %d top1 %.6f loss %.8f",
+                epoch,
+                info.rank,
+                info.world_size,
+                val.get("clips", 0),
+                val.get("top1") or 0.0,
+                val.get("loss") or 0.0,
+            )
         cache_counts = None
         if self.cache is not None:
             counts = [self.cache.hits, self.cache.misses]
@@ -514,29 +643,64 @@ class _Run:
             ) if val else None  # fmt: skip
             val_summary = dataclasses.asdict(val_m) if val_m else {}
             lr = self.optimizer.param_groups[-1]["lr"]
-            self.csv.append({
-                "epoch": epoch, "step": self.step, "lr": lr, "train_loss": train_m["loss"], "train_top1": train_m["top1"],
-                "val_loss": val.get("loss"), "val_top1": val.get("top1"), "val_top5": val.get("top5"),
-                "val_mean_class_accuracy": val.get("mean_class_accuracy"), "val_relevance_accuracy": val.get("relevance_accuracy"),
-                "val_audio_drop_rate": val.get("audio_drop_rate"), "elapsed_s": round(elapsed, 2),
-            })
-            self.tb.scalars({f"train/{k}": v for k, v in train_m.items()} | {f"val/{k}": v for k, v in val_summary.items()}, self.step)
-            self.writer.write(ev.Epoch(
-                epoch=epoch, step=self.step, train=ev.TrainMetrics(**train_m), val=val_m, best=improved,
-                elapsed_s=elapsed, eta_s=eta, ast_cache=ev.CacheCounts(**cache_counts) if cache_counts else None,
-                frame_cache=ev.CacheCounts(**frame_counts) if frame_counts else None,
-            ))
+            self.csv.append(
+                {
+                    "epoch": epoch,
+                    "step": self.step,
+                    "lr": lr,
+                    "train_loss": train_m["loss"],
+                    "train_top1": train_m["top1"],
+                    "val_loss": val.get("loss"),
+                    "val_top1": val.get("top1"),
+                    "val_top5": val.get("top5"),
+                    "val_mean_class_accuracy": val.get("mean_class_accuracy"),
+                    "val_relevance_accuracy": val.get("relevance_accuracy"),
+                    "val_audio_drop_rate": val.get("audio_drop_rate"),
+                    "elapsed_s": round(elapsed, 2),
+                }
+            )
+            self.tb.scalars(
+                {f"train/{k}": v for k, v in train_m.items()}
+                | {f"val/{k}": v for k, v in val_summary.items()},
+                self.step,
+            )
+            self.writer.write(
+                ev.Epoch(
+                    epoch=epoch,
+                    step=self.step,
+                    train=ev.TrainMetrics(**train_m),
+                    val=val_m,
+                    best=improved,
+                    elapsed_s=elapsed,
+                    eta_s=eta,
+                    ast_cache=ev.CacheCounts(**cache_counts) if cache_counts else None,
+                    frame_cache=ev.CacheCounts(**frame_counts) if frame_counts else None,
+                )
+            )
             if improved:
                 path = save_model_folder(self.model, self.run_dir / "best", savld=self.savld)
                 if val:
-                    (self.run_dir / "best_metrics.json").write_text(json.dumps(val, indent=1) + "\n", encoding="utf-8")
-                    save_confusion_png(val["confusion_matrix"], self.labels, self.run_dir / "confusion_matrix.png",
-                                       title=f"validation, epoch {epoch + 1} (best)")  # events count from 0, people from 1
-                self.writer.write(ev.CheckpointSaved(kind="best", path=str(path), epoch=epoch, step=self.step))
+                    (self.run_dir / "best_metrics.json").write_text(
+                        json.dumps(val, indent=1) + "\n", encoding="utf-8"
+                    )
+                    save_confusion_png(
+                        val["confusion_matrix"],
+                        self.labels,
+                        self.run_dir / "confusion_matrix.png",
+                        title=f"validation, epoch {epoch + 1} (best)",
+                    )  # events count from 0, people from 1
+                self.writer.write(
+                    ev.CheckpointSaved(kind="best", path=str(path), epoch=epoch, step=self.step)
+                )
             self._save_last(epoch + 1, 0)
             if stop_early:
-                self.writer.write(ev.EarlyStopped(
-                    epoch=epoch, best_epoch=p["best_epoch"], metric=cfg.early_stopping_metric,
-                    best_value=p["best_value"], patience=cfg.early_stopping_patience,
-                ))
+                self.writer.write(
+                    ev.EarlyStopped(
+                        epoch=epoch,
+                        best_epoch=p["best_epoch"],
+                        metric=cfg.early_stopping_metric,
+                        best_value=p["best_value"],
+                        patience=cfg.early_stopping_patience,
+                    )
+                )
         return broadcast_flag(stop_early, info, self.device)

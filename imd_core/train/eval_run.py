@@ -23,10 +23,14 @@ logger = logging.getLogger(__name__)
 def eval_hang_message(hang: Any, timeout: float) -> str:
     """The one-line error of a hung decode in ``imd eval``."""
     if hang.path is None:
-        return (f"no batch arrived for {hang.waited:.3g} s and no file was being decoded "
-                f"(loader timeout {timeout:g} s); run `imd data check` on the dataset")
-    return (f"{hang.path}: decode hung for {hang.seconds:.3g} s mid-stream; remove the file from the "
-            "dataset (`imd data check` bounds and reports every file) and evaluate again")
+        return (
+            f"no batch arrived for {hang.waited:.3g} s and no file was being decoded "
+            f"(loader timeout {timeout:g} s); run `imd data check` on the dataset"
+        )
+    return (
+        f"{hang.path}: decode hung for {hang.seconds:.3g} s mid-stream; remove the file from the "
+        "dataset (`imd data check` bounds and reports every file) and evaluate again"
+    )
 
 
 def _print_fatal(message: str) -> None:
@@ -83,17 +87,36 @@ def evaluate_model_folder(
     joined_here = not (torch.distributed.is_available() and torch.distributed.is_initialized())
     info = init_distributed("cuda" if device != "cpu" and torch.cuda.is_available() else "cpu")
     try:
-        return _evaluate_folder(model_dir, data, info, views=views, split=split, batch_size=batch_size,
-                                num_workers=num_workers, device=device, precision=precision,
-                                loader_timeout=DEFAULT_LOADER_TIMEOUT if loader_timeout is None else loader_timeout)
+        return _evaluate_folder(
+            model_dir,
+            data,
+            info,
+            views=views,
+            split=split,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            device=device,
+            precision=precision,
+            loader_timeout=DEFAULT_LOADER_TIMEOUT if loader_timeout is None else loader_timeout,
+        )
     finally:
         if joined_here:
             shutdown_distributed()
 
 
-def _evaluate_folder(model_dir: Path, data: Path, info: Any, *, views: tuple[int, int], split: str | None,
-                     batch_size: int, num_workers: int, device: str, precision: str,
-                     loader_timeout: float) -> dict[str, Any]:
+def _evaluate_folder(
+    model_dir: Path,
+    data: Path,
+    info: Any,
+    *,
+    views: tuple[int, int],
+    split: str | None,
+    batch_size: int,
+    num_workers: int,
+    device: str,
+    precision: str,
+    loader_timeout: float,
+) -> dict[str, Any]:
     import tempfile
 
     from imd_core.data.dataset import ClipDataset, DecodeLog
@@ -120,15 +143,28 @@ def _evaluate_folder(model_dir: Path, data: Path, info: Any, *, views: tuple[int
     with tempfile.TemporaryDirectory(prefix="imd-eval-decoding-", ignore_cleanup_errors=True) as log_dir:
         log = DecodeLog(log_dir)
         ds = ClipDataset(part, pre, train=False, multi_view=clips * crops > 1, decode_log=log)
-        loader = make_eval_loader(ds, batch_size, num_workers, pin=dev.type == "cuda", rank=info.rank,
-                                  world_size=info.world_size, timeout=loader_timeout)
-        dog = LoaderWatchdog(loader_timeout, log, message=lambda h: eval_hang_message(h, loader_timeout),
-                             on_fatal=_print_fatal)
+        loader = make_eval_loader(
+            ds,
+            batch_size,
+            num_workers,
+            pin=dev.type == "cuda",
+            rank=info.rank,
+            world_size=info.world_size,
+            timeout=loader_timeout,
+        )
+        dog = LoaderWatchdog(
+            loader_timeout, log, message=lambda h: eval_hang_message(h, loader_timeout), on_fatal=_print_fatal
+        )
         with dog:
             metrics = evaluate(model, dog.watch(loader), device=dev, precision=precision, dist=info)
     items = metrics.pop("skipped_items")
     skipped = [(part.entries[i].path, why) for i, why in items]
     return {
-        "model": str(model_dir), "data": str(data), "split": split_name, "views": f"{clips}x{crops}",
-        "labels": model.labels, **metrics, "skipped_files": skipped,
+        "model": str(model_dir),
+        "data": str(data),
+        "split": split_name,
+        "views": f"{clips}x{crops}",
+        "labels": model.labels,
+        **metrics,
+        "skipped_files": skipped,
     }

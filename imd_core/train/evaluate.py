@@ -125,7 +125,9 @@ def evaluate(
 
 
 @torch.no_grad()
-def _pretrained_batch(model: torch.nn.Module, batch: dict, labels: torch.Tensor, present: torch.Tensor, device) -> tuple:
+def _pretrained_batch(
+    model: torch.nn.Module, batch: dict, labels: torch.Tensor, present: torch.Tensor, device
+) -> tuple:
     """One batch of a kinetics400-family model -> the accumulator's arguments.
 
     The relevance decision is the model's own (``audio_kept``: the rule, or the learned

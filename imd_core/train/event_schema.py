@@ -109,7 +109,9 @@ class RunStarted(Event):
     resumed: bool = _doc("continued from ``last/``")
     start_epoch: int = _doc("epoch it starts in (0-based)")
     start_step: int = _doc("optimiser steps already done")
-    excluded: list[Excluded] = _doc("files the probe left out, and files an earlier attempt found hung mid-stream")
+    excluded: list[Excluded] = _doc(
+        "files the probe left out, and files an earlier attempt found hung mid-stream"
+    )
     class_transfer: ClassTransfer | None = _doc(
         "when the starting model has other classes or another order; null otherwise"
     )
@@ -178,14 +180,18 @@ class RunFinished(Event):
 
     event_type: ClassVar[str] = "run_finished"
     outcome: Literal["completed", "early_stopped", "interrupted"] = _doc("how it ended")
-    stopped: bool = _doc("stopped by a signal or the app (``outcome`` is ``interrupted``); ``--resume`` continues")
+    stopped: bool = _doc(
+        "stopped by a signal or the app (``outcome`` is ``interrupted``); ``--resume`` continues"
+    )
     epochs_run: int = _doc("epochs finished")
     step: int = _doc("optimiser steps done")
     best_epoch: int = _doc("the best epoch (0-based; -1 when none finished)")
     best_metric: Metric = _doc("the metric ``best`` follows")
     best_value: float | None = _doc("its best value")
     elapsed_s: float = _doc("training seconds, earlier attempts included")
-    reason: str | None = field(default=None, metadata={"doc": "why it stopped before training; null otherwise"})
+    reason: str | None = field(
+        default=None, metadata={"doc": "why it stopped before training; null otherwise"}
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -198,7 +204,8 @@ class RunFailed(Event):
 
 
 EVENT_CLASSES: dict[str, type[Event]] = {
-    c.event_type: c for c in (Features, RunStarted, Step, Epoch, CheckpointSaved, EarlyStopped, RunFinished, RunFailed)
+    c.event_type: c
+    for c in (Features, RunStarted, Step, Epoch, CheckpointSaved, EarlyStopped, RunFinished, RunFailed)
 }
 EVENT_TYPES: tuple[str, ...] = tuple(EVENT_CLASSES)
 AnyEvent = Features | RunStarted | Step | Epoch | CheckpointSaved | EarlyStopped | RunFinished | RunFailed
@@ -224,7 +231,9 @@ def parse_event(record: dict[str, Any]) -> AnyEvent:
     """
     cls = EVENT_CLASSES.get(str(record.get("event")))
     if cls is None:
-        raise EventSchemaError(f"unknown event type {record.get('event')!r}; valid types are {list(EVENT_TYPES)}")
+        raise EventSchemaError(
+            f"unknown event type {record.get('event')!r}; valid types are {list(EVENT_TYPES)}"
+        )
     try:
         return _build(cls, {"v": 0, **record})  # type: ignore[return-value]
     except (TypeError, ValueError) as exc:
@@ -292,7 +301,11 @@ def _check_value(tp: Any, value: Any, where: str) -> list[str]:
     if origin is Literal:
         return [] if value in args else [f"{where}: {value!r} is not one of {list(args)}"]
     if dataclasses.is_dataclass(tp):
-        return _check_fields(tp, value, where) if isinstance(value, dict) else [f"{where}: {value!r} is not an object"]
+        return (
+            _check_fields(tp, value, where)
+            if isinstance(value, dict)
+            else [f"{where}: {value!r} is not an object"]
+        )
     if origin is list:
         if not isinstance(value, list):
             return [f"{where}: {value!r} is not a list"]
@@ -304,7 +317,8 @@ def _check_value(tp: Any, value: Any, where: str) -> list[str]:
     ok = {
         bool: isinstance(value, bool),
         int: isinstance(value, int) and not isinstance(value, bool),
-        float: isinstance(value, (int, float)) and not isinstance(value, bool),  # JSON writes 2.0 as 2.0, 2 as 2
+        float: isinstance(value, (int, float))
+        and not isinstance(value, bool),  # JSON writes 2.0 as 2.0, 2 as 2
         str: isinstance(value, str),
     }.get(tp)
     if ok is None:

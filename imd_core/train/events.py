@@ -43,7 +43,9 @@ class EventWriter:
     ``enabled=False``.
     """
 
-    def __init__(self, path: Path | None, stream: IO[str] | None = None, *, run: str = "", enabled: bool = True):
+    def __init__(
+        self, path: Path | None, stream: IO[str] | None = None, *, run: str = "", enabled: bool = True
+    ):
         self.path = path
         self.stream = stream
         self.run = run

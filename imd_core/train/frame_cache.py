@@ -91,12 +91,22 @@ class FrameCacheDataset(ClipDataset):
         ConfigError: ``clip_seconds`` in training (random windows cannot be cached).
     """
 
-    def __init__(self, index: Any, preprocessor: Any, train: bool, *, cache_dir: Path | None,
-                 frame_grid: int = 4, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        index: Any,
+        preprocessor: Any,
+        train: bool,
+        *,
+        cache_dir: Path | None,
+        frame_grid: int = 4,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(index, preprocessor, train, **kwargs)
         if train and self.clip_seconds is not None:
-            raise ConfigError("data.frame_cache caches whole clips (or manifest windows); set clip_seconds=0 "
-                              "or turn the frame cache off")
+            raise ConfigError(
+                "data.frame_cache caches whole clips (or manifest windows); set clip_seconds=0 "
+                "or turn the frame cache off"
+            )
         if frame_grid < 1:
             raise ConfigError(f"data.frame_grid must be >= 1, got {frame_grid}")
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
@@ -108,10 +118,16 @@ class FrameCacheDataset(ClipDataset):
     def _entry_key(self, i: int, start: float, end: float | None) -> str:
         pre = self.pre
         spec = {
-            "v": CACHE_VERSION, "file": content_hash(self.index.entries[i].path), "start": round(start, 6),
-            "end": None if end is None else round(end, 6), "train": self.train,
-            "size": pre.decode_size(self.train), "grid": self.frame_grid if self.train else 0,
-            "frames": pre.num_frames, "sampling": pre.sampling, "dense_interval": pre.dense_interval,
+            "v": CACHE_VERSION,
+            "file": content_hash(self.index.entries[i].path),
+            "start": round(start, 6),
+            "end": None if end is None else round(end, 6),
+            "train": self.train,
+            "size": pre.decode_size(self.train),
+            "grid": self.frame_grid if self.train else 0,
+            "frames": pre.num_frames,
+            "sampling": pre.sampling,
+            "dense_interval": pre.dense_interval,
             "views": pre.test_clips if self.multi_view else 1,
             "audio": [pre.sample_rate, pre.num_mel_bins, pre.audio_seconds],
         }
@@ -131,21 +147,31 @@ class FrameCacheDataset(ClipDataset):
     def _times(self, start: float, end: float, whole_clip: bool = False) -> np.ndarray:
         if self.train:
             return grid_times(self.pre, start, end, self.frame_grid)
-        return self.pre.sample_times(start, end, train=False, multi_view=self.multi_view, whole_clip=whole_clip)
+        return self.pre.sample_times(
+            start, end, train=False, multi_view=self.multi_view, whole_clip=whole_clip
+        )
 
-    def _decode(self, i: int, start: float, end: float | None,
-                pick: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[np.ndarray, torch.Tensor, bool, str]:
+    def _decode(
+        self, i: int, start: float, end: float | None, pick: Callable[[np.ndarray], np.ndarray] | None = None
+    ) -> tuple[np.ndarray, torch.Tensor, bool, str]:
         """Decodes item ``i``: frames at the entry's times (``pick`` selects some of
         them), its fbank, whether it has audio, and its audio ``cache_key``."""
         from imd_core.media.decode import decode_clip
 
         e = self.index.entries[i]
-        whole = e.start is None and e.end is None and self.clip_seconds is None  # as imd predict samples a file
+        whole = (
+            e.start is None and e.end is None and self.clip_seconds is None
+        )  # as imd predict samples a file
         with self._decoding(e.path):
             clip = decode_clip(
-                e.path, start, end,
-                times=lambda s, t: self._times(s, t, whole) if pick is None else pick(self._times(s, t, whole)),
-                size=self.pre.decode_size(self.train), timeout=self.timeout,
+                e.path,
+                start,
+                end,
+                times=lambda s, t: (
+                    self._times(s, t, whole) if pick is None else pick(self._times(s, t, whole))
+                ),
+                size=self.pre.decode_size(self.train),
+                timeout=self.timeout,
             )
         audio = clip.audio if clip.has_audio else None
         key = f"{content_hash(e.path)}@{clip.start:.3f}-{clip.end:.3f}"
@@ -172,8 +198,13 @@ class FrameCacheDataset(ClipDataset):
         self._write_atomic(frames_p, lambda fh: np.save(fh, np.ascontiguousarray(frames)))
         if has_audio:
             self._write_atomic(fbank_p, lambda fh: np.save(fh, fbank.numpy()))
-        meta = {"path": self.index.entries[i].path, "cache_key": cache_key, "has_audio": has_audio,
-                "shape": list(frames.shape), "version": CACHE_VERSION}
+        meta = {
+            "path": self.index.entries[i].path,
+            "cache_key": cache_key,
+            "has_audio": has_audio,
+            "shape": list(frames.shape),
+            "version": CACHE_VERSION,
+        }
         self._write_atomic(meta_p, lambda fh: fh.write(json.dumps(meta).encode()))
         return frames, fbank, has_audio, cache_key
 
@@ -194,7 +225,8 @@ class FrameCacheDataset(ClipDataset):
         if self.cache_dir is None:  # the reference: decode just the picked frames
             start, end = self._window(i)
             frames, fbank, has_audio, key = self._decode(
-                i, start, end, pick=None if idx is None else (lambda times: times[idx]))
+                i, start, end, pick=None if idx is None else (lambda times: times[idx])
+            )
         else:
             frames, fbank, has_audio, key = self._entry(i)
             frames = np.ascontiguousarray(frames[idx] if idx is not None else frames)
@@ -206,8 +238,13 @@ class FrameCacheDataset(ClipDataset):
                 self.bad[donor] = str(exc)
         # frames were decoded at the largest training scale: the random scale is a resize here
         item = self.pre(frames, None, self.train, self.rng, multi_view=self.multi_view, prescaled=False)
-        item.update(fbank=fbank.clone(), audio_present=torch.tensor(has_audio),
-                    label=torch.tensor(self.index.entries[i].label_index, dtype=torch.long), index=i, cache_key=key)
+        item.update(
+            fbank=fbank.clone(),
+            audio_present=torch.tensor(has_audio),
+            label=torch.tensor(self.index.entries[i].label_index, dtype=torch.long),
+            index=i,
+            cache_key=key,
+        )
         return item
 
     def _donor_audio(self, j: int) -> tuple[torch.Tensor, bool, str]:

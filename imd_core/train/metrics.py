@@ -79,7 +79,8 @@ class MetricAccumulator:
         confusion.index_put_((labels, pred), torch.ones_like(labels), accumulate=True)
         per_class_total = confusion.sum(dim=1)
         per_class_acc = [
-            (confusion[i, i].item() / per_class_total[i].item()) if per_class_total[i] > 0 else None for i in range(c)
+            (confusion[i, i].item() / per_class_total[i].item()) if per_class_total[i] > 0 else None
+            for i in range(c)
         ]
         present = [a for a in per_class_acc if a is not None]
         names = list(class_names) if class_names is not None else [str(i) for i in range(c)]
@@ -117,7 +118,9 @@ def _short_name(name: str, limit: int = CONFUSION_LABEL_CHARS) -> str:
     return name if len(name) <= limit else name[: limit - 1].rstrip() + "\u2026"
 
 
-def confusion_figure(confusion: Sequence[Sequence[int]], class_names: Sequence[str], title: str = "") -> Figure:
+def confusion_figure(
+    confusion: Sequence[Sequence[int]], class_names: Sequence[str], title: str = ""
+) -> Figure:
     """A row-normalised confusion matrix (rows: true class) as a matplotlib ``Figure`` (Agg).
 
     Colours are the share of each true class (colour-bar ticks 0 %..100 %), the cells
@@ -149,8 +152,15 @@ def confusion_figure(confusion: Sequence[Sequence[int]], class_names: Sequence[s
     bar.set_label("share of the true class", fontsize=max(label_pt, 8.0))
     if n <= 60:
         names = [_short_name(str(c)) for c in class_names]
-        ax.set_xticks(range(n), labels=names, fontsize=label_pt, rotation=45 if n <= 12 else 90,
-                      ha="right", va="top" if n <= 12 else "center", rotation_mode="anchor")
+        ax.set_xticks(
+            range(n),
+            labels=names,
+            fontsize=label_pt,
+            rotation=45 if n <= 12 else 90,
+            ha="right",
+            va="top" if n <= 12 else "center",
+            rotation_mode="anchor",
+        )
         ax.set_yticks(range(n), labels=names, fontsize=label_pt)
     else:  # too many to name: the axes say so instead
         ax.set_xticks([])
@@ -158,15 +168,26 @@ def confusion_figure(confusion: Sequence[Sequence[int]], class_names: Sequence[s
     if n <= 20:
         cell_pt = float(np.clip(13.0 - n / 2.0, 6.0, 12.0))
         for i, j in zip(*np.nonzero(counts), strict=True):
-            ax.text(j, i, str(int(counts[i, j])), ha="center", va="center", fontsize=cell_pt,
-                    color="white" if norm[i, j] > 0.5 else "black")
+            ax.text(
+                j,
+                i,
+                str(int(counts[i, j])),
+                ha="center",
+                va="center",
+                fontsize=cell_pt,
+                color="white" if norm[i, j] > 0.5 else "black",
+            )
     ax.set_xlabel("predicted" if n <= 60 else f"predicted ({n} classes)", fontsize=max(label_pt, 9.0))
     ax.set_ylabel("true" if n <= 60 else f"true ({n} classes)", fontsize=max(label_pt, 9.0))
-    ax.set_title(f"{title or 'confusion matrix'} \u00b7 {int(counts.sum())} clips", fontsize=max(label_pt + 1.0, 10.0))
+    ax.set_title(
+        f"{title or 'confusion matrix'} \u00b7 {int(counts.sum())} clips", fontsize=max(label_pt + 1.0, 10.0)
+    )
     return fig
 
 
-def save_confusion_png(confusion: Sequence[Sequence[int]], class_names: Sequence[str], path: Path, title: str = "") -> Path:
+def save_confusion_png(
+    confusion: Sequence[Sequence[int]], class_names: Sequence[str], path: Path, title: str = ""
+) -> Path:
     """Writes :func:`confusion_figure` as a PNG and returns ``path``."""
     fig = confusion_figure(confusion, class_names, title)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -175,8 +196,18 @@ def save_confusion_png(confusion: Sequence[Sequence[int]], class_names: Sequence
 
 
 METRIC_COLUMNS = (
-    "epoch", "step", "lr", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5",
-    "val_mean_class_accuracy", "val_relevance_accuracy", "val_audio_drop_rate", "elapsed_s",
+    "epoch",
+    "step",
+    "lr",
+    "train_loss",
+    "train_top1",
+    "val_loss",
+    "val_top1",
+    "val_top5",
+    "val_mean_class_accuracy",
+    "val_relevance_accuracy",
+    "val_audio_drop_rate",
+    "elapsed_s",
 )
 
 

@@ -99,7 +99,9 @@ def _load_cache(path: Path) -> dict[str, str | None]:
 def _save_cache(path: Path, results: dict[str, str | None]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")  # DDP ranks may write at once
-    tmp.write_text(json.dumps({"version": CACHE_VERSION, "results": results}, indent=0) + "\n", encoding="utf-8")
+    tmp.write_text(
+        json.dumps({"version": CACHE_VERSION, "results": results}, indent=0) + "\n", encoding="utf-8"
+    )
     os.replace(tmp, path)  # atomic: a killed run never leaves a torn cache
 
 
@@ -169,7 +171,9 @@ def exclude_unprobed(
     excluded = [Excluded(p, bad[p]) for p in sorted(bad)]
     for item in excluded:
         logger.warning("excluded from training: %s: %s", item.path, item.reason)
-    kept = [dataclasses.replace(ix, entries=tuple(e for e in ix.entries if e.path not in bad)) for ix in indexes]
+    kept = [
+        dataclasses.replace(ix, entries=tuple(e for e in ix.entries if e.path not in bad)) for ix in indexes
+    ]
     return kept, excluded
 
 

@@ -64,7 +64,11 @@ def build_model(cfg: TrainConfig, labels: list[str]) -> torch.nn.Module:
     # classifier rows of classes the source knows (matched by name, case-insensitively)
     # move to their new index, only really new classes start from a fresh init.
     own = model.state_dict()
-    keep = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape and not k.startswith(_CLASS_ROWS)}
+    keep = {
+        k: v
+        for k, v in state.items()
+        if k in own and own[k].shape == v.shape and not k.startswith(_CLASS_ROWS)
+    }
     model.load_state_dict(keep, strict=False)
     kept, new = transfer_class_rows(model, src, labels)
     model.class_transfer = {"kept": kept, "new": new}
@@ -78,7 +82,9 @@ def build_model(cfg: TrainConfig, labels: list[str]) -> torch.nn.Module:
 _CLASS_ROWS = ("head.", "visual_head.")
 
 
-def transfer_class_rows(model: torch.nn.Module, src: torch.nn.Module, labels: list[str]) -> tuple[list[str], list[str]]:
+def transfer_class_rows(
+    model: torch.nn.Module, src: torch.nn.Module, labels: list[str]
+) -> tuple[list[str], list[str]]:
     """Copies the head rows (and visual-head rows) of every class ``src`` knows by name.
 
     Returns ``(kept, new)`` class names. Rows of new classes keep their fresh init.
@@ -139,7 +145,9 @@ def build_savld(cfg: TrainConfig, model: torch.nn.Module, labels: list[str]) -> 
             savld.video_labels = [name if v == folded[name.casefold()] else v for v in savld.video_labels]
     missing = sorted(set(labels) - set(savld.mapping))
     if missing:
-        raise ConfigError(f"the SAVLD has no entry for class(es) {missing[:5]}; rebuild it with `imd savld build` for these labels")
+        raise ConfigError(
+            f"the SAVLD has no entry for class(es) {missing[:5]}; rebuild it with `imd savld build` for these labels"
+        )
     return savld
 
 
@@ -156,7 +164,9 @@ def load_train_val(data: Path, val_fraction: float, seed: int) -> tuple[Any, Any
     return index, index.split("train"), index.split("val")
 
 
-def probe_splits(cfg: TrainConfig, indexes: list[Any], run_dir: Path, info: Any = None) -> tuple[list[Any], list[Any]]:
+def probe_splits(
+    cfg: TrainConfig, indexes: list[Any], run_dir: Path, info: Any = None
+) -> tuple[list[Any], list[Any]]:
     """``indexes`` without the files that fail the pre-training probe (:mod:`imd_core.train.probe`).
 
     Every file is opened and its first packets read in a worker process killed after
@@ -178,11 +188,15 @@ def probe_splits(cfg: TrainConfig, indexes: list[Any], run_dir: Path, info: Any 
     workers = max(1, min(2, cfg.num_workers))
     main = info is None or info.is_main
     if main:
-        kept, excluded = exclude_unprobed(indexes, timeout=cfg.data.probe_timeout, cache_file=cache, workers=workers)
+        kept, excluded = exclude_unprobed(
+            indexes, timeout=cfg.data.probe_timeout, cache_file=cache, workers=workers
+        )
     if info is not None and info.enabled:
         barrier(info)  # rank 0's cache is complete: the other ranks only hash and read it
     if not main:
-        kept, excluded = exclude_unprobed(indexes, timeout=cfg.data.probe_timeout, cache_file=cache, workers=workers)
+        kept, excluded = exclude_unprobed(
+            indexes, timeout=cfg.data.probe_timeout, cache_file=cache, workers=workers
+        )
     if excluded:
         logger.warning("%d files excluded by the probe (they time out or cannot be opened)", len(excluded))
     return kept, excluded
@@ -194,7 +208,9 @@ def _worker_init(_worker_id: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def make_train_loader(dataset: Any, cfg: TrainConfig, *, rank: int, world_size: int, pin: bool) -> tuple[DataLoader, EpochOrderSampler, SeededItems]:
+def make_train_loader(
+    dataset: Any, cfg: TrainConfig, *, rank: int, world_size: int, pin: bool
+) -> tuple[DataLoader, EpochOrderSampler, SeededItems]:
     """Loader over ``dataset`` in the seeded epoch order; ``batch_size`` is global.
 
     With workers, the main process waits at most ``data.loader_timeout`` seconds for one
@@ -205,7 +221,9 @@ def make_train_loader(dataset: Any, cfg: TrainConfig, *, rank: int, world_size: 
         raise ConfigError(f"batch_size {cfg.batch_size} must be divisible by the {world_size} DDP processes")
     per_rank = cfg.batch_size // world_size
     if len(dataset) < cfg.batch_size:
-        raise DataError(f"only {len(dataset)} training clips for a batch of {cfg.batch_size}; lower --batch-size")
+        raise DataError(
+            f"only {len(dataset)} training clips for a batch of {cfg.batch_size}; lower --batch-size"
+        )
     from imd_core.data.dataset import collate_clips
 
     seeded = SeededItems(dataset, cfg.seed)
@@ -229,7 +247,13 @@ def make_train_loader(dataset: Any, cfg: TrainConfig, *, rank: int, world_size: 
 
 
 def make_eval_loader(
-    dataset: Any, batch_size: int, num_workers: int, pin: bool, *, rank: int = 0, world_size: int = 1,
+    dataset: Any,
+    batch_size: int,
+    num_workers: int,
+    pin: bool,
+    *,
+    rank: int = 0,
+    world_size: int = 1,
     timeout: float = DEFAULT_LOADER_TIMEOUT,
 ) -> DataLoader:
     """Loader in dataset order; under DDP this rank's share of whole batches
@@ -237,7 +261,11 @@ def make_eval_loader(
     ``timeout``: the longest wait for one batch from a worker (seconds)."""
     from imd_core.data.dataset import collate_clips
 
-    sampler = EvalShardSampler(len(dataset), batch_size, rank=rank, world_size=world_size) if world_size > 1 else None
+    sampler = (
+        EvalShardSampler(len(dataset), batch_size, rank=rank, world_size=world_size)
+        if world_size > 1
+        else None
+    )
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -263,11 +291,17 @@ def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opt
         decay = p.ndim >= 2 and "token" not in name and "pos_embed" not in name
         groups.setdefault((is_ast, decay), []).append(p)
     param_groups = [
-        {"params": ps, "lr": o.lr * (o.ast_lr_scale if is_ast else 1.0), "weight_decay": o.weight_decay if decay else 0.0}
+        {
+            "params": ps,
+            "lr": o.lr * (o.ast_lr_scale if is_ast else 1.0),
+            "weight_decay": o.weight_decay if decay else 0.0,
+        }
         for (is_ast, decay), ps in sorted(groups.items())
     ]
     if not param_groups:
-        raise ConfigError("the model has no trainable parameters; check model.ast_trainable and init.from_model")
+        raise ConfigError(
+            "the model has no trainable parameters; check model.ast_trainable and init.from_model"
+        )
     if o.name == "adamw":
         return torch.optim.AdamW(param_groups, lr=o.lr, betas=tuple(o.betas))
     if o.name == "sgd":
@@ -289,7 +323,9 @@ def lr_factor(step: int, *, total: int, warmup: int, name: str, min_ratio: float
     raise ConfigError(f"unknown schedule {name!r}; choose one of ['cosine', 'linear', 'constant']")
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LambdaLR:
     s = cfg.schedule
     total = steps_per_epoch * cfg.epochs
     warmup = s.warmup_steps if s.warmup_steps >= 0 else int(round(s.warmup_epochs * steps_per_epoch))

@@ -15,7 +15,9 @@ from imd_core.inference.device import autocast_context
 from imd_core.train.ast_cache import ASTCache
 
 
-def compile_train_model(model: torch.nn.Module, *, fullgraph: bool = True, mode: str | None = None) -> torch.nn.Module:
+def compile_train_model(
+    model: torch.nn.Module, *, fullgraph: bool = True, mode: str | None = None
+) -> torch.nn.Module:
     """``torch.compile`` of the whole training forward, loss included, as one graph.
 
     The model's ``forward`` computes the loss when ``labels`` are given, so compiling
@@ -101,7 +103,9 @@ def forward_batch(
     if ast_trainable:
         kwargs["fbank"] = batch["fbank"].to(device, non_blocking=True)
     else:
-        emb, logits = audio_features(core, batch["fbank"], list(batch.get("cache_key") or []) or None, cache, device, precision)
+        emb, logits = audio_features(
+            core, batch["fbank"], list(batch.get("cache_key") or []) or None, cache, device, precision
+        )
         kwargs["audio_embedding"] = emb
         kwargs["audio_logits"] = logits
     if labels is not None:

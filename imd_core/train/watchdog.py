@@ -255,10 +255,14 @@ def failure_writer(writer: EventWriter, run_dir: Path, *, loud: bool) -> EventWr
 def hang_message(hang: Hang, timeout: float) -> str:
     """The one-line ``run_failed`` reason of a loader hang."""
     if hang.path is None:
-        return (f"no batch arrived for {hang.waited:.3g} s and no file was being decoded "
-                f"(data.loader_timeout {timeout:g} s); continue with `imd train --resume`, or raise data.loader_timeout")
-    return (f"{hang.path}: decode hung for {hang.seconds:.3g} s mid-stream; it is excluded from now on; "
-            "continue with `imd train --resume`")
+        return (
+            f"no batch arrived for {hang.waited:.3g} s and no file was being decoded "
+            f"(data.loader_timeout {timeout:g} s); continue with `imd train --resume`, or raise data.loader_timeout"
+        )
+    return (
+        f"{hang.path}: decode hung for {hang.seconds:.3g} s mid-stream; it is excluded from now on; "
+        "continue with `imd train --resume`"
+    )
 
 
 def _is_loader_timeout(exc: RuntimeError) -> bool:
@@ -268,7 +272,9 @@ def _is_loader_timeout(exc: RuntimeError) -> bool:
 class _Watched:
     """A loader whose every ``next`` is timed by a :class:`LoaderWatchdog`."""
 
-    def __init__(self, dog: LoaderWatchdog, loader: Iterable[Any], on_batch: Callable[[Any], None] | None) -> None:
+    def __init__(
+        self, dog: LoaderWatchdog, loader: Iterable[Any], on_batch: Callable[[Any], None] | None
+    ) -> None:
         self.dog, self.loader, self.on_batch = dog, loader, on_batch
 
     def __len__(self) -> int:

@@ -39,11 +39,26 @@ def build_tiny_model(folder: Path) -> Path:
         max_length=128,
     )
     cfg = ModelConfig(
-        size="tiny", labels=LABELS, image_size=32, patch_size=16, embed_dim=32, depth=1, num_heads=2,
-        st_depth=1, st_dim=16, st_heads=2, num_frames=4, audio_seconds=1.28, ast_config=ast, relevance_hidden=16,
+        size="tiny",
+        labels=LABELS,
+        image_size=32,
+        patch_size=16,
+        embed_dim=32,
+        depth=1,
+        num_heads=2,
+        st_depth=1,
+        st_dim=16,
+        st_heads=2,
+        num_frames=4,
+        audio_seconds=1.28,
+        ast_config=ast,
+        relevance_hidden=16,
     )
     model = IMDModel(cfg, load_pretrained=False)
-    mapping = {v: [{"label": a, "score": 0.9 - 0.1 * i} for i, a in enumerate(tags)] for v, tags in SAVLD_MAPPING.items()}
+    mapping = {
+        v: [{"label": a, "score": 0.9 - 0.1 * i} for i, a in enumerate(tags)]
+        for v, tags in SAVLD_MAPPING.items()
+    }
     savld = Savld("hand-written for tests", "mean", 2, list(LABELS), AUDIO_LABELS, mapping)
     save_model(model, folder, savld=savld)
     return folder
@@ -120,11 +135,17 @@ def window(qtbot, settings, no_leaked_threads):
 def load_model_and_wait(qtbot, window, folder) -> None:
     """Loads a model folder in the window and waits until it is ready (or failed: asserted)."""
     window.load_model(str(folder))
-    qtbot.waitUntil(lambda: window.model_state.info is not None or bool(window.model_state.error), timeout=60000)
+    qtbot.waitUntil(
+        lambda: window.model_state.info is not None or bool(window.model_state.error), timeout=60000
+    )
     assert window.model_state.error == ""
 
 
 def batch_finished(window) -> bool:
     """Every batch row has an end state and the batch is idle."""
     items = window.batch_state.items
-    return bool(items) and all(i.status in ("done", "failed", "cancelled") for i in items) and not window.batch.busy
+    return (
+        bool(items)
+        and all(i.status in ("done", "failed", "cancelled") for i in items)
+        and not window.batch.busy
+    )

@@ -22,14 +22,31 @@ from imd_core.inference.results import AudioResult, LabelScore, WindowResult, cs
 SAVLD = {"playing guitar": ("Guitar", "Music"), "chopping wood": ("Wood", "Chopping (food)")}
 
 
-def _result(top1="playing guitar", tags=("Speech", "Music"), relevance=0.3, dropped=True, present=True, iou=None, start=0.0):
+def _result(
+    top1="playing guitar",
+    tags=("Speech", "Music"),
+    relevance=0.3,
+    dropped=True,
+    present=True,
+    iou=None,
+    start=0.0,
+):
     return WindowResult(
         path="a.mp4",
         start=start,
         end=start + 2.0,
-        top=(LabelScore(top1, 0.7), LabelScore("chopping wood", 0.2), LabelScore("dribbling basketball", 0.1)),
-        audio=AudioResult(present=present, tags=tuple(LabelScore(t, 0.5) for t in tags) if present else (),
-                          relevance=relevance if present else None, dropped=dropped, savld_iou=iou),
+        top=(
+            LabelScore(top1, 0.7),
+            LabelScore("chopping wood", 0.2),
+            LabelScore("dribbling basketball", 0.1),
+        ),
+        audio=AudioResult(
+            present=present,
+            tags=tuple(LabelScore(t, 0.5) for t in tags) if present else (),
+            relevance=relevance if present else None,
+            dropped=dropped,
+            savld_iou=iou,
+        ),
         latency=0.12,
     )
 
@@ -96,7 +113,9 @@ def test_log_mel_streamer_finds_the_tone_band():
     t = np.arange(sr) / sr
     low = LogMelStreamer(sr, 64)
     high = LogMelStreamer(sr, 64)
-    cols_low = np.concatenate([low.push(b) for b in np.split(np.sin(2 * np.pi * 300 * t).astype(np.float32), 10)])
+    cols_low = np.concatenate(
+        [low.push(b) for b in np.split(np.sin(2 * np.pi * 300 * t).astype(np.float32), 10)]
+    )
     cols_high = high.push(np.sin(2 * np.pi * 4000 * t).astype(np.float32))
     assert cols_low.shape == cols_high.shape == (98, 64)  # 1 s in 10 blocks == 1 s at once
     assert cols_low.mean(0).argmax() < cols_high.mean(0).argmax()
@@ -123,7 +142,10 @@ def test_live_result_places_top5_scores_by_label():
 
 
 def test_exports_match_imd_predict_formats(tmp_path):
-    rows = [BatchRow(_result(start=0.0), 4.0), BatchRow(_result(start=2.0, dropped=False, relevance=0.8), 4.0)]
+    rows = [
+        BatchRow(_result(start=0.0), 4.0),
+        BatchRow(_result(start=2.0, dropped=False, relevance=0.8), 4.0),
+    ]
     export_json(rows, tmp_path / "r.jsonl")
     lines = (tmp_path / "r.jsonl").read_text(encoding="utf-8").splitlines()
     assert [json.loads(x) for x in lines] == [{**r.result.to_json_dict(), "warnings": []} for r in rows]
@@ -187,7 +209,9 @@ def test_audio_callback_plays_the_ring_at_volume_and_reports_what_was_heard():
     out._callback(block, 256, None, None)
     assert np.allclose(block[:, 0], 0.25) and heard == [(2.0, 256)]
     out._callback(block, 256, None, None)  # underrun: 44 samples, then silence
-    assert np.allclose(block[:44, 0], 0.25) and not block[44:].any() and heard[-1] == (pytest.approx(2.256), 44)
+    assert (
+        np.allclose(block[:44, 0], 0.25) and not block[44:].any() and heard[-1] == (pytest.approx(2.256), 44)
+    )
     out.close()
 
 
@@ -196,7 +220,9 @@ def test_audio_reason_names_only_the_tags_the_rule_counted():
     r = _result(tags=("Silence", "Guitar", "Music"), iou=0.0)
     r = dataclasses.replace(r, audio=dataclasses.replace(r.audio, heard=()))
     assert audio_reason(r, 0.5, SAVLD) == "nothing heard above 'Silence': audio dropped"
-    r = dataclasses.replace(r, audio=dataclasses.replace(r.audio, heard=("Music",), savld_iou=0.5, dropped=False))
+    r = dataclasses.replace(
+        r, audio=dataclasses.replace(r.audio, heard=("Music",), savld_iou=0.5, dropped=False)
+    )
     reason = audio_reason(r, 0.5, SAVLD)
     assert reason.startswith("tags Music: match SAVLD(playing guitar) on Music") and "Guitar" not in reason
 

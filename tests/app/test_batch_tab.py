@@ -17,7 +17,9 @@ pytestmark = pytest.mark.gui
 WINDOW = 1.28  # the tiny model's audio length: the batch's default window
 
 
-def test_batch_classifies_files_and_folders_and_exports_like_imd_predict(qtbot, window, tiny_model_dir, clips_dir, tmp_path):
+def test_batch_classifies_files_and_folders_and_exports_like_imd_predict(
+    qtbot, window, tiny_model_dir, clips_dir, tmp_path
+):
     _load(qtbot, window, tiny_model_dir)
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"not a video at all")
@@ -27,7 +29,10 @@ def test_batch_classifies_files_and_folders_and_exports_like_imd_predict(qtbot, 
     qtbot.waitUntil(lambda: _finished(window), timeout=120000)
     status = {i.path.split("/")[-1]: i for i in window.batch_state.items}
     assert {k: v.status for k, v in status.items()} == {
-        "guitar.mp4": "done", "silent video.mp4": "done", "wood.mp4": "done", "bad.mp4": "failed",
+        "guitar.mp4": "done",
+        "silent video.mp4": "done",
+        "wood.mp4": "done",
+        "bad.mp4": "failed",
     }
     assert "bad.mp4" in status["bad.mp4"].message or status["bad.mp4"].message  # the reason, in words
     assert any(0 < p < 1 for p in progress)  # per-window progress was reported
@@ -46,9 +51,24 @@ def test_batch_classifies_files_and_folders_and_exports_like_imd_predict(qtbot, 
     app_rows = [json.loads(line) for line in out_json.read_text(encoding="utf-8").splitlines()]
     files = sorted({r["path"] for r in app_rows})
     cli = subprocess.run(
-        [sys.executable, "-m", "imd_core", "predict", *files, "--model", str(tiny_model_dir),
-         "--window", str(WINDOW), "--json", "--device", "cpu", "--no-progress"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "imd_core",
+            "predict",
+            *files,
+            "--model",
+            str(tiny_model_dir),
+            "--window",
+            str(WINDOW),
+            "--json",
+            "--device",
+            "cpu",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert cli.returncode == 0, cli.stderr
     cli_rows = [json.loads(line) for line in cli.stdout.splitlines() if line.strip()]
@@ -83,7 +103,11 @@ def test_double_click_opens_the_best_window_in_the_player(qtbot, window, tiny_mo
 
 def test_cancel_all_stops_the_queue(qtbot, window, tiny_model_dir, clips_dir):
     _load(qtbot, window, tiny_model_dir)
-    files = [str(clips_dir / "guitar.mp4"), str(clips_dir / "silent video.mp4"), str(clips_dir / "sub" / "wood.mp4")]
+    files = [
+        str(clips_dir / "guitar.mp4"),
+        str(clips_dir / "silent video.mp4"),
+        str(clips_dir / "sub" / "wood.mp4"),
+    ]
     window.batch.add_paths(files)
     qtbot.waitUntil(lambda: len(window.batch_state.items) == 3, timeout=10000)
     window.batch.cancel_all()

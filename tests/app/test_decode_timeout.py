@@ -106,7 +106,9 @@ def test_the_player_reports_a_file_that_hangs_at_open_and_stays_usable(qtbot, wi
     qtbot.waitUntil(lambda: "decode timed out" in window.player_state.error, timeout=60000)
     monitor.stop()
     assert time.monotonic() - t0 < 45
-    assert window.player_state.error.startswith(f"{hang}: decode timed out after 1 s"), window.player_state.error
+    assert window.player_state.error.startswith(f"{hang}: decode timed out after 1 s"), (
+        window.player_state.error
+    )
     assert "decode timed out" in window.statusBar().currentMessage()
     assert window.player_state.media is None
     assert monitor.worst_ms < 1500, monitor.worst_ms  # the GUI thread never waited on the probe
@@ -159,7 +161,9 @@ def test_a_file_that_hangs_mid_playback_is_stopped_and_reported(qtbot, window, c
 
 
 @pytest.mark.timeout(120)
-def test_a_seek_or_closing_the_app_does_not_wait_for_a_read_stuck_mid_file(qtbot, window, clips_dir, tmp_path):
+def test_a_seek_or_closing_the_app_does_not_wait_for_a_read_stuck_mid_file(
+    qtbot, window, clips_dir, tmp_path
+):
     path = _hanging_mid_stream(tmp_path, clips_dir / "sub" / "wood.mp4")  # the default 60 s timeout
     window.open_in_player(path)
     qtbot.waitUntil(lambda: window.player_state.media is not None, timeout=30000)

@@ -54,7 +54,9 @@ def test_plays_a_file_pauses_seeks_and_loops_without_a_model(qtbot, window, clip
     window.player.set_loop(True)
     window.player.play()
     # Looping: the position wraps back to the start instead of stopping at the end.
-    qtbot.waitUntil(lambda: 0.0 < window.player_state.position < 1.0 and window.player_state.playing, timeout=10000)
+    qtbot.waitUntil(
+        lambda: 0.0 < window.player_state.position < 1.0 and window.player_state.playing, timeout=10000
+    )
     window.player.set_loop(False)
     qtbot.waitUntil(lambda: not window.player_state.playing, timeout=15000)  # stops at the end
     assert window.player_state.position >= 3.8
@@ -83,7 +85,9 @@ def test_missing_camera_gives_a_message(qtbot, window):
 
 def test_incompatible_model_folder_is_refused_and_the_old_model_kept(qtbot, window, tmp_path, tiny_model_dir):
     window.load_model(str(tiny_model_dir))
-    qtbot.waitUntil(lambda: window.model_state.info is not None or bool(window.model_state.error), timeout=60000)
+    qtbot.waitUntil(
+        lambda: window.model_state.info is not None or bool(window.model_state.error), timeout=60000
+    )
     assert window.model_state.error == ""
     bad = tmp_path / "not_a_model"
     bad.mkdir()
@@ -97,7 +101,9 @@ def test_incompatible_model_folder_is_refused_and_the_old_model_kept(qtbot, wind
 def _drop(widget, paths):
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
-    event = QDropEvent(QPointF(5, 5), Qt.DropAction.CopyAction, mime, Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier)
+    event = QDropEvent(
+        QPointF(5, 5), Qt.DropAction.CopyAction, mime, Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier
+    )
     widget.dropEvent(event)
     return event
 
@@ -176,20 +182,23 @@ def test_help_and_version():
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-m", "imd_app", "--help"], capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "imd_app", "--help"], capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0 and "--self-test" in out.stdout
-    out = subprocess.run([sys.executable, "-m", "imd_app", "--version"], capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "imd_app", "--version"], capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0 and out.stdout.startswith("imd-app ")
-
-
-
 
 
 def test_webcam_mode_through_opencv_with_a_file_as_camera(qtbot, window, clip):
     """A real ``WebcamSource`` (OpenCV opens a file like a camera); no microphone here -> a notice."""
     window.player_tab.camera_box.setEditText(str(clip))
     window.player_tab.open_camera_requested.emit(str(clip))
-    qtbot.waitUntil(lambda: window.player_state.media is not None or bool(window.player_state.error), timeout=10000)
+    qtbot.waitUntil(
+        lambda: window.player_state.media is not None or bool(window.player_state.error), timeout=10000
+    )
     assert window.player_state.error == ""
     media = window.player_state.media
     assert media.kind == "webcam" and (media.width, media.height) == (64, 48)
@@ -202,7 +211,9 @@ def test_webcam_mode_through_opencv_with_a_file_as_camera(qtbot, window, clip):
     assert window.player_state.media is None
 
 
-def test_first_launch_loads_the_demo_model_and_opens_a_demo_clip(qtbot, window, tmp_path, monkeypatch, tiny_model_dir, clip):
+def test_first_launch_loads_the_demo_model_and_opens_a_demo_clip(
+    qtbot, window, tmp_path, monkeypatch, tiny_model_dir, clip
+):
     import shutil
 
     resources = tmp_path / "resources"
@@ -211,7 +222,9 @@ def test_first_launch_loads_the_demo_model_and_opens_a_demo_clip(qtbot, window, 
     shutil.copy(clip, resources / "demo_clips" / "demo.mp4")
     monkeypatch.setenv("IMD_RESOURCES", str(resources))
     window.start_up(None)
-    qtbot.waitUntil(lambda: len(window.live_state.results) >= 1 or bool(window.model_state.error), timeout=60000)
+    qtbot.waitUntil(
+        lambda: len(window.live_state.results) >= 1 or bool(window.model_state.error), timeout=60000
+    )
     assert window.model_state.error == ""
     assert window.model_state.info.folder == resources / "demo_model"
     assert window.player_state.media.source == str(resources / "demo_clips" / "demo.mp4")
@@ -229,8 +242,14 @@ def test_uncaught_exception_dialog_is_shown(qtbot, tmp_path):
     reporter = ExceptionReporter(show_dialogs=True)
     try:
         reporter.report(RuntimeError, RuntimeError("boom in a worker"), None, "imd-decode")
-        qtbot.waitUntil(lambda: any(isinstance(w, QMessageBox) and "boom in a worker" in w.text()
-                                    for w in QApplication.topLevelWidgets() if w.isVisible()), timeout=5000)
+        qtbot.waitUntil(
+            lambda: any(
+                isinstance(w, QMessageBox) and "boom in a worker" in w.text()
+                for w in QApplication.topLevelWidgets()
+                if w.isVisible()
+            ),
+            timeout=5000,
+        )
     finally:
         for w in QApplication.topLevelWidgets():
             if isinstance(w, QMessageBox):
@@ -246,8 +265,12 @@ def test_one_file_filter_and_both_batch_shortcuts(window, monkeypatch):
 
     assert mw.VIDEO_FILTER is bt.VIDEO_FILTER
     assert all(f"*{ext}" in bt.VIDEO_FILTER for ext in MEDIA_EXTENSIONS)
-    shortcuts = {a.shortcut().toString(): a.text() for a in window.findChildren(QAction) if not a.shortcut().isEmpty()}
-    assert shortcuts["Ctrl+B"] == "Add files to &batch…" and shortcuts["Ctrl+Shift+B"] == "Add &folder to batch…"
+    shortcuts = {
+        a.shortcut().toString(): a.text() for a in window.findChildren(QAction) if not a.shortcut().isEmpty()
+    }
+    assert (
+        shortcuts["Ctrl+B"] == "Add files to &batch…" and shortcuts["Ctrl+Shift+B"] == "Add &folder to batch…"
+    )
     seen = []
     monkeypatch.setattr(bt.QFileDialog, "getExistingDirectory", lambda *a, **k: seen.append("folder") or "")
     monkeypatch.setattr(bt.QFileDialog, "getOpenFileNames", lambda *a, **k: seen.append("files") or ([], ""))

@@ -13,8 +13,13 @@ def test_model_manager_shows_the_loaded_model_and_errors(qtbot, window, tiny_mod
     assert mm.isVisible()
     assert not mm.device_box.model().item(1).isEnabled()  # no CUDA here: the GPU entry is disabled
     window.load_model(str(tiny_model_dir))
-    qtbot.waitUntil(lambda: (window.model_state.info is not None or bool(window.model_state.error))
-                    and not window.model_state.loading, timeout=60000)
+    qtbot.waitUntil(
+        lambda: (
+            (window.model_state.info is not None or bool(window.model_state.error))
+            and not window.model_state.loading
+        ),
+        timeout=60000,
+    )
     assert window.model_state.error == ""
     assert mm.fields["folder"].text() == str(tiny_model_dir)
     assert mm.fields["size"].text() == "tiny"

@@ -47,8 +47,9 @@ def test_player_rejects_a_still_image_and_reports_a_truncation_when_it_reaches_i
     _close_dialogs()
 
 
-def test_batch_gives_the_same_verdicts_and_a_warning_for_damaged_packets(qtbot, window, tiny_model_dir, bad_files,
-                                                                         tmp_path):
+def test_batch_gives_the_same_verdicts_and_a_warning_for_damaged_packets(
+    qtbot, window, tiny_model_dir, bad_files, tmp_path
+):
     still, cut = bad_files
     damaged = write_damaged(tmp_path / "dmg.mp4")
     _load(qtbot, window, tiny_model_dir)

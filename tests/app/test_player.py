@@ -48,7 +48,9 @@ def test_model_sees_exactly_the_frames_shown(qtbot, window, tiny_model_dir, clip
     qtbot.waitUntil(lambda: window.player_state.position > 1.5, timeout=20000)
     window.player.pause()
     worker = window.player.inference
-    qtbot.waitUntil(lambda: worker.frames_fed_since_reset == window.player.frames_presented_since_reset, timeout=10000)
+    qtbot.waitUntil(
+        lambda: worker.frames_fed_since_reset == window.player.frames_presented_since_reset, timeout=10000
+    )
     assert worker.frames_dropped == 0 and window.player.frames_presented_since_reset > 10
 
 
@@ -57,8 +59,10 @@ def test_seek_restarts_the_windows_at_the_new_position(qtbot, window, tiny_model
     window.open_in_player(str(clip))
     qtbot.waitUntil(lambda: len(window.live_state.results) >= 1, timeout=30000)
     window.player.seek(2.0)
-    qtbot.waitUntil(lambda: window.live_state.latest is not None and window.live_state.latest.start >= 2.0 - 1e-3,
-                    timeout=20000)
+    qtbot.waitUntil(
+        lambda: window.live_state.latest is not None and window.live_state.latest.start >= 2.0 - 1e-3,
+        timeout=20000,
+    )
     assert window.player_state.position >= 2.0
 
 
@@ -85,9 +89,11 @@ def test_gui_thread_stall_during_playback_with_inference(qtbot, window, tiny_mod
     monitor.stop()
     worst, p99 = monitor.worst_ms, monitor.percentile_ms(99)
     with capsys.disabled():
-        print(f"\nGUI stall during playback with inference: worst {worst:.1f} ms, p99 {p99:.1f} ms "
-              f"over {len(monitor.gaps_ms)} ticks, {len(windows)} windows, "
-              f"{window.player_state.playback_fps:.1f} fps shown")
+        print(
+            f"\nGUI stall during playback with inference: worst {worst:.1f} ms, p99 {p99:.1f} ms "
+            f"over {len(monitor.gaps_ms)} ticks, {len(windows)} windows, "
+            f"{window.player_state.playback_fps:.1f} fps shown"
+        )
     assert len(windows) >= 3
     # The GUI thread's own work between two ticks (CPU time: preemption by other processes
     # on a busy machine does not count) must stay short whatever the load ...

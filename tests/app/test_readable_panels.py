@@ -45,7 +45,9 @@ def test_training_plots_follow_the_palette(qtbot, base, text):
 
 
 def _media(source: str) -> MediaOpened:
-    return MediaOpened(source=source, kind="file", duration=10.0, fps=25.0, width=640, height=360, has_audio=True)
+    return MediaOpened(
+        source=source, kind="file", duration=10.0, fps=25.0, width=640, height=360, has_audio=True
+    )
 
 
 def test_a_long_path_does_not_change_the_live_panel_width(qtbot):
@@ -73,13 +75,24 @@ def test_a_long_path_does_not_change_the_live_panel_width(qtbot):
     assert tab.source_label.fontMetrics().horizontalAdvance(shown) <= tab.source_label.width()
 
 
-def _live_result(labels: tuple[str, ...], relevance: float | None, confident: bool = True, end: float = 2.0) -> LiveResult:
+def _live_result(
+    labels: tuple[str, ...], relevance: float | None, confident: bool = True, end: float = 2.0
+) -> LiveResult:
     top = tuple((name, 0.9 - 0.1 * i) for i, name in enumerate(labels[:5]))
     return LiveResult(
-        start=end - 2.0, end=end, top=top, scores=np.linspace(0.9, 0.1, len(labels)).astype(np.float32),
-        tags=(("Speech", 0.8),), relevance=relevance, threshold=0.7, audio_present=True,
-        dropped=relevance is not None and relevance < 0.7, savld_iou=None, reason="tags Speech: no overlap",
-        latency=0.05, confident=confident,
+        start=end - 2.0,
+        end=end,
+        top=top,
+        scores=np.linspace(0.9, 0.1, len(labels)).astype(np.float32),
+        tags=(("Speech", 0.8),),
+        relevance=relevance,
+        threshold=0.7,
+        audio_present=True,
+        dropped=relevance is not None and relevance < 0.7,
+        savld_iou=None,
+        reason="tags Speech: no overlap",
+        latency=0.05,
+        confident=confident,
     )
 
 

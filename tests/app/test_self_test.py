@@ -13,10 +13,20 @@ pytestmark = pytest.mark.gui
 
 
 def _run(resources, tmp_path):
-    env = dict(os.environ, IMD_RESOURCES=str(resources), QT_QPA_PLATFORM="offscreen",
-               XDG_DATA_HOME=str(tmp_path / "xdg"), XDG_CONFIG_HOME=str(tmp_path / "xdg-config"))
-    return subprocess.run([sys.executable, "-m", "imd_app", "--self-test", "--timeout", "120"],
-                          capture_output=True, text=True, timeout=300, env=env)
+    env = dict(
+        os.environ,
+        IMD_RESOURCES=str(resources),
+        QT_QPA_PLATFORM="offscreen",
+        XDG_DATA_HOME=str(tmp_path / "xdg"),
+        XDG_CONFIG_HOME=str(tmp_path / "xdg-config"),
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "imd_app", "--self-test", "--timeout", "120"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
 
 
 def test_self_test_passes_on_a_model_and_a_clip(tmp_path, tiny_model_dir, clip):

@@ -14,8 +14,16 @@ import numpy as np
 CLASSES = ("circle", "square")
 
 
-def write_clip(path: Path, *, kind: int, seconds: float = 1.0, size: int = 64, fps: int = 10,
-               audio: bool = True, seed: int = 0) -> Path:
+def write_clip(
+    path: Path,
+    *,
+    kind: int,
+    seconds: float = 1.0,
+    size: int = 64,
+    fps: int = 10,
+    audio: bool = True,
+    seed: int = 0,
+) -> Path:
     """Writes a short H.264 (+ AAC) mp4: a bright blob moving left (kind 0) or right (1)."""
     import av
 
@@ -30,7 +38,7 @@ def write_clip(path: Path, *, kind: int, seconds: float = 1.0, size: int = 64, f
         for i in range(frames):
             image = (rng.random((size, size, 3)) * 40).astype(np.uint8)
             x = int((i / frames) * (size - 16)) if kind else int((1 - i / frames) * (size - 16))
-            image[size // 2 - 8: size // 2 + 8, x: x + 16] = (255, 200, 50) if kind else (50, 200, 255)
+            image[size // 2 - 8 : size // 2 + 8, x : x + 16] = (255, 200, 50) if kind else (50, 200, 255)
             frame = av.VideoFrame.from_ndarray(image, format="rgb24")
             frame.pts = i
             frame.time_base = Fraction(1, fps)
@@ -44,7 +52,7 @@ def write_clip(path: Path, *, kind: int, seconds: float = 1.0, size: int = 64, f
             tone = 0.3 * np.sin(2 * math.pi * (440 if kind else 880) * t) + 0.01 * rng.standard_normal(n)
             tone = tone.astype(np.float32)
             for start in range(0, n, 1024):
-                chunk = tone[start: start + 1024]
+                chunk = tone[start : start + 1024]
                 frame = av.AudioFrame.from_ndarray(chunk[None, :], format="flt", layout="mono")
                 frame.sample_rate = 16000
                 frame.pts = start

@@ -101,7 +101,10 @@ def test_train_job_from_the_tab_stops_resumes_finishes_and_loads(qtbot, app_data
     # Stop (save, then stop) once the job is training.
     wait_steps(qtbot, state, 1)
     assert tab.monitor.stop_button.isEnabled()
-    qtbot.waitUntil(lambda: tab.monitor.progress.value() > 0 and tab.monitor.eta.text() not in ("ETA --", ""), timeout=2000)
+    qtbot.waitUntil(
+        lambda: tab.monitor.progress.value() > 0 and tab.monitor.eta.text() not in ("ETA --", ""),
+        timeout=2000,
+    )
     assert tab.monitor.labels["clips_per_s"].text().endswith("clips/s")
     qtbot.mouseClick(tab.monitor.stop_button, Qt.MouseButton.LeftButton)
     wait_status(qtbot, state, ("stopped",))
@@ -118,8 +121,13 @@ def test_train_job_from_the_tab_stops_resumes_finishes_and_loads(qtbot, app_data
     assert state.progress.epochs[-1].epoch == 1 and state.progress.fraction == 1.0
     assert "val_acc" in state.record.best
     epochs = len(state.progress.epochs)
-    qtbot.waitUntil(lambda: tab.monitor.curves["val_acc"].getData()[0] is not None
-                    and len(tab.monitor.curves["val_acc"].getData()[0]) == epochs, timeout=2000)
+    qtbot.waitUntil(
+        lambda: (
+            tab.monitor.curves["val_acc"].getData()[0] is not None
+            and len(tab.monitor.curves["val_acc"].getData()[0]) == epochs
+        ),
+        timeout=2000,
+    )
     assert len(tab.monitor.curves["step_loss"].getData()[0]) >= 3
     assert tab.monitor.confusion.pixmap() is not None and not tab.monitor.confusion.pixmap().isNull()
 
@@ -138,7 +146,9 @@ def test_train_job_from_the_tab_stops_resumes_finishes_and_loads(qtbot, app_data
     tab.shutdown()
 
 
-def test_train_job_keeps_running_after_the_app_closes_and_is_reattached(qtbot, app_data, dataset, tmp_path, cleanup):
+def test_train_job_keeps_running_after_the_app_closes_and_is_reattached(
+    qtbot, app_data, dataset, tmp_path, cleanup
+):
     tab = make_tab(qtbot)
     run_dir = tmp_path / "run"
     fill_form(tab, dataset, run_dir, epochs=2)
@@ -236,7 +246,11 @@ def test_train_dataset_check_shows_counts_unusable_and_silent_clips(qtbot, app_d
     tab.form.extra_set.setText("model.no_such_key=1")  # fails fast: only the manifest matters here
     job_id = tab.submit(tab.current_spec())
     manifest = tmp_path / "run" / "dataset_filtered.csv"
-    assert manifest.is_file() and "broken.mp4" not in manifest.read_text() and "silent.mp4" in manifest.read_text()
+    assert (
+        manifest.is_file()
+        and "broken.mp4" not in manifest.read_text()
+        and "silent.mp4" in manifest.read_text()
+    )
     args = tab.controller.jobs[job_id].spec.to_train_args()
     assert args[args.index("--data") + 1] == str(manifest)
     wait_status(qtbot, tab.controller.jobs[job_id], ("failed",), timeout=60_000)

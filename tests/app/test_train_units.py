@@ -27,11 +27,25 @@ def test_train_command_runs_the_cli_module_or_the_frozen_app(monkeypatch):
 
 
 def test_spec_validation_lists_every_problem(tmp_path):
-    spec = JobSpec(data=str(tmp_path / "missing"), run_dir="", epochs=0, learning_rate=2.0,
-                   start_from="model", model_dir=str(tmp_path), cross_modal_p=1.5)
+    spec = JobSpec(
+        data=str(tmp_path / "missing"),
+        run_dir="",
+        epochs=0,
+        learning_rate=2.0,
+        start_from="model",
+        model_dir=str(tmp_path),
+        cross_modal_p=1.5,
+    )
     problems = spec.validate()
     joined = " | ".join(problems)
-    for words in ("does not exist", "run folder", "epochs", "learning rate", "not a model folder", "cross-modality"):
+    for words in (
+        "does not exist",
+        "run folder",
+        "epochs",
+        "learning rate",
+        "not a model folder",
+        "cross-modality",
+    ):
         assert words in joined
     with pytest.raises(ConfigError):
         spec.check()
@@ -44,8 +58,17 @@ def test_spec_validation_lists_every_problem(tmp_path):
 def test_spec_arguments_are_accepted_by_the_engine_config(tmp_path, start_from):
     from imd_core.train.config import load_train_config
 
-    spec = JobSpec(data=str(tmp_path), run_dir=str(tmp_path / "run"), start_from=start_from, learning_rate=3e-4,
-                   num_frames=4, imd_enabled=False, cross_modal_p=0.25, relevance_tau=0.1, ast_trainable=True)
+    spec = JobSpec(
+        data=str(tmp_path),
+        run_dir=str(tmp_path / "run"),
+        start_from=start_from,
+        learning_rate=3e-4,
+        num_frames=4,
+        imd_enabled=False,
+        cross_modal_p=0.25,
+        relevance_tau=0.1,
+        ast_trainable=True,
+    )
     args = spec.to_train_args(resume=True)
     assert args[args.index("--out") + 1] == spec.run_dir and "--resume" in args
     assert args[args.index("--events") + 1] == "-"
@@ -78,11 +101,34 @@ def _events() -> list:
     """A stopped two-epoch run, as the engine writes it (schema-checked)."""
     from imd_core.train import event_schema as ev
 
-    val = ev.ValMetrics(loss=1.1, top1=0.75, top5=1.0, mean_class_accuracy=0.7, relevance_accuracy=0.6,
-                        audio_drop_rate=0.25, clips=4, skipped=0)
-    started = ev.RunStarted(time=100.0, config="tiny", device="cpu", precision="fp32", world_size=1, epochs=2,
-                            steps_per_epoch=4, total_steps=8, train_clips=16, val_clips=4, classes=["a", "b"],
-                            resumed=False, start_epoch=0, start_step=0, excluded=[], class_transfer=None)
+    val = ev.ValMetrics(
+        loss=1.1,
+        top1=0.75,
+        top5=1.0,
+        mean_class_accuracy=0.7,
+        relevance_accuracy=0.6,
+        audio_drop_rate=0.25,
+        clips=4,
+        skipped=0,
+    )
+    started = ev.RunStarted(
+        time=100.0,
+        config="tiny",
+        device="cpu",
+        precision="fp32",
+        world_size=1,
+        epochs=2,
+        steps_per_epoch=4,
+        total_steps=8,
+        train_clips=16,
+        val_clips=4,
+        classes=["a", "b"],
+        resumed=False,
+        start_epoch=0,
+        start_step=0,
+        excluded=[],
+        class_transfer=None,
+    )
     return [
         started,
         ev.Step(time=101.0, epoch=0, step=2, total_steps=8, loss=1.5, losses={"ce": 1.5}, lr=1e-4, clips_per_s=7.5),
@@ -109,7 +155,13 @@ def test_progress_folds_events_into_metrics_eta_and_outcome():
     assert progress.fraction == pytest.approx(6 / 8)
     assert progress.step_losses == [(2, 1.5), (4, 1.2), (6, 0.9)]
     (epoch,) = progress.epochs
-    assert (epoch.epoch, epoch.train_acc, epoch.val_acc, epoch.relevance_acc, epoch.audio_drop_rate) == (0, 0.5, 0.75, 0.6, 0.25)
+    assert (epoch.epoch, epoch.train_acc, epoch.val_acc, epoch.relevance_acc, epoch.audio_drop_rate) == (
+        0,
+        0.5,
+        0.75,
+        0.6,
+        0.25,
+    )
     assert progress.best["val_acc"] == 0.75 and progress.clips_per_s == 9.0
     assert progress.outcome == "stopped" and "stopped" in lines[-1]
     assert RunProgress().apply(events[0]).startswith("run started")
@@ -119,13 +171,18 @@ def test_progress_folds_events_into_metrics_eta_and_outcome():
         p2.apply(e)
     assert p2.eta_s == pytest.approx(1.0 * (6 / 8) / (2 / 8))
     # "best" is the engine's flag, not recomputed: under val_loss a lower top-1 can be best
-    worse_top1 = dataclasses.replace(events[3], epoch=1, val=dataclasses.replace(events[3].val, top1=0.5, loss=0.9))
+    worse_top1 = dataclasses.replace(
+        events[3], epoch=1, val=dataclasses.replace(events[3].val, top1=0.5, loss=0.9)
+    )
     p3 = RunProgress()
     for e in [*events[:4], worse_top1]:
         p3.apply(e)
     assert p3.best["val_acc"] == 0.5 and p3.best["val_loss"] == 0.9
     p4 = RunProgress()
-    for e in [*events[:4], dataclasses.replace(worse_top1, best=False, val=dataclasses.replace(events[3].val, top1=0.9))]:
+    for e in [
+        *events[:4],
+        dataclasses.replace(worse_top1, best=False, val=dataclasses.replace(events[3].val, top1=0.9)),
+    ]:
         p4.apply(e)
     assert p4.best["val_acc"] == 0.75  # not improved by the engine's rule: the best stays epoch 0
     finished = RunProgress()
@@ -155,7 +212,12 @@ def test_event_tail_reads_only_complete_new_lines_of_the_schema(tmp_path):
     assert events == [_events()[1]]
     # a line of another shape is shown as text, never guessed at
     with open(path, "a") as f:
-        f.write(json.dumps({"type": "step", "clips_per_sec": 3}) + "\n" + json.dumps({"event": "step", "step": 1}) + "\n")
+        f.write(
+            json.dumps({"type": "step", "clips_per_sec": 3})
+            + "\n"
+            + json.dumps({"event": "step", "step": 1})
+            + "\n"
+        )
     events, other = tail.read_new()
     assert events == [] and len(other) == 2
     assert tail.read_new() == ([], [])
@@ -179,7 +241,12 @@ def test_check_report_and_filtered_manifest(tmp_path):
         "files": [
             {"path": str(tmp_path / "a" / "1.mp4"), "label": "a", "status": "ok"},
             {"path": str(tmp_path / "a" / "2.mp4"), "label": "a", "status": "no-audio"},
-            {"path": str(tmp_path / "b" / "3.mp4"), "label": "b", "status": "error", "reason": "moov atom not found"},
+            {
+                "path": str(tmp_path / "b" / "3.mp4"),
+                "label": "b",
+                "status": "error",
+                "reason": "moov atom not found",
+            },
         ]
     }
     summary = parse_check_report(report, str(tmp_path))
@@ -192,21 +259,33 @@ def test_check_report_and_filtered_manifest(tmp_path):
         (tmp_path / name).write_bytes(b"x")
     out = write_filtered_manifest(tmp_path, [str(tmp_path / "b" / "3.mp4")], tmp_path / "run" / "m.csv")
     rows = list(csv.DictReader(out.open()))
-    assert [(r["label"], r["path"].split("/")[-1]) for r in rows] == [("a", "1.mp4"), ("a", "2.mp4"), ("b", "4.mp4")]
+    assert [(r["label"], r["path"].split("/")[-1]) for r in rows] == [
+        ("a", "1.mp4"),
+        ("a", "2.mp4"),
+        ("b", "4.mp4"),
+    ]
     # A manifest keeps its columns; relative paths become absolute.
     manifest = tmp_path / "m.csv"
     manifest.write_text("path,label,split\na/1.mp4,a,train\nb/3.mp4,b,val\n")
-    rows = list(csv.DictReader(write_filtered_manifest(manifest, [str(tmp_path / "b/3.mp4")], tmp_path / "f.csv").open()))
+    rows = list(
+        csv.DictReader(
+            write_filtered_manifest(manifest, [str(tmp_path / "b/3.mp4")], tmp_path / "f.csv").open()
+        )
+    )
     assert rows == [{"path": str((tmp_path / "a/1.mp4").resolve()), "label": "a", "split": "train"}]
     with pytest.raises(DataError):
-        write_filtered_manifest(manifest, [str(tmp_path / "a/1.mp4"), str(tmp_path / "b/3.mp4")], tmp_path / "g.csv")
+        write_filtered_manifest(
+            manifest, [str(tmp_path / "a/1.mp4"), str(tmp_path / "b/3.mp4")], tmp_path / "g.csv"
+        )
 
 
 def test_a_starting_model_must_match_the_recipe_size(tmp_path):
     folder = tmp_path / "model"
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps({"format": "imd-studio-model", "model": {"size": "tiny"}}))
-    spec = JobSpec(data=str(tmp_path), run_dir=str(tmp_path / "run"), start_from="model", model_dir=str(folder))
+    spec = JobSpec(
+        data=str(tmp_path), run_dir=str(tmp_path / "run"), start_from="model", model_dir=str(folder)
+    )
     assert spec.replace(config="tiny").validate() == [] and spec.replace(config="demo").validate() == []
     (problem,) = spec.replace(config="base").validate()
     assert "starting model is tiny" in problem
@@ -259,6 +338,13 @@ def test_a_pretrained_start_runs_imd_train_on_the_real_backbones(tmp_path, start
     assert train_cli.starts_from_pretrained(ns, Path(spec.run_dir))
     options = options_from_overrides(FinetuneOptions(), ns.overrides)
     expected_base = "kinetics400" if start_from == "kinetics400" else str(folder.resolve())
-    assert (options.base, options.lr, options.unfreeze, options.relevance_weight) == (expected_base, 2e-3, "video", 0.5)
+    assert (options.base, options.lr, options.unfreeze, options.relevance_weight) == (
+        expected_base,
+        2e-3,
+        "video",
+        0.5,
+    )
     # a demo-style start never takes the pretrained path
-    assert not JobSpec(data=str(tmp_path), run_dir=str(tmp_path / "r"), start_from="demo").starts_from_pretrained()
+    assert not JobSpec(
+        data=str(tmp_path), run_dir=str(tmp_path / "r"), start_from="demo"
+    ).starts_from_pretrained()

@@ -176,7 +176,9 @@ def test_every_relative_dataset_form_finds_the_files(tmp_path, monkeypatch, form
         (root / "plain" / cls).mkdir(parents=True)
         write_clip(root / "plain" / cls / "a.mp4", seconds=0.5)
     (root / "lists").mkdir()
-    (root / "lists" / "m.csv").write_text("path,label\n../plain/cls_a/a.mp4,cls_a\n../plain/cls_b/a.mp4,cls_b\n")
+    (root / "lists" / "m.csv").write_text(
+        "path,label\n../plain/cls_a/a.mp4,cls_a\n../plain/cls_b/a.mp4,cls_b\n"
+    )
     monkeypatch.chdir(root)
     index = load_dataset_index(form)
     assert [e.path for e in index.entries] == [str(root / "plain" / c / "a.mp4") for c in ("cls_a", "cls_b")]

@@ -161,7 +161,9 @@ def test_one_verdict_per_file_and_warnings_that_look_like_warnings(tiny_model_di
 
     still = write_still_image(tmp_path / "photo.mp4")
     cut = write_broken(tmp_path / "cut.mp4", "truncated-stream")
-    code = main(["predict", str(still), str(cut), "--model", str(tiny_model_dir), "--json", "--device", "cpu"])
+    code = main(
+        ["predict", str(still), str(cut), "--model", str(tiny_model_dir), "--json", "--device", "cpu"]
+    )
     out, err = capsys.readouterr()
     assert code == 3 and out == ""
     lines = err.strip().splitlines()

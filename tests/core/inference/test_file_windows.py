@@ -47,7 +47,9 @@ def test_whole_clip_audio_kept_is_bounded_and_gives_the_same_model_input(tmp_pat
     pre = ClipPreprocessor(audio_seconds=2.56)
     kept = []
     for seconds in (9.0, 27.3):
-        path = write_clip(tmp_path / f"c{seconds}.mp4", seconds, fps=5, width=32, height=24, audio_pattern="chirp")
+        path = write_clip(
+            tmp_path / f"c{seconds}.mp4", seconds, fps=5, width=32, height=24, audio_pattern="chirp"
+        )
         (item,) = list(open_file_windows(path, window=None, hop=None, num_frames=4, frame_size=24))
         kept.append(len(item.audio))
         whole = decode_clip(path, num_frames=4, size=24)  # everything, as before the bound
@@ -68,5 +70,7 @@ def test_far_apart_frames_are_reached_by_seeking_not_by_holding_the_packets(tmp_
     monkeypatch.setattr(dec, "_collect", lambda *a: held.append(len(out := collect(*a))) or out)
     monkeypatch.setattr(dec, "MAX_READ_GAP", 2.0)
     grouped = dec.decode_clip(path, num_frames=4, size=24)
-    assert np.array_equal(grouped.frames, full.frames) and np.array_equal(grouped.frame_times, full.frame_times)
+    assert np.array_equal(grouped.frames, full.frames) and np.array_equal(
+        grouped.frame_times, full.frame_times
+    )
     assert len(held) == 4 and max(held) < 60  # one group per frame, about a GOP each (240 packets in all)

@@ -159,7 +159,9 @@ def test_a_file_cannot_claim_its_own_deadline(tiny_model_dir, tmp_path, capsys):
     assert credible_seconds(liar, 1e6) < 0.2 and credible_seconds(tmp_path / "stream.fifo", 1e6) == 0.0
     assert credible_seconds(real, 2.0) == 2.0  # an honest file keeps its whole duration
     t0 = time.monotonic()
-    code = main(["predict", str(liar), "--model", str(tiny_model_dir), "--device", "cpu", "--decode-timeout", "2"])
+    code = main(
+        ["predict", str(liar), "--model", str(tiny_model_dir), "--device", "cpu", "--decode-timeout", "2"]
+    )
     elapsed = time.monotonic() - t0
     assert code == 3 and "decode timed out after 2 s" in capsys.readouterr().err
     print(f"elapsed {elapsed:.1f} s")

@@ -33,7 +33,12 @@ def test_no_audio_is_present_false_dropped_true_and_valid_json():
     r = _result(NO_AUDIO)
     d = json.loads(json.dumps(r.to_json_dict(), allow_nan=False))
     assert d["audio"] == {
-        "present": False, "tags": [], "relevance": None, "dropped": True, "savld_iou": None, "heard": None
+        "present": False,
+        "tags": [],
+        "relevance": None,
+        "dropped": True,
+        "savld_iou": None,
+        "heard": None,
     }
     assert "audio: none" in r.to_text()
 

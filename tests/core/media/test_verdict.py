@@ -46,4 +46,6 @@ def test_damaged_packets_are_a_warning_everywhere(tmp_path):
     clip = decode_clip(path, num_frames=8, size=32)
     assert clip.damaged_packets > 0 and len(clip.frames) == 8
     result = _check(path)
-    assert result.status == "ok" and result.reason.startswith(f"{clip.damaged_packets} damaged packets skipped")
+    assert result.status == "ok" and result.reason.startswith(
+        f"{clip.damaged_packets} damaged packets skipped"
+    )

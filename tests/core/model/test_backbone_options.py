@@ -56,7 +56,12 @@ def test_defaults_follow_the_backbones():
     assert cfg.video_trainable is False and cfg.ast_trainable is False  # frozen backbones
     assert cfg.ast_source is None and cfg.ast_config is None
     vit = ModelConfig.from_dict({"size": "base", "labels": ["a"]})  # the paper's default is untouched
-    assert (vit.visual_encoder, vit.audio_tagger, vit.motion, vit.num_mel_bins) == ("two_stream_vit", "ast", "diff", 128)
+    assert (vit.visual_encoder, vit.audio_tagger, vit.motion, vit.num_mel_bins) == (
+        "two_stream_vit",
+        "ast",
+        "diff",
+        128,
+    )
     assert vit.video_trainable is True and vit.audio_frontend == "ast" and vit.ast_source is not None
     # mixing them works too: I3D with the AST, the ViT with YAMNet
     assert tiny_config(visual_encoder="i3d").motion == "none"
@@ -109,7 +114,9 @@ def test_forward_backward_with_frozen_backbones():
 def test_trainable_backbones_get_gradients():
     model = IMDModel(i3d_config(video_trainable=True, ast_trainable=True)).train()
     assert model.video.training and model.ast.net.training
-    out = model(**inputs(model.config), labels=torch.tensor([0, 1]), relevance_target=torch.tensor([1.0, 0.0]))
+    out = model(
+        **inputs(model.config), labels=torch.tensor([0, 1]), relevance_target=torch.tensor([1.0, 0.0])
+    )
     out.loss.backward()
     assert model.video.net.Conv3d_1a_7x7.conv.weight.grad.abs().sum() > 0
     assert model.ast.net.stem.weight.grad.abs().sum() > 0
@@ -158,7 +165,9 @@ def test_preprocessor_makes_what_i3d_and_yamnet_take():
     assert item["fbank"].shape == (1, 96, 64)
     silent = pre(frames, None, train=True, rng=rng)
     assert silent["fbank"].shape == (1, 96, 64) and not bool(silent["audio_present"])
-    views = ClipPreprocessor.from_model_config(model.config, test_crops=3)(frames, audio, False, multi_view=True)
+    views = ClipPreprocessor.from_model_config(model.config, test_crops=3)(
+        frames, audio, False, multi_view=True
+    )
     assert views["rgb"].shape == (3, 8, 3, 32, 32)
     batch = {k: torch.stack([item[k], item[k]]) for k in ("rgb", "motion", "fbank")}
     (r,) = model.predict(batch["rgb"], batch["motion"], batch["fbank"])[:1]
@@ -213,7 +222,9 @@ def test_backbones_from_kinetics400_are_its_real_weights():
     ref = load_pretrained(kinetics400_dir())
     x = inputs(model.config)
     with torch.no_grad():
-        torch.testing.assert_close(model.video(x["rgb"])[0], ref.video.forward_features(x["rgb"].transpose(1, 2)))
+        torch.testing.assert_close(
+            model.video(x["rgb"])[0], ref.video.forward_features(x["rgb"].transpose(1, 2))
+        )
         emb, logits = model.ast(x["fbank"])
         ref_emb, ref_probs = ref.audio_features(x["fbank"])
         torch.testing.assert_close(emb, ref_emb)
@@ -257,11 +268,18 @@ def test_imd_train_with_i3d_and_yamnet(tmp_path, bert_folder):
     }  # fmt: skip
     (tmp_path / "recipe.json").write_text(json.dumps(recipe), encoding="utf-8")
     run = tmp_path / "run"
-    assert main(["train", "--config", str(tmp_path / "recipe.json"), "--data", str(data), "--out", str(run)]) == 0
+    assert (
+        main(["train", "--config", str(tmp_path / "recipe.json"), "--data", str(data), "--out", str(run)])
+        == 0
+    )
     savld = Savld.load(run / "savld.json")
     assert savld.audio_labels == yamnet_labels() and set(savld.mapping) == {"clapping", "drumming", "waving"}
     model = load_model(run / "best")
-    assert (model.config.visual_encoder, model.config.audio_tagger, model.config.video_trainable) == ("i3d", "yamnet", False)
+    assert (model.config.visual_encoder, model.config.audio_tagger, model.config.video_trainable) == (
+        "i3d",
+        "yamnet",
+        False,
+    )
     if kinetics400_installed():  # frozen backbones: still exactly the real weights after training
         from imd_core.pretrained.folder import load_pretrained
 

@@ -90,7 +90,9 @@ def test_weights_that_do_not_fit_the_config_are_refused_from_the_header(folder, 
     # config.json claims a wider model than the weights hold: refused from the header,
     # before any tensor is read or the real model is built.
     _edit_config(folder, lambda d: d["model"].update(embed_dim=64))
-    monkeypatch.setattr("imd_core.model.checkpoint.read_state_dict", lambda *_: pytest.fail("weights were read"))
+    monkeypatch.setattr(
+        "imd_core.model.checkpoint.read_state_dict", lambda *_: pytest.fail("weights were read")
+    )
     with pytest.raises(CheckpointError, match="do not fit the model"):
         load_model(folder)
 
@@ -141,7 +143,9 @@ def test_a_good_folder_still_loads(saved):
     ],
 )
 def test_wrongly_typed_savld_entries_are_one_line(tmp_path, edit):
-    data = Savld("t", "mean", 1, ["guitar"], ["Guitar"], {"guitar": [{"label": "Guitar", "score": 1.0}]}).to_dict()
+    data = Savld(
+        "t", "mean", 1, ["guitar"], ["Guitar"], {"guitar": [{"label": "Guitar", "score": 1.0}]}
+    ).to_dict()
     edit(data)
     path = tmp_path / "savld.json"
     path.write_text(json.dumps(data))

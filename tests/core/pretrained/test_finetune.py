@@ -36,7 +36,9 @@ def _events(text: str) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_imd_train_from_kinetics400_learns_resumes_and_saves_a_loadable_folder(two_class_data, tmp_path, capsys):
+def test_imd_train_from_kinetics400_learns_resumes_and_saves_a_loadable_folder(
+    two_class_data, tmp_path, capsys
+):
     if not kinetics400_installed():
         pytest.fail("kinetics400 is not built: run bash scripts/setup.sh --dev")
     from imd_core.cli.main import main

@@ -48,8 +48,13 @@ def real_manifest(tmp_path_factory) -> Path:
             if label is None:
                 continue
             path = str(REAL_SET / clip["path"])
-            rows += [{"path": path, "label": label, "start": s, "end": e, "split": "train"} for s, e in TRAIN_WINDOWS]
-            rows.append({"path": path, "label": label, "start": VAL_WINDOW[0], "end": VAL_WINDOW[1], "split": "val"})
+            rows += [
+                {"path": path, "label": label, "start": s, "end": e, "split": "train"}
+                for s, e in TRAIN_WINDOWS
+            ]
+            rows.append(
+                {"path": path, "label": label, "start": VAL_WINDOW[0], "end": VAL_WINDOW[1], "split": "val"}
+            )
     manifest = tmp_path_factory.mktemp("real") / "manifest.csv"
     with open(manifest, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=["path", "label", "start", "end", "split"])

@@ -220,7 +220,9 @@ def test_imd_eval_sees_the_frames_imd_predict_sees(k400_dir, tmp_path):
     from tests.media_factory import write_clip
 
     clip = write_clip(tmp_path / "moving.mp4", seconds=6.0, fps=25, width=160, height=120, seed=3)
-    (tmp_path / "m.csv").write_text("path,label,start,end\nmoving.mp4,dancing ballet,,\nmoving.mp4,dancing ballet,1.0,4.0\n")
+    (tmp_path / "m.csv").write_text(
+        "path,label,start,end\nmoving.mp4,dancing ballet,,\nmoving.mp4,dancing ballet,1.0,4.0\n"
+    )
     p = Predictor(k400_dir, device="cpu")
     index = load_dataset_index(tmp_path / "m.csv", labels=p.model.labels, split_ratios=(1.0, 0.0, 0.0))
     ds = ClipDataset(index, ClipPreprocessor.from_model_config(p.model.config), train=False)

@@ -24,7 +24,9 @@ def _read_manifest(path: Path) -> list[dict[str, str]]:
 
 
 def _digest(folder: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((folder / "clips").glob("*.mp4"))}
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((folder / "clips").glob("*.mp4"))
+    }
 
 
 def test_cli_writes_decodable_clips_and_manifest(tmp_path):
@@ -33,7 +35,9 @@ def test_cli_writes_decodable_clips_and_manifest(tmp_path):
     from imd_core.cli.main import main
 
     out = tmp_path / "synth"
-    assert main(["synth", str(out), "--clips", "5", "--relevance", "0.6", "--seed", "4", "--workers", "1"]) == 0
+    assert (
+        main(["synth", str(out), "--clips", "5", "--relevance", "0.6", "--seed", "4", "--workers", "1"]) == 0
+    )
     rows = _read_manifest(out / "manifest.csv")
     assert len(rows) == 5 and tuple(rows[0]) == MANIFEST_COLUMNS
     for row in rows:
@@ -90,15 +94,17 @@ def test_relevant_impacts_are_on_the_contact_frames(label):
     # Re-draw the actor with the same generator state to read back its event times.
     rng = np.random.default_rng([cfg.seed, 0, 1])
     bg, shift = video.background(rng, len(frames), cfg.size, jitter=max(2, cfg.size // 40))
-    events = video.RENDERERS[label](video.Canvas(bg, shift, 1.0), rng, np.arange(len(frames), dtype=np.float32) / cfg.fps, 160.0)
+    events = video.RENDERERS[label](
+        video.Canvas(bg, shift, 1.0), rng, np.arange(len(frames), dtype=np.float32) / cfg.fps, 160.0
+    )
     sr = cfg.sample_rate
     assert len(events.times) >= 2
     for t in events.times:
         i = int(round(t * sr))
         if i < 0.03 * sr or i > len(audio) - 0.03 * sr:
             continue
-        after = np.sqrt(np.mean(audio[i: i + int(0.02 * sr)] ** 2))
-        before = np.sqrt(np.mean(audio[i - int(0.02 * sr): i - int(0.005 * sr)] ** 2))
+        after = np.sqrt(np.mean(audio[i : i + int(0.02 * sr)] ** 2))
+        before = np.sqrt(np.mean(audio[i - int(0.02 * sr) : i - int(0.005 * sr)] ** 2))
         assert after > 2 * before, (label, t, after, before)
 
 

@@ -26,9 +26,13 @@ def ablation():
 
 def _clipset(ablation, d_a: int = 5, size: int = 32):
     rng = np.random.default_rng(0)
-    return ablation.B.ClipSet(frames=rng.integers(0, 255, (len(KINDS), 8, size, size, 3), dtype=np.uint8),
-                              labels=torch.arange(len(KINDS)) % 8, kinds=list(KINDS),
-                              emb=torch.randn(len(KINDS), d_a), logits=torch.randn(len(KINDS), 13))
+    return ablation.B.ClipSet(
+        frames=rng.integers(0, 255, (len(KINDS), 8, size, size, 3), dtype=np.uint8),
+        labels=torch.arange(len(KINDS)) % 8,
+        kinds=list(KINDS),
+        emb=torch.randn(len(KINDS), d_a),
+        logits=torch.randn(len(KINDS), 13),
+    )
 
 
 def test_oracle_wrapper_strips_the_column_and_gates_by_true_kind(ablation):
@@ -81,8 +85,10 @@ def test_shortcut_metrics_tell_a_shortcut_from_the_truth(ablation):
     assert truth["top1_irrelevant_match"] == truth["top1_irrelevant_other"] == 1.0
     assert 0.1 < truth["shortcut_rate"] < 0.45  # the sound is drawn independently of the class
     # a model that always names the first class whose spurious sound it hears
-    by_sound = {snd: ACTION_CLASSES.index(next(c for c in ACTION_CLASSES if SPURIOUS_SOUNDS[c] == snd))
-                for snd in set(SPURIOUS_SOUNDS.values())}
+    by_sound = {
+        snd: ACTION_CLASSES.index(next(c for c in ACTION_CLASSES if SPURIOUS_SOUNDS[c] == snd))
+        for snd in set(SPURIOUS_SOUNDS.values())
+    }
     cheat = torch.tensor([by_sound[s.source] if s.audio_kind == "irrelevant" else 0 for s in specs])
     cut = ablation.shortcut_metrics(cheat, labels, specs)
     assert cut["shortcut_rate"] == 1.0 and cut["top1_irrelevant_other"] == 0.0

@@ -52,7 +52,13 @@ def test_spurious_correlation_changes_only_the_sound_of_train_irrelevant_clips()
     changed = 0
     for x, y in zip(a, b, strict=True):
         assert (x.label, x.split, x.audio_kind, x.seconds, x.ambiguity, x.background_sound) == (
-            y.label, y.split, y.audio_kind, y.seconds, y.ambiguity, y.background_sound)
+            y.label,
+            y.split,
+            y.audio_kind,
+            y.seconds,
+            y.ambiguity,
+            y.background_sound,
+        )
         if x.source != y.source:
             assert x.split == "train" and x.audio_kind == "irrelevant"
             assert y.source == SPURIOUS_SOUNDS[y.label] and y.tags == [IRRELEVANT_TAGS[y.source]]
@@ -89,8 +95,15 @@ def test_defaults_are_the_old_weights_and_stay_out_of_synth_config(tmp_path):
     assert SynthConfig.from_dict(new) == cfg.replace(spurious_correlation=0.5, misleading_share=0.4)
 
 
-@pytest.mark.parametrize(("key", "value"), [("spurious_correlation", 1.5), ("spurious_correlation", -0.1),
-                                            ("misleading_share", 2.0), ("misleading_share", -1.0)])
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("spurious_correlation", 1.5),
+        ("spurious_correlation", -0.1),
+        ("misleading_share", 2.0),
+        ("misleading_share", -1.0),
+    ],
+)
 def test_bad_knob_is_a_one_line_config_error(key, value):
     with pytest.raises(ConfigError, match=key.replace("_", "-")) as info:
         SynthConfig(clips=3, **{key: value})
@@ -101,7 +114,24 @@ def test_cli_passes_the_knobs(tmp_path):
     from imd_core.cli.main import main
 
     out = tmp_path / "s"
-    assert main(["synth", str(out), "--clips", "2", "--size", "32", "--workers", "1",
-                 "--spurious-correlation", "0.7", "--misleading-share", "0.5"]) == 0
+    assert (
+        main(
+            [
+                "synth",
+                str(out),
+                "--clips",
+                "2",
+                "--size",
+                "32",
+                "--workers",
+                "1",
+                "--spurious-correlation",
+                "0.7",
+                "--misleading-share",
+                "0.5",
+            ]
+        )
+        == 0
+    )
     config = json.loads((out / "synth_config.json").read_text())["config"]
     assert (config["spurious_correlation"], config["misleading_share"]) == (0.7, 0.5)

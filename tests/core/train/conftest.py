@@ -21,8 +21,15 @@ _SOUND = {"clapping": 300.0, "drumming": 900.0, "waving": None}
 
 def tiny_ast_config() -> dict:
     return {
-        "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64,
-        "patch_size": 16, "frequency_stride": 16, "time_stride": 16, "max_length": 64, "num_mel_bins": 128,
+        "hidden_size": 32,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "intermediate_size": 64,
+        "patch_size": 16,
+        "frequency_stride": 16,
+        "time_stride": 16,
+        "max_length": 64,
+        "num_mel_bins": 128,
         "id2label": {str(i): n for i, n in enumerate(AUDIO_LABELS)},
         "label2id": {n: i for i, n in enumerate(AUDIO_LABELS)},
     }
@@ -30,9 +37,22 @@ def tiny_ast_config() -> dict:
 
 def tiny_model_section() -> dict:
     return {
-        "size": "tiny", "num_frames": 4, "image_size": 32, "patch_size": 16, "embed_dim": 32, "depth": 1,
-        "num_heads": 2, "mlp_ratio": 2.0, "st_depth": 1, "st_dim": 16, "st_heads": 2, "audio_seconds": 0.64,
-        "ast_source": None, "ast_config": tiny_ast_config(), "relevance_hidden": 16, "tag_top_k": 2,
+        "size": "tiny",
+        "num_frames": 4,
+        "image_size": 32,
+        "patch_size": 16,
+        "embed_dim": 32,
+        "depth": 1,
+        "num_heads": 2,
+        "mlp_ratio": 2.0,
+        "st_depth": 1,
+        "st_dim": 16,
+        "st_heads": 2,
+        "audio_seconds": 0.64,
+        "ast_source": None,
+        "ast_config": tiny_ast_config(),
+        "relevance_hidden": 16,
+        "tag_top_k": 2,
     }
 
 
@@ -42,8 +62,14 @@ def savld_dict() -> dict:
         "drumming": [{"label": "Drum", "score": 0.9}, {"label": "Music", "score": 0.5}],
         "waving": [{"label": "Wind", "score": 0.3}, {"label": "Speech", "score": 0.1}],
     }
-    return {"encoder": "hand-written (tests)", "pooling": "mean", "k": 2, "video_labels": list(CLASSES),
-            "audio_labels": list(AUDIO_LABELS), "mapping": mapping}
+    return {
+        "encoder": "hand-written (tests)",
+        "pooling": "mean",
+        "k": 2,
+        "video_labels": list(CLASSES),
+        "audio_labels": list(AUDIO_LABELS),
+        "mapping": mapping,
+    }
 
 
 def make_dataset(root: Path, per_class: int = 6, seconds: float = 0.8, silent_class: bool = True) -> Path:
@@ -52,8 +78,17 @@ def make_dataset(root: Path, per_class: int = 6, seconds: float = 0.8, silent_cl
         folder = root / name
         folder.mkdir(parents=True, exist_ok=True)
         for i in range(per_class):
-            write_clip(folder / f"{name}_{i}.mp4", seconds=seconds, fps=10, width=48, height=48,
-                       audio_hz=_SOUND[name] if silent_class else _SOUND[name] or 600.0, pattern="texture", seed=100 * c_i + i, channels=1)
+            write_clip(
+                folder / f"{name}_{i}.mp4",
+                seconds=seconds,
+                fps=10,
+                width=48,
+                height=48,
+                audio_hz=_SOUND[name] if silent_class else _SOUND[name] or 600.0,
+                pattern="texture",
+                seed=100 * c_i + i,
+                channels=1,
+            )
     return root
 
 
@@ -82,13 +117,20 @@ def tiny_savld(tmp_path_factory) -> Path:
 
 def write_recipe(path: Path, savld: Path, **top) -> Path:
     recipe = {
-        "version": 1, "name": "test-tiny", "model": tiny_model_section(),
+        "version": 1,
+        "name": "test-tiny",
+        "model": tiny_model_section(),
         "init": {"savld": str(savld)},
         "optim": {"name": "adamw", "lr": 0.003, "weight_decay": 0.01},
         "schedule": {"name": "cosine", "warmup_steps": 1},
         "augment": {"flip": True, "train_scale": [1.0, 1.2]},
-        "epochs": 2, "batch_size": 4, "seed": 3, "early_stopping_patience": 0,
-        "num_workers": 0, "val_fraction": 0.25, "log_every_steps": 1,
+        "epochs": 2,
+        "batch_size": 4,
+        "seed": 3,
+        "early_stopping_patience": 0,
+        "num_workers": 0,
+        "val_fraction": 0.25,
+        "log_every_steps": 1,
     }
     recipe.update(top)
     path.write_text(json.dumps(recipe, indent=1), encoding="utf-8")

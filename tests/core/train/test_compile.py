@@ -42,8 +42,15 @@ def batch_for(model: IMDModel, b: int = 2) -> dict:
 
 
 def step(model_called, core, batch):
-    out = forward_batch(model_called, core, batch, device=torch.device("cpu"), precision="fp32", cache=None,
-                        ast_trainable=False)
+    out = forward_batch(
+        model_called,
+        core,
+        batch,
+        device=torch.device("cpu"),
+        precision="fp32",
+        cache=None,
+        ast_trainable=False,
+    )
     out.loss.backward()
     return out
 
@@ -57,10 +64,13 @@ def test_training_forward_has_no_graph_break():
     emb, alog = audio_features(model, batch["fbank"], None, None, torch.device("cpu"), "fp32")
 
     def loss_fn(rgb, motion, emb, alog, present, labels):
-        return model(rgb, motion, audio_embedding=emb, audio_logits=alog, audio_present=present, labels=labels).loss
+        return model(
+            rgb, motion, audio_embedding=emb, audio_logits=alog, audio_present=present, labels=labels
+        ).loss
 
-    explained = torch._dynamo.explain(loss_fn)(batch["rgb"], batch["motion"], emb, alog, batch["audio_present"],
-                                               batch["label"])
+    explained = torch._dynamo.explain(loss_fn)(
+        batch["rgb"], batch["motion"], emb, alog, batch["audio_present"], batch["label"]
+    )
     reasons = [str(r.reason) for r in explained.break_reasons]
     assert explained.graph_break_count == 0 and explained.graph_count == 1, reasons
 
@@ -104,7 +114,9 @@ def test_compiled_bf16_step_on_cuda_matches_eager():
     compiled = compile_train_model(compiled_core, fullgraph=True)
     outs = []
     for called, core in ((compiled, compiled_core), (eager, eager)):
-        out = forward_batch(called, core, batch, device=dev, precision="bf16", cache=None, ast_trainable=False)
+        out = forward_batch(
+            called, core, batch, device=dev, precision="bf16", cache=None, ast_trainable=False
+        )
         out.loss.backward()
         outs.append(out)
     torch.testing.assert_close(outs[0].loss, outs[1].loss, rtol=2e-2, atol=2e-2)

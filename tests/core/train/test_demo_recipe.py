@@ -38,8 +38,18 @@ def test_demo_recipe_builds_the_shipped_configuration(shipped, built):
     assert {k: (rec[k], ship[k]) for k in rec if rec[k] != ship[k] and k != "ast_config"} == {}
     assert built.config.architecture() == shipped.config.architecture()
     # the tagger: its architecture and labels (the folder also records transformers' bookkeeping)
-    keys = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "patch_size",
-            "frequency_stride", "time_stride", "max_length", "num_mel_bins", "id2label")
+    keys = (
+        "hidden_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "intermediate_size",
+        "patch_size",
+        "frequency_stride",
+        "time_stride",
+        "max_length",
+        "num_mel_bins",
+        "id2label",
+    )
     assert {k: rec["ast_config"][k] for k in keys} == {k: ship["ast_config"][k] for k in keys}
     assert built.audio_labels == shipped.audio_labels
 
@@ -70,4 +80,7 @@ def test_demo_recipe_fine_tunes_the_demo_model(shipped):
     cfg = load_train_config("demo", ["init.from_model=demo"])
     model = build_model(cfg, list(shipped.config.labels))
     assert model.config.architecture() == shipped.config.architecture()
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), shipped.state_dict().values(), strict=True))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(model.state_dict().values(), shipped.state_dict().values(), strict=True)
+    )

@@ -49,7 +49,11 @@ def test_grid_covers_each_segment_and_picks_one_candidate_per_segment():
     dense = ClipPreprocessor.from_dict({**PRE.to_dict(), "sampling": "dense", "dense_interval": 0.1})
     t = grid_times(dense, 0.0, 2.0, 3).reshape(3, 4)
     np.testing.assert_allclose(np.diff(t, axis=1), 0.1)
-    assert grid_pick(dense, 3, np.random.default_rng(1)).tolist() in ([0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11])
+    assert grid_pick(dense, 3, np.random.default_rng(1)).tolist() in (
+        [0, 1, 2, 3],
+        [4, 5, 6, 7],
+        [8, 9, 10, 11],
+    )
 
 
 def test_cached_training_epochs_equal_decoding_and_evaluation_equals_clipdataset(tmp_path, tiny_data):
@@ -72,7 +76,9 @@ def test_cached_training_epochs_equal_decoding_and_evaluation_equals_clipdataset
     assert 0 < len(swapped) < len(first)  # the swap path was exercised, and not only it
     # another epoch draws other candidates and crops from the same entries
     other = epoch_items(reading, 2)
-    assert reading.misses == 0 and any(not torch.equal(a["rgb"], b["rgb"]) for a, b in zip(again, other, strict=True))
+    assert reading.misses == 0 and any(
+        not torch.equal(a["rgb"], b["rgb"]) for a, b in zip(again, other, strict=True)
+    )
     assert all(a["rgb"].shape == (4, 3, 32, 32) for a in other)
 
     # evaluation (single and multi-view): exactly what ClipDataset decodes
@@ -82,7 +88,10 @@ def test_cached_training_epochs_equal_decoding_and_evaluation_equals_clipdataset
         plain = [ClipDataset(index, pre, False, multi_view=multi)[i] for i in range(len(index))]
         ds = FrameCacheDataset(index, pre, False, cache_dir=cache, multi_view=multi)
         cached = [ds[i] for i in range(len(index))]
-        again = [FrameCacheDataset(index, pre, False, cache_dir=cache, multi_view=multi)[i] for i in range(len(index))]
+        again = [
+            FrameCacheDataset(index, pre, False, cache_dir=cache, multi_view=multi)[i]
+            for i in range(len(index))
+        ]
         assert ds.misses == len(index)
         assert_same(cached, plain)
         assert_same(again, plain)
@@ -106,7 +115,11 @@ def test_frame_cache_config_and_a_run_that_uses_it(tmp_path, tiny_data, tiny_sav
     entries = list((run / "frame_cache").glob("*/*.json"))
     assert len(entries) == 18  # every training and validation clip, decoded once
     assert json.loads((run / "config.json").read_text())["data"] == {
-        "frame_cache": "auto", "frame_grid": 4, "probe_timeout": 10.0, "loader_timeout": 300.0}
+        "frame_cache": "auto",
+        "frame_grid": 4,
+        "probe_timeout": 10.0,
+        "loader_timeout": 300.0,
+    }
     # the epoch events count the cache's hits and misses across training and validation
     from imd_core.train.events import read_events
 

@@ -60,8 +60,14 @@ def split_tree(root: Path, tiny_data: Path, hang_in: str) -> Path:
 
 
 def imd(*args: str, timeout: float) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "imd_core", *args], capture_output=True, text=True,
-                          timeout=timeout, env=ENV, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "imd_core", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=ENV,
+        cwd=ROOT,
+    )
 
 
 @needs_fifo
@@ -70,8 +76,10 @@ def test_the_hanger_passes_the_probe_and_hangs_mid_stream(tmp_path, tiny_data):
     (tmp_path / "c" / "a.mp4").symlink_to(next(tiny_data.glob("clapping/*.mp4")))
     hanger = mid_stream_hanger(tmp_path / "c", "a.mp4")
     assert P.probe_file(str(hanger), 5.0) is None  # opens well: the probe cannot see it
-    code = ("import sys; from imd_core.media.decode import decode_clip; print('decoding', flush=True); "
-            f"decode_clip({str(hanger)!r}, 0.0, None, num_frames=4, size=32, timeout=0.5)")
+    code = (
+        "import sys; from imd_core.media.decode import decode_clip; print('decoding', flush=True); "
+        f"decode_clip({str(hanger)!r}, 0.0, None, num_frames=4, size=32, timeout=0.5)"
+    )
     with pytest.raises(subprocess.TimeoutExpired) as info:  # the in-process watchdog cannot end it
         subprocess.run([sys.executable, "-c", code], env=ENV, cwd=ROOT, timeout=6, capture_output=True)
     assert b"decoding" in (info.value.stdout or b"")  # it got there and stayed
@@ -81,11 +89,18 @@ def test_the_hanger_passes_the_probe_and_hangs_mid_stream(tmp_path, tiny_data):
 @pytest.mark.slow
 @pytest.mark.timeout(420)
 @pytest.mark.parametrize(("workers", "hang_in"), [(0, "train"), (1, "val")])
-def test_a_mid_stream_hang_fails_the_run_names_the_file_and_resume_skips_it(tmp_path, tiny_data, tiny_savld,
-                                                                           workers, hang_in):
+def test_a_mid_stream_hang_fails_the_run_names_the_file_and_resume_skips_it(
+    tmp_path, tiny_data, tiny_savld, workers, hang_in
+):
     data = split_tree(tmp_path / "data", tiny_data, hang_in)
-    recipe = write_recipe(tmp_path / "r.json", tiny_savld, epochs=1, num_workers=workers, checkpoint_every_steps=1,
-                          data={"loader_timeout": 4.0})
+    recipe = write_recipe(
+        tmp_path / "r.json",
+        tiny_savld,
+        epochs=1,
+        num_workers=workers,
+        checkpoint_every_steps=1,
+        data={"loader_timeout": 4.0},
+    )
     run = tmp_path / "run"
     t0 = time.monotonic()
     first = imd("train", "--config", str(recipe), "--data", str(data), "--out", str(run), timeout=300)
@@ -108,7 +123,9 @@ def test_a_mid_stream_hang_fails_the_run_names_the_file_and_resume_skips_it(tmp_
     # nothing half-written: no temporary checkpoint folder; last/ (if any) is complete
     assert not [p.name for p in run.iterdir() if ".tmp" in p.name]
     if (run / "last").exists():
-        assert (run / "last" / "training_state.pt").is_file() and (run / "last" / "model.safetensors").is_file()
+        assert (run / "last" / "training_state.pt").is_file() and (
+            run / "last" / "model.safetensors"
+        ).is_file()
     if hang_in == "val":  # the hang came in validation, after checkpointed training steps
         assert (run / "last" / "training_state.pt").is_file()
 
@@ -140,14 +157,41 @@ def test_imd_eval_is_bounded_and_names_the_hung_file(tmp_path, tiny_data, tiny_s
     from imd_core.model.savld import Savld
 
     model = tmp_path / "model"  # a fresh tiny model (random weights: eval only needs to load it)
-    save_model(IMDModel(ModelConfig.from_dict({**tiny_model_section(), "labels": list(CLASSES)})), model,
-               savld=Savld.load(tiny_savld))
+    save_model(
+        IMDModel(ModelConfig.from_dict({**tiny_model_section(), "labels": list(CLASSES)})),
+        model,
+        savld=Savld.load(tiny_savld),
+    )
     code = "import sys; from imd_core.cli.main import main; sys.exit(main(sys.argv[1:]))"
     t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, "-c", code, "eval", "--model", str(model), "--data", str(data),
-                           "--split", "val", "--batch-size", "2", "--workers", workers, "--device", "cpu", "--json",
-                           "--decode-timeout", "3"],
-                          env=ENV, cwd=ROOT, timeout=200, capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            "eval",
+            "--model",
+            str(model),
+            "--data",
+            str(data),
+            "--split",
+            "val",
+            "--batch-size",
+            "2",
+            "--workers",
+            workers,
+            "--device",
+            "cpu",
+            "--json",
+            "--decode-timeout",
+            "3",
+        ],
+        env=ENV,
+        cwd=ROOT,
+        timeout=200,
+        capture_output=True,
+        text=True,
+    )
     elapsed = time.monotonic() - t0
     assert proc.returncode == 3, proc.stderr[-3000:]
     hanger = data / "val" / "clapping" / "zz_hangs_mid.mp4"
@@ -189,7 +233,9 @@ with dog:
 print("not reached")
 """)
     t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=60
+    )
     assert proc.returncode == EXIT_HUNG, proc.stderr[-2000:]
     assert f"HUNG {hanger}" in proc.stderr and "not reached" not in proc.stdout
     assert time.monotonic() - t0 < 40
@@ -240,8 +286,16 @@ class _SlowLoader:
 def test_the_watchdog_thread_reports_the_stuck_file_and_exits(tmp_path):
     log = DecodeLog(tmp_path / "decoding")
     exits, fatal, hangs, counted = [], [], [], []
-    dog = LoaderWatchdog(0.5, log, message=lambda h: f"{h.path}: hung {h.seconds:.1f}", on_hang=hangs.append,
-                         on_fatal=fatal.append, exit_fn=exits.append, kill_children=False, poll=0.05)
+    dog = LoaderWatchdog(
+        0.5,
+        log,
+        message=lambda h: f"{h.path}: hung {h.seconds:.1f}",
+        on_hang=hangs.append,
+        on_fatal=fatal.append,
+        exit_fn=exits.append,
+        kill_children=False,
+        poll=0.05,
+    )
     with dog:
         batches = list(dog.watch(_SlowLoader(log, "/stuck.mp4", 1.5), on_batch=counted.append))
     assert len(batches) == 2 and counted[0]["frame_cache_hits"] == 2
@@ -277,8 +331,13 @@ def test_a_dataloader_timeout_becomes_a_loader_hang_naming_the_file(tmp_path):
 
     loader = torch.utils.data.DataLoader(Stuck(), batch_size=1, num_workers=1, timeout=1.5)
     exits: list[int] = []
-    dog = LoaderWatchdog(1.5, log, message=lambda h: f"{h.path}: decode hung for {h.seconds:.0f} s",
-                         exit_fn=exits.append, kill_children=False)
+    dog = LoaderWatchdog(
+        1.5,
+        log,
+        message=lambda h: f"{h.path}: decode hung for {h.seconds:.0f} s",
+        exit_fn=exits.append,
+        kill_children=False,
+    )
     t0 = time.monotonic()
     with dog, pytest.raises(LoaderHang) as info:
         for _ in dog.watch(loader):

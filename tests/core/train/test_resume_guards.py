@@ -50,9 +50,21 @@ def imd_train(monkeypatch, engine: Calls, *args: str) -> int:
     return main(["train", *args])
 
 
-def test_resume_after_a_kill_before_config_json_continues_the_original_config(tmp_path, tiny_data, recipe, monkeypatch):
+def test_resume_after_a_kill_before_config_json_continues_the_original_config(
+    tmp_path, tiny_data, recipe, monkeypatch
+):
     run = tmp_path / "run"
-    first = ["--config", str(recipe), "--data", str(tiny_data), "--out", str(run), "--set", "epochs=3", "seed=11"]
+    first = [
+        "--config",
+        str(recipe),
+        "--data",
+        str(tiny_data),
+        "--out",
+        str(run),
+        "--set",
+        "epochs=3",
+        "seed=11",
+    ]
     # killed in set-up (here: the engine never returns), before the engine wrote anything
     assert imd_train(monkeypatch, Calls(fail=KeyboardInterrupt()), *first) == 130
     original = json.loads((run / "run.json").read_text())
@@ -64,7 +76,11 @@ def test_resume_after_a_kill_before_config_json_continues_the_original_config(tm
         engine = Calls()
         assert imd_train(monkeypatch, engine, "--out", str(run), "--resume") == 0
         cfg = engine.calls[0]["cfg"]
-        assert (cfg.name, cfg.epochs, cfg.seed) == ("test-tiny", 3, 11)  # not the default tiny recipe (20 epochs)
+        assert (cfg.name, cfg.epochs, cfg.seed) == (
+            "test-tiny",
+            3,
+            11,
+        )  # not the default tiny recipe (20 epochs)
         assert engine.calls[0]["data"] == Path(tiny_data) and engine.calls[0]["resume"] is False
         info = json.loads((run / "run.json").read_text())
         assert info["argv"] == original["argv"]  # the original command is kept
@@ -101,7 +117,9 @@ def test_resume_after_a_swap_cut_between_last_and_last_old(tmp_path, tiny_data, 
     assert not (run / ".last.old").exists() and not (run / ".last.tmp-123").exists()
 
 
-def test_a_refused_new_run_changes_nothing_in_the_run_folder(tmp_path, tiny_data, recipe, monkeypatch, capsys):
+def test_a_refused_new_run_changes_nothing_in_the_run_folder(
+    tmp_path, tiny_data, recipe, monkeypatch, capsys
+):
     run = tmp_path / "run"
     first = ["--config", str(recipe), "--data", str(tiny_data), "--out", str(run)]
     assert imd_train(monkeypatch, Calls(), *first) == 0
@@ -123,7 +141,9 @@ def test_ctrl_c_during_set_up_stops_train_at_once(tmp_path, tiny_data, recipe):
         for clip in sorted((tiny_data / c).glob("*.mp4"))[:2]:
             (data / c / clip.name).symlink_to(clip)
     os.mkfifo(data / CLASSES[0] / "stream.fifo")
-    (data / CLASSES[0] / "hangs.mp4").write_text("ffconcat version 1.0\nfile stream.fifo\n")  # the probe hangs
+    (data / CLASSES[0] / "hangs.mp4").write_text(
+        "ffconcat version 1.0\nfile stream.fifo\n"
+    )  # the probe hangs
     run = tmp_path / "run"
     proc = subprocess.Popen(
         [sys.executable, "-m", "imd_core", "train", "--config", str(recipe), "--data", str(data), "--out", str(run),

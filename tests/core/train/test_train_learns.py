@@ -41,8 +41,18 @@ EPOCHS = 6
 
 def write_task(root: Path) -> Path:
     """48 clips (16 per class) and a manifest: every 4th clip of a class is validation."""
-    cfg = SynthConfig(clips=48, relevance=1.0, ambiguity=0.0, seed=5, size=64, min_seconds=1.0, max_seconds=1.2,
-                      val_fraction=0.0, test_fraction=0.0, classes=CLASSES)
+    cfg = SynthConfig(
+        clips=48,
+        relevance=1.0,
+        ambiguity=0.0,
+        seed=5,
+        size=64,
+        min_seconds=1.0,
+        max_seconds=1.2,
+        val_fraction=0.0,
+        test_fraction=0.0,
+        classes=CLASSES,
+    )
     with open(generate(root, cfg, workers=1), newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     seen = dict.fromkeys(CLASSES, 0)
@@ -63,8 +73,13 @@ def write_recipe(path: Path) -> Path:
         "encoder": "hand-written (tests)", "pooling": "mean", "k": 1, "video_labels": list(CLASSES),
         "audio_labels": list(TAGGER_LABELS), "mapping": {c: [{"label": CLASS_TAGS[c], "score": 1.0}] for c in CLASSES},
     }), encoding="utf-8")  # fmt: skip
-    model = {**tiny_model_section(), "ast_source": str(TAGGER), "ast_config": None, "audio_seconds": 2.56,
-             "relevance_tag_floor": "Silence"}
+    model = {
+        **tiny_model_section(),
+        "ast_source": str(TAGGER),
+        "ast_config": None,
+        "audio_seconds": 2.56,
+        "relevance_tag_floor": "Silence",
+    }
     recipe = {
         "version": 1, "name": "learns", "model": model, "init": {"savld": str(savld)},
         "optim": {"name": "adamw", "lr": 0.003, "weight_decay": 0.01},
@@ -90,7 +105,10 @@ def test_imd_train_masters_a_small_synthav_task(tmp_path):
     events = read_events(run / "events.jsonl")
     assert [p for e in events for p in check_record(e)] == []
     started = next(e for e in events if e["event"] == "run_started")
-    assert started["classes"] == sorted(CLASSES) and (started["train_clips"], started["val_clips"]) == (36, 12)
+    assert started["classes"] == sorted(CLASSES) and (started["train_clips"], started["val_clips"]) == (
+        36,
+        12,
+    )
     epochs = [e for e in events if e["event"] == "epoch"]
     assert len(epochs) == EPOCHS
     first, last = epochs[0], epochs[-1]

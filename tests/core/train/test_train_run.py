@@ -44,13 +44,25 @@ def imd_here(*args: str) -> int:
 
 
 def imd(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "imd_core", *args], capture_output=True, text=True,
-                          timeout=timeout, env=ENV, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "imd_core", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=ENV,
+        cwd=ROOT,
+    )
 
 
 def start(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "imd_core", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "imd_core", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+        cwd=ROOT,
+    )
 
 
 def weights(folder: Path) -> dict[str, torch.Tensor]:
@@ -63,8 +75,19 @@ def kinds(events: list[dict]) -> list[str]:
 
 def test_train_writes_a_complete_run_folder_and_eval_reads_it(tmp_path, tiny_data, recipe, capsys):
     run = tmp_path / "run"
-    out = imd("train", "--config", str(recipe), "--data", str(tiny_data), "--out", str(run), "--events", "-",
-              "--set", "checkpoint_every_steps=2")
+    out = imd(
+        "train",
+        "--config",
+        str(recipe),
+        "--data",
+        str(tiny_data),
+        "--out",
+        str(run),
+        "--events",
+        "-",
+        "--set",
+        "checkpoint_every_steps=2",
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     stdout_events = [json.loads(line) for line in out.stdout.splitlines()]  # every stdout line is one event
     file_events = read_events(run / "events.jsonl")
@@ -73,33 +96,70 @@ def test_train_writes_a_complete_run_folder_and_eval_reads_it(tmp_path, tiny_dat
     assert k[0] == "run_started" and k[-1] == "run_finished" and k.count("epoch") == 2
     assert {"step", "checkpoint_saved"} <= set(k)
     started = file_events[0]
-    assert started["classes"] == list(CLASSES) and started["resumed"] is False and started["precision"] == "fp32"
+    assert (
+        started["classes"] == list(CLASSES) and started["resumed"] is False and started["precision"] == "fp32"
+    )
     epochs = [e for e in file_events if e["event"] == "epoch"]
-    assert set(epochs[0]["val"]) >= {"top1", "top5", "mean_class_accuracy", "relevance_accuracy", "audio_drop_rate"}
+    assert set(epochs[0]["val"]) >= {
+        "top1",
+        "top5",
+        "mean_class_accuracy",
+        "relevance_accuracy",
+        "audio_drop_rate",
+    }
     # the frozen AST ran for every clip in epoch 0 and for none in epoch 1
     assert epochs[0]["ast_cache"]["misses"] > 0 and epochs[1]["ast_cache"]["misses"] == 0
     assert epochs[1]["ast_cache"]["hits"] == epochs[0]["ast_cache"]["misses"] + epochs[0]["ast_cache"]["hits"]
-    for name in ("config.json", "run.json", "savld.json", "metrics.csv", "confusion_matrix.png", "best_metrics.json"):
+    for name in (
+        "config.json",
+        "run.json",
+        "savld.json",
+        "metrics.csv",
+        "confusion_matrix.png",
+        "best_metrics.json",
+    ):
         assert (run / name).is_file(), name
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     rows = (run / "metrics.csv").read_text().splitlines()
     assert len(rows) == 3 and rows[0].startswith("epoch,step,lr,train_loss")
     for folder in ("last", "best"):
         assert {"config.json", "model.safetensors", "preprocessor_config.json", "savld.json"} <= {
-            p.name for p in (run / folder).iterdir()}
+            p.name for p in (run / folder).iterdir()
+        }
     assert not list(run.glob(".last.*")) and not list(run.glob(".best.*"))
     saved = json.loads((run / "config.json").read_text())
     assert saved["model"]["embed_dim"] == 32 and saved["checkpoint_every_steps"] == 2
 
     capsys.readouterr()
-    code = imd_here("eval", "--model", str(run / "best"), "--data", str(tiny_data), "--views", "2x3", "--json",
-                    "--split", "all", "--workers", "0")
+    code = imd_here(
+        "eval",
+        "--model",
+        str(run / "best"),
+        "--data",
+        str(tiny_data),
+        "--views",
+        "2x3",
+        "--json",
+        "--split",
+        "all",
+        "--workers",
+        "0",
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err[-3000:]
     m = json.loads(captured.out)
     assert m["clips"] == 18 and m["views"] == "2x3" and m["labels"] == list(CLASSES)
-    for key in ("top1", "top5", "mean_class_accuracy", "per_class_accuracy", "confusion_matrix",
-                "relevance_accuracy", "audio_drop_rate", "accuracy_audio_kept", "accuracy_audio_dropped"):
+    for key in (
+        "top1",
+        "top5",
+        "mean_class_accuracy",
+        "per_class_accuracy",
+        "confusion_matrix",
+        "relevance_accuracy",
+        "audio_drop_rate",
+        "accuracy_audio_kept",
+        "accuracy_audio_dropped",
+    ):
         assert key in m
     assert sum(map(sum, m["confusion_matrix"])) == 18 and set(m["per_class_accuracy"]) == set(CLASSES)
     # "waving" clips have no audio track: they always count as dropped
@@ -108,13 +168,27 @@ def test_train_writes_a_complete_run_folder_and_eval_reads_it(tmp_path, tiny_dat
 
 def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path, tiny_data, tiny_savld):
     recipe = write_recipe(tmp_path / "r.json", tiny_savld, checkpoint_every_steps=1, epochs=2)
-    assert imd_here("train", "--config", str(recipe), "--data", str(tiny_data), "--out", str(tmp_path / "ref")) == 0
+    assert (
+        imd_here("train", "--config", str(recipe), "--data", str(tiny_data), "--out", str(tmp_path / "ref"))
+        == 0
+    )
 
     run = tmp_path / "killed"
     # 2 DataLoader workers here, none in the reference: the data order and each clip's
     # augmentation depend on (seed, epoch, clip) only, never on who loads it
-    proc = start("train", "--config", str(recipe), "--data", str(tiny_data), "--out", str(run), "--events", "-",
-                 "--set", "num_workers=2")
+    proc = start(
+        "train",
+        "--config",
+        str(recipe),
+        "--data",
+        str(tiny_data),
+        "--out",
+        str(run),
+        "--events",
+        "-",
+        "--set",
+        "num_workers=2",
+    )
     killed_at = None
     for line in proc.stdout:
         event = json.loads(line)
@@ -144,7 +218,9 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path, ti
 def test_sigterm_saves_last_and_exits_cleanly(tmp_path, tiny_data, tiny_savld, capsys):
     recipe = write_recipe(tmp_path / "r.json", tiny_savld, epochs=50)
     run = tmp_path / "run"
-    proc = start("train", "--config", str(recipe), "--data", str(tiny_data), "--out", str(run), "--events", "-")
+    proc = start(
+        "train", "--config", str(recipe), "--data", str(tiny_data), "--out", str(run), "--events", "-"
+    )
     for line in proc.stdout:
         if json.loads(line)["event"] == "step":
             proc.send_signal(signal.SIGTERM)
@@ -163,8 +239,9 @@ def test_sigterm_saves_last_and_exits_cleanly(tmp_path, tiny_data, tiny_savld, c
 
 def test_early_stopping_and_keep_best(tmp_path, tiny_data, tiny_savld):
     # a vanishing learning rate: validation cannot improve after the first epoch
-    recipe = write_recipe(tmp_path / "r.json", tiny_savld, epochs=6, early_stopping_patience=2,
-                          optim={"lr": 1e-12})
+    recipe = write_recipe(
+        tmp_path / "r.json", tiny_savld, epochs=6, early_stopping_patience=2, optim={"lr": 1e-12}
+    )
     run = tmp_path / "run"
     assert imd_here("train", "--config", str(recipe), "--data", str(tiny_data), "--out", str(run)) == 0
     events = read_events(run / "events.jsonl")
@@ -177,13 +254,24 @@ def test_early_stopping_and_keep_best(tmp_path, tiny_data, tiny_savld):
 
 def test_a_failing_run_reports_run_failed(tmp_path, recipe, capsys):
     run = tmp_path / "run"
-    code = imd_here("train", "--config", str(recipe), "--data", str(tmp_path / "no_such_data"), "--out", str(run),
-                    "--events", "-")
+    code = imd_here(
+        "train",
+        "--config",
+        str(recipe),
+        "--data",
+        str(tmp_path / "no_such_data"),
+        "--out",
+        str(run),
+        "--events",
+        "-",
+    )
     out = capsys.readouterr()
     assert code == 3, out.err[-2000:]
     event = json.loads(out.out.splitlines()[-1])
     assert event["event"] == "run_failed" and "no_such_data" in event["reason"]
-    code = imd_here("train", "--config", str(recipe), "--data", str(tmp_path), "--out", str(run), "--set", "optim.lr=-1")
+    code = imd_here(
+        "train", "--config", str(recipe), "--data", str(tmp_path), "--out", str(run), "--set", "optim.lr=-1"
+    )
     assert code == 2 and "lr" in capsys.readouterr().err
 
 
@@ -200,13 +288,46 @@ def test_ddp_two_cpu_processes_match_one_process(tmp_path, tiny_savld, capsys):
     # gradients (another summation order across ranks) into full-size updates.
     # 3 validation clips = one batch of 4: rank 1 validates nothing and must still join
     # the gather (imd eval below splits for real).
-    recipe = write_recipe(tmp_path / "r.json", tiny_savld, epochs=2, batch_size=4,
-                          optim={"name": "sgd", "lr": 0.05, "momentum": 0.9})
-    assert imd_here("train", "--config", str(recipe), "--data", str(tiny_data), "--out", str(tmp_path / "one")) == 0
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "imd_core"]
-    two = subprocess.run([*torchrun, "-v", "train", "--config", str(recipe), "--data", str(tiny_data),
-                          "--out", str(tmp_path / "two"), "--device", "cpu"],
-                         capture_output=True, text=True, timeout=300, env=ENV, cwd=ROOT)
+    recipe = write_recipe(
+        tmp_path / "r.json",
+        tiny_savld,
+        epochs=2,
+        batch_size=4,
+        optim={"name": "sgd", "lr": 0.05, "momentum": 0.9},
+    )
+    assert (
+        imd_here("train", "--config", str(recipe), "--data", str(tiny_data), "--out", str(tmp_path / "one"))
+        == 0
+    )
+    torchrun = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "imd_core",
+    ]
+    two = subprocess.run(
+        [
+            *torchrun,
+            "-v",
+            "train",
+            "--config",
+            str(recipe),
+            "--data",
+            str(tiny_data),
+            "--out",
+            str(tmp_path / "two"),
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=ENV,
+        cwd=ROOT,
+    )
     assert two.returncode == 0, two.stderr[-3000:]
     events = read_events(tmp_path / "two" / "events.jsonl")
     assert events[0]["world_size"] == 2 and kinds(events).count("run_started") == 1  # rank 0 only
@@ -216,7 +337,9 @@ def test_ddp_two_cpu_processes_match_one_process(tmp_path, tiny_savld, capsys):
 
     # Validation ran on both ranks (a share each), and both got the gathered numbers.
     logged = VAL_LOG.findall(two.stderr)
-    assert sorted((int(e), int(r)) for e, r, *_ in logged) == [(0, 0), (0, 1), (1, 0), (1, 1)], two.stderr[-2000:]
+    assert sorted((int(e), int(r)) for e, r, *_ in logged) == [(0, 0), (0, 1), (1, 0), (1, 1)], two.stderr[
+        -2000:
+    ]
     for epoch in (0, 1):
         per_rank = [row[2:] for row in logged if int(row[0]) == epoch]
         assert per_rank[0] == per_rank[1]  # every rank agrees
@@ -229,8 +352,22 @@ def test_ddp_two_cpu_processes_match_one_process(tmp_path, tiny_savld, capsys):
     # imd eval under torchrun: the same JSON as one process (same batches, same order);
     # 12 clips in batches of 5, 5, 2: rank 0 gets the first and the short last one.
     model = str(tmp_path / "one" / "last")
-    args = ("eval", "--model", model, "--data", str(tiny_data), "--split", "all", "--batch-size", "5", "--json",
-            "--workers", "0", "--device", "cpu")
+    args = (
+        "eval",
+        "--model",
+        model,
+        "--data",
+        str(tiny_data),
+        "--split",
+        "all",
+        "--batch-size",
+        "5",
+        "--json",
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+    )
     capsys.readouterr()
     assert imd_here(*args) == 0
     single = json.loads(capsys.readouterr().out)
@@ -246,37 +383,77 @@ def test_ddp_two_cpu_processes_match_one_process(tmp_path, tiny_savld, capsys):
 
 def test_fine_tune_from_a_model_folder_with_new_classes_and_a_trainable_ast(tmp_path, tiny_data, tiny_savld):
     base = write_recipe(tmp_path / "base.json", tiny_savld, epochs=1, max_steps_per_epoch=1)
-    assert imd_here("train", "--config", str(base), "--data", str(tiny_data), "--out", str(tmp_path / "a")) == 0
+    assert (
+        imd_here("train", "--config", str(base), "--data", str(tiny_data), "--out", str(tmp_path / "a")) == 0
+    )
     # a manifest with two of the classes, one renamed in case only (labels match case-insensitively)
-    rows = ["path,label"] + [f"{p},{p.parent.name.upper() if p.parent.name == 'clapping' else p.parent.name}"
-                             for p in sorted(tiny_data.glob("*/*.mp4")) if p.parent.name != "drumming"]
+    rows = ["path,label"] + [
+        f"{p},{p.parent.name.upper() if p.parent.name == 'clapping' else p.parent.name}"
+        for p in sorted(tiny_data.glob("*/*.mp4"))
+        if p.parent.name != "drumming"
+    ]
     manifest = tmp_path / "two.csv"
     manifest.write_text("\n".join(rows) + "\n")
-    tune = write_recipe(tmp_path / "tune.json", tiny_savld, epochs=1, max_steps_per_epoch=2,
-                        init={"from_model": str(tmp_path / "a" / "last"), "savld": str(tiny_savld)},
-                        model={"ast_trainable": True, "embed_dim": 32})
+    tune = write_recipe(
+        tmp_path / "tune.json",
+        tiny_savld,
+        epochs=1,
+        max_steps_per_epoch=2,
+        init={"from_model": str(tmp_path / "a" / "last"), "savld": str(tiny_savld)},
+        model={"ast_trainable": True, "embed_dim": 32},
+    )
     # the folder fixes the architecture: another width is refused, not ignored
-    assert imd_here("train", "--config", str(tune), "--data", str(manifest), "--out", str(tmp_path / "x"),
-                    "--set", "model.embed_dim=64") == 2
-    assert imd_here("train", "--config", str(tune), "--data", str(manifest), "--out", str(tmp_path / "b")) == 0
+    assert (
+        imd_here(
+            "train",
+            "--config",
+            str(tune),
+            "--data",
+            str(manifest),
+            "--out",
+            str(tmp_path / "x"),
+            "--set",
+            "model.embed_dim=64",
+        )
+        == 2
+    )
+    assert (
+        imd_here("train", "--config", str(tune), "--data", str(manifest), "--out", str(tmp_path / "b")) == 0
+    )
     events = read_events(tmp_path / "b" / "events.jsonl")
     epoch = [e for e in events if e["event"] == "epoch"][0]
     assert epoch["ast_cache"] is None  # a trainable AST is never cached
     cfg = json.loads((tmp_path / "b" / "last" / "config.json").read_text())
-    assert cfg["labels"] == ["CLAPPING", "waving"] and cfg["model"]["embed_dim"] == 32 and cfg["model"]["ast_trainable"]
+    assert (
+        cfg["labels"] == ["CLAPPING", "waving"]
+        and cfg["model"]["embed_dim"] == 32
+        and cfg["model"]["ast_trainable"]
+    )
     a, b = weights(tmp_path / "a" / "last"), weights(tmp_path / "b" / "last")
     assert b["head.weight"].shape[0] == 2 and a["head.weight"].shape[0] == 3
-    assert not torch.equal(a["ast.model.audio_spectrogram_transformer.layers.0.attention.k_proj.weight"],
-                           b["ast.model.audio_spectrogram_transformer.layers.0.attention.k_proj.weight"])
+    assert not torch.equal(
+        a["ast.model.audio_spectrogram_transformer.layers.0.attention.k_proj.weight"],
+        b["ast.model.audio_spectrogram_transformer.layers.0.attention.k_proj.weight"],
+    )
 
 
 def test_gradient_accumulation_matches_the_full_batch(tmp_path, tiny_savld):
     data = make_dataset(tmp_path / "clips", per_class=3, silent_class=False)
     runs = {}
     for name, batch, accum in (("full", 4, 1), ("accum", 2, 2)):
-        recipe = write_recipe(tmp_path / f"{name}.json", tiny_savld, epochs=1, batch_size=batch, grad_accum_steps=accum,
-                              val_fraction=0.0, optim={"name": "sgd", "lr": 0.05, "momentum": 0.9})
-        assert imd_here("train", "--config", str(recipe), "--data", str(data), "--out", str(tmp_path / name)) == 0
+        recipe = write_recipe(
+            tmp_path / f"{name}.json",
+            tiny_savld,
+            epochs=1,
+            batch_size=batch,
+            grad_accum_steps=accum,
+            val_fraction=0.0,
+            optim={"name": "sgd", "lr": 0.05, "momentum": 0.9},
+        )
+        assert (
+            imd_here("train", "--config", str(recipe), "--data", str(data), "--out", str(tmp_path / name))
+            == 0
+        )
         runs[name] = weights(tmp_path / name / "last")
     steps = [e["step"] for e in read_events(tmp_path / "accum" / "events.jsonl") if e["event"] == "step"]
     assert steps == [1, 2]  # 9 clips: two optimiser steps of 2 x 2 clips
@@ -294,7 +471,9 @@ def test_unreadable_files_are_skipped_counted_and_reported(tmp_path, tiny_data, 
         (data / clip.parent.name / clip.name).symlink_to(clip)
     write_broken(data / "clapping" / "zz_truncated.mp4", "truncated")
     recipe = write_recipe(tmp_path / "r.json", tiny_savld, epochs=1, val_fraction=0.0)
-    assert imd_here("train", "--config", str(recipe), "--data", str(data), "--out", str(tmp_path / "run")) == 0
+    assert (
+        imd_here("train", "--config", str(recipe), "--data", str(data), "--out", str(tmp_path / "run")) == 0
+    )
     capsys.readouterr()
     code = imd_here("eval", "--model", str(tmp_path / "run"), "--data", str(data), "--json", "--workers", "0")
     out = capsys.readouterr()
@@ -314,23 +493,46 @@ def test_train_from_backbones_an_ast_folder_and_a_timm_vit_file(tmp_path, tiny_d
     ast_dir = tmp_path / "ast"
     ASTForAudioClassification(ASTConfig(**tiny_ast_config())).save_pretrained(ast_dir)
     vit = timm.models.vision_transformer.VisionTransformer(
-        img_size=32, patch_size=16, embed_dim=32, depth=1, num_heads=2, mlp_ratio=2.0, num_classes=0)
+        img_size=32, patch_size=16, embed_dim=32, depth=1, num_heads=2, mlp_ratio=2.0, num_classes=0
+    )
     vit_file = tmp_path / "vit.safetensors"
     save_file({k: v.contiguous() for k, v in vit.state_dict().items()}, str(vit_file))
-    recipe = write_recipe(tmp_path / "r.json", tiny_savld, epochs=1, max_steps_per_epoch=1, optim={"lr": 1e-12})
-    assert imd_here("train", "--config", str(recipe), "--data", str(tiny_data), "--out", str(tmp_path / "run"),
-                    "--set", f"model.ast_source={ast_dir}", "model.ast_config=null", f"model.video_init={vit_file}") == 0
+    recipe = write_recipe(
+        tmp_path / "r.json", tiny_savld, epochs=1, max_steps_per_epoch=1, optim={"lr": 1e-12}
+    )
+    assert (
+        imd_here(
+            "train",
+            "--config",
+            str(recipe),
+            "--data",
+            str(tiny_data),
+            "--out",
+            str(tmp_path / "run"),
+            "--set",
+            f"model.ast_source={ast_dir}",
+            "model.ast_config=null",
+            f"model.video_init={vit_file}",
+        )
+        == 0
+    )
     w = weights(tmp_path / "run" / "last")
     ast = ASTForAudioClassification.from_pretrained(ast_dir).state_dict()
     key = "audio_spectrogram_transformer.layers.0.attention.k_proj.weight"
-    key = key if key in ast else next(k for k in ast if k.endswith("k_proj.weight") or k.endswith("key.weight"))
+    key = (
+        key if key in ast else next(k for k in ast if k.endswith("k_proj.weight") or k.endswith("key.weight"))
+    )
     assert torch.equal(w[f"ast.model.{key}"], ast[key])  # the frozen AST is the saved one, unchanged
     for stream in ("rgb", "motion"):  # both streams start from the ViT (lr ~0: still equal)
-        torch.testing.assert_close(w[f"video.{stream}.blocks.0.attn.qkv.weight"], vit.state_dict()["blocks.0.attn.qkv.weight"])
+        torch.testing.assert_close(
+            w[f"video.{stream}.blocks.0.attn.qkv.weight"], vit.state_dict()["blocks.0.attn.qkv.weight"]
+        )
     assert json.loads((tmp_path / "run" / "config.json").read_text())["model"]["ast_source"] == str(ast_dir)
 
 
-def test_a_second_run_into_the_same_folder_is_refused_with_the_first_ones_pid(tmp_path, tiny_data, recipe, capsys):
+def test_a_second_run_into_the_same_folder_is_refused_with_the_first_ones_pid(
+    tmp_path, tiny_data, recipe, capsys
+):
     """Two runs into one --out used to both start (.best.old crash, two run_started)."""
     from imd_core.errors import TrainingError
     from imd_core.train.run_lock import RunLock

@@ -37,7 +37,9 @@ def test_shipped_configs_load_and_round_trip(name):
 
 
 def test_overrides_reach_every_section():
-    cfg = load_train_config("tiny", ["optim.lr=0.5", "model.num_frames=4", "epochs=3", "augment.cross_modal_p=0.5"])
+    cfg = load_train_config(
+        "tiny", ["optim.lr=0.5", "model.num_frames=4", "epochs=3", "augment.cross_modal_p=0.5"]
+    )
     assert (cfg.optim.lr, cfg.model["num_frames"], cfg.epochs, cfg.augment.cross_modal_p) == (0.5, 4, 3, 0.5)
 
 
@@ -85,7 +87,15 @@ def test_events_are_one_flushed_json_object_per_line(tmp_path):
     assert [json.loads(x)["event"] for x in lines] == ["features", "step"]
     step = json.loads(lines[1])
     assert step["loss"] is None and step["lr"] == 0.5 and step["clips_per_s"] == 3.0 and step["run"] == "r"
-    assert set(EVENT_TYPES) >= {"run_started", "step", "epoch", "checkpoint_saved", "early_stopped", "run_finished", "run_failed"}
+    assert set(EVENT_TYPES) >= {
+        "run_started",
+        "step",
+        "epoch",
+        "checkpoint_saved",
+        "early_stopped",
+        "run_finished",
+        "run_failed",
+    }
     with open(tmp_path / "events.jsonl", "a") as fh:
         fh.write('{"event": "st')  # a torn last line of a killed run
     assert len(read_events(tmp_path / "events.jsonl")) == 2
@@ -190,19 +200,32 @@ def test_metrics_top1_top5_mean_class_and_audio_split(tmp_path):
     logits = torch.tensor([[3.0, 1, 0], [0, 3, 1], [3, 1, 0], [0, 1, 3]])
     labels = torch.tensor([0, 1, 1, 2])
     kept = torch.tensor([True, True, False, False])
-    acc.update(logits, labels, kept, relevance_prob=torch.tensor([0.9, 0.2, 0.1, 0.8]),
-               relevance_target=torch.tensor([0.5, 0.0, 0.0, 0.0]), loss=1.0)
+    acc.update(
+        logits,
+        labels,
+        kept,
+        relevance_prob=torch.tensor([0.9, 0.2, 0.1, 0.8]),
+        relevance_target=torch.tensor([0.5, 0.0, 0.0, 0.0]),
+        loss=1.0,
+    )
     m = acc.compute(["a", "b", "c"])
     assert m["top1"] == 0.75 and m["top5"] == 1.0
     assert m["mean_class_accuracy"] == pytest.approx((1 + 0.5 + 1) / 3)
     assert m["per_class_accuracy"] == {"a": 1.0, "b": 0.5, "c": 1.0}
     assert m["confusion_matrix"] == [[1, 0, 0], [1, 1, 0], [0, 0, 1]]
-    assert m["audio_drop_rate"] == 0.5 and m["accuracy_audio_kept"] == 1.0 and m["accuracy_audio_dropped"] == 0.5
+    assert (
+        m["audio_drop_rate"] == 0.5 and m["accuracy_audio_kept"] == 1.0 and m["accuracy_audio_dropped"] == 0.5
+    )
     assert m["relevance_accuracy"] == 0.75
     # the decision is the model's own: at its threshold 0.85 the 0.8 clip counts as dropped
     strict = MetricAccumulator(num_classes=3, threshold=0.85)
-    strict.update(logits, labels, kept, relevance_prob=torch.tensor([0.9, 0.2, 0.1, 0.8]),
-                  relevance_target=torch.tensor([0.5, 0.0, 0.0, 0.0]))
+    strict.update(
+        logits,
+        labels,
+        kept,
+        relevance_prob=torch.tensor([0.9, 0.2, 0.1, 0.8]),
+        relevance_target=torch.tensor([0.5, 0.0, 0.0, 0.0]),
+    )
     assert strict.compute(["a", "b", "c"])["relevance_accuracy"] == 1.0
     png = save_confusion_png(m["confusion_matrix"], ["a", "b", "c"], tmp_path / "cm.png")
     assert png.read_bytes()[:4] == b"\x89PNG"
@@ -220,7 +243,13 @@ def test_metrics_csv_drops_rows_of_unfinished_epochs_on_resume(tmp_path):
 
 def test_lr_schedule_warms_up_then_decays():
     f = [lr_factor(s, total=10, warmup=2, name="cosine", min_ratio=0.1) for s in range(10)]
-    assert f[0] == 0.5 and f[1] == 1.0 and f[2] == 1.0 and f[-1] < 0.2 and all(a >= b for a, b in zip(f[1:], f[2:], strict=False))
+    assert (
+        f[0] == 0.5
+        and f[1] == 1.0
+        and f[2] == 1.0
+        and f[-1] < 0.2
+        and all(a >= b for a, b in zip(f[1:], f[2:], strict=False))
+    )
     assert lr_factor(5, total=10, warmup=0, name="constant", min_ratio=0.1) == 1.0
 
 
@@ -233,7 +262,11 @@ def test_human_progress_lines_never_break_on_odd_values():
             "losses": {}, "lr": 1e-3, "clips_per_s": 4.0}  # fmt: skip
     h.write(json.dumps(step))
     h.write(json.dumps({**step, "step": 3, "loss": None}))  # a non-finite loss is written as null
-    h.write(json.dumps({"event": "checkpoint_saved", "v": 1, "kind": "last", "path": "r/last", "epoch": 1, "step": 3}))
+    h.write(
+        json.dumps(
+            {"event": "checkpoint_saved", "v": 1, "kind": "last", "path": "r/last", "epoch": 1, "step": 3}
+        )
+    )
     h.write(json.dumps({"event": "step", "step": 4}))  # not an event of the schema: shown as it is
     lines = out.getvalue().splitlines()
     assert lines[0].strip().startswith("step 2/9  loss 0.5000") and "loss n/a" in lines[1]
@@ -253,7 +286,10 @@ def test_fine_tuning_the_demo_keeps_its_classes_by_name_in_any_order(new_class):
     cfg = TrainConfig.from_dict({"init": {"from_model": "demo"}})
     model = build_model(cfg, labels).eval()
     model.set_savld(src.savld)  # what the engine's build_savld does (a new class gets an empty row)
-    assert model.class_transfer == {"kept": list(reversed(src.config.labels)), "new": [new_class] if new_class else []}
+    assert model.class_transfer == {
+        "kept": list(reversed(src.config.labels)),
+        "new": [new_class] if new_class else [],
+    }
     torch.manual_seed(0)
     c = src.config
     rgb = torch.rand(2, c.num_frames, 3, c.image_size, c.image_size)
