@@ -13,6 +13,10 @@ Enrichments (all options of :meth:`Savld.build`, evaluated in docs/MODEL.md):
 * lexical overlap: ``lexical_weight`` x the fraction of a video label's content words
   (crudely stemmed) that also occur in the audio label;
 * pooling: ``mean`` (masked mean of the last hidden states) or ``cls``.
+
+A built file may also record ``runners_up`` (the next best audio labels after the K, for
+inspection: ``imd savld show``) and ``overrides`` (entries set by hand with ``imd savld
+set``, each with the entry it replaced), so an edited dictionary says so.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ DEFAULT_VIDEO_PROMPT = "{}"
 DEFAULT_AUDIO_PROMPT = "the sound of {}"
 DEFAULT_LEXICAL_WEIGHT = 0.0
 DEFAULT_POOLING = "cls"
+DEFAULT_RUNNERS_UP = 5  # `imd savld build` only; Savld.build records none unless asked
 
 _STOP = {
     "a",
@@ -188,9 +193,23 @@ def similarity_matrix(
     return scores
 
 
+def _closest(name: str, choices: list[str]) -> str:
+    import difflib
+
+    near = difflib.get_close_matches(name, choices, n=3, cutoff=0.6) or difflib.get_close_matches(
+        name.lower(), [c.lower() for c in choices], n=3, cutoff=0.6
+    )
+    return f"; did you mean {', '.join(repr(n) for n in near)}?" if near else ""
+
+
 @dataclass
 class Savld:
-    """A video-label -> top-K audio-labels dictionary (``savld.json``)."""
+    """A video-label -> top-K audio-labels dictionary (``savld.json``).
+
+    ``runners_up`` (optional) holds, per video label, the next best audio labels after
+    the K; ``overrides`` the entries set by hand (:meth:`override`): video label ->
+    ``{"labels": [...], "previous": [the built entry]}``.
+    """
 
     encoder: str
     pooling: str
@@ -198,6 +217,8 @@ class Savld:
     video_labels: list[str]
     audio_labels: list[str]
     mapping: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    runners_up: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -208,31 +229,110 @@ class Savld:
         encoder: str | None = None,
         pooling: Pooling = DEFAULT_POOLING,
         k: int = DEFAULT_K,
+        runners_up: int = 0,
         **enrichments: Any,
     ) -> Savld:
-        """Builds the dictionary; ``enrichments`` go to :func:`similarity_matrix`."""
+        """Builds the dictionary; ``enrichments`` go to :func:`similarity_matrix`.
+
+        ``runners_up`` > 0 also records that many next-best audio labels per video label
+        (``imd savld show`` lists them; they play no part in the relevance IoU).
+        """
         if not video_labels or not audio_labels:
             raise DataError("SAVLD needs at least one video label and one audio label")
         if k < 1:
             raise ConfigError(f"k must be >= 1, got {k}")
+        if runners_up < 0:
+            raise ConfigError(f"runners_up must be >= 0, got {runners_up}")
         k = min(k, len(audio_labels))
+        extra = min(runners_up, len(audio_labels) - k)
         scores = similarity_matrix(
             video_labels, audio_labels, encoder=encoder, pooling=pooling, **enrichments
         )
-        top = scores.topk(k, dim=1)
-        mapping = {
-            v: [
+        top = scores.topk(k + extra, dim=1)
+
+        def entries(i: int, part: slice) -> list[dict[str, Any]]:
+            return [
                 {"label": audio_labels[j], "score": round(float(s), 6)}
-                for s, j in zip(top.values[i], top.indices[i], strict=True)
+                for s, j in zip(top.values[i, part], top.indices[i, part], strict=True)
             ]
-            for i, v in enumerate(video_labels)
-        }
+
+        mapping = {v: entries(i, slice(0, k)) for i, v in enumerate(video_labels)}
+        runners = {v: entries(i, slice(k, None)) for i, v in enumerate(video_labels)} if extra else {}
         return cls(
-            encoder or DEFAULT_ENCODER_NAME, pooling, k, list(video_labels), list(audio_labels), mapping
+            encoder or DEFAULT_ENCODER_NAME,
+            pooling,
+            k,
+            list(video_labels),
+            list(audio_labels),
+            mapping,
+            runners,
         )
 
+    def find_video_label(self, name: str) -> str:
+        """``name`` as this dictionary spells it (exact, else case-insensitive).
+
+        Raises:
+            ConfigError: no such video label (one line, with the closest names).
+        """
+        known = list(dict.fromkeys([*self.video_labels, *self.mapping]))
+        if name in known:
+            return name
+        folded = [v for v in known if v.casefold() == name.casefold()]
+        if len(folded) == 1:
+            return folded[0]
+        raise ConfigError(
+            f"unknown class {name!r}: not one of the {len(known)} video labels of this SAVLD{_closest(name, known)}"
+        )
+
+    def find_audio_label(self, name: str) -> str:
+        """``name`` as the audio vocabulary spells it (exact, else case-insensitive).
+
+        Raises:
+            ConfigError: not in the audio vocabulary (one line, with the closest names).
+        """
+        if name in self.audio_labels:
+            return name
+        folded = [a for a in self.audio_labels if a.casefold() == name.casefold()]
+        if len(folded) == 1:
+            return folded[0]
+        raise ConfigError(
+            f"unknown audio label {name!r}: not one of the {len(self.audio_labels)} audio labels of this "
+            f"SAVLD{_closest(name, self.audio_labels)}"
+        )
+
+    def override(self, video_label: str, audio_labels: list[str]) -> None:
+        """Sets one entry by hand: ``video_label`` -> ``audio_labels`` (weight 1 each, in order).
+
+        Names are checked against the vocabularies (case-insensitive) and the replaced
+        entry is kept in ``overrides`` (the first, built one across repeated overrides).
+
+        Raises:
+            ConfigError: an unknown class or audio label, no label, or one given twice.
+        """
+        video = self.find_video_label(video_label)
+        if not audio_labels:
+            raise ConfigError(f"no audio label given for {video!r}; name at least one")
+        labels = [self.find_audio_label(a) for a in audio_labels]
+        twice = [a for i, a in enumerate(labels) if a in labels[:i]]
+        if twice:
+            raise ConfigError(f"audio label {twice[0]!r} is given twice for {video!r}; give each once")
+        previous = self.overrides.get(video, {}).get("previous", self.mapping.get(video, []))
+        self.overrides[video] = {"labels": labels, "previous": [dict(e) for e in previous]}
+        self.mapping[video] = [{"label": a, "score": 1.0} for a in labels]
+
+    def reset(self, video_label: str) -> None:
+        """Undoes :meth:`override`: restores the entry it replaced.
+
+        Raises:
+            ConfigError: an unknown class, or one that is not overridden.
+        """
+        video = self.find_video_label(video_label)
+        if video not in self.overrides:
+            raise ConfigError(f"{video!r} is not overridden; nothing to reset")
+        self.mapping[video] = [dict(e) for e in self.overrides.pop(video)["previous"]]
+
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "encoder": self.encoder,
             "pooling": self.pooling,
             "k": self.k,
@@ -240,6 +340,11 @@ class Savld:
             "audio_labels": self.audio_labels,
             "mapping": self.mapping,
         }
+        if self.runners_up:
+            out["runners_up"] = self.runners_up
+        if self.overrides:
+            out["overrides"] = self.overrides
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Savld:
@@ -265,13 +370,11 @@ class Savld:
         k = data["k"]
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise fail(f"k must be a whole number >= 1, got {k!r}")
-        if not isinstance(data["mapping"], dict):
-            raise fail("mapping must be an object of video label -> list of {label, score}")
-        mapping = {}
-        for video, entries in data["mapping"].items():
+
+        def entry_list(where: str, entries: Any) -> list[dict[str, Any]]:
             if not isinstance(entries, list):
-                raise fail(f"mapping[{video!r}] must be a list of {{label, score}}")
-            mapping[video] = []
+                raise fail(f"{where} must be a list of {{label, score}}")
+            out = []
             for e in entries:
                 score = e.get("score") if isinstance(e, dict) else None
                 if (
@@ -281,8 +384,35 @@ class Savld:
                     or not isinstance(score, (int, float))
                     or not math.isfinite(score)
                 ):
-                    raise fail(f'mapping[{video!r}] holds {e!r}, not {{"label": text, "score": number}}')
-                mapping[video].append({"label": e["label"], "score": float(score)})
+                    raise fail(f'{where} holds {e!r}, not {{"label": text, "score": number}}')
+                out.append({"label": e["label"], "score": float(score)})
+            return out
+
+        def entry_table(key: str) -> dict[str, list[dict[str, Any]]]:
+            table = data.get(key, {})
+            if not isinstance(table, dict):
+                raise fail(f"{key} must be an object of video label -> list of {{label, score}}")
+            return {v: entry_list(f"{key}[{v!r}]", entries) for v, entries in table.items()}
+
+        mapping = entry_table("mapping")
+        runners_up = entry_table("runners_up")
+        overrides = data.get("overrides", {})
+        if not isinstance(overrides, dict):
+            raise fail("overrides must be an object of video label -> {labels, previous}")
+        for video, o in overrides.items():
+            if (
+                not isinstance(o, dict)
+                or not isinstance(o.get("labels"), list)
+                or not all(isinstance(a, str) for a in o["labels"])
+            ):
+                raise fail(f'overrides[{video!r}] must be {{"labels": [text, ...], "previous": [...]}}')
+        overrides = {
+            v: {
+                "labels": list(o["labels"]),
+                "previous": entry_list(f"overrides[{v!r}].previous", o.get("previous", [])),
+            }
+            for v, o in overrides.items()
+        }
         return cls(
             str(data["encoder"]),
             str(data["pooling"]),
@@ -290,6 +420,8 @@ class Savld:
             list(data["video_labels"]),
             list(data["audio_labels"]),
             mapping,
+            runners_up,
+            overrides,
         )
 
     def save(self, path: str | os.PathLike) -> None:
