@@ -54,9 +54,10 @@ def _shutdown_quickly(window) -> float:
 @pytest.mark.timeout(180)
 def test_a_hanging_file_times_out_and_the_batch_goes_on(qtbot, window, tiny_model_dir, clips_dir, tmp_path):
     _load(qtbot, window, tiny_model_dir)
-    # the user setting; 3 s, not 1: under load 6 on 2 cores a good file's decode alone took over 1 s
-    window.batch_tab.timeout_box.setValue(3)
-    assert window.batch.decode_timeout == 3.0 and float(window.settings.value("decode/timeout")) == 3.0
+    # the user setting; 5 s, not 1 or 3: under load 6 on 2 cores a good file's decode alone
+    # took over 1 s, and a CI clone run beside other test runs once failed a good file at 3 s
+    window.batch_tab.timeout_box.setValue(5)
+    assert window.batch.decode_timeout == 5.0 and float(window.settings.value("decode/timeout")) == 5.0
     good_a, good_b = clips_dir / "guitar.mp4", clips_dir / "sub" / "wood.mp4"
     hang = _hanging_clip(tmp_path)
     t0 = time.monotonic()
@@ -65,11 +66,11 @@ def test_a_hanging_file_times_out_and_the_batch_goes_on(qtbot, window, tiny_mode
     elapsed = time.monotonic() - t0
     items = window.batch_state.items
     assert [os.path.basename(i.path) for i in items] == ["guitar.mp4", "hangs.mp4", "wood.mp4"]
-    assert [i.status for i in items] == ["done", "failed", "done"]
-    assert items[1].message.startswith("decode timed out after 3 s"), items[1].message
+    assert [i.status for i in items] == ["done", "failed", "done"], [i.message for i in items]
+    assert items[1].message.startswith("decode timed out after 5 s"), items[1].message
     assert {r.result.path for r in window.batch_state.rows} == {str(good_a), str(good_b)}
     assert window.batch_tab.proxy.rowCount() == 2
-    # 3 s + 2 s grace + a fresh worker for wood.mp4 + the tiny model, on a loaded 2-core machine
+    # 5 s + 2 s grace + a fresh worker for wood.mp4 + the tiny model, on a loaded 2-core machine
     assert elapsed < 60, elapsed
     assert _shutdown_quickly(window) < 10
 
