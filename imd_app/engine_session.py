@@ -57,6 +57,7 @@ def model_info(predictor, spec: ModelSpec) -> ModelInfo:
         num_frames=int(cfg.num_frames),
         image_size=int(cfg.image_size),
         audio_seconds=float(cfg.audio_seconds),
+        relevance_threshold=float(predictor.relevance_threshold),
     )
 
 
@@ -73,8 +74,6 @@ class EngineSession:
     ) -> None:
         self.predictor = predictor
         self.info = model_info(predictor, spec)
-        self.threshold = float(predictor.relevance_threshold)
-        self.savld_map = {v: tags for v, tags in self.info.savld}
         w, h = default_window(self.info.audio_seconds)
         self.full_window = window or w
         self.full_hop = hop or h

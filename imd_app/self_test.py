@@ -78,7 +78,7 @@ def run_self_test(
         if window.model_state.error:
             raise SelfTestFailure(f"inference failed: {window.model_state.error}")
         results = list(window.live_state.results)
-        bad = [r for r in results if not r.top or r.top[0][0] not in info.labels]
+        bad = [r for r in results if not r.top or r.label not in info.labels]
         if bad:
             raise SelfTestFailure(f"a result names no class of the model: {bad[0].top}")
         if window.player.frames_presented < 10:
@@ -86,11 +86,11 @@ def run_self_test(
         if reporter.count:
             raise SelfTestFailure(f"{reporter.count} uncaught exception(s); see the log")
         r = results[-1]
-        audio = "no audio" if not r.audio_present else ("dropped" if r.dropped else "used")
+        audio = "no audio" if not r.audio.present else ("dropped" if r.audio.dropped else "used")
         print(  # noqa: T201 -- the self-test reports on stdout
-            f"imd-app self-test: ok ({len(results)} windows, last {r.start:.2f}-{r.end:.2f}s: {r.top[0][0]} "
-            f"{r.top[0][1]:.2f}, audio {audio}; {window.player.frames_presented} frames shown, "
-            f"latency {r.latency * 1000:.0f} ms)"
+            f"imd-app self-test: ok ({len(results)} windows, last {r.start:.2f}-{r.end:.2f}s: {r.label} "
+            f"{r.score:.2f}, audio {audio}; {window.player.frames_presented} frames shown, "
+            f"latency {(r.latency or 0.0) * 1000:.0f} ms)"
         )
         return 0
     except SelfTestFailure as exc:

@@ -1,7 +1,9 @@
 """Frozen values that cross threads (with numpy arrays and ``QImage``, the only things that do).
 
 Workers build these on their own threads and hand them to the GUI thread through queued
-signals; nothing in here is ever mutated after construction.
+signals; nothing in here is ever mutated after construction. A window's result is
+``imd_core``'s :class:`~imd_core.inference.results.WindowResult`, for the live panel as
+for the batch tab.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class ModelInfo:
     num_frames: int = 0
     image_size: int = 0
     audio_seconds: float = 0.0
+    relevance_threshold: float = 0.0  # what the live panel compares each window's relevance with
 
     @property
     def name(self) -> str:
@@ -83,43 +86,6 @@ class BatchRow:
     result: WindowResult
     duration: float
     warnings: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class LiveResult:
-    """One streaming window's result as the live panel shows it.
-
-    Attributes:
-        start, end: the window on the media timeline (seconds).
-        top: the five best (label, score) pairs.
-        scores: float32 (C,) every class's score, in the model's label order.
-        tags: the AST's best (AudioSet label, score) pairs.
-        relevance: the relevance network's probability that the audio is relevant.
-        threshold: the probability under which audio is dropped.
-        audio_present: whether the window had any audio.
-        dropped: whether the model dropped the audio.
-        savld_iou: IoU of the tags with the SAVLD labels of the top-1 class (None if unknown).
-        reason: the audio decision in words.
-        latency: seconds from the window's last sample to the result.
-        skipped: windows skipped so far because inference was slower than real time.
-        confident: False when the model is not confident of any action (its calibrated
-            threshold); the panel then says "No confident action" above the bars.
-    """
-
-    start: float
-    end: float
-    top: tuple[tuple[str, float], ...]
-    scores: np.ndarray
-    tags: tuple[tuple[str, float], ...]
-    relevance: float | None
-    threshold: float
-    audio_present: bool
-    dropped: bool
-    savld_iou: float | None
-    reason: str
-    latency: float
-    skipped: int = 0
-    confident: bool = True
 
 
 @dataclass(frozen=True)

@@ -203,7 +203,7 @@ class PlayerController(QObject):
     def _on_inference_model_loaded(self, info) -> None:
         self.model.set_info(info)
         self.model.set_error("")
-        self.live.set_labels(info.labels)
+        self.live.set_model(info.labels, info.relevance_threshold)
 
     def _on_inference_model_failed(self, message: str) -> None:
         self.model.set_error(message)

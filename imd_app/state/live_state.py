@@ -7,7 +7,8 @@ from collections import deque
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
-from imd_app.types import InferenceStats, LiveResult
+from imd_app.types import InferenceStats
+from imd_core.inference.results import WindowResult
 
 
 class LiveState(QObject):
@@ -17,7 +18,7 @@ class LiveState(QObject):
     changed so labels and text can update at once.
     """
 
-    result_added = Signal(object)  # LiveResult
+    result_added = Signal(object)  # WindowResult
     cleared = Signal()
     labels_changed = Signal(object)  # tuple[str, ...]
     stats_changed = Signal(object)  # InferenceStats
@@ -25,8 +26,9 @@ class LiveState(QObject):
 
     def __init__(self, max_results: int = 2000, mel_bins: int = 64, spectrogram_columns: int = 600) -> None:
         super().__init__()
-        self.results: deque[LiveResult] = deque(maxlen=max_results)
+        self.results: deque[WindowResult] = deque(maxlen=max_results)
         self._labels: tuple[str, ...] = ()
+        self._relevance_threshold = 0.0
         self._stats = InferenceStats(rate=0.0, latency=0.0, skipped=0)
         self.mel_bins = mel_bins
         # (columns, mels) ring; ``_spec_fill`` counts columns written since the last clear.
@@ -38,17 +40,24 @@ class LiveState(QObject):
     def labels(self) -> tuple[str, ...]:
         return self._labels
 
-    def set_labels(self, labels: tuple[str, ...]) -> None:
+    @property
+    def relevance_threshold(self) -> float:
+        """The model's relevance threshold: what the panel compares a window's relevance with."""
+        return self._relevance_threshold
+
+    def set_model(self, labels: tuple[str, ...], relevance_threshold: float) -> None:
+        """A model was loaded: its class labels (a change clears the results) and threshold."""
+        self._relevance_threshold = float(relevance_threshold)
         if labels != self._labels:
             self._labels = tuple(labels)
             self.results.clear()
             self.labels_changed.emit(self._labels)
 
     @property
-    def latest(self) -> LiveResult | None:
+    def latest(self) -> WindowResult | None:
         return self.results[-1] if self.results else None
 
-    def add_result(self, result: LiveResult) -> None:
+    def add_result(self, result: WindowResult) -> None:
         # Results of an earlier pass (before a seek back) would fold the timeline over itself.
         while self.results and self.results[-1].end > result.end:
             self.results.pop()

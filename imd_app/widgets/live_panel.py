@@ -22,8 +22,9 @@ from PySide6.QtWidgets import (
 )
 
 from imd_app.state import LiveState, PlayerState
-from imd_app.types import InferenceStats, LiveResult
+from imd_app.types import InferenceStats
 from imd_app.widgets.elided_label import ElidedLabel
+from imd_core.inference.results import WindowResult
 
 TIMELINE_SECONDS = 20.0
 AUDIO_STYLES = {
@@ -193,13 +194,13 @@ class LivePanel(QWidget):
         self.timer.start()
 
     # -- text, on each result -------------------------------------------------------
-    def _on_live_result_added(self, r: LiveResult) -> None:
+    def _on_live_result_added(self, r: WindowResult) -> None:
         for i in range(TOP_K):
             if i < len(r.top):
-                label, score = r.top[i]
-                self.bar_labels[i].setText(label)
-                self.bars[i].setValue(int(score * 1000))
-                self.bars[i].setFormat(f"{score:.2f}")
+                t = r.top[i]
+                self.bar_labels[i].setText(t.label)
+                self.bars[i].setValue(int(t.score * 1000))
+                self.bars[i].setFormat(f"{t.score:.2f}")
             else:
                 self.bar_labels[i].setText("—")
                 self.bars[i].setValue(0)
@@ -208,20 +209,22 @@ class LivePanel(QWidget):
             "" if r.confident else "No confident action (best score below the model's threshold)"
         )
         self.confidence_label.setHidden(r.confident)
-        verdict = "NO AUDIO" if not r.audio_present else ("AUDIO DROPPED" if r.dropped else "AUDIO USED")
+        a = r.audio
+        verdict = "NO AUDIO" if not a.present else ("AUDIO DROPPED" if a.dropped else "AUDIO USED")
         if verdict != self.audio_label.text():  # restyling is costly: only on a change
             self.audio_label.setText(verdict)
             self.audio_label.setStyleSheet(AUDIO_STYLES[verdict])
-        self.reason_label.setText(r.reason)
-        if r.relevance is None:
+        threshold = self._live.relevance_threshold
+        self.reason_label.setText(r.audio_reason(threshold))
+        if a.relevance is None:
             self.relevance_bar.setValue(0)
-            self._set_relevance_text(f"relevance — (threshold {r.threshold:.2f})")
+            self._set_relevance_text(f"relevance — (threshold {threshold:.2f})")
         else:
-            self.relevance_bar.setValue(int(r.relevance * 1000))
-            verdict = ">=" if r.relevance >= r.threshold else "<"
-            self._set_relevance_text(f"relevance {r.relevance:.2f} {verdict} threshold {r.threshold:.2f}")
-        self.threshold_line.setValue(r.threshold)
-        tags = ", ".join(f"{label} {score:.2f}" for label, score in r.tags) or "—"
+            self.relevance_bar.setValue(int(a.relevance * 1000))
+            verdict = ">=" if a.relevance >= threshold else "<"
+            self._set_relevance_text(f"relevance {a.relevance:.2f} {verdict} threshold {threshold:.2f}")
+        self.threshold_line.setValue(threshold)
+        tags = ", ".join(f"{t.label} {t.score:.2f}" for t in a.tags) or "—"
         self.tags_label.setText(f"Audio tags: {tags}")
         self._dirty = True
 
@@ -298,7 +301,7 @@ class LivePanel(QWidget):
         x = np.fromiter((r.end for r in visible), dtype=np.float64, count=len(visible))
         index = {name: i for i, name in enumerate(labels)}
         names = [
-            latest.top[k][0] if k < len(latest.top) and latest.top[k][0] in index else ""
+            latest.top[k].label if k < len(latest.top) and latest.top[k].label in index else ""
             for k in range(TOP_K)
         ]
         for curve, name in zip(self.curves, names, strict=True):
@@ -317,7 +320,9 @@ class LivePanel(QWidget):
                 if name:
                     legend.addItem(curve, name)
             legend.addItem(self.relevance_curve, "relevance")
-        rel = np.array([np.nan if r.relevance is None else r.relevance for r in visible], dtype=np.float64)
+        rel = np.array(
+            [np.nan if r.audio.relevance is None else r.audio.relevance for r in visible], dtype=np.float64
+        )
         if np.isfinite(rel).any():
             self.relevance_curve.setData(x, rel, connect="finite")
         else:

@@ -19,7 +19,6 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal, Slot
 
 from imd_app.engine_session import EngineSession
-from imd_app.live_results import to_live_result
 from imd_app.spectrogram import LogMelStreamer, resample_linear
 from imd_app.types import InferenceStats, ModelSpec
 from imd_core.errors import ImdError
@@ -33,7 +32,7 @@ class InferenceWorker(QObject):
     model_loaded = Signal(object)  # ModelInfo
     model_failed = Signal(str)
     loading_changed = Signal(bool)
-    result_ready = Signal(object)  # LiveResult
+    result_ready = Signal(object)  # WindowResult
     spectrogram_ready = Signal(object)  # float32 (K, mel_bins)
     stats_changed = Signal(object)  # InferenceStats
     finished = Signal()
@@ -188,7 +187,7 @@ class InferenceWorker(QObject):
         for r in results:
             self._result_times.append(now)
             self.results_emitted += 1
-            self.result_ready.emit(to_live_result(r, s.info.labels, s.threshold, s.savld_map, s.skipped))
+            self.result_ready.emit(r)
         rate = 0.0
         if len(self._result_times) >= 2:
             span = self._result_times[-1] - self._result_times[0]

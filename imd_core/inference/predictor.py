@@ -46,7 +46,7 @@ from imd_core.inference.device import (
 from imd_core.inference.file_windows import FileWindows, open_file_windows
 from imd_core.inference.inputs import WindowInput
 from imd_core.inference.prefetch import DecoderPool, UniformTimes, isolated_windows, prefetch
-from imd_core.inference.results import TOP_K, AudioResult, LabelScore, WindowResult
+from imd_core.inference.results import WindowResult, window_results
 from imd_core.media.verdict import damaged_warning, strip_path
 
 log = logging.getLogger(__name__)
@@ -218,8 +218,8 @@ class Predictor:
         fbank = torch.stack([x["fbank"] for x in inputs]).to(dev, non_blocking=non_blocking)  # (B,F,M)
         present = torch.tensor([bool(x["audio_present"]) for x in inputs], device=dev)  # (B,)
         with autocast_context(dev):
-            clips = self.model.predict(rgb, motion, fbank, present, top_tags=TOP_K, forward=self._forward)
-        return [to_window_result(c, it, self.labels) for c, it in zip(clips[:n], items, strict=True)]
+            prediction = self.model.predict(rgb, motion, fbank, present, forward=self._forward)
+        return window_results(prediction, items, self.labels, self.model.audio_labels)
 
     def warmup(self, batch_sizes: Sequence[int] | None = None, calls: int = 3) -> float:
         """Runs ``calls`` forwards of blank inputs per batch size; returns the seconds it took.
@@ -485,30 +485,3 @@ def sample_frames(frames: np.ndarray, num_frames: int, stride: int | None = None
         return frames[first : first + stride * num_frames : stride][:num_frames]
     idx = np.minimum(((np.arange(num_frames) + 0.5) * n / num_frames).astype(np.int64), n - 1)
     return frames[idx]
-
-
-def to_window_result(clip: Any, item: WindowInput, labels: Sequence[str]) -> WindowResult:
-    """A model ``ClipResult`` -> the window's :class:`WindowResult` (top classes from ``probs``)."""
-    probs = np.asarray(clip.probs, dtype=np.float64)
-    order = np.argsort(-probs, kind="stable")[:TOP_K]
-    top = tuple(LabelScore(labels[int(i)], float(probs[int(i)])) for i in order)
-    if clip.audio_present:
-        audio = AudioResult(
-            present=True,
-            tags=tuple(LabelScore(name, float(s)) for name, s in clip.audio_tags[:TOP_K]),
-            relevance=float(clip.relevance_prob),
-            dropped=bool(clip.audio_dropped),
-            savld_iou=None if clip.savld_iou is None else float(clip.savld_iou),
-            heard=tuple(clip.heard_tags),
-        )
-    else:  # the AST ran on silence: its tags and the relevance mean nothing
-        audio = AudioResult(present=False)
-    return WindowResult(
-        path=item.path,
-        start=float(item.start),
-        end=float(item.end),
-        top=top,
-        audio=audio,
-        scores=tuple(float(p) for p in probs),
-        confident=bool(clip.confident),
-    )

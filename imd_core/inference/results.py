@@ -1,20 +1,30 @@
 """What inference produces: one frozen :class:`WindowResult` per window, and its formats.
 
-A result crosses threads (the app's inference worker -> GUI) and processes (torchrun
-ranks -> rank 0), so it is a frozen dataclass of plain Python values. The three output
-formats of ``imd predict`` live here so that the CLI, the app's batch tab (CSV export)
-and tests share one definition:
+A model's ``predict`` returns tensors (:class:`~imd_core.model.imd_model.Prediction`);
+:func:`window_results` converts them, once, into the one result type that the CLI, the
+app's batch tab and its live panel read. A result crosses threads (the app's inference
+worker -> GUI) and processes (torchrun ranks -> rank 0), so it is a frozen dataclass of
+plain Python values. The output formats of ``imd predict`` and the audio explanation
+live here so that the CLI, the app and tests share one definition:
 
 * :meth:`WindowResult.to_json_dict` -- the JSON-lines object (``--json``);
 * :func:`csv_header` / :meth:`WindowResult.to_csv_row` -- the flattened table (``--csv``);
-* :meth:`WindowResult.to_text` -- the human-readable line (default).
+* :meth:`WindowResult.to_text` -- the human-readable line (default);
+* :meth:`WindowResult.audio_reason` -- why the audio was used or dropped (the live panel).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from imd_core.inference.inputs import WindowInput
+    from imd_core.model.imd_model import Prediction
 
 TOP_K = 5  # classes and audio tags per result, in JSON and CSV
 
@@ -45,6 +55,9 @@ class AudioResult:
         heard: the tags the relevance rule counted (top-k above the "Silence" floor and
             the model's minimum score): what an explanation may name. ``None`` when
             unknown (a result read from an older JSON file).
+        savld_labels: the SAVLD labels of the predicted class, in the model's audio label
+            order; ``None`` when the SAVLD has none for it, the model has no SAVLD, or the
+            result was read from JSON (not part of the JSON or CSV).
     """
 
     present: bool
@@ -53,6 +66,7 @@ class AudioResult:
     dropped: bool = True
     savld_iou: float | None = None
     heard: tuple[str, ...] | None = None
+    savld_labels: tuple[str, ...] | None = None
 
     def to_json_dict(self) -> dict[str, Any]:
         return {
@@ -140,6 +154,103 @@ class WindowResult:
             tags = ", ".join(f"{t.label} {t.score:.2f}" for t in a.tags[:k])
             audio = f"audio: {verdict}{rel}; tags: {tags}"
         return f"{self.path} [{self.start:.2f}-{self.end:.2f}s]  {classes}  |  {audio}"
+
+    def audio_reason(self, threshold: float, max_tags: int = 5) -> str:
+        """Why the audio was used or dropped, in words (at most ``max_tags`` heard tags).
+
+        ``threshold``: the model's relevance threshold (``Predictor.relevance_threshold``).
+        Examples: ``"tags Speech, Music: no overlap with SAVLD(playing guitar); relevance
+        0.12 < 0.50"``, ``"tags Guitar, Strum: match SAVLD(playing guitar) on Guitar (IoU
+        0.25); relevance 0.91 >= 0.50"``.
+        """
+        a = self.audio
+        if not a.present:
+            return "no audio in this window: video only"
+        # only the tags the rule counted; a result read from an older JSON file has its top tags
+        heard = ([t.label for t in a.tags] if a.heard is None else list(a.heard))[:max_tags]
+        if not heard:
+            return f"nothing heard above 'Silence': audio {'dropped' if a.dropped else 'kept'}"
+        top1 = self.label
+        if a.savld_labels is None:
+            link = f"SAVLD has no entry for {top1!r}"
+        else:
+            overlap = sorted(set(heard) & set(a.savld_labels))
+            iou = a.savld_iou
+            if iou is None:
+                iou = len(overlap) / max(len(set(a.savld_labels) | set(heard)), 1)
+            if not overlap and iou <= 0:
+                link = f"no overlap with SAVLD({top1})"
+            else:
+                shared = f" on {', '.join(overlap)}" if overlap else ""
+                link = f"match SAVLD({top1}){shared} (IoU {iou:.2f})"
+        cmp = ""
+        if a.relevance is not None:
+            cmp = f"; relevance {a.relevance:.2f} {'<' if a.dropped else '>='} {threshold:.2f}"
+        return f"tags {', '.join(heard)}: {link}{cmp}"
+
+
+def window_results(
+    prediction: Prediction,
+    windows: Sequence[WindowInput],
+    labels: Sequence[str],
+    audio_labels: Sequence[str],
+    k: int = TOP_K,
+) -> list[WindowResult]:
+    """A model's :class:`~imd_core.model.imd_model.Prediction` -> one :class:`WindowResult`
+    per window: the first ``len(windows)`` clips (a compiled batch may be padded).
+
+    The one place where tensors become labels and numbers: ``k`` best classes and tags,
+    the heard tags and the SAVLD labels of the top class (what an explanation names).
+    """
+    n = len(windows)
+    p = prediction
+    tags = p.tag_probs[:n]
+    top_tags = tags.topk(min(k, tags.shape[-1]), dim=-1)
+    tag_values, tag_indices = top_tags.values.tolist(), top_tags.indices.tolist()
+    probs = p.probs[:n].cpu().numpy().astype(np.float64)  # (n, C)
+    relevance = p.relevance[:n].tolist()
+    kept, present = p.audio_kept[:n].tolist(), p.audio_present[:n].tolist()
+    confident = p.confident[:n].tolist()
+    ious = None if p.savld_iou is None else p.savld_iou[:n].tolist()
+    heard = _names_per_row(p.heard[:n], audio_labels)
+    savld = None if p.savld_labels is None else _names_per_row(p.savld_labels[:n], audio_labels)
+    out = []
+    for i, w in enumerate(windows):
+        order = np.argsort(-probs[i], kind="stable")[:k]
+        if present[i]:
+            audio = AudioResult(
+                present=True,
+                tags=tuple(
+                    LabelScore(audio_labels[j], s) for s, j in zip(tag_values[i], tag_indices[i], strict=True)
+                ),
+                relevance=float(relevance[i]),
+                dropped=not kept[i],
+                savld_iou=None if ious is None else float(ious[i]),
+                heard=heard[i],
+                savld_labels=(savld[i] or None) if savld is not None else None,
+            )
+        else:  # the tagger ran on silence: its tags and the relevance mean nothing
+            audio = NO_AUDIO
+        out.append(
+            WindowResult(
+                path=w.path,
+                start=float(w.start),
+                end=float(w.end),
+                top=tuple(LabelScore(labels[int(j)], float(probs[i, j])) for j in order),
+                audio=audio,
+                scores=tuple(probs[i].tolist()),
+                confident=bool(confident[i]),
+            )
+        )
+    return out
+
+
+def _names_per_row(mask: Any, names: Sequence[str]) -> list[tuple[str, ...]]:
+    """``(n, A)`` bool tensor -> each row's names, in label order."""
+    rows: list[list[str]] = [[] for _ in range(mask.shape[0])]
+    for i, j in mask.nonzero().tolist():
+        rows[i].append(names[j])
+    return [tuple(r) for r in rows]
 
 
 def csv_header(k: int = TOP_K) -> list[str]:

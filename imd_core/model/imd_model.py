@@ -20,7 +20,6 @@ import dataclasses
 import logging
 from collections.abc import Callable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -64,37 +63,38 @@ class IMDOutput:
 
 
 @dataclasses.dataclass(frozen=True)
-class ClipResult:
-    """One clip's prediction, safe to pass between threads (numpy + Python values).
+class Prediction:
+    """What ``predict`` returns: per-clip tensors on the model's device, nothing converted.
+
+    :func:`~imd_core.inference.results.window_results` turns them into the one result type
+    that the CLI, the batch tab and the live panel show.
 
     Attributes:
-        label: predicted action class name; ``label_index`` its index.
-        score: its probability.
-        logits, probs: ``(C,)`` float32 arrays.
-        relevance_prob: p(audio relevant) from the relevance network.
-        audio_dropped: True when the audio was not fused (irrelevant or absent).
-        audio_present: False when the clip had no audio track.
-        audio_tags: the AST's top tags, ``((name, sigmoid score), ...)``, best first.
-        savld_iou: IoU of the top tags with the SAVLD labels of the predicted class,
-            None when the model has no SAVLD.
-        heard_tags: the tags the relevance rule counted (top-k above the floor), so an
-            explanation names only those.
-        confident: False when the top probability is below the model's confidence
-            threshold ("no confident action"); always True for models without one.
+        probs: ``(B, C)`` float32 class probabilities.
+        tag_probs: ``(B, A)`` float32 audio tag probabilities.
+        relevance: ``(B,)`` float32, p(audio relevant) from the relevance network (the
+            ``kinetics400`` rule: the IoU it decides on).
+        audio_kept: ``(B,)`` bool, the audio was fused.
+        audio_present: ``(B,)`` bool, the clip had audio.
+        heard: ``(B, A)`` bool, the tags the relevance rule counted (top-k above the floor),
+            so an explanation names only those.
+        savld_iou: ``(B,)`` IoU of the heard tags with the SAVLD labels of the predicted
+            class; None when the model has no SAVLD.
+        savld_labels: ``(B, A)`` bool, the SAVLD labels of each clip's top class; None
+            when the model has no SAVLD.
+        confident: ``(B,)`` bool, False when the top probability is below the model's
+            confidence threshold ("no confident action"); all True for models without one.
     """
 
-    label: str
-    label_index: int
-    score: float
-    logits: np.ndarray
-    probs: np.ndarray
-    relevance_prob: float
-    audio_dropped: bool
-    audio_present: bool
-    audio_tags: tuple[tuple[str, float], ...]
-    savld_iou: float | None
-    heard_tags: tuple[str, ...] = ()
-    confident: bool = True
+    probs: torch.Tensor
+    tag_probs: torch.Tensor
+    relevance: torch.Tensor
+    audio_kept: torch.Tensor
+    audio_present: torch.Tensor
+    heard: torch.Tensor
+    savld_iou: torch.Tensor | None
+    savld_labels: torch.Tensor | None
+    confident: torch.Tensor
 
 
 class IMDModel(nn.Module):
@@ -102,7 +102,7 @@ class IMDModel(nn.Module):
 
     Args:
         config: the full architecture and IMD options.
-        savld: the label dictionary used for IoU targets and ``ClipResult.savld_iou``.
+        savld: the label dictionary used for IoU targets and ``Prediction.savld_iou``.
         load_pretrained: load ``config.ast_source`` / ``config.video_init`` weights;
             False builds the AST from ``config.ast_config`` with random weights (what
             :func:`~imd_core.model.checkpoint.load_model` does before loading the folder).
@@ -349,10 +349,9 @@ class IMDModel(nn.Module):
         fbank: torch.Tensor,
         audio_present: torch.Tensor | None = None,
         *,
-        top_tags: int | None = None,
         forward: Callable[..., IMDOutput] | None = None,
-    ) -> list[ClipResult]:
-        """Eval-mode forward -> one :class:`ClipResult` per clip (shapes as :meth:`forward`).
+    ) -> Prediction:
+        """Eval-mode forward -> the batch's :class:`Prediction` (shapes as :meth:`forward`).
 
         ``forward``: what to call instead of :meth:`forward` with the same arguments,
         e.g. ``torch.compile(model, fullgraph=True)`` (the Predictor's ``compile`` option).
@@ -365,45 +364,26 @@ class IMDModel(nn.Module):
             )
         finally:
             self.train(was_training)
-        present = torch.ones_like(out.audio_kept) if audio_present is None else audio_present.bool()
-        logits = out.logits.float()
-        probs = logits.softmax(-1)
-        pred = probs.argmax(-1)
-        tags = torch.sigmoid(out.audio_logits.float())
-        k = min(top_tags or self.config.tag_top_k, tags.shape[-1])
-        top = tags.topk(k, dim=-1)
-        ious = (
-            relevance_iou(
-                out.audio_logits, pred, self.savld_matrix, self.config.tag_top_k, self.tag_floor_index
+        cfg = self.config
+        probs = out.logits.float().softmax(-1)  # (B, C)
+        pred = probs.argmax(-1)  # (B,)
+        iou = labels = None
+        if self.has_savld:
+            iou = relevance_iou(
+                out.audio_logits, pred, self.savld_matrix, cfg.tag_top_k, self.tag_floor_index
             )
-            if self.has_savld
-            else None
+            labels = self.savld_matrix[pred]
+        return Prediction(
+            probs=probs,
+            tag_probs=torch.sigmoid(out.audio_logits.float()),
+            relevance=torch.sigmoid(out.relevance_logit.float()),
+            audio_kept=out.audio_kept,
+            audio_present=torch.ones_like(out.audio_kept) if audio_present is None else audio_present.bool(),
+            heard=heard_sets(out.audio_logits.float(), cfg.tag_top_k, self.tag_floor_index),
+            savld_iou=iou,
+            savld_labels=labels,
+            confident=torch.ones_like(out.audio_kept),
         )
-        rel_p = torch.sigmoid(out.relevance_logit.float())
-        heard = heard_sets(out.audio_logits.float(), self.config.tag_top_k, self.tag_floor_index)
-        names, audio_names = self.labels, self.audio_labels
-        results = []
-        for i in range(logits.shape[0]):
-            c = int(pred[i])
-            results.append(
-                ClipResult(
-                    label=names[c],
-                    label_index=c,
-                    score=float(probs[i, c]),
-                    logits=logits[i].cpu().numpy(),
-                    probs=probs[i].cpu().numpy(),
-                    relevance_prob=float(rel_p[i]),
-                    audio_dropped=not bool(out.audio_kept[i]),
-                    audio_present=bool(present[i]),
-                    audio_tags=tuple(
-                        (audio_names[int(j)], float(s))
-                        for s, j in zip(top.values[i], top.indices[i], strict=True)
-                    ),
-                    savld_iou=None if ious is None else float(ious[i]),
-                    heard_tags=tuple(audio_names[int(j)] for j in heard[i].nonzero().flatten()),
-                )
-            )
-        return results
 
     def param_counts(self) -> dict[str, int]:
         """``{"per_stream", "video", "ast", "relevance", "fusion_head", "total"}`` parameter counts

@@ -16,7 +16,7 @@ What is learned and what is a rule (docs/MODEL.md, "The kinetics400 model"):
   exactly the video's.
 
 The model speaks the same inference interface as :class:`~imd_core.model.imd_model.IMDModel`
-(``config``, ``labels``, ``audio_labels``, ``savld``, :meth:`predict` -> ``ClipResult``),
+(``config``, ``labels``, ``audio_labels``, ``savld``, :meth:`predict` -> ``Prediction``),
 so the predictor, the CLI, the streaming engine and the app drive it unchanged.
 """
 
@@ -32,7 +32,7 @@ from torch import nn
 
 from imd_core.config_base import FrozenConfig
 from imd_core.errors import ConfigError
-from imd_core.model.imd_model import ClipResult, IMDOutput
+from imd_core.model.imd_model import IMDOutput, Prediction
 from imd_core.model.savld import Savld, heard_sets, set_iou
 from imd_core.pretrained.i3d import I3D
 from imd_core.pretrained.i3d import NUM_CLASSES as I3D_CLASSES
@@ -246,46 +246,29 @@ class PretrainedIMD(nn.Module):
         fbank: torch.Tensor,
         audio_present: torch.Tensor | None = None,
         *,
-        top_tags: int | None = None,
         forward: Callable[..., IMDOutput] | None = None,
-    ) -> list[ClipResult]:
-        """Eval-mode forward -> one :class:`ClipResult` per clip (as ``IMDModel.predict``)."""
+    ) -> Prediction:
+        """Eval-mode forward -> the batch's :class:`Prediction` (as ``IMDModel.predict``)."""
         self.eval()
         out = (self.forward if forward is None else forward)(
             rgb, motion, fbank=fbank, audio_present=audio_present
         )
-        present = torch.ones_like(out.audio_kept) if audio_present is None else audio_present.bool()
-        probs = out.logits.float().softmax(-1)
-        tags = torch.sigmoid(out.audio_logits.float())
-        heard = self.heard_tags(tags)
+        probs = out.logits.float().softmax(-1)  # (B, C)
+        tags = torch.sigmoid(out.audio_logits.float())  # (B, A)
         # the rule's relevance is the IoU itself; the learned net's a probability
         relevance = torch.sigmoid(out.relevance_logit.float()) if self.head is not None else out.relevance_iou
-        k = min(top_tags or self.config.tag_top_k, tags.shape[-1])
-        top = tags.topk(k, dim=-1)
-        results = []
-        for i in range(probs.shape[0]):
-            c = int(probs[i].argmax())
-            score = float(probs[i, c])
-            results.append(
-                ClipResult(
-                    label=self.labels[c],
-                    label_index=c,
-                    score=score,
-                    logits=out.logits[i].float().cpu().numpy(),
-                    probs=probs[i].cpu().numpy(),
-                    relevance_prob=float(relevance[i]),
-                    audio_dropped=not bool(out.audio_kept[i]),
-                    audio_present=bool(present[i]),
-                    audio_tags=tuple(
-                        (self.audio_labels[int(j)], float(s))
-                        for s, j in zip(top.values[i], top.indices[i], strict=True)
-                    ),
-                    savld_iou=float(out.relevance_iou[i]),
-                    heard_tags=tuple(self.audio_labels[int(j)] for j in heard[i].nonzero().flatten()),
-                    confident=score >= self.config.confidence_threshold,
-                )
-            )
-        return results
+        return Prediction(
+            probs=probs,
+            tag_probs=tags,
+            relevance=relevance,
+            audio_kept=out.audio_kept,
+            audio_present=torch.ones_like(out.audio_kept) if audio_present is None else audio_present.bool(),
+            heard=self.heard_tags(tags),
+            savld_iou=out.relevance_iou,
+            savld_labels=self.savld_matrix[probs.argmax(-1)],
+            # in float64, as a Python float compares: the threshold is not rounded to float32
+            confident=probs.amax(-1).double() >= self.config.confidence_threshold,
+        )
 
     def param_counts(self) -> dict[str, int]:
         def n(m: nn.Module) -> int:

@@ -14,12 +14,17 @@ import pytest
 from imd_app.audio_output import AudioOutput, AudioRing, WallClock
 from imd_app.controllers.batch_controller import best_window, export_csv, export_json
 from imd_app.frame_queue import FrameQueue
-from imd_app.live_results import audio_reason, to_live_result
 from imd_app.spectrogram import LogMelStreamer, resample_linear
 from imd_app.types import BatchRow, VideoFrame
 from imd_core.inference.results import AudioResult, LabelScore, WindowResult, csv_header
 
 SAVLD = {"playing guitar": ("Guitar", "Music"), "chopping wood": ("Wood", "Chopping (food)")}
+
+
+def audio_reason(result: WindowResult, threshold: float, savld: dict) -> str:
+    """The explanation of a result whose converter found ``savld``'s labels for its top class."""
+    audio = dataclasses.replace(result.audio, savld_labels=savld.get(result.label))
+    return dataclasses.replace(result, audio=audio).audio_reason(threshold)
 
 
 def _result(
@@ -131,16 +136,6 @@ def test_audio_reason_in_words():
     assert "SAVLD has no entry" in audio_reason(_result(top1="dribbling basketball"), 0.5, SAVLD)
 
 
-def test_live_result_places_top5_scores_by_label():
-    labels = ["dribbling basketball", "playing guitar", "chopping wood", "unseen"]
-    live = to_live_result(_result(), labels, 0.5, SAVLD, skipped=2)
-    assert live.scores[1] == pytest.approx(0.7) and live.scores[0] == pytest.approx(0.1)
-    assert np.isnan(live.scores[3])
-    assert live.dropped and live.audio_present and live.latency == pytest.approx(0.12) and live.skipped == 2
-    full = dataclasses.replace(_result(), scores=(0.1, 0.7, 0.15, 0.05))
-    assert to_live_result(full, labels, 0.5, SAVLD).scores[3] == pytest.approx(0.05)  # all classes when given
-
-
 def test_exports_match_imd_predict_formats(tmp_path):
     rows = [
         BatchRow(_result(start=0.0), 4.0),
@@ -234,15 +229,18 @@ def test_live_panel_and_batch_table_say_no_confident_action(qtbot):
     from imd_app.widgets.live_panel import LivePanel
 
     live = LiveState()
-    live.set_labels(("playing guitar", "chopping wood", "dribbling basketball"))
+    live.set_model(("playing guitar", "chopping wood", "dribbling basketball"), 0.5)
     panel = LivePanel(live, PlayerState())
     qtbot.addWidget(panel)
     unsure = dataclasses.replace(_result(), confident=False)
-    live.add_result(to_live_result(unsure, live.labels, 0.5, SAVLD))
+    live.add_result(unsure)
     assert not panel.confidence_label.isHidden() and "No confident action" in panel.confidence_label.text()
     assert panel.bar_labels[0].text() == "playing guitar"  # the ranking is still shown
-    live.add_result(to_live_result(_result(), live.labels, 0.5, SAVLD))
+    live.add_result(_result())
     assert panel.confidence_label.isHidden()
+    # the explanation is the result's own, against the threshold of the model the state holds
+    assert panel.reason_label.text() == _result().audio_reason(0.5)
+    assert panel.relevance_label.text() == "relevance 0.30 < threshold 0.50"
     state = BatchState()
     model = BatchResultsModel(state)
     state.add_rows([BatchRow(unsure, 2.0)])

@@ -25,9 +25,11 @@ def test_live_results_follow_playback(qtbot, window, tiny_model_dir, clip):
     qtbot.waitUntil(lambda: len(window.live_state.results) >= 3, timeout=30000)
     results = list(window.live_state.results)
     for r in results:
-        assert r.top[0][0] in LABELS and 0.0 <= r.top[0][1] <= 1.0
+        assert r.label in LABELS and 0.0 <= r.score <= 1.0
         assert -1e-6 <= r.start < r.end <= 4.0 + 1e-6
-        assert r.audio_present and r.tags and r.reason.startswith("tags ")
+        assert (
+            r.audio.present and r.audio.tags and r.audio_reason(info.relevance_threshold).startswith("tags ")
+        )
         assert r.latency >= 0
     ends = [r.end for r in results]
     assert ends == sorted(ends)
@@ -36,6 +38,7 @@ def test_live_results_follow_playback(qtbot, window, tiny_model_dir, clip):
     panel = window.player_tab.live_panel
     assert panel.bar_labels[0].text() in LABELS
     assert panel.audio_label.text() in ("AUDIO USED", "AUDIO DROPPED")
+    assert panel.reason_label.text() == window.live_state.latest.audio_reason(info.relevance_threshold)
     assert "threshold 0.50" in panel.relevance_bar.format()
     assert window.live_state.spectrogram_version > version
     qtbot.waitUntil(lambda: window.live_state.stats.rate > 0, timeout=10000)
@@ -71,7 +74,7 @@ def test_a_file_without_audio_shows_no_audio(qtbot, window, tiny_model_dir, clip
     window.open_in_player(str(clips_dir / "silent video.mp4"))
     qtbot.waitUntil(lambda: len(window.live_state.results) >= 1, timeout=30000)
     r = window.live_state.latest
-    assert not r.audio_present and r.dropped and r.relevance is None
+    assert not r.audio.present and r.audio.dropped and r.audio.relevance is None
     assert window.player_tab.live_panel.audio_label.text() == "NO AUDIO"
 
 

@@ -9,7 +9,8 @@ from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QApplication, QLabel
 
 from imd_app.state import LiveState, PlayerState
-from imd_app.types import LiveResult, MediaOpened
+from imd_app.types import MediaOpened
+from imd_core.inference.results import AudioResult, LabelScore, WindowResult
 
 pytestmark = pytest.mark.gui
 
@@ -77,21 +78,20 @@ def test_a_long_path_does_not_change_the_live_panel_width(qtbot):
 
 def _live_result(
     labels: tuple[str, ...], relevance: float | None, confident: bool = True, end: float = 2.0
-) -> LiveResult:
-    top = tuple((name, 0.9 - 0.1 * i) for i, name in enumerate(labels[:5]))
-    return LiveResult(
+) -> WindowResult:
+    return WindowResult(
+        path="live",
         start=end - 2.0,
         end=end,
-        top=top,
-        scores=np.linspace(0.9, 0.1, len(labels)).astype(np.float32),
-        tags=(("Speech", 0.8),),
-        relevance=relevance,
-        threshold=0.7,
-        audio_present=True,
-        dropped=relevance is not None and relevance < 0.7,
-        savld_iou=None,
-        reason="tags Speech: no overlap",
+        top=tuple(LabelScore(name, 0.9 - 0.1 * i) for i, name in enumerate(labels[:5])),
+        audio=AudioResult(
+            present=True,
+            tags=(LabelScore("Speech", 0.8),),
+            relevance=relevance,
+            dropped=relevance is not None and relevance < 0.7,
+        ),
         latency=0.05,
+        scores=tuple(np.linspace(0.9, 0.1, len(labels)).tolist()),
         confident=confident,
     )
 
@@ -102,7 +102,7 @@ def test_long_class_names_do_not_widen_the_live_panel(qtbot):
     live = LiveState()
     short = ("a", "b", "c", "d", "e")
     long = tuple(f"passing American football (not in game) {i}" * 2 for i in range(5))
-    live.set_labels(short + long)
+    live.set_model(short + long, 0.7)
     panel = LivePanel(live, PlayerState())
     qtbot.addWidget(panel)
     panel.resize(420, 800)
@@ -122,7 +122,7 @@ def test_relevance_text_is_beside_its_bar_not_under_the_fill(qtbot):
     from imd_app.widgets.live_panel import LivePanel
 
     live = LiveState()
-    live.set_labels(("a", "b", "c", "d", "e"))
+    live.set_model(("a", "b", "c", "d", "e"), 0.7)
     panel = LivePanel(live, PlayerState())
     qtbot.addWidget(panel)
     panel.resize(420, 800)

@@ -3,6 +3,11 @@ import dataclasses
 import io
 import json
 
+import numpy as np
+import pytest
+import torch
+
+from imd_core.inference.inputs import WindowInput
 from imd_core.inference.results import (
     NO_AUDIO,
     AudioResult,
@@ -10,7 +15,9 @@ from imd_core.inference.results import (
     WindowResult,
     csv_header,
     result_from_json_dict,
+    window_results,
 )
+from imd_core.model.imd_model import Prediction
 
 
 def _result(audio: AudioResult) -> WindowResult:
@@ -68,3 +75,38 @@ def test_no_confident_action_keeps_top_and_says_so():
     assert r.to_text().split("  ")[1].startswith("no confident action (best: class 0")
     assert r.to_csv_row()[-1] == "false" and csv_header()[-1] == "confident"
     assert result_from_json_dict(d) == r
+
+
+def test_window_results_convert_a_prediction_once_explanation_included():
+    labels, tags = ["guitar", "wood", "laugh"], ["Speech", "Music", "Guitar", "Chop", "Silence"]
+    t = torch.tensor
+    p = Prediction(
+        probs=t([[0.7, 0.2, 0.1], [0.1, 0.6, 0.3], [0.5, 0.25, 0.25]]),  # the 3rd clip: compile padding
+        tag_probs=t([[0.1, 0.8, 0.6, 0.0, 0.05], [0.9, 0.0, 0.0, 0.1, 0.0], [0.0] * 5]),
+        relevance=t([0.9, 0.2, 0.0]),
+        audio_kept=t([True, False, False]),
+        audio_present=t([True, True, False]),
+        heard=t([[0, 1, 1, 0, 0], [1, 0, 0, 0, 0], [0] * 5]).bool(),
+        savld_iou=t([1.0, 0.0, 0.0]),
+        savld_labels=t([[0, 1, 1, 0, 0], [0] * 5, [0] * 5]).bool(),  # no SAVLD labels for "wood"
+        confident=t([True, False, True]),
+    )
+    windows = [WindowInput(np.zeros((1, 2, 2, 3), np.uint8), None, f"{i}.mp4", i, i + 2.0) for i in range(2)]
+    a, b = window_results(p, windows, labels, tags, k=2)
+    assert (a.path, a.start, a.end, a.label, b.label) == ("0.mp4", 0.0, 2.0, "guitar", "wood")
+    assert [x.label for x in a.top] == ["guitar", "wood"] and a.scores == pytest.approx((0.7, 0.2, 0.1))
+    assert a.audio.tags == (LabelScore("Music", pytest.approx(0.8)), LabelScore("Guitar", pytest.approx(0.6)))
+    assert (a.audio.heard, a.audio.savld_labels, a.audio.dropped) == (
+        ("Music", "Guitar"),
+        ("Music", "Guitar"),
+        False,
+    )
+    assert b.audio.savld_labels is None and b.audio.dropped and not b.confident
+    assert (
+        a.audio_reason(0.5)
+        == "tags Music, Guitar: match SAVLD(guitar) on Guitar, Music (IoU 1.00); relevance 0.90 >= 0.50"
+    )
+    assert b.audio_reason(0.5) == "tags Speech: SAVLD has no entry for 'wood'; relevance 0.20 < 0.50"
+    assert "savld_labels" not in json.dumps(a.to_json_dict())  # not part of the output formats
+    no_sound = dataclasses.replace(p, audio_present=t([False, False, False]))
+    assert window_results(no_sound, windows[:1], labels, tags)[0].audio == NO_AUDIO

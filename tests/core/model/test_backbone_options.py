@@ -170,8 +170,8 @@ def test_preprocessor_makes_what_i3d_and_yamnet_take():
     )
     assert views["rgb"].shape == (3, 8, 3, 32, 32)
     batch = {k: torch.stack([item[k], item[k]]) for k in ("rgb", "motion", "fbank")}
-    (r,) = model.predict(batch["rgb"], batch["motion"], batch["fbank"])[:1]
-    assert len(r.audio_tags) == 3 and all(name in yamnet_labels() for name, _ in r.audio_tags)
+    p = model.predict(batch["rgb"], batch["motion"], batch["fbank"])
+    assert p.probs.shape == (2, 3) and p.tag_probs.shape == p.heard.shape == (2, len(yamnet_labels()))
     multi = model(views["rgb"][None], views["motion"][None], fbank=item["fbank"][None])
     assert multi.logits.shape == (1, 3)
 
@@ -208,8 +208,8 @@ def test_savld_is_built_against_yamnet_labels(bert_folder):
     assert model.savld_matrix.shape == (3, 521) and int(model.savld_matrix.sum()) == 15
     assert all(e["label"] in yamnet_labels() for v in LABELS for e in savld.mapping[v])
     assert model.tag_floor_index == yamnet_labels().index("Silence")
-    r = model.predict(**{k: v for k, v in inputs(model.config).items()})[0]
-    assert r.savld_iou is not None and 0.0 <= r.savld_iou <= 1.0
+    p = model.predict(**{k: v for k, v in inputs(model.config).items()})
+    assert p.savld_iou is not None and 0.0 <= float(p.savld_iou[0]) <= 1.0
 
 
 @needs_kinetics400

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from imd_core.errors import ConfigError
-from imd_core.model.imd_model import ClipResult, IMDModel
+from imd_core.model.imd_model import IMDModel, Prediction
 from imd_core.model.savld import Savld
 
 from .conftest import AUDIO_LABELS, tiny_config, tiny_inputs
@@ -148,18 +148,19 @@ def test_soft_targets_zeros_token_concat_fusion():
     assert torch.isfinite(out.loss)
 
 
-def test_predict_returns_clip_results():
+def test_predict_returns_tensors():
     cfg = tiny_config()
     model = IMDModel(cfg, savld=_savld(cfg.labels, SAVLD_TABLE))
     x = tiny_inputs(cfg, batch=2)
-    results = model.predict(x["rgb"], x["motion"], x["fbank"], torch.tensor([True, False]), top_tags=3)
-    assert len(results) == 2 and all(isinstance(r, ClipResult) for r in results)
-    r = results[1]
-    assert r.label in cfg.labels and r.probs.shape == (3,) and abs(float(r.probs.sum()) - 1) < 1e-5
-    assert r.audio_dropped and not r.audio_present
-    assert len(r.audio_tags) == 3 and all(name in AUDIO_LABELS for name, _ in r.audio_tags)
-    assert r.audio_tags[0][1] >= r.audio_tags[1][1]
-    assert 0.0 <= r.savld_iou <= 1.0
+    p = model.predict(x["rgb"], x["motion"], x["fbank"], torch.tensor([True, False]))
+    assert isinstance(p, Prediction)
+    assert p.probs.shape == (2, 3) and torch.allclose(p.probs.sum(-1), torch.ones(2))
+    assert p.tag_probs.shape == p.heard.shape == p.savld_labels.shape == (2, len(AUDIO_LABELS))
+    assert p.audio_present.tolist() == [True, False] and not bool(p.audio_kept[1])  # absent: dropped
+    assert p.heard.dtype == p.savld_labels.dtype == torch.bool and p.confident.all()
+    assert ((p.savld_iou >= 0) & (p.savld_iou <= 1)).all() and p.relevance.shape == (2,)
+    # the SAVLD labels are those of each clip's top class
+    assert torch.equal(p.savld_labels, model.savld_matrix[p.probs.argmax(-1)])
     assert model.training  # predict restores the mode
 
 

@@ -11,6 +11,8 @@ import pytest
 import torch
 
 from imd_core.errors import CheckpointError
+from imd_core.inference.inputs import WindowInput
+from imd_core.inference.results import window_results
 from imd_core.model.savld import Savld
 from imd_core.pretrained.kinetics400 import PretrainedConfig, PretrainedIMD
 
@@ -42,7 +44,9 @@ def run(model, video_logits, tag_probs, present=True):
     model.tag_probs = lambda patches: p
     rgb = torch.zeros(1, 8, 3, 112, 112)
     out = model(rgb, None, fbank=torch.zeros(1, 1, 96, 64), audio_present=torch.tensor([present]))
-    clip = model.predict(rgb, None, torch.zeros(1, 1, 96, 64), torch.tensor([present]))[0]
+    prediction = model.predict(rgb, None, torch.zeros(1, 1, 96, 64), torch.tensor([present]))
+    window = WindowInput(np.zeros((8, 112, 112, 3), np.uint8), None, "clip.mp4", 0.0, 1.0)
+    (clip,) = window_results(prediction, [window], model.labels, model.audio_labels)
     return out, clip
 
 
@@ -50,9 +54,9 @@ def test_relevant_audio_is_fused_with_its_savld_evidence():
     model = small_model()
     #                  Speech Music Guitar Chop Laughter Silence
     out, clip = run(model, [2.0, 1.9, 0.0], [0.05, 0.8, 0.6, 0.0, 0.0, 0.01])
-    assert bool(out.audio_kept[0]) and not clip.audio_dropped
-    assert set(clip.heard_tags) == {"Music", "Guitar"}  # Speech 0.05 is under min_tag_score
-    assert clip.savld_iou == pytest.approx(1.0)  # {Music, Guitar} vs SAVLD(playing guitar)
+    assert bool(out.audio_kept[0]) and not clip.audio.dropped
+    assert set(clip.audio.heard) == {"Music", "Guitar"}  # Speech 0.05 is under min_tag_score
+    assert clip.audio.savld_iou == pytest.approx(1.0)  # {Music, Guitar} vs SAVLD(playing guitar)
     expected = torch.tensor([2.0 + 2.0 * 0.8, 1.9, 0.0])  # evidence = best tag among the class's labels
     assert torch.allclose(out.logits[0], expected)
 
@@ -60,24 +64,24 @@ def test_relevant_audio_is_fused_with_its_savld_evidence():
 def test_irrelevant_audio_is_dropped_completely_scores_equal_video_alone():
     model = small_model()
     out, clip = run(model, [0.3, 2.0, 0.1], [0.9, 0.7, 0.0, 0.0, 0.0, 0.01])  # speech and music over chopping
-    assert not bool(out.audio_kept[0]) and clip.audio_dropped
+    assert not bool(out.audio_kept[0]) and clip.audio.dropped
     assert torch.equal(out.logits, out.visual_logits)
-    assert clip.label == "chopping wood" and clip.savld_iou == 0.0
+    assert clip.label == "chopping wood" and clip.audio.savld_iou == 0.0
 
 
 def test_tags_not_above_silence_do_not_count():
     model = small_model()
     _, clip = run(model, [0.0, 2.0, 0.0], [0.0, 0.0, 0.0, 0.3, 0.0, 0.5])  # Chop 0.3 under Silence 0.5
-    assert clip.audio_dropped and "Chop" not in clip.heard_tags
+    assert clip.audio.dropped and "Chop" not in clip.audio.heard
     model = small_model(relevance_tag_floor=None)
     _, clip = run(model, [0.0, 2.0, 0.0], [0.0, 0.0, 0.0, 0.3, 0.0, 0.5])
-    assert not clip.audio_dropped and "Chop" in clip.heard_tags
+    assert not clip.audio.dropped and "Chop" in clip.audio.heard
 
 
 def test_absent_audio_is_always_dropped():
     model = small_model()
     out, clip = run(model, [2.0, 0.0, 0.0], [0.0, 0.9, 0.9, 0.0, 0.0, 0.0], present=False)
-    assert clip.audio_dropped and not clip.audio_present
+    assert clip.audio.dropped and not clip.audio.present
     assert torch.equal(out.logits, out.visual_logits)
 
 
@@ -190,9 +194,9 @@ def test_model_decisions_match_the_rule_on_a_real_forward(k400_dir):
 def test_audio_policy_ablations_always_and_never():
     probs = [0.9, 0.7, 0.0, 0.0, 0.0, 0.01]  # speech and music over chopping: the rule drops them
     out, clip = run(small_model(audio_policy="always"), [0.3, 2.0, 0.1], probs)
-    assert not clip.audio_dropped and out.logits[0, 0] > out.visual_logits[0, 0]  # music -> playing guitar
+    assert not clip.audio.dropped and out.logits[0, 0] > out.visual_logits[0, 0]  # music -> playing guitar
     out, clip = run(small_model(audio_policy="never"), [2.0, 1.9, 0.0], [0.05, 0.8, 0.6, 0.0, 0.0, 0.01])
-    assert clip.audio_dropped and torch.equal(out.logits, out.visual_logits)
+    assert clip.audio.dropped and torch.equal(out.logits, out.visual_logits)
 
 
 def test_imd_eval_takes_kinetics400_by_name(k400_dir, tmp_path, capsys):
