@@ -270,7 +270,9 @@ class ModelConfig(FrozenConfig):
     relevance_loss_weight: float = 1.0
     relevance_detach_inputs: bool = False  # stop relevance BCE gradients into the backbones
     gating: Literal["teacher", "straight_through", "teacher_then_straight_through"] = "teacher"
-    gating_warmup_steps: int = 1000  # steps of teacher forcing before straight-through
+    # training forward passes (micro-batches: N per optimiser step with grad_accum_steps N)
+    # of teacher forcing before straight-through
+    gating_warmup_steps: int = 1000
     no_audio: Literal["learned", "zeros"] = "learned"
     # Semantic agreement features for the relevance net (ours, off by default): the
     # visual-only class probabilities times the audio's evidence for each class through

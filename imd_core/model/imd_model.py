@@ -144,7 +144,8 @@ class IMDModel(nn.Module):
             raise ConfigError(f"unknown fusion {config.fusion!r}; choose one of ['gmu', 'concat']")
         self.head_drop = nn.Dropout(config.head_dropout)
         self.head = nn.Linear(config.fusion_dim, config.num_classes)
-        # training steps seen, for teacher_then_straight_through; saved with the weights
+        # training forward passes seen (micro-batches, not optimiser steps), for
+        # teacher_then_straight_through; saved with the weights
         self.register_buffer("gating_steps", torch.zeros((), dtype=torch.long))
         self.register_buffer("savld_matrix", torch.zeros(0, 0, dtype=torch.bool), persistent=False)
         self.savld: Savld | None = None
