@@ -220,6 +220,12 @@ class ClipDataset(Dataset):
         return self.decode_log.decoding(path) if self.decode_log is not None else contextlib.nullcontext()
 
     # ---- windows
+    def _whole_clip(self, i: int) -> bool:
+        """Item ``i`` is a whole file (no manifest window, no ``clip_seconds`` crop): a test
+        clip then gets the frames ``imd predict`` would take (``ClipPreprocessor.sample_times``)."""
+        e = self.index.entries[i]
+        return e.start is None and e.end is None and self.clip_seconds is None
+
     def _window(self, i: int) -> tuple[float, float | None]:
         e = self.index.entries[i]
         start, end = e.start or 0.0, e.end
@@ -270,7 +276,7 @@ class ClipDataset(Dataset):
                     train=self.train,
                     rng=self.rng,
                     multi_view=self.multi_view,
-                    whole_clip=e.start is None and e.end is None and self.clip_seconds is None,
+                    whole_clip=self._whole_clip(i),
                 ),
                 size=size,
                 timeout=self.timeout,

@@ -74,11 +74,8 @@ class YamNetBranch(nn.Module):
                 f"YAMNet expects log-mel patches (B, P, {PATCH_FRAMES}, {MEL_BINS}), got {tuple(patches.shape)}; "
                 "build the preprocessor from the model config (audio_frontend 'yamnet')"
             )
-        b, p = patches.shape[:2]
         with torch.set_grad_enabled(self.trainable and torch.is_grad_enabled()):
-            emb = self.net.forward_features(patches.flatten(0, 1).float())  # (B*P, 1024)
-            probs = torch.sigmoid(self.net.forward_head(emb).float()).view(b, p, -1).mean(1)  # (B, A)
-            emb = emb.view(b, p, -1).mean(1)  # (B, 1024)
+            emb, probs = self.net.clip_features(patches)  # (B, 1024), (B, A)
         return emb, torch.logit(probs.clamp(1e-6, 1 - 1e-6))
 
     @torch.no_grad()

@@ -155,10 +155,7 @@ class PretrainedIMD(nn.Module):
     def audio_features(self, patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(B, P, 96, 64)`` log-mel patches -> the clip's YAMNet embedding ``(B, 1024)`` and
         tag probabilities ``(B, A)``, both the mean over its patches."""
-        b, p = patches.shape[:2]
-        emb = self.tagger.forward_features(patches.flatten(0, 1).float())  # (B*P, 1024)
-        probs = torch.sigmoid(self.tagger.forward_head(emb).float()).view(b, p, -1).mean(1)
-        return emb.view(b, p, -1).mean(1), probs
+        return self.tagger.clip_features(patches)
 
     def tag_probs(self, patches: torch.Tensor) -> torch.Tensor:
         """``(B, P, 96, 64)`` log-mel patches -> ``(B, A)`` clip tag probabilities (patch mean)."""

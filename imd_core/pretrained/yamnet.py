@@ -190,6 +190,15 @@ class YamNet(nn.Module):
         """``[B, 1024]`` -> ``[B, 521]`` logits."""
         return self.classifier(embedding)
 
+    def clip_features(self, patches: Tensor) -> tuple[Tensor, Tensor]:
+        """``patches [B, P, 96, 64]`` of B clips -> the clips' ``[B, 1024]`` embeddings and
+        ``[B, 521]`` tag probabilities, each the mean over the clip's patches (TF-YAMNet's
+        clip scores)."""
+        b, p = patches.shape[:2]
+        emb = self.forward_features(patches.flatten(0, 1).float())  # [B*P, 1024]
+        probs = torch.sigmoid(self.forward_head(emb).float()).view(b, p, -1).mean(1)
+        return emb.view(b, p, -1).mean(1), probs
+
     def forward(self, patches: Tensor) -> Tensor:
         """``patches [B, 96, 64]`` -> ``[B, 521]`` logits, *before* the sigmoid.
 

@@ -159,9 +159,7 @@ class FrameCacheDataset(ClipDataset):
         from imd_core.media.decode import decode_clip
 
         e = self.index.entries[i]
-        whole = (
-            e.start is None and e.end is None and self.clip_seconds is None
-        )  # as imd predict samples a file
+        whole = self._whole_clip(i)
         with self._decoding(e.path):
             clip = decode_clip(
                 e.path,
