@@ -1,14 +1,8 @@
 """Checking a dataset: decode every file, report each as ok, no-audio or error.
 
-Used by ``imd data check`` and by the app's dataset view. A file is *usable* when its
-video decodes end to end (``ok``, or ``no-audio`` when it has no audio track); anything
-else is an ``error`` with a one-line reason. Windows (``start``/``end``) from a
-manifest must lie inside the decoded video.
-
-Every file is decoded in a worker process (:func:`imd_core.media.isolate.map_bounded`)
-that is killed when its decode overruns the per-file time limit, so a file that hangs
-inside FFmpeg (a pipe, a stalled disk) becomes an error "decode timed out after N s"
-instead of a check that never ends.
+A file is usable when its video decodes end to end; manifest windows must lie inside it.
+Each file decodes in a sandbox process killed at the per-file time limit, so a file that
+hangs inside FFmpeg is an error ("decode timed out after N s"), not a check that never ends.
 """
 
 from __future__ import annotations
@@ -131,20 +125,15 @@ class CheckReport:
         return "\n".join(lines)
 
 
-def check_entry(
-    entry: ClipEntry, timeout: float = 120.0, on_extend: Callable[[float], None] | None = None
-) -> FileCheck:
-    """Decodes one clip's file and judges it, in this process (never raises for a bad file).
-
-    ``on_extend`` hears the extra seconds a long file gets (see ``scan_media``).
-    """
+def check_entry(entry: ClipEntry, timeout: float = 120.0) -> FileCheck:
+    """Decodes one clip's file and judges it, in this process (never raises for a bad file)."""
     from imd_core.media.probe import probe
     from imd_core.media.scan import scan_media
     from imd_core.media.verdict import damaged_warning, media_problem, strip_path
 
     base = {"path": entry.path, "label": entry.label, "split": entry.split}
     try:
-        scan = scan_media(entry.path, timeout=timeout, on_extend=on_extend)
+        scan = scan_media(entry.path, timeout=timeout)
         # the verdict predict, batch, training and the player share (still images, truncation)
         problem = media_problem(probe(entry.path, timeout=timeout), video_frames=scan.video_frames,
                                 video_end=scan.video_end)  # fmt: skip
@@ -208,19 +197,18 @@ def check_index(
         progress: called with ``(done, total, result)`` after each file (in the order
             files finish).
     """
-    from imd_core.media.isolate import map_bounded
+    from imd_core.media.sandbox import run_bounded
 
     entries: Sequence[ClipEntry] = index.entries
     results: list[FileCheck | None] = [None] * len(entries)
     jobs = [((e, timeout), {}) for e in entries]
     done = 0
-    for i, r in map_bounded(
+    for i, r in run_bounded(
         check_entry,
         jobs,
         timeout=timeout,
         on_failure=lambda i, reason: _failed(entries[i], reason),
         workers=min(max(1, workers), os.cpu_count() or 1),
-        extendable=True,
     ):
         results[i] = r
         done += 1

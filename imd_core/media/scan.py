@@ -8,7 +8,6 @@ well before the duration its header claims is reported as truncated.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import av
@@ -22,6 +21,7 @@ from imd_core.media.probe import (
     open_media,
     video_stream,
 )
+from imd_core.media.sandbox import credible_seconds, extend_deadline
 
 # A stream that ends this much before the claimed duration is truncated.
 _TRUNCATION_TOLERANCE = 0.5  # seconds
@@ -61,15 +61,12 @@ class MediaScan:
         return self.audio_samples > 0
 
 
-def scan_media(
-    path: str | os.PathLike, *, timeout: float = 120.0, on_extend: Callable[[float], None] | None = None
-) -> MediaScan:
+def scan_media(path: str | os.PathLike, *, timeout: float = 120.0) -> MediaScan:
     """Decodes every video and audio packet of a file.
 
-    The watchdog allows ``timeout`` seconds plus the duration the file claims (capped at
-    a day), so long recordings are checked rather than timed out. ``on_extend(seconds)``
-    hears about that extra time (a killing deadline outside the process moves with it,
-    see :mod:`imd_core.media.isolate`).
+    The watchdog allows ``timeout`` seconds plus the duration the file claims (capped by
+    what its size can hold), so long recordings are checked rather than timed out; in a
+    :mod:`~imd_core.media.sandbox` the killing deadline moves with it.
 
     Raises:
         DecodeError: the file cannot be opened at all (missing, not media, ...), or
@@ -81,10 +78,9 @@ def scan_media(
         vs = video_stream(container)
         a = container.streams.audio[0] if container.streams.audio else None
         if container.duration:  # decoding runs far faster than real time: a long file may
-            extra = min(container.duration / av.time_base, 24 * 3600.0)  # take its duration
+            extra = credible_seconds(p, container.duration / av.time_base)  # take its duration
             dog.extend(extra)
-            if on_extend is not None:
-                on_extend(extra)
+            extend_deadline(extra)
         t0 = container.start_time / av.time_base if container.start_time is not None else 0.0
         streams = [s for s in (vs, a) if s is not None]
         frames = samples = damaged = 0
