@@ -37,7 +37,7 @@ def model_info(predictor, spec: ModelSpec) -> ModelInfo:
     """What the model manager shows about a :class:`~imd_core.inference.predictor.Predictor`'s model."""
     model = predictor.model
     cfg = predictor.config
-    savld = getattr(model, "savld", None)
+    savld = model.savld
     mapping: tuple[tuple[str, tuple[str, ...]], ...] = ()
     k = 0
     if savld is not None:

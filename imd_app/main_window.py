@@ -10,19 +10,20 @@ from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, QUrl
 from PySide6.QtGui import QAction, QDesktopServices, QKeySequence
-from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QMessageBox, QTabWidget, QWidget
+from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QMessageBox, QTabWidget
 
 from imd_app.controllers.batch_controller import BatchController
 from imd_app.controllers.player_controller import PlayerController
-from imd_app.isolated_decode import DEFAULT_DECODE_TIMEOUT
 from imd_app.media_reader import camera_devices
 from imd_app.state import BatchState, LiveState, ModelState, PlayerState
+from imd_app.training.tab import TrainingTab
 from imd_app.types import InferenceStats, ModelInfo, ModelSpec
 from imd_app.widgets.batch_tab import VIDEO_FILTER, BatchTab
 from imd_app.widgets.model_manager import ModelManager
 from imd_app.widgets.player_tab import PlayerTab
 from imd_core import __version__
 from imd_core.errors import ImdError
+from imd_core.media.sandbox import DEFAULT_DECODE_TIMEOUT
 from imd_core.resources import (
     default_app_model_dir,
     demo_clips,
@@ -31,18 +32,6 @@ from imd_core.resources import (
 )
 
 log = logging.getLogger(__name__)
-
-
-def _training_tab(parent: QWidget) -> tuple[QWidget, bool]:
-    """The Training tab, or a placeholder while that package is unavailable."""
-    try:
-        from imd_app.training.tab import TrainingTab
-    except ImportError as exc:
-        log.warning("training tab unavailable: %s", exc)
-        label = QLabel(f"The Training tab is not available in this build ({exc}).")
-        label.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        return label, False
-    return TrainingTab(parent), True
 
 
 class MainWindow(QMainWindow):
@@ -79,7 +68,7 @@ class MainWindow(QMainWindow):
 
         self.player_tab = PlayerTab(self.player_state, self.live_state, camera_devices())
         self.batch_tab = BatchTab(self.batch_state)
-        self.training_tab, self.has_training = _training_tab(self)
+        self.training_tab = TrainingTab(self)
         self.tabs = QTabWidget()
         self.tabs.addTab(self.player_tab, "Player")
         self.tabs.addTab(self.batch_tab, "Batch")
@@ -122,8 +111,7 @@ class MainWindow(QMainWindow):
         mm.device_requested.connect(self.set_device)
         self.player_state.error_changed.connect(self._on_error)
         self.model_state.error_changed.connect(self._on_error)
-        if self.has_training and hasattr(self.training_tab, "use_model_requested"):
-            self.training_tab.use_model_requested.connect(self.load_model)
+        self.training_tab.use_model_requested.connect(self.load_model)
 
     def _action(self, menu, text: str, shortcut, slot, checkable: bool = False) -> QAction:
         action = QAction(text, self)
@@ -392,8 +380,7 @@ class MainWindow(QMainWindow):
         self._save_settings()
         self.player.shutdown()
         self.batch.shutdown()
-        if self.has_training and hasattr(self.training_tab, "shutdown"):
-            self.training_tab.shutdown()
+        self.training_tab.shutdown()
 
     def closeEvent(self, event) -> None:  # noqa: N802
         self.shutdown()

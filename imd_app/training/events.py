@@ -1,10 +1,8 @@
 """Reading a run's JSON-lines events and folding them into progress and metrics.
 
-The engine (``imd train --events -``) writes the typed events of
-:mod:`imd_core.train.event_schema`, one JSON object per line. The app reads them from the
-job's stdout file while it runs and from the same file after a restart (reattach), so
-both paths share :class:`EventTail` and :class:`RunProgress`; both read the schema's
-field names and nothing else. Qt-free.
+A live job and a job found again after a restart (reattach) are read by the same
+:class:`EventTail` and :class:`RunProgress`, which use only the field names of
+:mod:`imd_core.train.event_schema`. Qt-free.
 """
 
 from __future__ import annotations

@@ -220,10 +220,10 @@ class JobForm(QWidget):
 
     def _swap_defaults(self, new: dict[str, float]) -> None:
         old = IMD_DEFAULTS if new is PRETRAINED_DEFAULTS else PRETRAINED_DEFAULTS
-        for name, value in new.items():
-            widget = getattr(self, name)
+        widgets = {"learning_rate": self.learning_rate, "epochs": self.epochs, "batch_size": self.batch_size}
+        for name, widget in widgets.items():
             if widget.value() == old[name]:  # untouched by the user
-                widget.setValue(value)
+                widget.setValue(new[name])
 
     def set_spec(self, spec: JobSpec) -> None:
         """Shows ``spec`` in the widgets (the dataset fields are not the form's)."""

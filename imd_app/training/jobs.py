@@ -1,10 +1,8 @@
 """The job queue: starts ``imd train`` processes one after another and watches them.
 
-``TrainingController`` owns the history and one :class:`JobState` per job. Jobs run
-detached (see :mod:`imd_app.training.process`); a timer on the GUI thread tails each
-running job's event file and stderr log, so a live job and a job found again after a
-restart (reattach) are monitored by the same code. A job that crashes only ends its own
-process: the app sees a dead pid and records why.
+Jobs run detached (:mod:`imd_app.training.process`); a GUI timer tails each running job's
+event file and stderr log, so a live job and one found again after a restart are
+monitored by the same code. A job that crashes ends only its own process.
 """
 
 from __future__ import annotations

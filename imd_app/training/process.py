@@ -1,10 +1,9 @@
 """Starting ``imd train`` detached from the app, and signalling or probing it later.
 
-A job must outlive the app (closing the window does not kill it) and be found again on
-the next launch, so it runs in its own session with stdout (the JSON events) and stderr
-(the log) going to files in its run folder rather than to pipes the app would hold.
-(PySide6's ``QProcess.startDetached()`` member does not return the pid, and the static
-form cannot redirect output, so this uses ``subprocess.Popen(start_new_session=True)``.)
+A job must outlive the app and be found again at the next launch, so it runs in its own
+session with stdout (events) and stderr (log) going to files in its run folder. This
+uses ``subprocess.Popen(start_new_session=True)``: ``QProcess.startDetached()`` either
+returns no pid or cannot redirect output.
 """
 
 from __future__ import annotations

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 from pathlib import Path
 from typing import Literal
 
 from imd_core.config_base import FrozenConfig
-from imd_core.errors import ConfigError
+from imd_core.errors import ConfigError, ImdError
 
 StartFrom = Literal["demo", "model", "backbones", "kinetics400"]
 Recipe = Literal["tiny", "small", "base", "large", "demo"]
@@ -95,7 +94,11 @@ class JobSpec(FrozenConfig):
     extra_set: tuple[str, ...] = ()
 
     def validate(self) -> list[str]:
-        """Everything wrong with this job, one line each (empty when it can start)."""
+        """Everything wrong with this job, one line each (empty when it can start).
+
+        The form checks its paths; :meth:`check_config` checks the values with the
+        engine's own rules and words.
+        """
         problems: list[str] = []
         if not self.data:
             problems.append("choose a dataset folder or manifest")
@@ -105,11 +108,8 @@ class JobSpec(FrozenConfig):
             problems.append("choose a run folder")
         elif Path(self.run_dir).is_file():
             problems.append(f"run folder {self.run_dir} is a file; choose a folder")
-        if self.start_from == "model":
-            if not self.model_dir:
-                problems.append("choose the model folder to start from")
-            elif not (Path(self.model_dir) / "config.json").is_file():
-                problems.append(f"{self.model_dir} is not a model folder (no config.json); choose another")
+        if self.start_from == "model" and not self.model_dir:
+            problems.append("choose the model folder to start from")
         if self.start_from == "kinetics400":
             from imd_core.resources import kinetics400_installed
 
@@ -118,8 +118,6 @@ class JobSpec(FrozenConfig):
                     "the kinetics400 model is not installed; build it with `imd pretrained build` "
                     "(bash scripts/setup.sh does it)"
                 )
-        if self.start_from in ("demo", "model") and not self.starts_from_pretrained():
-            problems += self._recipe_problems()
         if self.start_from == "backbones":
             for name, value in (
                 ("AST", self.ast_source),
@@ -130,26 +128,39 @@ class JobSpec(FrozenConfig):
                     problems.append(
                         f"{name} folder {value} does not exist; give a hub id or an existing folder"
                     )
-        if self.epochs < 1:
-            problems.append("epochs must be at least 1")
-        if self.batch_size < 1:
-            problems.append("batch size must be at least 1")
-        if not (math.isfinite(self.learning_rate) and 0 < self.learning_rate < 1):
-            problems.append("learning rate must be between 0 and 1 (e.g. 1e-4)")
-        if self.num_frames < 1:
-            problems.append("frames must be at least 1")
-        if self.tag_top_k < 0:
-            problems.append("AST tags top-k must be at least 1 (or 0: the model's own)")
-        if not 0.0 <= self.relevance_tau < 1.0:
-            problems.append("relevance threshold tau must be in [0, 1)")
-        if self.relevance_weight < 0:
-            problems.append("relevance loss weight must be >= 0")
-        if not 0.0 <= self.cross_modal_p <= 1.0:
-            problems.append("cross-modality augmentation probability must be in [0, 1]")
-        for item in self.extra_set:
-            if "=" not in item:
-                problems.append(f"extra override {item!r} must look like key=value")
+        try:
+            self.check_config()
+        except ImdError as exc:
+            problems.append(str(exc))
         return problems
+
+    def check_config(self) -> None:
+        """Builds the configuration ``imd train`` builds from :meth:`to_train_args`.
+
+        Raises:
+            ImdError: what ``imd train`` would refuse, in its words (the first problem).
+        """
+        # imd train turns --epochs, --batch-size and --device into these overrides
+        pairs = [
+            *self.set_args(),
+            f"epochs={self.epochs}",
+            f"batch_size={self.batch_size}",
+            f"device={self.device}",
+        ]
+        if self.starts_from_pretrained():
+            from imd_core.pretrained.finetune import FinetuneOptions, options_from_overrides
+
+            options_from_overrides(FinetuneOptions(), pairs)
+            return
+        from imd_core.train.config import load_train_config
+
+        cfg = load_train_config(self.config, pairs)
+        folder = self.start_model_dir()
+        if folder is not None:  # the folder fixes the architecture; the engine checks it only once started
+            from imd_core.model.checkpoint import read_config
+
+            have = read_config(folder)
+            have.fine_tuned(cfg.model, have.labels, where=f"the starting model {folder}")
 
     def starts_from_pretrained(self) -> bool:
         """True when the job fine-tunes real pretrained backbones (kinetics400 or a folder built on it)."""
@@ -169,36 +180,6 @@ class JobSpec(FrozenConfig):
             return demo_model_dir()
         return Path(self.model_dir) if self.start_from == "model" and self.model_dir else None
 
-    def _recipe_problems(self) -> list[str]:
-        # A model folder fixes the architecture: a size recipe must match it (the engine
-        # refuses the clash too, but only after the job has started).
-        folder = self.start_model_dir()
-        if folder is None:
-            return []
-        try:
-            size = json.loads((folder / "config.json").read_text(encoding="utf-8"))["model"]["size"]
-        except FileNotFoundError:
-            if self.start_from == "demo":
-                return [
-                    "the embedded demo model is missing from this installation; start from a model folder or backbones"
-                ]
-            return []  # reported above as "not a model folder"
-        except (OSError, ValueError, KeyError, TypeError):
-            return [f"{folder}/config.json is not an IMD Studio model config; choose another model folder"]
-        from imd_core.train.config import configs_dir
-
-        try:
-            recipe = json.loads((configs_dir() / f"{self.config}.json").read_text(encoding="utf-8"))
-            recipe_size = recipe.get("model", {}).get("size", size)
-        except (OSError, ValueError, AttributeError):
-            return []  # the engine reports an unreadable recipe itself
-        if recipe_size != size:
-            return [
-                f"the starting model is {size} but the {self.config} recipe is {recipe_size}; "
-                f"choose a {size} recipe (the model fixes the architecture)"
-            ]
-        return []
-
     def check(self) -> JobSpec:
         """Returns self, or raises :class:`ConfigError` listing every problem."""
         problems = self.validate()
@@ -214,60 +195,12 @@ class JobSpec(FrozenConfig):
 
     def to_train_args(self, *, resume: bool = False) -> list[str]:
         """The ``imd train`` arguments (without ``train``), events streamed to stdout."""
-        if self.starts_from_pretrained():
-            return self._pretrained_args(resume)
-        # on resume the run folder's own config.json is the recipe (imd train warns that
-        # --config is ignored there); only a run stopped before writing it needs --config
+        # A pretrained start fixes the model: no recipe. On resume the run folder's own
+        # config.json is the recipe (imd train warns that --config is ignored there); only
+        # a run stopped before writing it needs --config.
         saved = resume and (Path(self.run_dir) / "config.json").is_file()
-        args = [] if saved else ["--config", self.config]
+        args = [] if saved or self.starts_from_pretrained() else ["--config", self.config]
         args += [
-            "--data",
-            self.train_data_path(),
-            "--out",
-            self.run_dir,
-            "--epochs",
-            str(self.epochs),
-            "--batch-size",
-            str(self.batch_size),
-            "--device",
-            self.device,
-            "--events",
-            "-",
-        ]
-        if resume:
-            args.append("--resume")
-        values: dict[str, object] = {
-            "learning_rate": self.learning_rate,
-            "imd_enabled": self.imd_enabled,
-            "relevance_tau": self.relevance_tau,
-            "relevance_weight": self.relevance_weight,
-            "ast_trainable": self.ast_trainable,
-            "cross_modal_p": self.cross_modal_p,
-        }
-        if self.tag_top_k > 0:
-            values["tag_top_k"] = self.tag_top_k
-        if self.start_from == "demo":
-            values["init_from"] = "demo"
-        elif self.start_from == "model":
-            values["init_from"] = str(Path(self.model_dir).resolve())
-        else:
-            # Only a model built from backbones takes architecture inputs; a model folder
-            # brings its own frames and motion input.
-            values["num_frames"] = self.num_frames
-            values["motion"] = self.motion
-            for key in ("ast_source", "vit_source", "text_encoder"):
-                if getattr(self, key):
-                    values[key] = getattr(self, key)
-        for key, value in values.items():
-            args += ["--set", f"{SET_KEYS[key]}={_set_value(value)}"]
-        for item in self.extra_set:
-            args += ["--set", item]
-        return args
-
-    def _pretrained_args(self, resume: bool) -> list[str]:
-        # A pretrained start fixes the model: no recipe, no architecture or AST settings.
-        base = "kinetics400" if self.start_from == "kinetics400" else str(Path(self.model_dir).resolve())
-        args = [
             "--data", self.train_data_path(),
             "--out", self.run_dir,
             "--epochs", str(self.epochs),
@@ -277,17 +210,48 @@ class JobSpec(FrozenConfig):
         ]  # fmt: skip
         if resume:
             args.append("--resume")
-        values: dict[str, object] = {
-            "init_from": base,
-            "learning_rate": self.learning_rate,
-            "relevance_weight": self.relevance_weight,
-            "unfreeze_video": "video" if self.unfreeze_video else "none",
-        }
-        for key, value in values.items():
-            args += ["--set", f"{SET_KEYS[key]}={_set_value(value)}"]
-        for item in self.extra_set:
+        for item in self.set_args():
             args += ["--set", item]
         return args
+
+    def set_args(self) -> list[str]:
+        """The job's ``--set key=value`` pairs: the form's values, then ``extra_set``."""
+        values: dict[str, object]
+        if self.starts_from_pretrained():
+            # no architecture or AST settings: the pretrained model fixes them
+            base = "kinetics400" if self.start_from == "kinetics400" else str(Path(self.model_dir).resolve())
+            values = {
+                "init_from": base,
+                "learning_rate": self.learning_rate,
+                "relevance_weight": self.relevance_weight,
+                "unfreeze_video": "video" if self.unfreeze_video else "none",
+            }
+        else:
+            values = {
+                "learning_rate": self.learning_rate,
+                "imd_enabled": self.imd_enabled,
+                "relevance_tau": self.relevance_tau,
+                "relevance_weight": self.relevance_weight,
+                "ast_trainable": self.ast_trainable,
+                "cross_modal_p": self.cross_modal_p,
+            }
+            if self.tag_top_k:  # 0: the starting model's own rule
+                values["tag_top_k"] = self.tag_top_k
+            if self.start_from == "demo":
+                values["init_from"] = "demo"
+            elif self.start_from == "model":
+                values["init_from"] = str(Path(self.model_dir).resolve())
+            else:
+                # Only a model built from backbones takes architecture inputs; a model
+                # folder brings its own frames and motion input.
+                values["num_frames"] = self.num_frames
+                values["motion"] = self.motion
+                sources = {"ast_source": self.ast_source, "vit_source": self.vit_source,
+                           "text_encoder": self.text_encoder}  # fmt: skip
+                values.update({key: value for key, value in sources.items() if value})
+        return [f"{SET_KEYS[key]}={_set_value(value)}" for key, value in values.items()] + list(
+            self.extra_set
+        )
 
 
 FILTERED_MANIFEST = "dataset_filtered.csv"

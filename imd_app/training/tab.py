@@ -132,10 +132,6 @@ class TrainingTab(QWidget):
     # ------------------------------------------------------------------ requests
     def submit(self, spec: JobSpec) -> str | None:
         """Queues ``spec`` (what "Add job" does with the form); returns the job id."""
-        problems = spec.validate()
-        if problems:
-            self.form_error.setText("Cannot start: " + "; ".join(problems))
-            return None
         try:
             state = self.controller.submit(spec)
         except ImdError as exc:

@@ -1,16 +1,9 @@
 """What inference produces: one frozen :class:`WindowResult` per window, and its formats.
 
-A model's ``predict`` returns tensors (:class:`~imd_core.model.imd_model.Prediction`);
-:func:`window_results` converts them, once, into the one result type that the CLI, the
-app's batch tab and its live panel read. A result crosses threads (the app's inference
-worker -> GUI) and processes (torchrun ranks -> rank 0), so it is a frozen dataclass of
-plain Python values. The output formats of ``imd predict`` and the audio explanation
-live here so that the CLI, the app and tests share one definition:
-
-* :meth:`WindowResult.to_json_dict` -- the JSON-lines object (``--json``);
-* :func:`csv_header` / :meth:`WindowResult.to_csv_row` -- the flattened table (``--csv``);
-* :meth:`WindowResult.to_text` -- the human-readable line (default);
-* :meth:`WindowResult.audio_reason` -- why the audio was used or dropped (the live panel).
+:func:`window_results` converts a model's tensor ``Prediction`` once into the one result
+type the CLI and the app read. It crosses threads and processes, so it is a frozen
+dataclass of plain Python values; its text, JSON-lines and CSV forms (the outputs of
+``imd predict``) are defined here once.
 """
 
 from __future__ import annotations
@@ -24,7 +17,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from imd_core.inference.inputs import WindowInput
-    from imd_core.model.imd_model import Prediction
+    from imd_core.model.outputs import Prediction
 
 TOP_K = 5  # classes and audio tags per result, in JSON and CSV
 
@@ -196,7 +189,7 @@ def window_results(
     audio_labels: Sequence[str],
     k: int = TOP_K,
 ) -> list[WindowResult]:
-    """A model's :class:`~imd_core.model.imd_model.Prediction` -> one :class:`WindowResult`
+    """A model's :class:`~imd_core.model.outputs.Prediction` -> one :class:`WindowResult`
     per window: the first ``len(windows)`` clips (a compiled batch may be padded).
 
     The one place where tensors become labels and numbers: ``k`` best classes and tags,

@@ -1,12 +1,8 @@
 """AST audio preprocessing: waveform -> normalised Kaldi log-mel filterbank.
 
-Matches ``transformers.ASTFeatureExtractor`` (torchaudio path) to within 1e-4 on the
-same 16 kHz mono waveform (tests/core/model/test_audio_features.py compares them), but
-works on one clip without the extractor's batching and also accepts other sample rates
-(resampled with torchaudio) and multi-channel audio (down-mixed by averaging).
-
-Shapes: ``N`` samples, ``F`` fbank frames (``max_length``, 1024 for 10.24 s), ``M`` mel
-bins (128).
+Matches ``transformers.ASTFeatureExtractor`` to within 1e-4 (tested), but works on one
+clip and also accepts other sample rates and multi-channel audio. Shapes: ``N`` samples,
+``F`` fbank frames, ``M`` mel bins.
 """
 
 from __future__ import annotations

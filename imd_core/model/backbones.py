@@ -1,12 +1,9 @@
 """The backbones an :class:`~imd_core.model.imd_model.IMDModel` is built on, and their real weights.
 
-``ModelConfig`` names them (docs/MODEL.md, "Backbones"); a plain ``if`` picks the class,
-no registry. Every visual encoder speaks one interface, ``forward(rgb, motion) -> tuple
-of (B, D_i) embeddings`` with ``embed_dims`` (two ViT streams, or one I3D embedding), and
-every audio tagger speaks :class:`~imd_core.model.ast_branch.ASTBranch`'s
-(``forward(audio) -> (embedding (B, D_a), logits (B, A))``, ``labels``, ``embed_dim``,
-``trainable``), so relevance, dropout, fusion, the SAVLD and the training cache never
-ask which one they got.
+A plain ``if`` picks the class, no registry (docs/MODEL.md, "Backbones"). Every visual
+encoder speaks ``forward(rgb, motion) -> tuple of (B, D_i)`` and every audio tagger speaks
+``ASTBranch``'s interface, so the rest of the model and the training cache never ask which
+one they got.
 """
 
 from __future__ import annotations
@@ -96,7 +93,7 @@ def load_pretrained_backbones(model: nn.Module, source: str | os.PathLike[str] =
         ConfigError: the folder is not a pretrained folder, the model has neither I3D nor
             YAMNet, or the folder's YAMNet labels differ from the model's.
     """
-    from imd_core.model.checkpoint import load_state_into
+    from imd_core.model.weights import load_state_into
     from imd_core.pretrained.folder import is_pretrained_folder, load_pretrained
     from imd_core.resources import resolve_model_dir
 

@@ -1,25 +1,16 @@
 """The model configuration: one frozen dataclass that fully describes an IMD model.
 
-Architecture fields left as ``None`` are filled from :func:`size_preset` in
-``__post_init__``, so ``ModelConfig(size="base")`` is a complete base model and the
-saved ``config.json`` always holds concrete values (a later change of presets never
-changes a saved model).
-
-Preprocessors (``imd_core.data.transforms.ClipPreprocessor``) read the input fields by
-these exact names: ``num_frames``, ``image_size``, ``motion``, ``image_mean``,
-``image_std``, ``audio_seconds``, ``sample_rate``, ``num_mel_bins``, ``audio_frontend``.
-
-Backbones (docs/MODEL.md, "Backbones"): ``visual_encoder`` is the paper's two-stream
-ViT (default) or I3D RGB; ``audio_tagger`` is the paper's AST (default) or YAMNet. The
-inputs follow them: I3D takes no motion input (``motion="none"``), YAMNet takes 64-bin
-log-mel patches (``num_mel_bins=64``, ``audio_frontend="yamnet"``).
+Architecture fields left ``None`` are filled from :func:`size_preset`, so the saved
+``config.json`` always holds concrete values and a later change of presets never changes
+a saved model. ``ClipPreprocessor`` reads the input fields (``num_frames``,
+``image_size``, ``motion``, ...) by these exact names.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from imd_core.config_base import FrozenConfig
@@ -113,6 +104,14 @@ ARCHITECTURE_FIELDS: tuple[str, ...] = (
     "fusion_dim",
     "no_audio",
 )
+# What a model folder fixes when a run fine-tunes it: its shapes and its backbones.
+FOLDER_FIXED_FIELDS = frozenset(ARCHITECTURE_FIELDS) | {
+    "size",
+    "ast_source",
+    "ast_config",
+    "video_init",
+    "tagger_labels",
+}
 
 
 # Sane ranges of the numeric fields, checked before anything is built. They are generous
@@ -414,3 +413,26 @@ class ModelConfig(FrozenConfig):
         """The shape-defining fields, for comparing a checkpoint with a model."""
         data = self.to_dict()
         return {k: data[k] for k in ARCHITECTURE_FIELDS}
+
+    def fine_tuned(self, section: dict[str, Any], labels: Sequence[str], *, where: str) -> ModelConfig:
+        """This (a model folder's) config for fine-tuning it with a recipe's ``model`` section.
+
+        The folder fixes :data:`FOLDER_FIXED_FIELDS`; the section may change only the
+        training options (gating, losses, ``ast_trainable``, ...), validated as usual.
+
+        Raises:
+            ConfigError: the section changes a fixed field (``where`` names the folder), or
+                an option is out of range.
+        """
+        have = self.to_dict()
+        clash = [k for k in section if k in FOLDER_FIXED_FIELDS and k in have and have[k] != section[k]]
+        clash.sort(key=lambda k: (k != "size", k))  # the size says the most
+        if clash:
+            raise ConfigError(
+                f"{where} fixes the architecture: it has {clash[0]}={have[clash[0]]!r}, the recipe says "
+                f"{section[clash[0]]!r}"
+                + (f" (and {clash[1:]} differ)" if clash[1:] else "")
+                + f"; choose a recipe that matches the folder, or leave model.{clash[0]} out"
+            )
+        options = {k: v for k, v in section.items() if k not in FOLDER_FIXED_FIELDS}
+        return ModelConfig.from_dict({**have, **options, "labels": list(labels)})

@@ -1,10 +1,8 @@
 """I3D RGB as IMD's visual encoder: the ``visual_encoder="i3d"`` option of :class:`IMDModel`.
 
-Speaks :class:`~imd_core.model.video_transformer.TwoStreamVideoTransformer`'s
-interface, ``forward(rgb, motion) -> tuple of (B, D) embeddings``, with one embedding
-instead of two: I3D's pooled ``Mixed_5c`` features (1024-d). The motion input is not
-used (the preprocessor makes none: ``motion="none"``). The Kinetics-400 logits layer
-is left out: the IMD head classifies the fused features.
+Speaks the two-stream encoder's interface with one embedding instead of two: I3D's
+pooled ``Mixed_5c`` features (1024-d). The motion input is unused and the Kinetics-400
+logits layer is left out.
 """
 
 from __future__ import annotations

@@ -1,22 +1,13 @@
 """The IMD model: two visual streams, an AST tagger, relevance gating and fusion.
 
-Data flow (``B`` clips, ``T`` frames, ``D`` video width, ``D_a`` AST width, ``A`` audio
-labels, ``C`` action classes) with the paper's backbones; with I3D the two streams are
-one 1024-d RGB embedding, with YAMNet ``fbank`` holds log-mel patches ``(B,P,96,64)``
-(:mod:`imd_core.model.backbones`)::
-
-    rgb (B,T,3,H,W) ---- VisualStream --> e_rgb (B,D) ------+-----------------+
-    motion (B,T,3,H,W) - VisualStream --> e_mot (B,D) ------+                 |
-    fbank (B,F,M) ------ ASTBranch -----> a (B,D_a), tags (B,A)               |
-                                     RelevanceNet([a,e_rgb,e_mot]) -> r (B,)  |
-                                     gate = audio_gate(r, IoU target, ...)    |
-                                     a' = gate*a + (1-gate)*no_audio_token    |
-                                     GMU([e_rgb, e_mot, a']) -> head -> logits (B,C)
+The relevance net scores the ``[audio, rgb, motion]`` embeddings; the gate keeps the
+audio embedding or puts a no-audio token in its place; a GMU fuses the streams
+and a head gives the class logits (data flow: docs/MODEL.md). Other backbones:
+:mod:`imd_core.model.backbones`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable
 
@@ -28,73 +19,12 @@ from imd_core.errors import ConfigError
 from imd_core.model.backbones import build_audio_tagger, build_visual_encoder, describe_tagger
 from imd_core.model.config import ModelConfig
 from imd_core.model.fusion import ConcatFusion, GatedMultimodalUnit
+from imd_core.model.outputs import IMDOutput, Prediction
 from imd_core.model.relevance import NoAudioToken, RelevanceNet, audio_gate, relevance_targets
 from imd_core.model.savld import Savld, heard_sets, relevance_iou
+from imd_core.model.vit_weights import load_vit_weights
 
 logger = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass
-class IMDOutput:
-    """What :meth:`IMDModel.forward` returns (tensors keep their graph for training).
-
-    Attributes:
-        logits: ``(B, C)`` class logits (averaged over views for ``(B,V,...)`` input).
-        relevance_logit: ``(B,)`` relevance network output; ``sigmoid`` = p(audio relevant).
-        audio_kept: ``(B,)`` bool, whether the audio embedding was fused (gate = 1).
-        audio_logits: ``(B, A)`` AST logits, or None when only a cached embedding was given.
-        audio_embedding: ``(B, D_a)`` pooled AST embedding (before gating).
-        relevance_iou: ``(B,)`` SAVLD IoU used as target, when labels/targets were given.
-        visual_logits: ``(B, C)`` visual-only head logits, when the model has that head.
-        loss: total loss (CE + weight x relevance BCE [+ weight x visual CE]) when
-            ``labels`` were given.
-        losses: the detached parts, ``{"ce": ..., "relevance_bce": ..., "visual_ce": ...}``.
-    """
-
-    logits: torch.Tensor
-    relevance_logit: torch.Tensor
-    audio_kept: torch.Tensor
-    audio_logits: torch.Tensor | None
-    audio_embedding: torch.Tensor
-    relevance_iou: torch.Tensor | None = None
-    visual_logits: torch.Tensor | None = None
-    loss: torch.Tensor | None = None
-    losses: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
-
-
-@dataclasses.dataclass(frozen=True)
-class Prediction:
-    """What ``predict`` returns: per-clip tensors on the model's device, nothing converted.
-
-    :func:`~imd_core.inference.results.window_results` turns them into the one result type
-    that the CLI, the batch tab and the live panel show.
-
-    Attributes:
-        probs: ``(B, C)`` float32 class probabilities.
-        tag_probs: ``(B, A)`` float32 audio tag probabilities.
-        relevance: ``(B,)`` float32, p(audio relevant) from the relevance network (the
-            ``kinetics400`` rule: the IoU it decides on).
-        audio_kept: ``(B,)`` bool, the audio was fused.
-        audio_present: ``(B,)`` bool, the clip had audio.
-        heard: ``(B, A)`` bool, the tags the relevance rule counted (top-k above the floor),
-            so an explanation names only those.
-        savld_iou: ``(B,)`` IoU of the heard tags with the SAVLD labels of the predicted
-            class; None when the model has no SAVLD.
-        savld_labels: ``(B, A)`` bool, the SAVLD labels of each clip's top class; None
-            when the model has no SAVLD.
-        confident: ``(B,)`` bool, False when the top probability is below the model's
-            confidence threshold ("no confident action"); all True for models without one.
-    """
-
-    probs: torch.Tensor
-    tag_probs: torch.Tensor
-    relevance: torch.Tensor
-    audio_kept: torch.Tensor
-    audio_present: torch.Tensor
-    heard: torch.Tensor
-    savld_iou: torch.Tensor | None
-    savld_labels: torch.Tensor | None
-    confident: torch.Tensor
 
 
 class IMDModel(nn.Module):
@@ -125,8 +55,6 @@ class IMDModel(nn.Module):
         # visual encoder: two streams (RGB, motion) or I3D's one RGB embedding
         self.video = build_visual_encoder(config)
         if load_pretrained and config.video_init:
-            from imd_core.model.checkpoint import load_vit_weights
-
             for stream in (self.video.rgb, self.video.motion):
                 load_vit_weights(stream, config.video_init)
         self.video.requires_grad_(config.video_trainable)

@@ -1,24 +1,9 @@
 """Relevance network and learnable irrelevant modality dropout.
 
-The relevance network (LayerNorm + 2-layer MLP on ``[audio, rgb, motion]`` embeddings
--> one logit) predicts whether the clip's audio is relevant to its visual action. It
-is trained with BCE on the SAVLD IoU targets. :func:`audio_gate` turns its output (or
-the targets, during teacher forcing) into a 0/1 gate; :class:`NoAudioToken` replaces a
-dropped audio embedding.
-
-Gating modes (``ModelConfig.gating``):
-
-* ``teacher``: training gates with the IoU target (relevant iff IoU > tau), so the
-  classifier learns from relevant audio only while the relevance net learns to
-  predict the target (default).
-* ``straight_through``: training gates with the network's own hard decision
-  ``p >= threshold``; the backward pass uses ``d gate / d p = 1`` so the classification
-  loss also trains the relevance net.
-* ``teacher_then_straight_through``: teacher forcing for ``gating_warmup_steps``
-  training steps, then straight-through.
-
-At inference the gate is always ``p >= threshold``. A clip without an audio track is
-always dropped (gate 0), whatever the mode.
+The network (LayerNorm + 2-layer MLP on ``[audio, rgb, motion]``) predicts whether the
+audio is relevant to the action, trained with BCE on the SAVLD IoU targets.
+:func:`audio_gate` turns it (or the targets, in teacher forcing) into a 0/1 gate; at
+inference the gate is ``p >= threshold``, and a clip without audio is always dropped.
 """
 
 from __future__ import annotations

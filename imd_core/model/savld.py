@@ -1,22 +1,9 @@
 """SAVLD, the Semantic Audio-Video Label Dictionary, and the relevance IoU.
 
-``Savld.build`` embeds every (lowercased) video label and audio label with a Hugging
-Face text encoder, scores every pair by cosine similarity (plus optional enrichments)
-and keeps the K best audio labels per video label. ``relevance_iou`` compares a clip's
-top-k AST tags with the K SAVLD labels of a video label.
-
-Enrichments (all options of :meth:`Savld.build`, evaluated in docs/MODEL.md):
-
-* prompts: ``video_prompt`` / ``audio_prompt`` templates (``"the sound of {}"``);
-* ontology descriptions: the AudioSet ontology's description of each audio class is
-  appended to its text (``ontology`` = path of ``ontology.json``);
-* lexical overlap: ``lexical_weight`` x the fraction of a video label's content words
-  (crudely stemmed) that also occur in the audio label;
-* pooling: ``mean`` (masked mean of the last hidden states) or ``cls``.
-
-A built file may also record ``runners_up`` (the next best audio labels after the K, for
-inspection: ``imd savld show``) and ``overrides`` (entries set by hand with ``imd savld
-set``, each with the entry it replaced), so an edited dictionary says so.
+``Savld.build`` embeds every video and audio label with a text encoder, scores every pair
+by cosine similarity (plus optional enrichments, evaluated in docs/MODEL.md) and keeps
+the K best audio labels per video label. ``relevance_iou`` compares a clip's top-k tags
+with the K SAVLD labels of a video label.
 """
 
 from __future__ import annotations

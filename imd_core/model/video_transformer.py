@@ -1,18 +1,8 @@
 """Two-stream video Transformer: timm ViT blocks per frame, then spatiotemporal blocks.
 
-A :class:`VisualStream` embeds one stream (RGB or motion):
-
-1. per frame (``B*T`` images): patch embedding, class token, absolute position
-   embedding, ``depth`` timm ViT ``Block`` s. The parameter names equal timm's
-   ``VisionTransformer`` (``patch_embed.proj``, ``cls_token``, ``pos_embed``,
-   ``blocks.N``), so ImageNet ViT weights load through :func:`checkpoint_filter_fn`.
-2. across frames: a learned temporal position embedding is added and ``st_depth``
-   :class:`SpatioTemporalBlock` s attend jointly over all ``T*(1+P)`` tokens.
-3. the per-frame class tokens are averaged over time and layer-normed: ``(B, D)``.
-
-Every attention goes through ``torch.nn.functional.scaled_dot_product_attention``
-(timm's ``Attention`` uses it when fused attention is on, its default).
-
+A :class:`VisualStream` embeds one stream: per-frame ViT blocks whose parameter names
+equal timm's ``VisionTransformer`` (so ImageNet weights load), then ``st_depth`` blocks
+over all ``T*(1+P)`` tokens, then the class tokens averaged over time: ``(B, D)``.
 Shapes: ``B`` batch, ``T`` frames, ``P`` patches per frame, ``D`` width.
 """
 

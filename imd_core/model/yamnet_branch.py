@@ -1,14 +1,8 @@
 """YAMNet as IMD's audio tagger: the ``audio_tagger="yamnet"`` option of :class:`IMDModel`.
 
-Speaks :class:`~imd_core.model.ast_branch.ASTBranch`'s interface (``forward`` ->
-``(embedding, logits)``, ``labels``, ``embed_dim``, ``trainable``), so the SAVLD IoU,
-the relevance network, the dropout, the training cache and the predictor use it
-unchanged. Input: YAMNet log-mel patches ``(B, P, 96, 64)``, which
-``ClipPreprocessor`` makes when the model config says ``audio_frontend == "yamnet"``.
-
-A clip's embedding is the mean of its patches' 1024-d embeddings; its tags are the mean
-of the patches' sigmoid scores (TF-YAMNet's clip scores, as ``PretrainedIMD`` computes
-them), returned as logits (``logit(mean p)``) so that ``sigmoid(logits)`` are the tags.
+Speaks ``ASTBranch``'s interface, so the rest of the model and the training cache use it
+unchanged. Input: log-mel patches ``(B, P, 96, 64)``. A clip's embedding and tags are
+means over its patches (TF-YAMNet's clip scores); tags are returned as ``logit(mean p)``.
 """
 
 from __future__ import annotations

@@ -1,11 +1,8 @@
 """Frozen-backbone features of whole clips, computed once and cached by content.
 
-One ``RUN/features/KEY.safetensors`` per clip, where ``KEY`` hashes the file's absolute
-path, size and mtime with the input settings, so an edited file or other settings miss the
-cache and a crashed or repeated run reuses everything else. A file holds I3D's pooled
-1024-d ``video`` features, YAMNet's mean 1024-d ``audio`` embedding and mean ``tags``
-probabilities, ``present`` (the clip has audio) and, when the video backbone is trained
-too (``unfreeze="video"``), the preprocessed frames ``rgb`` ``(T, 3, H, W)`` in fp16.
+One ``RUN/features/KEY.safetensors`` per clip; ``KEY`` hashes the file's path, size and
+mtime with the input settings, so an edited file or other settings miss the cache and a
+crashed or repeated run reuses everything else.
 """
 
 from __future__ import annotations

@@ -1,23 +1,9 @@
 """Fine-tune on the real backbones: I3D + YAMNet, a learned relevance net, fusion and a head.
 
-``imd train --data DIR --out RUN --set init.from_model=kinetics400`` (what the app's
-training tab runs) and ``imd pretrained finetune`` both come here when the starting model
-is a pretrained folder (``kinetics400`` or a folder fine-tuned from it):
-
-1. every clip is decoded once (the whole clip, as ``imd predict`` does) and its frozen
-   features are cached in ``RUN/features/`` (:mod:`~imd_core.pretrained.feature_cache`).
-   ``features`` events report the progress; a stopped or crashed run reuses them.
-2. :class:`FeatureHead` trains on the cache, in seconds on a CPU: the paper's *learned*
-   relevance network (BCE against the SAVLD IoU target of the clip's true class: the rule
-   ``kinetics400`` applies directly), irrelevant audio dropped whole (teacher forcing with
-   the target in training, the net's decision at inference), late fusion and a head for
-   the user's classes. Classes the starting model knows keep their rows (matched by name:
-   Kinetics-400 names start from I3D's own classifier rows), new ones start fresh.
-3. with ``unfreeze="video"`` (for GPU users) I3D trains too, at ``backbone_lr``, on the
-   preprocessed frames cached with the features (batch norm keeps its statistics).
-4. every epoch saves ``RUN/last/training_state.pt`` (``--resume`` continues from it);
-   the best epoch (validation top-1) becomes ``RUN/best``, a model folder every front end
-   loads like ``kinetics400``. Events are the engine's (``imd_core.train.events``).
+``imd train`` comes here when the starting model is a pretrained folder (``kinetics400``
+or one fine-tuned from it). Each clip's frozen features are computed once and cached in
+``RUN/features/``; a small :class:`FeatureHead` then trains on the cache in seconds on a
+CPU, and the best epoch becomes ``RUN/best``, a model folder like ``kinetics400``.
 """
 
 from __future__ import annotations
@@ -29,7 +15,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -39,6 +25,14 @@ from imd_core.errors import ConfigError, DataError, ImdError
 from imd_core.pretrained.feature_cache import FEATURE_KEYS, extract_features
 from imd_core.pretrained.feature_head import FeatureHead
 from imd_core.train import event_schema as ev
+
+if TYPE_CHECKING:
+    from imd_core.data.manifest import ClipEntry
+    from imd_core.model.savld import Savld
+    from imd_core.pretrained.i3d import I3D
+    from imd_core.pretrained.kinetics400 import PretrainedIMD
+    from imd_core.train.engine import StopRequest
+    from imd_core.train.events import EventWriter
 
 log = logging.getLogger(__name__)
 
@@ -176,12 +170,18 @@ def finetune(
         events.close()
 
 
+@dataclasses.dataclass
 class _Run:
-    def __init__(self, data: Path, out: Path, options: FinetuneOptions, resume: bool, threads: int | None,
-                 events: Any, stop: Any) -> None:  # fmt: skip
-        self.data, self.out, self.options = data, out, options
-        self.resume, self.threads, self.events, self.stop = resume, threads, events, stop
-        self.t0 = time.time()
+    """One run of :func:`finetune`: extract the features, then train the head on them."""
+
+    data: Path
+    out: Path
+    options: FinetuneOptions
+    resume: bool
+    threads: int | None
+    events: EventWriter
+    stop: StopRequest
+    t0: float = dataclasses.field(default_factory=time.time)
 
     def run(self) -> dict[str, Any]:
         from imd_core.data.manifest import load_dataset_index
@@ -201,7 +201,6 @@ class _Run:
         model = predictor.model
         if not isinstance(model, PretrainedIMD):
             raise ConfigError(f"{o.base} is not a pretrained folder (kinetics400 or one fine-tuned from it)")
-        self.model, self.device = model, predictor.device
         train_part, val_part = index.split("train"), index.split("val")
         segments = [(e.path, e.start, e.end) for e in train_part.entries + val_part.entries]
 
@@ -231,11 +230,12 @@ class _Run:
         for part in sets.values():
             if part is not None:
                 part["target"] = (model.savld_iou(part["tags"], part["labels"], matrix) > 0).float()
-        return self._train(labels, sets, savld, excluded)
+        return self._train(model, predictor.device, labels, sets, savld, excluded)
 
     # ------------------------------------------------------------------------- training
-    def _train(self, labels: list[str], sets: dict, savld: Any, excluded: list[dict]) -> dict[str, Any]:
-        o, dev, model = self.options, self.device, self.model
+    def _train(self, model: PretrainedIMD, dev: torch.device, labels: list[str], sets: dict, savld: Savld,
+               excluded: list[dict]) -> dict[str, Any]:  # fmt: skip
+        o = self.options
         head = FeatureHead(len(labels))
         transfer = transfer_rows(model, head, labels)
         params = [{"params": head.parameters(), "lr": o.lr}]
@@ -345,8 +345,9 @@ class _Run:
         return self._finish(outcome, epochs_run=epoch - start_epoch, step=step, best=(best_epoch, best_value),
                             summary_extra=summary)  # fmt: skip
 
-    def _save_state(self, head: Any, video: Any, opt: Any, epoch: int, step: int, best_value: float,
-                    best_epoch: int, best_state: dict, best_metrics: dict) -> None:  # fmt: skip
+    def _save_state(self, head: FeatureHead, video: I3D | None, opt: torch.optim.Optimizer, epoch: int,
+                    step: int, best_value: float, best_epoch: int, best_state: dict,
+                    best_metrics: dict) -> None:  # fmt: skip
         state = {
             "head": head.state_dict(), "optimizer": opt.state_dict(), "rng": torch.get_rng_state(),
             "epoch": epoch, "step": step, "best_value": best_value, "best_epoch": best_epoch,
@@ -386,7 +387,7 @@ class _Run:
         return summary
 
 
-def _stack(feats: list[dict | None], entries: Any) -> dict[str, torch.Tensor] | None:
+def _stack(feats: list[dict | None], entries: tuple[ClipEntry, ...]) -> dict[str, torch.Tensor] | None:
     keep = [(f, e.label_index) for f, e in zip(feats, entries, strict=True) if f is not None]
     if not keep:
         return None
@@ -400,14 +401,14 @@ def _copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in state.items()}
 
 
-def video_features(video: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+def video_features(video: I3D, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """I3D's pooled features of cached frames ``(B, T, 3, H, W)`` fp16 (the unfrozen path)."""
     rgb = batch["rgb"].float().permute(0, 2, 1, 3, 4)  # I3D takes (B, 3, T, H, W)
     with torch.autocast(rgb.device.type, dtype=torch.bfloat16, enabled=rgb.device.type == "cuda"):
         return video.forward_features(rgb).float()
 
 
-def transfer_rows(model: Any, head: FeatureHead, labels: list[str]) -> dict[str, list[str]] | None:
+def transfer_rows(model: PretrainedIMD, head: FeatureHead, labels: list[str]) -> dict[str, list[str]] | None:
     """Starts each known class from the starting model's own row (matched by name, any case).
 
     From ``kinetics400`` (the rule head): a class named as a Kinetics-400 action starts its
@@ -440,7 +441,7 @@ def transfer_rows(model: Any, head: FeatureHead, labels: list[str]) -> dict[str,
 
 
 @torch.no_grad()
-def evaluate(head: FeatureHead, batch: dict[str, torch.Tensor], video: Any = None,
+def evaluate(head: FeatureHead, batch: dict[str, torch.Tensor], video: I3D | None = None,
              device: torch.device | str = "cpu") -> dict[str, float | None]:  # fmt: skip
     """Top-1/top-5, mean class accuracy, relevance accuracy and drop rate of ``batch``."""
     head.eval()

@@ -1,13 +1,9 @@
 """The ``kinetics400`` model folder: built once from the registry archives, loaded by name.
 
-A folder holds ``config.json`` (``"format": "imd-studio-pretrained"``, the
-:class:`PretrainedConfig`, both label lists, the archives' hashes and licences),
-``model.safetensors`` (I3D as ``video.*``, YAMNet as ``tagger.*``), ``savld.json`` and
-``preprocessor_config.json``. Loading reads JSON and safetensors only.
-
-``imd pretrained build`` (run by ``scripts/setup.sh``) writes it to
-``resources/kinetics400`` so that the source checkout, the app and the frozen bundle
-all find it under the name ``kinetics400``.
+``imd pretrained build`` (run by ``scripts/setup.sh``) writes ``config.json``,
+``model.safetensors``, ``savld.json`` and ``preprocessor_config.json`` to
+``resources/kinetics400``, where the checkout, the app and the frozen bundle find it.
+Loading reads JSON and safetensors only.
 """
 
 from __future__ import annotations
@@ -167,7 +163,7 @@ def read_pretrained_config(folder: str | os.PathLike[str]) -> PretrainedConfig:
 
 def load_pretrained(folder: str | os.PathLike[str], device: str | torch.device = "cpu") -> PretrainedIMD:
     """Loads a ``kinetics400`` folder (eval mode, on ``device``)."""
-    from imd_core.model.checkpoint import load_state_into, read_state_dict, verify_weights_file
+    from imd_core.model.weights import load_state_into, read_state_dict, verify_weights_file
 
     folder = Path(folder)
     config = read_pretrained_config(folder)

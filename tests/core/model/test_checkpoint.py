@@ -156,8 +156,8 @@ def test_ast_from_pretrained_folder(ast_folder, tmp_path):
 
 def test_hub_ids_fail_cleanly_offline(tmp_path, monkeypatch):
     """The real hub paths are used; offline they end in one clear CheckpointError."""
-    from imd_core.model.checkpoint import load_vit_weights
     from imd_core.model.video_transformer import VisualStream
+    from imd_core.model.vit_weights import load_vit_weights
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(CheckpointError, match="cannot load the AST tagger from 'no-such-org/no-such-ast'"):

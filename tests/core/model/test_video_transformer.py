@@ -3,10 +3,10 @@ import torch
 import torch.nn.functional as F
 
 from imd_core.errors import CheckpointError, ConfigError
-from imd_core.model.checkpoint import checkpoint_filter_fn, load_vit_weights
 from imd_core.model.config import ModelConfig, size_preset
 from imd_core.model.imd_model import IMDModel
 from imd_core.model.video_transformer import VisualStream
+from imd_core.model.vit_weights import checkpoint_filter_fn, load_vit_weights
 
 from .conftest import tiny_config, tiny_inputs
 
@@ -215,7 +215,7 @@ def test_transformers_vit_folder_is_converted_and_a_foreign_one_refused(tmp_path
     from safetensors.torch import save_file
     from transformers import ViTConfig, ViTModel
 
-    from imd_core.model.checkpoint import hf_vit_to_timm
+    from imd_core.model.vit_weights import hf_vit_to_timm
 
     torch.manual_seed(2)
     hf = ViTModel(ViTConfig(hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=128,
