@@ -50,8 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=bounded_float(0.0, 86400.0, lo_open=True),
         default=None,
         metavar="SEC",
-        help="seconds one batch may take to decode before the file being decoded is reported "
-        "as hanging (exit 3; default 300, as data.loader_timeout in training)",
+        help="seconds one clip may take to decode; past them the file is skipped as hanging and "
+        "listed with the unusable files (exit 3; default 300, as data.loader_timeout in training)",
     )
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     p.set_defaults(func=run)

@@ -1,60 +1,38 @@
 """The clip dataset and its loader: decode in worker processes, pinned memory.
 
-An item is a dict::
-
-    rgb            float32 (T, 3, S, S)   or (V, T, 3, S, S) in multi-view evaluation
-    motion         float32 (T, 3, S, S)   or (V, T, 3, S, S)
-    fbank          float32 (F, M)         AST input (of silence when there is no audio)
-    audio_present  bool    ()             the clip has real audio in its window
-    label          int64   ()
-    index          int                    dataset position of the clip
-    cache_key      str                    identifies the audio input (see below)
-
-``cache_key`` = a content hash of the file whose audio the item carries + the decoded
-window (``<hash>@<start>-<end>``), so the training engine can cache AST outputs across
-epochs and renamed copies share entries. After a cross-modality swap it is the donor's.
-
-``frame_cache_hits`` / ``frame_cache_misses`` (ints) are added by the decoded-frame cache
-(:mod:`imd_core.train.frame_cache`) and summed per batch by :func:`collate_clips`.
-
-With a :class:`DecodeLog`, every decode first records which file this process is
-decoding (one small file per process), so a watchdog in the training process can name
-a file that hangs mid-stream, in a DataLoader worker or in the main process.
-
-Unusable files never crash an epoch: in training (``on_error="replace"``) a bad item
-is replaced by the next usable one; in evaluation (``"skip"``) it is dropped from its
-batch. Either way the batch lists it under ``skipped`` (indices) and
-``skipped_reasons``, so the engine counts them across worker processes.
+Every decode runs in the loading process's ``DecodeSandbox`` under the dataset's
+``timeout``. Unusable files never crash an epoch: a bad item is replaced (training) or
+dropped (evaluation) and listed in the batch's ``skipped``; decodes the sandbox stopped
+are also listed in ``stopped``, which the engine leaves out from then on.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import json
 import logging
+import multiprocessing
 import os
-import socket
-import time
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+import signal
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from imd_core.data import clip_jobs
 from imd_core.data.augment import CrossModalSwap
+from imd_core.data.frame_times import FrameTimes
 from imd_core.data.manifest import DatasetIndex
 from imd_core.data.transforms import ClipPreprocessor
-from imd_core.errors import ConfigError, DataError, ImdError
+from imd_core.errors import ConfigError, DataError, DecodeError, ImdError
+from imd_core.media.sandbox import PRELOAD, DecodeSandbox
 
 logger = logging.getLogger(__name__)
 
 _FULL_HASH_LIMIT = 64 << 20  # bytes; larger files hash head, middle and tail
 _CHUNK = 4 << 20
 _hash_cache: dict[tuple[str, int, int], str] = {}
-_HOST = socket.gethostname().replace(os.sep, "_") or "host"
 
 
 def content_hash(path: str) -> str:
@@ -77,86 +55,64 @@ def content_hash(path: str) -> str:
     return _hash_cache[key]
 
 
-class DecodeLog:
-    """Where each loading process records the file it is decoding right now.
+class StoppedDecode(DecodeError):
+    """The sandbox stopped a file's decode: it hung past the timeout, or crashed the decoder."""
 
-    One JSON file per process, ``<folder>/<host>-<pid>.json`` = ``{"path", "since" (Unix
-    seconds), "pid", "ppid", "host"}``, written (atomically) when a decode starts and removed
-    when it ends, so a process stuck inside FFmpeg leaves its file behind. It costs two
-    small file operations per decode (~0.1 ms, against ~100 ms for the decode). The
-    training process reads it (:meth:`busy`) when a batch is late; picklable, so
-    DataLoader workers share it.
+
+_sandbox: DecodeSandbox | None = None
+_sandbox_pid = -1
+# Imported by each sandbox before it reports ready, so that no clip's deadline pays for them
+# (torch-free: a sandbox starts in ~0.4 s with ~50 MB; torch would add ~3 s and ~450 MB).
+SANDBOX_PRELOAD = (*PRELOAD, "imd_core.data.clip_jobs")
+
+
+def process_sandbox(timeout: float) -> DecodeSandbox:
+    """This process's decode sandbox (``timeout`` seconds per job), started on first use.
+
+    One per loading process: the main process, or each DataLoader worker (a new pid),
+    shared by its datasets and never pickled with them.
     """
+    global _sandbox, _sandbox_pid
+    if _sandbox_pid != os.getpid():
+        if torch.utils.data.get_worker_info() is not None:
+            _let_the_worker_start_processes()
+        _sandbox, _sandbox_pid = DecodeSandbox(timeout, SANDBOX_PRELOAD), os.getpid()
+    _sandbox.timeout = timeout
+    return _sandbox
 
-    def __init__(self, folder: str | os.PathLike) -> None:
-        self.folder = Path(folder)
-        self._stack: list[str] = []  # nested decodes (a swap donor's audio inside an item)
-        self._made_for = -1  # the pid that created the folder (workers are new processes)
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {"folder": self.folder}
+def _let_the_worker_start_processes() -> None:
+    """DataLoader workers are daemonic, and multiprocessing refuses daemonic processes
+    children lest they be orphaned. A sandbox process ends when its pipe closes, and
+    SIGTERM (how DataLoader ends a worker that does not stop in time) becomes SystemExit
+    here, which unwinds a wait on the sandbox and kills it: an orphan stuck in FFmpeg
+    would keep the stdout and stderr of whoever started ``imd`` open."""
+    multiprocessing.current_process().daemon = False
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["folder"])
 
-    def clear(self) -> None:
-        """Removes every record (a new run or epoch: nothing is being decoded)."""
-        if self.folder.is_dir():
-            for f in self.folder.glob("*.json*"):
-                with contextlib.suppress(OSError):
-                    f.unlink()
-
-    def _write(self, path: str | None) -> None:
-        pid = os.getpid()
-        target = self.folder / f"{_HOST}-{pid}.json"  # the host: DDP nodes may share the run folder
-        if path is None:
-            with contextlib.suppress(OSError):
-                target.unlink()
-            return
-        if self._made_for != pid:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            self._made_for = pid
-        tmp = self.folder / f"{_HOST}-{pid}.json.tmp"
-        record = {"path": path, "since": time.time(), "pid": pid, "ppid": os.getppid(), "host": _HOST}
-        try:
-            tmp.write_text(json.dumps(record), encoding="utf-8")
-            os.replace(tmp, target)
-        except OSError as exc:  # never fail a clip because the record cannot be written
-            logger.debug("decode log %s not written: %s", target, exc)
-
-    @contextlib.contextmanager
-    def decoding(self, path: str) -> Iterator[None]:
-        """Marks ``path`` as being decoded by this process for the ``with`` block."""
-        self._stack.append(path)
-        self._write(path)
-        try:
-            yield
-        finally:
-            self._stack.pop()
-            self._write(self._stack[-1] if self._stack else None)
-
-    def busy(self, pids: set[int] | None = None) -> list[dict[str, Any]]:
-        """The current records, oldest first; ``pids``: only records of these processes
-        or of their children on this host (a training process passes its own pid)."""
-        out = []
-        if not self.folder.is_dir():
-            return out
-        for f in self.folder.glob("*.json"):
-            try:
-                rec = json.loads(f.read_text(encoding="utf-8"))
-                since, path = float(rec["since"]), str(rec["path"])
-            except (OSError, ValueError, KeyError, TypeError):
-                continue  # removed meanwhile, or torn
-            if pids is not None and (
-                rec.get("host") != _HOST or (rec.get("pid") not in pids and rec.get("ppid") not in pids)
-            ):
-                continue
-            out.append({**rec, "path": path, "since": since})
-        return sorted(out, key=lambda r: r["since"])
+def _exit_on_sigterm(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)
 
 
 class ClipDataset(Dataset):
     """Decoded, preprocessed clips of a :class:`DatasetIndex`.
+
+    An item is a dict::
+
+        rgb            float32 (T, 3, S, S)   or (V, T, 3, S, S) in multi-view evaluation
+        motion         float32 (T, 3, S, S)   or (V, T, 3, S, S)
+        fbank          float32 (F, M)         AST input (of silence when there is no audio)
+        audio_present  bool    ()             the clip has real audio in its window
+        label          int64   ()
+        index          int                    dataset position of the clip
+        cache_key      str                    identifies the audio input (see below)
+
+    ``cache_key`` is a content hash of the file whose audio the item carries + the decoded
+    window (``<hash>@<start>-<end>``), so the training engine can cache AST outputs across
+    epochs and renamed copies share entries; after a cross-modality swap it is the donor's.
+    The decoded-frame cache (:mod:`imd_core.train.frame_cache`) adds ``frame_cache_hits`` /
+    ``frame_cache_misses`` (ints), summed per batch by :func:`collate_clips`.
 
     Args:
         index: the clips (usually one split).
@@ -169,8 +125,8 @@ class ClipDataset(Dataset):
         on_error: ``"replace"`` (default in training) or ``"skip"`` (default in eval).
         max_replacements: items tried before giving up on a batch slot.
         seed: seed of the main-process random generator (workers reseed per epoch).
-        timeout: decode watchdog per file, seconds.
-        decode_log: records which file each process is decoding (see :class:`DecodeLog`).
+        timeout: seconds one file's decode may keep the loader waiting; past them the
+            sandbox stops it and the file is unusable (:class:`StoppedDecode`).
     """
 
     def __init__(
@@ -186,12 +142,13 @@ class ClipDataset(Dataset):
         max_replacements: int = 16,
         seed: int = 0,
         timeout: float = 30.0,
-        decode_log: DecodeLog | None = None,
     ) -> None:
         if len(index) == 0:
             raise DataError(f"{index.root}: the dataset split is empty")
         if clip_seconds is not None and clip_seconds <= 0:
             raise ConfigError(f"clip_seconds must be positive, got {clip_seconds}")
+        if not timeout > 0:
+            raise ConfigError(f"the decode timeout must be > 0 seconds, got {timeout}")
         self.index = index
         self.pre = preprocessor
         self.train = train
@@ -202,10 +159,10 @@ class ClipDataset(Dataset):
             raise ConfigError(f"on_error must be 'replace' or 'skip', got {self.on_error!r}")
         self.max_replacements = max_replacements
         self.timeout = timeout
-        self.decode_log = decode_log
         self.swap = CrossModalSwap([e.label_index for e in index.entries], cross_modal_p if train else 0.0)
         self.rng = np.random.default_rng(seed)
         self.bad: dict[int, str] = {}  # this process's unusable items and why
+        self._stopped: list[tuple[int, str]] = []  # stopped decodes not yet reported by an item
         self._durations: dict[str, float] = {}
 
     def __len__(self) -> int:
@@ -215,9 +172,25 @@ class ClipDataset(Dataset):
         """New random stream (called in each worker from its per-epoch torch seed)."""
         self.rng = np.random.default_rng(seed)
 
-    def _decoding(self, path: str) -> contextlib.AbstractContextManager[None]:
-        """Records ``path`` in the decode log (if any) while the block decodes it."""
-        return self.decode_log.decoding(path) if self.decode_log is not None else contextlib.nullcontext()
+    def _in_sandbox(self, job: Any, path: str, *args: Any, **kwargs: Any) -> Any:
+        """``job(path, ...)`` (a :mod:`~imd_core.data.clip_jobs` job) in this process's sandbox.
+
+        Raises:
+            StoppedDecode: the sandbox stopped it (the jobs return their files' own errors).
+        """
+        try:
+            return process_sandbox(self.timeout).call(job, path, *args, **kwargs)
+        except DecodeError as exc:
+            raise StoppedDecode(f"{path}: {exc}") from None
+
+    def _decode_clip(self, i: int, start: float, end: float | None, times: Any = None, **kwargs: Any) -> Any:
+        """Item ``i``'s ``DecodedClip`` in ``[start, end)``; ``times(start, end, rng)`` draws from
+        ``self.rng``, as if it ran here. Raises the file's :class:`ImdError`."""
+        path = self.index.entries[i].path
+        clip, self.rng = self._in_sandbox(clip_jobs.decode, path, start, end, times, self.rng, **kwargs)
+        if isinstance(clip, ImdError):
+            raise clip
+        return clip
 
     # ---- windows
     def _whole_clip(self, i: int) -> bool:
@@ -226,6 +199,11 @@ class ClipDataset(Dataset):
         e = self.index.entries[i]
         return e.start is None and e.end is None and self.clip_seconds is None
 
+    def _times(self, i: int) -> FrameTimes:
+        return FrameTimes.of(
+            self.pre, train=self.train, multi_view=self.multi_view, whole_clip=self._whole_clip(i)
+        )
+
     def _window(self, i: int) -> tuple[float, float | None]:
         e = self.index.entries[i]
         start, end = e.start or 0.0, e.end
@@ -233,10 +211,10 @@ class ClipDataset(Dataset):
             return start, end
         if end is None:
             if e.path not in self._durations:
-                from imd_core.media.decode import probe
-
-                with self._decoding(e.path):
-                    self._durations[e.path] = probe(e.path, timeout=self.timeout).duration or 0.0
+                seconds = self._in_sandbox(clip_jobs.duration, e.path)
+                if isinstance(seconds, ImdError):
+                    raise seconds
+                self._durations[e.path] = seconds
             end = self._durations[e.path]
         if end - start <= self.clip_seconds:
             return start, end
@@ -247,48 +225,32 @@ class ClipDataset(Dataset):
     # ---- loading
     def _audio_of(self, i: int) -> tuple[np.ndarray | None, str]:
         """Audio (or None) and cache key of item ``i`` (used for swap donors)."""
-        from imd_core.media.decode import decode_clip
-
-        e = self.index.entries[i]
         start, end = self._window(i)
-        with self._decoding(e.path):
-            clip = decode_clip(e.path, start, end, video=False, timeout=self.timeout)
-        return (
-            clip.audio if clip.has_audio else None
-        ), f"{content_hash(e.path)}@{clip.start:.3f}-{clip.end:.3f}"
+        clip = self._decode_clip(i, start, end, video=False)
+        key = f"{content_hash(self.index.entries[i].path)}@{clip.start:.3f}-{clip.end:.3f}"
+        return (clip.audio if clip.has_audio else None), key
+
+    def _donor_failed(self, donor: int, exc: ImdError) -> None:
+        """A bad donor only cancels the swap; one the sandbox stopped is reported all the same."""
+        self.bad[donor] = str(exc)
+        if isinstance(exc, StoppedDecode):
+            self._stopped.append((donor, str(exc)))
 
     def load(self, i: int) -> dict[str, Any]:
         """Item ``i``; raises :class:`ImdError` when its file is unusable."""
-        from imd_core.media.decode import decode_clip
-
         e = self.index.entries[i]
         start, end = self._window(i)
         # Training decodes straight at a random scale: swscale resizes once, no second resize.
         size = self.pre.train_decode_size(self.rng) if self.train else self.pre.decode_size(False)
-        with self._decoding(e.path):
-            clip = decode_clip(
-                e.path,
-                start,
-                end,
-                times=lambda s, t: self.pre.sample_times(
-                    s,
-                    t,
-                    train=self.train,
-                    rng=self.rng,
-                    multi_view=self.multi_view,
-                    whole_clip=self._whole_clip(i),
-                ),
-                size=size,
-                timeout=self.timeout,
-            )
+        clip = self._decode_clip(i, start, end, self._times(i), size=size)
         audio = clip.audio if clip.has_audio else None
         key = f"{content_hash(e.path)}@{clip.start:.3f}-{clip.end:.3f}"
         donor = self.swap.donor(i, self.rng, exclude=set(self.bad)) if self.train else None
         if donor is not None:
             try:
                 audio, key = self._audio_of(donor)
-            except ImdError as exc:  # a bad donor only cancels the swap
-                self.bad[donor] = str(exc)
+            except ImdError as exc:
+                self._donor_failed(donor, exc)
         item = self.pre(
             clip.frames, audio, self.train, self.rng, multi_view=self.multi_view, prescaled=self.train
         )
@@ -300,26 +262,31 @@ class ClipDataset(Dataset):
         reasons: list[str] = []
         n = len(self)
         j = i
+        item: dict[str, Any] | None = None
         for attempt in range(1, self.max_replacements + 2):
             if j not in self.bad:
                 try:
                     item = self.load(j)
-                    item.update(skipped=skipped, skipped_reasons=reasons)
-                    return item
+                    break
                 except ImdError as exc:
                     self.bad[j] = str(exc)
+                    if isinstance(exc, StoppedDecode):
+                        self._stopped.append((j, str(exc)))
                     logger.warning("skipping unusable clip %s", exc)
             skipped.append(j)
             reasons.append(self.bad[j])
             if self.on_error == "skip" or len(skipped) >= n:
                 break
             j = (i + attempt) % n  # the next clips in order
-        if self.on_error == "skip":
-            return {"failed": True, "index": i, "skipped": skipped, "skipped_reasons": reasons}
-        raise DataError(
-            f"{self.index.root}: {len(skipped)} clips in a row could not be decoded "
-            f"(last: {reasons[-1]}); run `imd data check` on the dataset"
-        )
+        if item is None and self.on_error == "replace":
+            raise DataError(
+                f"{self.index.root}: {len(skipped)} clips in a row could not be decoded "
+                f"(last: {reasons[-1]}); run `imd data check` on the dataset"
+            )
+        item = item if item is not None else {"failed": True, "index": i}
+        stopped, self._stopped = self._stopped, []
+        item.update(skipped=skipped, skipped_reasons=reasons, stopped=stopped)
+        return item
 
 
 def collate_clips(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -328,13 +295,15 @@ def collate_clips(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
     Returns:
         ``rgb``, ``motion`` (B, ...), ``fbank`` (B, F, M), ``audio_present`` (B,) bool,
         ``label`` (B,), ``index`` (B,) int64, ``cache_key`` list[str], ``skipped``
-        list[int], ``skipped_reasons`` list[str], ``batch_size`` int (B, may be 0);
+        list[int], ``skipped_reasons`` list[str], ``stopped`` list[(int, str)],
+        ``batch_size`` int (B, may be 0);
         ``frame_cache_hits`` / ``frame_cache_misses`` (sums) when the items carry them.
     """
     good = [it for it in items if not it.get("failed")]
     batch: dict[str, Any] = {
         "skipped": [j for it in items for j in it["skipped"]],
         "skipped_reasons": [r for it in items for r in it["skipped_reasons"]],
+        "stopped": [pair for it in items for pair in it["stopped"]],
         "batch_size": len(good),
     }
     for k in ("frame_cache_hits", "frame_cache_misses"):  # failed items count too (they decoded)

@@ -1,19 +1,9 @@
 """Dataset indexes: a folder-per-class tree, or a CSV / JSON-lines manifest.
 
-Layouts :func:`load_dataset_index` understands:
-
-- ``DATA/<class>/<file>`` — one folder per class (files directly inside it or below);
-- ``DATA/<split>/<class>/<file>`` with split folders ``train``, ``val`` (or ``valid``,
-  ``validation``) and ``test``;
-- ``manifest.csv`` with a header ``path,label[,start,end,split]`` (other columns are
-  ignored), or ``manifest.jsonl`` with one ``{"path": ..., "label": ...}`` object per
-  line; a folder holding exactly one ``manifest.csv``/``manifest.jsonl`` counts as it.
-  Relative paths are resolved against the manifest's folder.
-
-Labels match case-insensitively (``Playing Guitar`` == ``playing guitar``); the first
-spelling seen (or the one in ``labels=`` when given) is kept. Entries without a split
-get one from a seeded, per-class ratio split, so the same data and seed always give the
-same split.
+Layouts: ``DATA/<class>/<file>``, ``DATA/<split>/<class>/<file>`` (``train``, ``val``,
+``test``), ``manifest.csv`` (``path,label[,start,end,split]``) or ``manifest.jsonl``.
+Labels match case-insensitively; entries without a split get a seeded per-class split,
+so the same data and seed always give the same split.
 """
 
 from __future__ import annotations

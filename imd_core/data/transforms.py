@@ -1,11 +1,9 @@
 """Frame sampling, spatial transforms, motion input and the AST fbank: clip -> model input.
 
-:class:`ClipPreprocessor` is the one object the dataset, the inference engine and the
-app use; it reads a model's input settings (``from_model_config``) and is itself a
-frozen config, saved beside a checkpoint.
-
-Shapes: ``T`` frames, ``H``/``W`` decoded size, ``S`` crop side (``image_size``),
-``V`` test views (``test_clips * test_crops``), ``F`` fbank frames, ``M`` mel bins.
+:class:`ClipPreprocessor` is the one object the dataset, the inference engine and the app
+use; it is built from a model's config (``from_model_config``) and saved beside a
+checkpoint. Shapes: ``T`` frames, ``H``/``W`` decoded size, ``S`` crop side, ``V`` test
+views (clips x crops), ``F`` fbank frames, ``M`` mel bins.
 """
 
 from __future__ import annotations
@@ -17,57 +15,13 @@ import numpy as np
 import torch
 
 from imd_core.config_base import FrozenConfig
+from imd_core.data.frame_times import FrameTimes, dense_times, uniform_times  # noqa: F401 - re-exported
 from imd_core.errors import ConfigError, DataError
 
 Sampling = Literal["uniform", "dense"]
 Motion = Literal["diff", "flow", "none"]  # none: an RGB-only model (I3D)
 AudioFrontend = Literal["ast", "yamnet"]
 FLOW_BOUND = 20.0  # pixels of flow that map to +-1 (at the crop size)
-
-
-# ----------------------------------------------------------------------------- sampling
-def uniform_times(
-    start: float, end: float, num_frames: int, rng: np.random.Generator | None = None, offset: float = 0.5
-) -> np.ndarray:
-    """TSN-style sampling: one time per equal segment of ``[start, end)``.
-
-    Args:
-        rng: when given (training), a random point of each segment; else the point at
-            ``offset`` (0.5 = segment centres; multi-view shifts it per clip).
-
-    Returns:
-        float64 (T,) seconds, increasing.
-    """
-    seg = (end - start) / num_frames
-    pos = rng.random(num_frames) if rng is not None else np.full(num_frames, offset)
-    return start + (np.arange(num_frames) + pos) * seg
-
-
-def dense_times(
-    start: float,
-    end: float,
-    num_frames: int,
-    interval: float,
-    rng: np.random.Generator | None = None,
-    center: float | None = None,
-) -> np.ndarray:
-    """``num_frames`` times ``interval`` seconds apart inside ``[start, end)``.
-
-    The window is random (``rng``), else centred on ``center`` (default: the middle).
-    A range shorter than the window squeezes the interval to fit.
-
-    Returns:
-        float64 (T,) seconds, increasing.
-    """
-    length = end - start
-    step = min(interval, length / num_frames)
-    span = step * num_frames
-    if rng is not None:
-        first = start + rng.random() * (length - span)
-    else:
-        mid = start + length / 2 if center is None else center
-        first = min(max(start, mid - span / 2), end - span)
-    return first + (np.arange(num_frames) + 0.5) * step
 
 
 # ----------------------------------------------------------------------------- spatial
@@ -238,32 +192,9 @@ class ClipPreprocessor(FrozenConfig):
         multi_view: bool = False,
         whole_clip: bool = False,
     ) -> np.ndarray:
-        """Frame times for one clip: (T,), or (test_clips * T,) for multi-view evaluation.
-
-        ``whole_clip`` (a test-time file without a window): ``T`` segment centres over the
-        whole clip whatever ``sampling`` is, as ``imd predict`` decodes a file, so ``imd
-        eval`` scores what ``imd predict`` shows. Dense sampling of one centred 1.28 s
-        stretch of a whole clip scored top-1 0/15 on the real set against 4/15 (top-5 0
-        against 10) for the clip-wide frames (kinetics400, 2026-12-07).
-        """
-        if end <= start:
-            raise DataError(f"empty time range [{start}, {end}]")
-        if whole_clip and not train and not multi_view:
-            return uniform_times(start, end, self.num_frames)
-        if train:
-            rng = rng or np.random.default_rng()
-            if self.sampling == "dense":
-                return dense_times(start, end, self.num_frames, self.dense_interval, rng)
-            return uniform_times(start, end, self.num_frames, rng)
-        clips = self.test_clips if multi_view else 1
-        views = []
-        for c in range(clips):
-            if self.sampling == "dense":
-                centre = start + (c + 0.5) * (end - start) / clips
-                views.append(dense_times(start, end, self.num_frames, self.dense_interval, center=centre))
-            else:
-                views.append(uniform_times(start, end, self.num_frames, offset=(c + 0.5) / clips))
-        return np.concatenate(views)
+        """Frame times for one clip: (T,), or (test_clips * T,) for multi-view evaluation
+        (the rule is :class:`~imd_core.data.frame_times.FrameTimes`, which decode sandboxes run)."""
+        return FrameTimes.of(self, train=train, multi_view=multi_view, whole_clip=whole_clip)(start, end, rng)
 
     # ---- audio
     def audio_window(self, audio: np.ndarray) -> np.ndarray:

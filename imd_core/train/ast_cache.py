@@ -1,13 +1,9 @@
 """On-disk cache of the frozen AST's outputs per clip and audio window.
 
-While the AST is frozen its output for a given audio window never changes, so it is
-computed once and stored: the pooled embedding ``(D_a,)`` and the logits ``(A,)``.
-The key is the dataset item's ``cache_key`` (the file's content hash and the audio
-window, from :mod:`imd_core.data`) combined with the tagger's id (which AST weights
-produced it), so a different AST never reads another's entries. Each entry is one
-small safetensors file, written to a temporary name and renamed, so concurrent
-writers (DDP ranks, DataLoader restarts) and killed runs never leave a torn entry.
-Fine-tuning the AST bypasses the cache entirely (see :class:`AudioFeatures`).
+Keyed by the item's ``cache_key`` and the tagger's id, so a different AST never reads
+another's entries. Each entry is one small safetensors file written to a temporary name
+and renamed, so concurrent writers and killed runs never leave a torn entry. A fine-tuned
+AST bypasses the cache.
 """
 
 from __future__ import annotations

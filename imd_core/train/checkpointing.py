@@ -1,12 +1,9 @@
 """Atomic checkpoints: ``last/`` and ``best/`` model folders plus the resume state.
 
-A model folder is written by :func:`imd_core.model.checkpoint.save_model` into a
-temporary sibling folder, then renamed into place, so a run killed at any instant
-leaves either the previous folder or the new one, never a half-written one. ``last/``
-also holds ``training_state.pt``: optimiser, scheduler, counters, RNG states and the
-position in the epoch's data order. It is written in the same temporary folder, so
-weights and state always match, and it is read with ``torch.load(weights_only=True)``
-(plain tensors, numbers and lists only; no pickled objects).
+Each folder is written to a temporary sibling and renamed, so a run killed at any instant
+leaves the old folder or the new one, never half of one. ``last/training_state.pt`` is
+written in the same folder (weights and state always match) and read with
+``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations

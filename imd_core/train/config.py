@@ -1,15 +1,9 @@
 """The training configuration: typed, versioned, strict.
 
-A run is described by one :class:`TrainConfig` (saved resolved as ``config.json`` in
-the run folder). Shipped recipes live in ``imd_core/configs/<name>.json``; a user file
-has the same shape. Unknown keys and bad choices are refused with the valid ones listed
-(``FrozenConfig.from_dict``), so a typo in a file or in ``--set key=value`` never passes
-silently.
-
-The ``model`` section holds :class:`imd_core.model.config.ModelConfig` fields (size,
-frames, image size, audio length, IMD options, backbone sources). It is kept as a
-mapping here and validated by ``ModelConfig.from_dict`` when the config is loaded, so
-the model's own config stays the single source of truth for its fields.
+A run is one :class:`TrainConfig` (saved resolved as ``config.json``); shipped recipes
+live in ``imd_core/configs/<name>.json``. Unknown keys and bad choices are refused with
+the valid ones listed. The ``model`` section stays a mapping here, validated by
+``ModelConfig.from_dict``, the single source of truth for its fields.
 """
 
 from __future__ import annotations
@@ -24,8 +18,8 @@ from imd_core.errors import ConfigError
 
 CONFIG_VERSION = 1
 SHIPPED_CONFIGS: tuple[str, ...] = ("tiny", "small", "base", "large", "demo")
-# seconds; far beyond a healthy batch (~0.1-1 s of decoding per clip), short enough that a
-# decode stuck inside FFmpeg costs minutes, not a night (data.loader_timeout, imd eval)
+# seconds; far beyond a healthy clip (~0.1-1 s of decoding), short enough that a decode
+# stuck inside FFmpeg costs minutes, not a night (data.loader_timeout, imd eval)
 DEFAULT_LOADER_TIMEOUT = 300.0
 
 
@@ -95,12 +89,11 @@ class DataConfig(FrozenConfig):
 
     frame_cache: str | None = None
     frame_grid: int = 4
-    # seconds to open each file and read its first packets in a killable worker process
-    # before epoch 1; files that time out or fail are left out (imd_core/train/probe.py). 0: off
+    # seconds to open each file and read its first packets in a decode sandbox before
+    # epoch 1; files that time out or fail are left out (imd_core/train/probe.py). 0: off
     probe_timeout: float = 10.0
-    # seconds the loop waits for one batch (training and validation) before the file being
-    # decoded is reported as hung mid-stream, excluded (probe cache) and the run fails
-    # resumably (imd_core/train/watchdog.py); bounds num_workers 0 and > 0 alike
+    # seconds one clip's decode may keep the loader waiting (training and validation); past
+    # them its sandbox stops it, the clip is skipped and the file excluded from then on
     loader_timeout: float = DEFAULT_LOADER_TIMEOUT
 
 
@@ -155,7 +148,7 @@ class TrainConfig(FrozenConfig):
             (self.data.probe_timeout >= 0, "data.probe_timeout must be >= 0 seconds (0 disables the probe)"),
             (
                 0 < self.data.loader_timeout < float("inf"),
-                "data.loader_timeout must be a finite number of seconds > 0 (the longest wait for one batch)",
+                "data.loader_timeout must be a finite number of seconds > 0 (the longest one clip may take to decode)",
             ),
             (
                 not (self.init.from_model and self.init.backbones_from),

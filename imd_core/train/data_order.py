@@ -1,14 +1,9 @@
 """Deterministic data order, so a resumed run sees exactly what an uninterrupted one saw.
 
-The order of epoch ``e`` is a permutation drawn from a generator seeded with
-``(seed, e)`` alone, and each item's augmentation randomness is seeded from
-``(seed, e, index)`` inside whichever worker process loads it. Neither depends on how
-many batches came before, on the worker count, or on the process's global RNG, so a
-run resumed at batch ``k`` of epoch ``e`` skips the first ``k`` batches of the same
-order and gets the same items with the same augmentations.
-
-Under DDP each global batch of ``batch_size * world_size`` indices is cut into
-per-rank slices, so ``N`` ranks see together exactly the batch one process sees.
+Epoch ``e``'s order is drawn from ``(seed, e)`` alone and each item's augmentation from
+``(seed, e, index)``, whatever the batches before, the worker count or the global RNG.
+Under DDP each global batch is cut into per-rank slices, so ``N`` ranks together see
+exactly what one process sees.
 """
 
 from __future__ import annotations

@@ -1,16 +1,13 @@
 """``imd eval`` behind the CLI: load a model folder, build the test data, evaluate.
 
-Every wait for a batch is bounded by ``loader_timeout`` (:mod:`imd_core.train.watchdog`):
-a file that hangs mid-stream inside FFmpeg ends the evaluation with a
-:class:`~imd_core.train.watchdog.LoaderHang` naming it (exit code 3), or, when the
-loading runs in this process (``num_workers=0``), with that message on stderr and
-exit code 3 from the watchdog thread.
+Every clip decodes in a sandbox process under ``loader_timeout``: a file that hangs
+mid-stream inside FFmpeg (or crashes the decoder) is skipped and listed with the other
+unusable files (``skipped_files``), and the evaluation goes on.
 """
 
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,23 +15,6 @@ from imd_core.errors import DataError
 from imd_core.train.config import DEFAULT_LOADER_TIMEOUT
 
 logger = logging.getLogger(__name__)
-
-
-def eval_hang_message(hang: Any, timeout: float) -> str:
-    """The one-line error of a hung decode in ``imd eval``."""
-    if hang.path is None:
-        return (
-            f"no batch arrived for {hang.waited:.3g} s and no file was being decoded "
-            f"(loader timeout {timeout:g} s); run `imd data check` on the dataset"
-        )
-    return (
-        f"{hang.path}: decode hung for {hang.seconds:.3g} s mid-stream; remove the file from the "
-        "dataset (`imd data check` bounds and reports every file) and evaluate again"
-    )
-
-
-def _print_fatal(message: str) -> None:
-    print(f"imd eval: error: {message}", file=sys.stderr, flush=True)  # noqa: T201 - the process exits next
 
 
 def select_split(index: Any, split: str | None) -> tuple[Any, str]:
@@ -76,8 +56,8 @@ def evaluate_model_folder(
 
     Args:
         views: ``(clips, crops)`` test views; crops must be 1 or 3.
-        loader_timeout: seconds one batch may take (default ``DEFAULT_LOADER_TIMEOUT``);
-            past it the file being decoded is reported as hung (``LoaderHang``, exit code 3).
+        loader_timeout: seconds one clip's decode may take (default ``DEFAULT_LOADER_TIMEOUT``);
+            past it the file is skipped as hanging.
     """
 
     import torch
@@ -117,21 +97,13 @@ def _evaluate_folder(
     precision: str,
     loader_timeout: float,
 ) -> dict[str, Any]:
-    import tempfile
-
-    from imd_core.data.dataset import ClipDataset, DecodeLog
+    from imd_core.data.dataset import ClipDataset
     from imd_core.data.manifest import load_dataset_index
     from imd_core.data.transforms import ClipPreprocessor
     from imd_core.model.checkpoint import load_model
     from imd_core.train.engine import resolve_train_device
     from imd_core.train.evaluate import evaluate
     from imd_core.train.setup import make_eval_loader
-    from imd_core.train.watchdog import LoaderWatchdog
-
-    if not loader_timeout > 0:
-        from imd_core.errors import ConfigError
-
-        raise ConfigError(f"the loader timeout must be > 0 seconds, got {loader_timeout}")
 
     dev = resolve_train_device(device, info.local_rank)
     model = load_model(model_dir, device=dev)
@@ -140,23 +112,11 @@ def _evaluate_folder(
     part, split_name = select_split(index, split)
     clips, crops = views
     pre = ClipPreprocessor.from_model_config(model.config, test_clips=clips, test_crops=crops)
-    with tempfile.TemporaryDirectory(prefix="imd-eval-decoding-", ignore_cleanup_errors=True) as log_dir:
-        log = DecodeLog(log_dir)
-        ds = ClipDataset(part, pre, train=False, multi_view=clips * crops > 1, decode_log=log)
-        loader = make_eval_loader(
-            ds,
-            batch_size,
-            num_workers,
-            pin=dev.type == "cuda",
-            rank=info.rank,
-            world_size=info.world_size,
-            timeout=loader_timeout,
-        )
-        dog = LoaderWatchdog(
-            loader_timeout, log, message=lambda h: eval_hang_message(h, loader_timeout), on_fatal=_print_fatal
-        )
-        with dog:
-            metrics = evaluate(model, dog.watch(loader), device=dev, precision=precision, dist=info)
+    ds = ClipDataset(part, pre, train=False, multi_view=clips * crops > 1, timeout=loader_timeout)
+    loader = make_eval_loader(
+        ds, batch_size, num_workers, pin=dev.type == "cuda", rank=info.rank, world_size=info.world_size
+    )
+    metrics = evaluate(model, loader, device=dev, precision=precision, dist=info)
     items = metrics.pop("skipped_items")
     skipped = [(part.entries[i].path, why) for i, why in items]
     return {

@@ -1,13 +1,9 @@
 """Evaluation: one pass over a loader, multi-view averaging, every metric.
 
-Shared by validation at the end of each epoch and by ``imd eval``. With multi-view
-batches (``rgb`` ``(B,V,T,3,H,W)``, ``V`` = clips x crops) the model averages the class
-logits and the relevance logits over the views; the AST runs once per clip.
-
-Under DDP each rank evaluates its share of whole batches (``EvalShardSampler``); the
-per-batch results are gathered to every rank and fed to one accumulator in the
-single-process batch order, so every rank computes the same numbers, equal to what one
-process computes.
+Shared by per-epoch validation and ``imd eval``. Multi-view batches average the class and
+relevance logits over the views (the AST runs once per clip). Under DDP the per-batch
+results are gathered and fed in single-process order, so every rank computes the same
+numbers as one process.
 """
 
 from __future__ import annotations

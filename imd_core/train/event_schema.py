@@ -1,16 +1,9 @@
 """The training events: one frozen dataclass per event type, written and read as JSON lines.
 
-The engine (``imd train``) and the pretrained fine-tune build these objects and hand
-them to :class:`~imd_core.train.events.EventWriter`; the app and the CLI's progress
-printer read lines back with :func:`parse_event`. A missing or misspelled field is a
-``TypeError`` where the event is built. Every line carries ``event`` (its type), ``v``
-(:data:`SCHEMA_VERSION`), ``time`` (Unix seconds) and ``run`` (the run folder);
-non-finite numbers are written as ``null``. The table in docs/TRAINING.md is
-:func:`markdown_table` (a test keeps them equal; ``python -m imd_core.train.event_schema``
-prints it).
-
-Versions: 1 is the first typed schema. Lines without ``v`` (older runs) are read as
-version 0 with the same field names; fields a later version adds are ignored on read.
+A missing or misspelled field is a ``TypeError`` where the event is built. The table in
+docs/TRAINING.md is :func:`markdown_table` (a test keeps them equal;
+``python -m imd_core.train.event_schema`` prints it). Lines without ``v`` (older runs)
+read as version 0; fields a later version adds are ignored.
 """
 
 from __future__ import annotations
@@ -110,7 +103,7 @@ class RunStarted(Event):
     start_epoch: int = _doc("epoch it starts in (0-based)")
     start_step: int = _doc("optimiser steps already done")
     excluded: list[Excluded] = _doc(
-        "files the probe left out, and files an earlier attempt found hung mid-stream"
+        "files the probe left out, and files whose decode an earlier attempt had to stop (a hang, a crash)"
     )
     class_transfer: ClassTransfer | None = _doc(
         "when the starting model has other classes or another order; null otherwise"
@@ -200,7 +193,7 @@ class RunFailed(Event):
 
     event_type: ClassVar[str] = "run_failed"
     reason: str = _doc("one line that says what to do")
-    error: str = _doc("exception type (``LoaderHang``: a decode hung mid-stream; the reason names the file)")
+    error: str = _doc("exception type")
 
 
 EVENT_CLASSES: dict[str, type[Event]] = {

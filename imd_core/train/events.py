@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import threading
 import time
 from pathlib import Path
 from typing import IO, Any
@@ -51,7 +50,6 @@ class EventWriter:
         self.run = run
         self.enabled = enabled
         self._file = None
-        self._lock = threading.Lock()  # the loader watchdog's thread may write the last event
         if enabled and path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
@@ -63,16 +61,6 @@ class EventWriter:
         if not self.enabled:
             return record
         line = json.dumps(record, ensure_ascii=False, allow_nan=False)
-        # bounded: the watchdog's last event must go out even if the stuck thread holds it
-        got = self._lock.acquire(timeout=10)
-        try:
-            self._write(line)
-        finally:
-            if got:
-                self._lock.release()
-        return record
-
-    def _write(self, line: str) -> None:
         for out in (self._file, self.stream):
             if out is not None:
                 try:
@@ -81,12 +69,12 @@ class EventWriter:
                 except (BrokenPipeError, ValueError):  # the parent went away; keep training
                     if out is self.stream:
                         self.stream = None
+        return record
 
     def close(self) -> None:
-        with self._lock:
-            if self._file is not None:
-                self._file.close()
-                self._file = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
 
 def read_events(path: Path) -> list[dict[str, Any]]:

@@ -1,32 +1,9 @@
 """Decoded-frame cache: decode each clip once, read its frames from disk afterwards.
 
-Decoding is what limits the loader (~165 ms of CPU per 10 s 640x360 clip, see
-docs/PERFORMANCE.md), and a training run decodes every clip once per epoch. With
-``data.frame_cache`` set, :class:`FrameCacheDataset` decodes a clip the first time it
-is needed into a uint8 array of every frame its sampler can pick, stores it (``.npy``,
-read back memory-mapped) with the clip's fbank, and later epochs only read, resize,
-crop and normalise.
-
-What the sampler can pick is made finite first: in training, each of the ``T`` TSN
-segments offers ``frame_grid`` evenly spaced candidate times instead of a continuous
-random point (``dense`` sampling: ``frame_grid`` window positions), and the frames are
-stored at the largest training scale; the random scale is then a resize (OpenCV area
-filter) instead of a decode at that scale. These two quantisations are the only
-difference from training without the cache. The same sampling without a cache folder
-(``frame_cache=None``, ``frame_grid > 0``) decodes the picked frames directly and yields
-exactly the tensors the cache yields (tested). Evaluation items are deterministic: their
-frames are stored as decoded, so cached evaluation equals uncached evaluation exactly.
-
-Entries are keyed by the file's content hash, the entry's window, the decode size, the
-grid and the sampling and audio settings (like the AST cache), so renamed copies share
-entries and changed settings never read stale frames. Writes are atomic (temporary
-file, then rename; the ``.json`` is written last and marks a complete entry), so
-DataLoader workers and DDP ranks can share one folder.
-
-Disk: ``T * frame_grid`` frames of ``round(image_size * train_scale_max)`` short side
-per training clip (8 x 4 frames of 258 x 459 = 11 MB for a 16:9 clip at 224 px) plus
-the fbank (0.5 MB at 10.24 s); evaluation entries hold ``T`` (x test clips) frames at
-``image_size``.
+Training frames are quantised to ``frame_grid`` candidates per segment and stored at the
+largest training scale (the random scale becomes a resize): the only difference from
+training without the cache; evaluation is unchanged. Entries are keyed like the AST
+cache and written atomically (``.json`` last), so workers and DDP ranks share a folder.
 """
 
 from __future__ import annotations
@@ -43,6 +20,7 @@ import numpy as np
 import torch
 
 from imd_core.data.dataset import ClipDataset, content_hash
+from imd_core.data.frame_times import GridTimes
 from imd_core.errors import ConfigError, ImdError
 
 logger = logging.getLogger(__name__)
@@ -50,27 +28,9 @@ logger = logging.getLogger(__name__)
 CACHE_VERSION = 2  # 2: whole validation clips sampled as imd predict samples them
 
 
-def grid_times(pre: Any, start: float, end: float, grid: int) -> np.ndarray:
-    """Every training time the gridded sampler can pick, ``(T * grid,)`` seconds.
-
-    ``uniform``: row ``i`` of the ``(T, grid)`` layout holds segment ``i``'s candidates
-    ``start + (i + (j + 0.5) / grid) * seg``. ``dense``: row ``k`` of ``(grid, T)`` holds
-    the ``T`` times of window position ``k``.
-    """
-    t = pre.num_frames
-    if pre.sampling == "dense":
-        length = end - start
-        step = min(pre.dense_interval, length / t)
-        span = step * t
-        firsts = start + (np.arange(grid) + 0.5) / grid * (length - span)
-        return (firsts[:, None] + (np.arange(t)[None, :] + 0.5) * step).reshape(-1)
-    seg = (end - start) / t
-    return (start + (np.arange(t)[:, None] + (np.arange(grid)[None, :] + 0.5) / grid) * seg).reshape(-1)
-
-
 def grid_pick(pre: Any, grid: int, rng: np.random.Generator) -> np.ndarray:
-    """Random indices ``(T,)`` into :func:`grid_times`: one candidate per segment
-    (``uniform``) or one window position (``dense``)."""
+    """Random indices ``(T,)`` into :func:`~imd_core.data.frame_times.grid_times`: one
+    candidate per segment (``uniform``) or one window position (``dense``)."""
     t = pre.num_frames
     if pre.sampling == "dense":
         return int(rng.integers(grid)) * t + np.arange(t)
@@ -144,35 +104,15 @@ class FrameCacheDataset(ClipDataset):
             write(fh)
         os.replace(tmp, path)
 
-    def _times(self, start: float, end: float, whole_clip: bool = False) -> np.ndarray:
-        if self.train:
-            return grid_times(self.pre, start, end, self.frame_grid)
-        return self.pre.sample_times(
-            start, end, train=False, multi_view=self.multi_view, whole_clip=whole_clip
-        )
-
-    def _decode(
-        self, i: int, start: float, end: float | None, pick: Callable[[np.ndarray], np.ndarray] | None = None
+    def _decode_entry(
+        self, i: int, start: float, end: float | None, pick: np.ndarray | None = None
     ) -> tuple[np.ndarray, torch.Tensor, bool, str]:
         """Decodes item ``i``: frames at the entry's times (``pick`` selects some of
         them), its fbank, whether it has audio, and its audio ``cache_key``."""
-        from imd_core.media.decode import decode_clip
-
-        e = self.index.entries[i]
-        whole = self._whole_clip(i)
-        with self._decoding(e.path):
-            clip = decode_clip(
-                e.path,
-                start,
-                end,
-                times=lambda s, t: (
-                    self._times(s, t, whole) if pick is None else pick(self._times(s, t, whole))
-                ),
-                size=self.pre.decode_size(self.train),
-                timeout=self.timeout,
-            )
+        times = GridTimes.of(self.pre, self.frame_grid, pick) if self.train else self._times(i)
+        clip = self._decode_clip(i, start, end, times, size=self.pre.decode_size(self.train))
         audio = clip.audio if clip.has_audio else None
-        key = f"{content_hash(e.path)}@{clip.start:.3f}-{clip.end:.3f}"
+        key = f"{content_hash(self.index.entries[i].path)}@{clip.start:.3f}-{clip.end:.3f}"
         return clip.frames, self.pre.fbank(audio), audio is not None, key
 
     def _entry(self, i: int) -> tuple[np.ndarray, torch.Tensor, bool, str]:
@@ -191,7 +131,7 @@ class FrameCacheDataset(ClipDataset):
             except (OSError, ValueError, KeyError) as exc:  # a damaged entry is decoded again
                 logger.warning("frame cache entry %s unreadable (%s); decoding again", meta_p, exc)
         self.misses += 1
-        frames, fbank, has_audio, cache_key = self._decode(i, start, end)
+        frames, fbank, has_audio, cache_key = self._decode_entry(i, start, end)
         frames_p.parent.mkdir(parents=True, exist_ok=True)
         self._write_atomic(frames_p, lambda fh: np.save(fh, np.ascontiguousarray(frames)))
         if has_audio:
@@ -222,9 +162,7 @@ class FrameCacheDataset(ClipDataset):
         idx = grid_pick(self.pre, self.frame_grid, self.rng) if self.train else None
         if self.cache_dir is None:  # the reference: decode just the picked frames
             start, end = self._window(i)
-            frames, fbank, has_audio, key = self._decode(
-                i, start, end, pick=None if idx is None else (lambda times: times[idx])
-            )
+            frames, fbank, has_audio, key = self._decode_entry(i, start, end, pick=idx)
         else:
             frames, fbank, has_audio, key = self._entry(i)
             frames = np.ascontiguousarray(frames[idx] if idx is not None else frames)
@@ -232,8 +170,8 @@ class FrameCacheDataset(ClipDataset):
         if donor is not None:
             try:
                 fbank, has_audio, key = self._donor_audio(donor)
-            except ImdError as exc:  # as in ClipDataset: a bad donor only cancels the swap
-                self.bad[donor] = str(exc)
+            except ImdError as exc:
+                self._donor_failed(donor, exc)
         # frames were decoded at the largest training scale: the random scale is a resize here
         item = self.pre(frames, None, self.train, self.rng, multi_view=self.multi_view, prescaled=False)
         item.update(

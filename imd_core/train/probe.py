@@ -1,19 +1,9 @@
-"""The pre-training probe: every clip's file opened under a killing deadline before epoch 1.
+"""The pre-training probe: every clip's file opened under a short deadline before epoch 1.
 
-A DataLoader worker that opens a file which hangs inside FFmpeg (a pipe named by an
-``ffconcat`` list, a stalled disk) blocks forever: the in-process watchdog cannot
-interrupt a call that never returns. So before the first epoch, ``imd train`` opens
-each training and validation file in a spawned worker process that is killed at a
-short deadline (:func:`imd_core.media.isolate.map_bounded`), reads the first packets of
-its video and audio streams, and leaves out the files that time out, crash the
-decoder, cannot be opened or have no video. The loaders never see them.
-
-Results are cached per content hash (:func:`imd_core.data.dataset.content_hash`) in
-``RUN_DIR/probe_cache.json``, so a resumed run (and a file seen before) costs one hash,
-not a probe. Not covered: a file that opens well and hangs later, mid-stream; the
-loader watchdog (:mod:`imd_core.train.watchdog`, ``data.loader_timeout``) bounds that,
-and records such a file here too (:func:`mark_excluded`), so ``--resume`` leaves it out
-like a file that hangs at open.
+Each file is opened in a decode sandbox killed at ``data.probe_timeout``; files that time
+out, crash, cannot be opened or have no video are left out, so no epoch waits on them.
+Results are cached per content hash in ``RUN_DIR/probe_cache.json``, where the loader
+also records files that hang later (:func:`mark_excluded`).
 """
 
 from __future__ import annotations
@@ -41,11 +31,11 @@ class Excluded:
 
 
 def probe_file(path: str, timeout: float) -> str | None:
-    """Opens ``path`` and reads its first packets (runs in a worker process).
+    """Opens ``path`` and reads its first packets (runs in a decode sandbox).
 
     Decodes the first video packets too (an error there is not a verdict: the dataset
     copes with damaged frames), so the decoder is exercised where a crash kills only
-    this worker.
+    the sandbox.
 
     Returns:
         ``None`` when the file is usable as far as its start shows, else the reason.
@@ -120,10 +110,10 @@ def probe_paths(
             0: no probe, only the cached verdicts count (unknown files pass).
         cache_file: JSON of earlier results keyed by content hash (read and updated);
             ``None``: no cache.
-        workers: probe processes at once.
+        workers: sandboxes at once.
         hasher: ``path -> content hash`` (default: the dataset's ``content_hash``).
     """
-    from imd_core.media.isolate import map_bounded
+    from imd_core.media.sandbox import run_bounded
 
     if hasher is None:
         from imd_core.data.dataset import content_hash as hasher
@@ -145,7 +135,7 @@ def probe_paths(
     elif todo:
         logger.info("probing %d files (open + first packets, %g s each at most)", len(todo), timeout)
         jobs = [((p, timeout), {}) for p in todo]
-        for i, reason in map_bounded(
+        for i, reason in run_bounded(
             probe_file, jobs, timeout=timeout, on_failure=lambda _i, why: why, workers=workers
         ):
             p = todo[i]
@@ -181,7 +171,7 @@ def mark_excluded(cache_file: Path, path: str, reason: str) -> bool:
     """Records ``path`` as unusable in the probe cache (by content hash), so every later
     :func:`exclude_unprobed` with this cache (``--resume``) leaves it out with ``reason``.
 
-    Used by the loader watchdog for a file that hung mid-stream. Returns False when the
+    Used for a file whose decode the loader's sandbox stopped. Returns False when the
     file cannot be hashed (then nothing is recorded).
     """
     from imd_core.data.dataset import content_hash

@@ -16,13 +16,15 @@ import torch
 from torch.utils.data import DataLoader
 
 from imd_core.errors import ConfigError, DataError
-from imd_core.train.config import DEFAULT_LOADER_TIMEOUT, TrainConfig
+from imd_core.model.imd_model import IMDModel
+from imd_core.model.savld import Savld
+from imd_core.train.config import TrainConfig
 from imd_core.train.data_order import EpochOrderSampler, EvalShardSampler, SeededItems, epoch_seed
 
 logger = logging.getLogger(__name__)
 
 
-def build_model(cfg: TrainConfig, labels: list[str]) -> torch.nn.Module:
+def build_model(cfg: TrainConfig, labels: list[str]) -> IMDModel:
     """The ``IMDModel`` to train, with ``labels`` as its classes.
 
     From backbones (``cfg.model``: ``ast_source``/``ast_config``, ``video_init``; with
@@ -31,9 +33,9 @@ def build_model(cfg: TrainConfig, labels: list[str]) -> torch.nn.Module:
     ``cfg.model`` applied and a new head when the classes differ.
     """
     from imd_core.model.backbones import load_pretrained_backbones
-    from imd_core.model.checkpoint import load_model, load_state_into
-    from imd_core.model.config import ARCHITECTURE_FIELDS, ModelConfig
-    from imd_core.model.imd_model import IMDModel
+    from imd_core.model.checkpoint import load_model
+    from imd_core.model.config import ModelConfig
+    from imd_core.model.weights import load_state_into
     from imd_core.resources import resolve_model_dir
 
     if not cfg.init.from_model:
@@ -43,18 +45,14 @@ def build_model(cfg: TrainConfig, labels: list[str]) -> torch.nn.Module:
         return model
     folder = resolve_model_dir(cfg.init.from_model)
     src = load_model(folder, device="cpu")
-    # The folder fixes the architecture and the backbones; the recipe may change only
-    # training options (gating, losses, ast_trainable, ...).
-    fixed = set(ARCHITECTURE_FIELDS) | {"size", "ast_source", "ast_config", "video_init", "tagger_labels"}
-    have = src.config.to_dict()
-    clash = sorted(k for k in cfg.model if k in fixed and k in have and have[k] != cfg.model[k])
-    if clash:
+    if not isinstance(src, IMDModel):
         raise ConfigError(
-            f"init.from_model {folder} fixes the architecture; remove model.{clash[0]} from the recipe "
-            f"(the folder has {have[clash[0]]!r})" + (f" and {clash[1:]}" if clash[1:] else "")
+            f"{folder} is a pretrained folder; start from it with --set init.from_model={cfg.init.from_model} "
+            "and no recipe (imd train dispatches that to the fine-tuning of its real backbones)"
         )
-    options = {k: v for k, v in cfg.model.items() if k not in fixed}
-    mcfg = ModelConfig.from_dict({**src.config.to_dict(), **options, "labels": list(labels)})
+    # The folder fixes the architecture and the backbones; the recipe may change only
+    # training options (gating, losses, ast_trainable, ...): the rule the app's form uses too.
+    mcfg = src.config.fine_tuned(cfg.model, labels, where=f"init.from_model {folder}")
     model = IMDModel(mcfg, load_pretrained=False)
     state = src.state_dict()
     if list(src.config.labels) == list(labels):
@@ -82,9 +80,7 @@ def build_model(cfg: TrainConfig, labels: list[str]) -> torch.nn.Module:
 _CLASS_ROWS = ("head.", "visual_head.")
 
 
-def transfer_class_rows(
-    model: torch.nn.Module, src: torch.nn.Module, labels: list[str]
-) -> tuple[list[str], list[str]]:
+def transfer_class_rows(model: IMDModel, src: IMDModel, labels: list[str]) -> tuple[list[str], list[str]]:
     """Copies the head rows (and visual-head rows) of every class ``src`` knows by name.
 
     Returns ``(kept, new)`` class names. Rows of new classes keep their fresh init.
@@ -98,8 +94,7 @@ def transfer_class_rows(
         if i is not None:
             pairs.append((j, i))
     with torch.no_grad():
-        for head in ("head", "visual_head"):
-            dst, old = getattr(model, head, None), getattr(src, head, None)
+        for dst, old in ((model.head, src.head), (model.visual_head, src.visual_head)):
             if dst is None or old is None or dst.weight.shape[1] != old.weight.shape[1]:
                 continue
             for j, i in pairs:
@@ -110,7 +105,7 @@ def transfer_class_rows(
     return kept, new
 
 
-def _permute_agreement_inputs(model: torch.nn.Module, src: torch.nn.Module, order: list[int]) -> None:
+def _permute_agreement_inputs(model: IMDModel, src: IMDModel, order: list[int]) -> None:
     """Same classes, another order: the relevance net's per-class agreement inputs
     (``[p_v * s (C), s (C), sum (1)]`` after the embeddings) follow their classes."""
     c = len(order)
@@ -124,9 +119,8 @@ def _permute_agreement_inputs(model: torch.nn.Module, src: torch.nn.Module, orde
     model.relevance.fc2.load_state_dict(src.relevance.fc2.state_dict())
 
 
-def build_savld(cfg: TrainConfig, model: torch.nn.Module, labels: list[str]) -> Any:
+def build_savld(cfg: TrainConfig, model: IMDModel, labels: list[str]) -> Savld:
     """The SAVLD between the classes and the AST's labels: given, inherited or built."""
-    from imd_core.model.savld import Savld
     from imd_core.resources import resolve_model_dir
 
     audio_labels = list(model.ast.labels)
@@ -169,11 +163,11 @@ def probe_splits(
 ) -> tuple[list[Any], list[Any]]:
     """``indexes`` without the files that fail the pre-training probe (:mod:`imd_core.train.probe`).
 
-    Every file is opened and its first packets read in a worker process killed after
-    ``cfg.data.probe_timeout`` seconds, so no loader ever opens a file that hangs at
-    open (0: no probe; files the cache already marks bad, e.g. by the loader watchdog
-    after a mid-stream hang, are still left out). Results are cached in ``run_dir/probe_cache.json``; under DDP rank 0
-    probes and the other ranks read its cache.
+    Every file is opened and its first packets read in a decode sandbox killed after
+    ``cfg.data.probe_timeout`` seconds (0: no probe; files the cache already marks bad,
+    e.g. a decode stopped mid-stream in an earlier epoch or run, are still left out).
+    Results are cached in ``run_dir/probe_cache.json``; under DDP rank 0 probes and the
+    other ranks read its cache.
 
     Returns:
         The filtered indexes (same order) and the excluded files (``Excluded``: path, reason).
@@ -181,7 +175,7 @@ def probe_splits(
     cache = run_dir / "probe_cache.json"
     if cfg.data.probe_timeout <= 0 and not cache.is_file():
         return list(indexes), []
-    # probe_timeout 0: no probe, but files recorded as bad (a mid-stream hang) stay out
+    # probe_timeout 0: no probe, but files recorded as bad (a stopped decode) stay out
     from imd_core.train.distributed import barrier
     from imd_core.train.probe import exclude_unprobed
 
@@ -211,12 +205,7 @@ def _worker_init(_worker_id: int) -> None:
 def make_train_loader(
     dataset: Any, cfg: TrainConfig, *, rank: int, world_size: int, pin: bool
 ) -> tuple[DataLoader, EpochOrderSampler, SeededItems]:
-    """Loader over ``dataset`` in the seeded epoch order; ``batch_size`` is global.
-
-    With workers, the main process waits at most ``data.loader_timeout`` seconds for one
-    batch (DataLoader ``timeout``; :mod:`imd_core.train.watchdog` turns that into a
-    report naming the hung file, and bounds ``num_workers=0`` itself).
-    """
+    """Loader over ``dataset`` in the seeded epoch order; ``batch_size`` is global."""
     if cfg.batch_size % world_size:
         raise ConfigError(f"batch_size {cfg.batch_size} must be divisible by the {world_size} DDP processes")
     per_rank = cfg.batch_size // world_size
@@ -237,7 +226,6 @@ def make_train_loader(
         drop_last=True,
         collate_fn=collate_clips,
         worker_init_fn=_worker_init,
-        timeout=cfg.data.loader_timeout if cfg.num_workers > 0 else 0,
         # An explicit generator: creating an iterator never draws from the global RNG,
         # which belongs to the model (dropout) and is saved for resume.
         generator=torch.Generator().manual_seed(epoch_seed(cfg.seed, -1)),
@@ -254,11 +242,9 @@ def make_eval_loader(
     *,
     rank: int = 0,
     world_size: int = 1,
-    timeout: float = DEFAULT_LOADER_TIMEOUT,
 ) -> DataLoader:
     """Loader in dataset order; under DDP this rank's share of whole batches
-    (:class:`EvalShardSampler`), so batches are the same as in one process.
-    ``timeout``: the longest wait for one batch from a worker (seconds)."""
+    (:class:`EvalShardSampler`), so batches are the same as in one process."""
     from imd_core.data.dataset import collate_clips
 
     sampler = (
@@ -275,7 +261,6 @@ def make_eval_loader(
         pin_memory=pin,
         collate_fn=collate_clips,
         worker_init_fn=_worker_init,
-        timeout=timeout if num_workers > 0 else 0,
         generator=torch.Generator().manual_seed(0),
     )
 

@@ -10,12 +10,13 @@ import pytest
 import torch
 
 from imd_core.data.dataset import ClipDataset, content_hash
+from imd_core.data.frame_times import grid_times
 from imd_core.data.manifest import load_dataset_index
 from imd_core.data.transforms import ClipPreprocessor
 from imd_core.errors import ConfigError
 from imd_core.train.config import load_train_config
 from imd_core.train.data_order import epoch_seed
-from imd_core.train.frame_cache import FrameCacheDataset, grid_pick, grid_times
+from imd_core.train.frame_cache import FrameCacheDataset, grid_pick
 from tests.core.train.conftest import write_recipe
 
 PRE = ClipPreprocessor(num_frames=4, image_size=32, audio_seconds=0.64, train_scale=(1.0, 1.3))

@@ -69,7 +69,7 @@ def test_cached_verdicts_need_no_worker(tmp_path, data, monkeypatch):
     def no_workers(*_a, **_k):
         raise AssertionError("a cached verdict started a probe")
 
-    monkeypatch.setattr("imd_core.media.isolate.map_bounded", no_workers)
+    monkeypatch.setattr("imd_core.media.sandbox.run_bounded", no_workers)
     assert P.probe_paths(paths, timeout=1.0, cache_file=cache) == first
 
 
