@@ -1,9 +1,7 @@
 """The player's media sources, built on ``imd_core.media``: files, webcams, microphones.
 
 :class:`FileReader` turns a file into one time-ordered stream of video frames and 0.1 s
-audio blocks (:class:`imd_core.media.live.FilePlayback`, unpaced: the player's clock
-paces it). :class:`LiveCamera` and :class:`MicrophoneFeed` wrap the live sources of
-:mod:`imd_core.media.live`. All of them run on worker threads
+audio blocks, unpaced (the player's clock paces it). All sources run on worker threads
 (or PortAudio's); none touches Qt.
 """
 
@@ -12,18 +10,30 @@ from __future__ import annotations
 import glob
 import logging
 import math
+import queue
 import sys
+import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from imd_app.types import MediaOpened
 from imd_core.errors import DecodeError, ImdError
 
+if TYPE_CHECKING:
+    from imd_core.media.live import FilePlayback
+    from imd_core.media.probe import MediaInfo
+
 log = logging.getLogger(__name__)
 
 AUDIO_BLOCK_SECONDS = 0.1
+# Events a file's reader thread decodes ahead (~0.2 s at 30 fps); the frame queue holds the rest.
+READ_AHEAD_EVENTS = 8
+# The end of the file, as :meth:`FileReader.read` returns it.
+END = ("end", 0.0, None)
+_PASS_END = object()  # what a pass puts last when it reached the end
 
 # Live sources report seconds since this instant (one clock for camera and microphone).
 LIVE_EPOCH = time.monotonic()
@@ -51,52 +61,46 @@ def camera_devices() -> list[str]:
 class FileReader:
     """A file as a stream of ``("video", t, rgb)`` and ``("audio", t, samples)`` events.
 
-    Built on :class:`imd_core.media.live.FilePlayback` (one demux pass, no pacing: the
-    player's clock paces it); a seek starts a new pass at the new position.
+    Decoded in this process, as mpv, VLC and ffplay do: one pass of
+    :class:`imd_core.media.live.FilePlayback` (unpaced: the player's clock paces it) runs
+    on its own daemon thread and feeds a small bounded queue; a seek starts a new pass.
+    A file that hangs inside FFmpeg mid-stream blocks only that thread: :meth:`read`
+    never waits longer than ``wait``, and fails once nothing has come for ``timeout``
+    seconds. A pass left behind (a seek, a close, a timeout) ends after its current
+    item; one stuck inside C stays blocked there (a leaked thread and file handle per
+    hung file, as in those players), since nothing in-process can stop it.
 
     Args:
         path: the media file.
+        media: its ``MediaInfo`` (the player probes in a sandbox process first).
+        start: seconds to start at.
         max_short_side: frames are scaled so their shorter side is at most this.
         sample_rate: audio output rate (mono float32).
-        media: the file's ``MediaInfo`` when already probed (the player probes in a
-            killable worker process first, :mod:`imd_app.isolated_decode`); ``None``
-            probes here.
-        decoder: decode in this worker process
-            (:func:`~imd_app.isolated_decode.playback_events`; a wait for one event past
-            its timeout fails the read with ``DecodeError("decode timed out ...")``);
-            ``None`` decodes in this process, where a file that hangs mid-stream blocks
-            the reading thread for good.
-        cancelled: with ``decoder``, checked before each wait for an event: ``True``
-            (a newer request is pending) ends the read with ``ImdError("cancelled")``.
+        timeout: seconds :meth:`read` may go without an event before the file fails.
 
     Raises:
-        DecodeError: the file cannot be opened, or has no video stream.
+        DecodeError: the file has no video stream, no duration, or is otherwise unplayable.
     """
 
     def __init__(
         self,
         path: str,
+        media: MediaInfo,
+        *,
+        start: float = 0.0,
         max_short_side: int = 480,
         sample_rate: int = 16000,
-        media=None,
-        decoder=None,
-        cancelled: Callable[[], bool] | None = None,
+        timeout: float,
     ) -> None:
-        from imd_core.media.probe import probe
-
-        self.path = path
-        self._decoder = decoder
-        self._cancelled = cancelled
-        self.sample_rate = int(sample_rate)
         from imd_core.media.verdict import media_problem
 
-        if media is None:
-            media = probe(path)
+        self.path = path
+        self.sample_rate = int(sample_rate)
+        self.timeout = float(timeout)
         problem = media_problem(media)  # the verdict predict, batch, data check and training share
         if problem:
             raise DecodeError(f"{path}: {problem}")
         self._media = media
-        self._video_end = 0.0  # where the video read so far ends (a truncated file stops early)
         duration = media.duration or media.video_duration or 0.0
         if not duration or not math.isfinite(duration) or duration <= 0:
             raise DecodeError(
@@ -114,66 +118,66 @@ class FileReader:
             height=int(round(media.height * scale)),
             has_audio=bool(media.has_audio),
         )
-        self._playback = None
-        self._items = None
-        self.seek(0.0)
+        self._pass: _DecodePass | None = None
+        self.seek(start)
 
     def seek(self, seconds: float) -> None:
-        from imd_app.isolated_decode import PLAYBACK, playback_events
+        """Leaves the current pass behind and starts one at ``seconds``."""
         from imd_core.media.live import FilePlayback
 
         self.close()
         start = max(0.0, min(float(seconds), self.info.duration))
-        self._video_end = start
-        if self._decoder is not None:  # the pass runs in the worker; it starts at the first read
-            self._items = self._decoder.stream(
-                playback_events,
-                self.path,
-                key=PLAYBACK,
-                start=start,
-                size=self._size,
-                sample_rate=self.sample_rate,
-                block_seconds=AUDIO_BLOCK_SECONDS,
-                cancelled=self._cancelled,
-            )
-            return
-        self._playback = FilePlayback(
+        self._video_end = start  # where the video read so far ends (a truncated file stops early)
+        self._ended = False
+        self._starved_since: float | None = None
+        playback = FilePlayback(
             self.path,
+            info=self._media,
             start=start,
             size=self._size,
             sample_rate=self.sample_rate,
             block_seconds=AUDIO_BLOCK_SECONDS,
             realtime=False,
         )
-        self._items = iter(self._playback)
+        self._pass = _DecodePass(playback)
 
-    def read(self) -> tuple[str, float, np.ndarray] | None:
-        """The next event in media-time order; ``None`` at the end of the file.
+    def starved(self) -> float:
+        """Seconds :meth:`read` has gone without an event so far (0 while events come; any thread)."""
+        since = self._starved_since
+        return 0.0 if since is None else time.monotonic() - since
+
+    def read(self, wait: float) -> tuple[str, float, np.ndarray | None] | None:
+        """The next event in media-time order; ``END`` at the end of the file (and after);
+        ``None`` when none came within ``wait`` seconds.
 
         Raises:
-            DecodeError: the file is damaged at this point, or ends here although it
-                claims to go on (truncated).
+            DecodeError: the file is damaged at this point, ends here although it claims
+                to go on (truncated), or gave no event for ``timeout`` seconds.
         """
-        from imd_core.media.live import VideoFrame as LiveFrame
-
+        if self._ended or self._pass is None:
+            return END
+        asked = time.monotonic()
         try:
-            item = next(self._items)
-        except StopIteration:
-            self._check_complete()
+            item = self._pass.events.get(timeout=wait)
+        except queue.Empty:
+            if self._starved_since is None:
+                self._starved_since = asked
+            if self.starved() > self.timeout:
+                raise DecodeError(
+                    f"{self.path}: decode timed out after {self.timeout:g} s (nothing decoded for that "
+                    "long; the file may be damaged, a pipe, or on a stalled disk)"
+                ) from None
             return None
-        except ImdError as exc:  # e.g. "decode timed out after N s ..." from the worker: say which file
-            if self.path in str(exc):
-                raise
-            raise DecodeError(f"{self.path}: {exc}") from None
-        except Exception as exc:  # PyAV errors mid-file: report as a decode error
-            raise DecodeError(f"{self.path}: decoding stopped ({type(exc).__name__}: {exc})") from None
-        if self._decoder is None:
-            item = (
-                ("video", float(item.media_time), item.frame)
-                if isinstance(item, LiveFrame)
-                else ("audio", float(item.media_time), item.samples)
-            )
-        if item[0] == "video":  # ("video" | "audio", media time, data)
+        self._starved_since = None
+        if item is _PASS_END:
+            self._ended = True
+            self._check_complete()
+            return END
+        if isinstance(item, ImdError):
+            raise item if self.path in str(item) else DecodeError(f"{self.path}: {item}")
+        if isinstance(item, Exception):  # PyAV errors mid-file, e.g. a seek the demuxer refuses
+            raise DecodeError(f"{self.path}: decoding stopped ({type(item).__name__}: {item})")
+        if item[0] == "video":
             self._video_end = max(self._video_end, item[1] + 1.0 / self.info.fps)
         return item
 
@@ -190,29 +194,56 @@ class FileReader:
             raise DecodeError(f"{self.path}: {problem}")
 
     def close(self) -> None:
-        if self._playback is not None:
-            self._playback.stop()
-        if self._items is not None:
-            self._items.close()  # closes the container
-        self._playback = self._items = None
+        """Leaves the current pass behind (it ends by itself; this never waits for it)."""
+        if self._pass is not None:
+            self._pass.abandon()
+        self._pass = None
 
 
-def open_file(
-    path: str,
-    max_width: int = 960,
-    sample_rate: int = 16000,
-    media=None,
-    decoder=None,
-    cancelled: Callable[[], bool] | None = None,
-) -> FileReader:
-    return FileReader(
-        path,
-        max_short_side=min(480, max_width),
-        sample_rate=sample_rate,
-        media=media,
-        decoder=decoder,
-        cancelled=cancelled,
-    )
+class _DecodePass:
+    """One :class:`FilePlayback` pass on a daemon thread, feeding ``events`` (bounded).
+
+    It puts each event, then ``_PASS_END`` or the exception that stopped it. Once
+    :meth:`abandon` is called it stops at its next event and closes the file; a thread
+    blocked inside FFmpeg does so only when (if ever) that call returns.
+    """
+
+    def __init__(self, playback: FilePlayback) -> None:
+        self.events: queue.Queue[object] = queue.Queue(maxsize=READ_AHEAD_EVENTS)
+        self._playback = playback
+        self._abandoned = threading.Event()
+        threading.Thread(target=self._run, name="imd-file-reader", daemon=True).start()
+
+    def abandon(self) -> None:
+        self._abandoned.set()
+
+    def _run(self) -> None:
+        from imd_core.media.live import VideoFrame as LiveFrame
+
+        items = iter(self._playback)
+        try:
+            for item in items:
+                if isinstance(item, LiveFrame):
+                    event = ("video", float(item.media_time), item.frame)
+                else:
+                    event = ("audio", float(item.media_time), item.samples)
+                if not self._put(event):
+                    return
+            self._put(_PASS_END)
+        except Exception as exc:  # noqa: BLE001 - handed to the reader, which reports it in one line
+            self._put(exc)
+        finally:
+            items.close()  # closes the container
+
+    def _put(self, item: object) -> bool:
+        """Puts ``item`` once there is room; ``False`` when abandoned first."""
+        while not self._abandoned.is_set():
+            try:
+                self.events.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
 
 
 class LiveCamera:

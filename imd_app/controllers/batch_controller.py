@@ -1,6 +1,6 @@
 """Runs the batch queue in the thread pool and writes :class:`BatchState`; exports results.
 
-Each run's decodes go to a worker process (:class:`IsolatedDecoder`) bounded by
+Each run's decodes go to a :class:`~imd_core.media.sandbox.DecodeSandbox` bounded by
 ``decode_timeout``; cancelling the running file, cancelling all and :meth:`shutdown`
 abort a decode in progress at once instead of waiting for its deadline.
 """
@@ -16,12 +16,12 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QRunnable, Qt, QThreadPool, Signal
 
-from imd_app.isolated_decode import DEFAULT_DECODE_TIMEOUT, IsolatedDecoder
 from imd_app.state import BatchState, ModelState
 from imd_app.types import BatchRow
 from imd_app.workers.batch_job import BatchJob, BatchTask
 from imd_core.inference.inputs import expand_inputs
 from imd_core.inference.results import csv_header
+from imd_core.media.sandbox import DEFAULT_DECODE_TIMEOUT, DecodeSandbox
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +83,7 @@ class BatchController(QObject):
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._job: BatchJob | None = None
-        self._decoder: IsolatedDecoder | None = None  # the running job's decoding process
-        self.predictor_factory = None  # tests may inject a factory building a Predictor
+        self._sandbox: DecodeSandbox | None = None  # where the running job decodes
         # seconds a file's decode may keep the run waiting (plus its duration); a file past
         # it fails as "decode timed out"; 0 decodes on the pool thread (unbounded). Read
         # when a run starts.
@@ -111,9 +110,10 @@ class BatchController(QObject):
             self._ensure_running()
 
     @property
-    def decoder(self) -> IsolatedDecoder | None:
-        """The running job's decoding worker process (``None`` between runs)."""
-        return self._decoder
+    def sandbox(self) -> DecodeSandbox | None:
+        """Where the running job decodes, each file as a job keyed by its path (``None``
+        between runs, or with no ``decode_timeout``)."""
+        return self._sandbox
 
     @property
     def busy(self) -> bool:
@@ -134,16 +134,10 @@ class BatchController(QObject):
             self.message.emit("no model loaded: load a model folder first (Model > Load model folder...)")
             return
         self._stop.clear()
-        self._decoder = IsolatedDecoder(self.decode_timeout) if self.decode_timeout > 0 else None
+        timeout = self.decode_timeout
+        self._sandbox = DecodeSandbox(timeout) if timeout > 0 else None
         job = BatchJob(
-            spec,
-            self._tasks,
-            self._cancelled,
-            self._lock,
-            self._stop,
-            self._window_seconds(),
-            self.predictor_factory,
-            self._decoder,
+            spec, self._tasks, self._cancelled, self._lock, self._stop, self._window_seconds(), self._sandbox
         )
         q = Qt.ConnectionType.QueuedConnection
         job.signals.item_started.connect(
@@ -167,7 +161,7 @@ class BatchController(QObject):
 
     def _on_job_finished(self) -> None:
         self._job = None
-        self._decoder = None
+        self._sandbox = None
         self.state.set_running(False)
         if not self._tasks.empty() and not self._stop.is_set():
             self._ensure_running()
@@ -177,8 +171,8 @@ class BatchController(QObject):
             self._cancelled.add(index)
         if self.state.items[index].status == "queued":
             self.state.update_item(index, status="cancelled")
-        elif self._decoder is not None:
-            self._decoder.abort(index)  # a decode of this file in progress ends now
+        if self._sandbox is not None:  # (also "queued": the job may have started it already)
+            self._sandbox.abort(self.state.items[index].path)  # a decode of this file in progress ends now
 
     def cancel_all(self) -> None:
         with self._lock:
@@ -188,8 +182,8 @@ class BatchController(QObject):
         for i, item in enumerate(self.state.items):
             if item.status == "queued":
                 self.state.update_item(i, status="cancelled")
-        if self._decoder is not None:
-            self._decoder.abort()
+        if self._sandbox is not None:
+            self._sandbox.abort()
 
     def clear(self) -> None:
         self.cancel_all()
@@ -218,10 +212,10 @@ class BatchController(QObject):
             export_json(self.state.rows, path)
 
     def shutdown(self, timeout_ms: int = 10000) -> None:
-        """Stop the run and wait for the pool's job to return (it closes its decoding process)."""
+        """Stop the run and wait for the pool's job to return (it closes its sandbox)."""
         self._stop.set()
-        if self._decoder is not None:
-            self._decoder.abort()  # a decode that hangs ends now, not at its deadline
+        if self._sandbox is not None:
+            self._sandbox.abort()  # a decode that hangs ends now, not at its deadline
         self._drain()
         self._expand_pool.waitForDone(timeout_ms)
         self.pool.waitForDone(timeout_ms)

@@ -1,16 +1,9 @@
 """Owns the player's pipeline: decode thread, inference thread, audio output, presenter.
 
-Threads (see docs/ARCHITECTURE.md "Threads"):
-
-* the decode worker (own QThread) fills a bounded :class:`FrameQueue` and :class:`AudioRing`;
-* the audio output's callback (PortAudio's thread) plays the ring; its position is the
-  media clock (a wall clock when muted);
-* the presenter (a timer on the GUI thread) shows the frame due at the clock's position
-  and hands that same frame to the inference worker, and the output hands it each
-  audio block as it is played: the model sees what is shown and hears what is heard;
-* the inference worker (own QThread) runs the streaming engine.
-
-``shutdown`` stops and joins every thread; it is idempotent.
+The presenter (a GUI timer) shows the frame due at the audio clock and hands that same
+frame, and the output each played audio block, to the inference worker: the model sees
+what is shown and hears what is heard (threads: docs/ARCHITECTURE.md). ``shutdown``
+stops and joins every thread; it is idempotent.
 """
 
 from __future__ import annotations
@@ -168,7 +161,8 @@ class PlayerController(QObject):
         self._preview_at = None if self.player.playing else seconds
 
     def set_decode_timeout(self, seconds: float) -> None:
-        """Seconds a file's open (probed in a worker process) may take before it fails."""
+        """Seconds a file's probe (in a sandbox process), or a wait for its next frame, may take
+        before it fails."""
         self.decoder.decode_timeout = float(seconds)
 
     def set_display_size(self, width: int, height: int) -> None:

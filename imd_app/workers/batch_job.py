@@ -1,14 +1,9 @@
 """The batch job: a one-shot run in the thread pool that classifies queued files.
 
-One job loads the model once and takes files from a thread-safe queue until it is
-empty, so files dropped in while it runs join the same run. Per file it reports
-progress window by window and honours cancellation between windows.
-
-Decoding happens in the job's own worker process (:class:`IsolatedDecoder`, the bounded
-decode of ``imd predict --decode-timeout``): a file that hangs inside FFmpeg fails with
-"decode timed out after N s ..." and the next file gets a fresh process. The model runs
-here, on the pool thread. The controller may :meth:`IsolatedDecoder.abort` the decode
-of a cancelled file (or of every file, on shutdown) so that nothing waits for the deadline.
+It loads the model once and feeds files from a thread-safe queue to
+``Predictor.predict_paths`` until the queue is empty, so files dropped in meanwhile join
+the run. Each file decodes in the controller's ``DecodeSandbox``, keyed by its path, so
+that cancelling a file aborts its decode at once.
 """
 
 from __future__ import annotations
@@ -16,16 +11,18 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Generator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, QRunnable, Signal
 
-from imd_app.isolated_decode import IsolatedDecoder, batch_windows
 from imd_app.types import BatchRow, ModelSpec
 from imd_core.errors import ImdError
-from imd_core.media.verdict import damaged_warning
+from imd_core.media.sandbox import DecodeSandbox
+
+if TYPE_CHECKING:
+    from imd_core.inference.predictor import PathOutcome
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +51,9 @@ class BatchJob(QRunnable):
         tasks: queue of :class:`BatchTask`.
         cancelled: indices to skip or abort (shared set; guarded by ``lock``).
         window: seconds per window (``None``: whole clip).
-        decoder: the job's decoding worker process (``None``: decode on the pool thread,
-            where a file that hangs inside FFmpeg hangs the batch). The job starts it
-            before loading the model and closes it when it returns.
+        sandbox: where files decode (``None``: on the pool thread, where a file that hangs
+            inside FFmpeg hangs the batch). The job starts it before loading the model and
+            closes it when it returns.
     """
 
     def __init__(
@@ -67,8 +64,7 @@ class BatchJob(QRunnable):
         lock: threading.Lock,
         stop: threading.Event,
         window: float | None,
-        predictor_factory=None,
-        decoder: IsolatedDecoder | None = None,
+        sandbox: DecodeSandbox | None = None,
     ) -> None:
         super().__init__()
         self.setAutoDelete(True)
@@ -79,8 +75,10 @@ class BatchJob(QRunnable):
         self.lock = lock
         self.stop = stop
         self.window = window
-        self._predictor_factory = predictor_factory
-        self.decoder = decoder
+        self.sandbox = sandbox
+        # row of each file predict_paths has taken and not yet reported (a path is queued once
+        # at a time: BatchState.add_item)
+        self._rows: dict[str, int] = {}
 
     def _is_cancelled(self, index: int) -> bool:
         with self.lock:
@@ -88,26 +86,27 @@ class BatchJob(QRunnable):
 
     def run(self) -> None:
         try:
-            if self.decoder is not None:
-                self.decoder.start()  # its start-up overlaps the model's loading
+            if self.sandbox is not None:
+                self.sandbox.start()  # its start-up overlaps the model's loading
             predictor = self._load()
             if predictor is None:
                 return
-            while not self.stop.is_set():
-                try:
-                    task = self.tasks.get_nowait()
-                except queue.Empty:
-                    break
-                self._run_task(predictor, task)
+            outcomes = predictor.predict_paths(
+                self._files(),
+                self.window,
+                sandbox=self.sandbox,
+                cancelled=lambda path: self._is_cancelled(self._rows[path]),
+                progress=lambda path, done: self.signals.item_progress.emit(self._rows[path], done),
+            )
+            for outcome in outcomes:
+                self._report(self._rows.pop(outcome.path), outcome)
         finally:
-            if self.decoder is not None:
-                self.decoder.close()
+            if self.sandbox is not None:
+                self.sandbox.close()
             self.signals.finished.emit()
 
     def _load(self):
         try:
-            if self._predictor_factory is not None:
-                return self._predictor_factory(self.spec)
             from imd_app.engine_session import inference_threads
             from imd_core.inference.predictor import Predictor
 
@@ -127,70 +126,30 @@ class BatchJob(QRunnable):
                 return None
             self.signals.item_failed.emit(task.index, "model not loaded")
 
-    def _run_task(self, predictor, task: BatchTask) -> None:
-        if self._is_cancelled(task.index):
-            self.signals.item_cancelled.emit(task.index)
-            return
-        self.signals.item_started.emit(task.index)
-        windows = self._windows(predictor, task)
-        results = []
-        damaged = 0
-        try:
-            while True:
-                try:
-                    progress, item = next(windows)
-                except StopIteration as stop:
-                    duration = stop.value
-                    break
-                if self._is_cancelled(task.index):
-                    self.signals.item_cancelled.emit(task.index)
-                    return
-                results += predictor.predict_windows([item])
-                damaged += item.damaged_packets
-                if progress is not None:
-                    self.signals.item_progress.emit(task.index, progress)
-        except ImdError as exc:  # also a decode the controller aborted: cancelled, then
-            self._report_failure(task.index, str(exc))
-            return
-        except Exception as exc:  # one bad file must not end the run
-            log.exception("batch: %s failed", task.path)
-            self._report_failure(task.index, f"unexpected error ({type(exc).__name__}: {exc})")
-            return
-        finally:
-            windows.close()  # a file left early: its decoding worker drops it
-        warning = damaged_warning(damaged)  # the file was used anyway: a warning, as imd predict says
-        notes = (warning,) if warning else ()
-        rows = tuple(BatchRow(result=r, duration=float(duration or 0.0), warnings=notes) for r in results)
-        self.signals.item_done.emit(task.index, rows)
+    def _files(self) -> Iterator[str]:
+        """The queued files, taken one at a time as ``predict_paths`` asks for the next."""
+        while not self.stop.is_set():
+            try:
+                task = self.tasks.get_nowait()
+            except queue.Empty:
+                return
+            if self._is_cancelled(task.index):
+                self.signals.item_cancelled.emit(task.index)
+                continue
+            self._rows[task.path] = task.index
+            self.signals.item_started.emit(task.index)
+            yield task.path
 
-    def _report_failure(self, index: int, message: str) -> None:
-        if self._is_cancelled(index):
+    def _report(self, index: int, outcome: PathOutcome) -> None:
+        if outcome.ok:
+            rows = tuple(
+                BatchRow(result=r, duration=float(outcome.duration or 0.0), warnings=outcome.warnings)
+                for r in outcome.results
+            )
+            self.signals.item_done.emit(index, rows)
+        elif self._is_cancelled(index):  # also a decode the controller aborted
             self.signals.item_cancelled.emit(index)
         else:
-            self.signals.item_failed.emit(index, message)
-
-    def _windows(self, predictor, task: BatchTask) -> Generator[tuple[float | None, Any], None, float | None]:
-        """``(progress 0..1 or None, WindowInput)`` per window, decoded in the worker process
-        (or here without one); returns the clip's duration."""
-        if self.decoder is None:
-            fw = predictor.open(task.path, self.window, None)
-            total = max(len(fw), 1)
-            for i, item in enumerate(fw):
-                yield (i + 1) / total, item
-            return fw.duration
-        stream = self.decoder.stream(
-            batch_windows,
-            task.path,
-            key=task.index,
-            cancelled=lambda: self._is_cancelled(task.index),
-            **predictor.worker_decode_options(self.window, None),  # decoded as Predictor.open would
-        )
-        try:
-            while True:
-                try:
-                    claimed, item = next(stream)
-                except StopIteration as stop:
-                    return stop.value
-                yield (min(1.0, item.end / claimed) if claimed else None), item
-        finally:
-            stream.close()
+            if not outcome.bad_input:
+                log.warning("batch: %s: %s", outcome.path, outcome.error)
+            self.signals.item_failed.emit(index, outcome.error)

@@ -1,15 +1,9 @@
 """The player's decode worker: a file or a webcam, decoded off the GUI thread.
 
-It runs a loop on its own QThread and keeps the frame queue and the audio ring topped
-up (both bounded: it sleeps while they are full). Opens and seeks are requests that
-the loop picks up between reads; the newest one wins. For a file it converts each
-frame to a ``QImage`` here, so the GUI thread only paints.
-
-A file is probed, then decoded, in a killable worker process (:class:`IsolatedDecoder`,
-bounded by ``decode_timeout``): a file that hangs at open or mid-stream (inside FFmpeg,
-where nothing in-process can stop it) fails with "decode timed out after N s" instead
-of blocking this thread for good. A newer open, a close or :meth:`DecodeWorker.stop`
-ends a probe at once, and a read stuck for more than ``STUCK_SECONDS`` (a seek too).
+A loop on its own QThread keeps the bounded frame queue and audio ring full; opens and
+seeks are requests taken between reads (the newest wins). A file is probed in a sandbox,
+then decoded in-process by a :class:`FileReader` thread; a file that yields nothing for
+``decode_timeout`` seconds fails, and the loop never waits more than ``READ_WAIT``.
 """
 
 from __future__ import annotations
@@ -17,29 +11,28 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
-from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
+from PySide6.QtCore import QObject, Qt, Signal, Slot
 from PySide6.QtGui import QImage
 
 from imd_app.audio_output import AudioRing
 from imd_app.frame_queue import FrameQueue
-from imd_app.isolated_decode import (
-    DEFAULT_DECODE_TIMEOUT,
-    PLAYBACK,
-    PROBE,
-    IsolatedDecoder,
-    probe_media,
-    result_of,
-)
-from imd_app.media_reader import FileReader, LiveCamera, open_camera, open_file
+from imd_app.media_reader import END, FileReader, LiveCamera, open_camera
 from imd_app.types import VideoFrame
 from imd_core.errors import DecodeError, ImdError
+from imd_core.media.sandbox import DEFAULT_DECODE_TIMEOUT, DecodeSandbox
+
+if TYPE_CHECKING:
+    from imd_core.media.probe import MediaInfo
 
 log = logging.getLogger(__name__)
 
-# A read of the next event that has waited this long is stuck (a healthy one takes
-# milliseconds): a newer request kills its worker rather than wait for the deadline.
+PROBE = "probe"  # the sandbox key of a file's probe, for abort()
+# Seconds one read waits for the reader thread before the loop looks at new requests.
+READ_WAIT = 0.05
+# A reader that has had nothing for this long is stuck (a healthy one waits milliseconds).
 STUCK_SECONDS = 0.5
 
 
@@ -84,7 +77,7 @@ class DecodeWorker(QObject):
         # Seconds a probe, or a wait for the next event, may take (set from the GUI
         # thread, read at each open).
         self.decode_timeout = DEFAULT_DECODE_TIMEOUT
-        self._isolated: IsolatedDecoder | None = None  # started at the first file
+        self._sandbox: DecodeSandbox | None = None  # probes files; started at the first one
 
     # -- any thread ----------------------------------------------------------------
     def request_open_file(self, path: str, start: float = 0.0) -> None:
@@ -104,7 +97,6 @@ class DecodeWorker(QObject):
     def request_seek(self, seconds: float) -> None:
         with self._lock:
             self._pending_seek = float(seconds)
-        self._abort_stuck_read()
         self._wake.set()
 
     def request_close(self) -> None:
@@ -117,48 +109,26 @@ class DecodeWorker(QObject):
 
     def stop(self) -> None:
         self._stop.set()
-        isolated = self._isolated
-        if isolated is not None:
-            isolated.abort()
+        self._abort_waits()
         self._wake.set()
 
     def _abort_waits(self) -> None:
-        """A newer request wins over a probe (which may hang until its deadline) or a stuck read."""
-        isolated = self._isolated
-        if isolated is not None:
-            isolated.abort(PROBE)
-        self._abort_stuck_read()
-
-    def _abort_stuck_read(self) -> None:
-        """Kills the worker under a read that has waited ``STUCK_SECONDS``: now, and once more
-        when a wait that began just before the request would have (GUI thread: a timer).
-
-        A wait that begins after the request never happens: the reader checks for pending
-        requests first (``cancelled``). Healthy reads take milliseconds and are left alone,
-        so a seek while playing costs no new process.
-        """
-        isolated = self._isolated
-        if isolated is None:
-            return
-        isolated.abort(PLAYBACK, min_wait=STUCK_SECONDS)
-
-        def again() -> None:
-            if self._superseded(seek=True):
-                isolated.abort(PLAYBACK, min_wait=STUCK_SECONDS)
-
-        QTimer.singleShot(int(STUCK_SECONDS * 1000) + 50, again)
+        """A newer request wins over a probe, which may hang until its deadline (a read never does)."""
+        sandbox = self._sandbox
+        if sandbox is not None:
+            sandbox.abort(PROBE)
 
     @property
     def probing(self) -> bool:
         """Whether this worker is waiting on a file's probe now (any thread)."""
-        isolated = self._isolated
-        return isolated is not None and isolated.waiting_key == PROBE
+        sandbox = self._sandbox
+        return sandbox is not None and sandbox.waiting_key == PROBE
 
     @property
     def stuck(self) -> bool:
-        """Whether a read of the playing file has waited ``STUCK_SECONDS`` or more (any thread)."""
-        isolated = self._isolated
-        return isolated is not None and isolated.waited(PLAYBACK) >= STUCK_SECONDS
+        """Whether the playing file has given nothing for ``STUCK_SECONDS`` or more (any thread)."""
+        reader = self._reader
+        return reader is not None and reader.starved() >= STUCK_SECONDS
 
     # -- worker thread -------------------------------------------------------------
     @Slot()
@@ -175,9 +145,9 @@ class DecodeWorker(QObject):
                     self._wake.clear()
         finally:
             self._close_sources()
-            if self._isolated is not None:
-                self._isolated.close()
-                self._isolated = None
+            if self._sandbox is not None:
+                self._sandbox.close()
+                self._sandbox = None
             self.finished.emit()
 
     def _handle_requests(self) -> None:
@@ -208,16 +178,14 @@ class DecodeWorker(QObject):
                 media = self._probe(source)
                 if media is None:
                     return  # superseded by a newer request, or stopping
-                self._reader = open_file(
+                self._reader = FileReader(
                     source,
-                    max_width=self.max_display_width,
+                    media,
+                    max_short_side=min(480, self.max_display_width),
+                    start=start,
                     sample_rate=self.ring.sample_rate,
-                    media=media,
-                    decoder=self._isolated,
-                    cancelled=lambda: self._superseded(seek=True),
+                    timeout=self.decode_timeout,
                 )
-                if start > 0:
-                    self._reader.seek(start)
                 info = self._reader.info
             else:
                 self._camera = open_camera(source)
@@ -235,35 +203,35 @@ class DecodeWorker(QObject):
             self.ring.eof = True
         self.opened.emit(info)
 
-    def _probe(self, path: str):
-        """The file's ``MediaInfo`` from a worker process killed at ``decode_timeout``.
+    def _probe(self, path: str) -> MediaInfo | None:
+        """The file's ``MediaInfo`` from the sandbox, killed at ``decode_timeout``.
 
         Returns ``None`` when a newer request (or :meth:`stop`) aborted the probe.
 
         Raises:
             ImdError: the file cannot be read, or its probe timed out.
         """
-        if self._isolated is None:
-            self._isolated = IsolatedDecoder(self.decode_timeout)
-        self._isolated.timeout = self.decode_timeout
+        from imd_core.media.probe import probe  # a plain function: the sandbox runs it as it is
+
+        if self._sandbox is None:
+            self._sandbox = DecodeSandbox(self.decode_timeout)
+        self._sandbox.timeout = self.decode_timeout
         try:
-            return result_of(self._isolated.stream(probe_media, path, key=PROBE, cancelled=self._superseded))
+            return self._sandbox.call(probe, path, key=PROBE, cancelled=self._superseded)
         except Exception as exc:
             if self._superseded():
                 log.debug("probe of %s aborted by a newer request", path)
                 return None
+            if isinstance(exc, OSError):  # a PyAV error probe does not translate, sent back as it is
+                raise DecodeError(f"{path}: cannot open ({type(exc).__name__}: {exc})") from None
             if isinstance(exc, ImdError) and path not in str(exc):  # "decode timed out ...": say which file
                 raise DecodeError(f"{path}: {exc}") from None
             raise
 
-    def _superseded(self, seek: bool = False) -> bool:
-        """A newer request (a seek too, with ``seek``) or :meth:`stop` is waiting."""
+    def _superseded(self) -> bool:
+        """A newer open or close, or :meth:`stop`, is waiting."""
         with self._lock:
-            newer = (
-                self._pending_open is not None
-                or self._pending_close
-                or (seek and self._pending_seek is not None)
-            )
+            newer = self._pending_open is not None or self._pending_close
         return newer or self._stop.is_set()
 
     def _fail(self, message: str) -> None:
@@ -277,17 +245,17 @@ class DecodeWorker(QObject):
     def _read_file(self) -> None:
         reader, generation = self._reader, self._generation
         try:
-            packet = reader.read()
+            packet = reader.read(READ_WAIT)
         except ImdError as exc:
-            if self._superseded(seek=True):  # a stuck read aborted for a newer request: it goes on
-                log.debug("read of %s aborted by a newer request", reader.path)
-                return
             self._fail(str(exc))
+            reader.close()
             self._reader = None
             self.frames.mark_end(generation)
             self.ring.eof = True
             return
-        if packet is None:  # end of file
+        if packet is None:  # nothing yet: look at new requests, then wait again
+            return
+        if packet is END:
             self.frames.mark_end(generation)
             self.ring.eof = True
             self._wake.wait(0.02)

@@ -1,10 +1,8 @@
 """The player's inference worker: the streaming engine on its own thread.
 
-The GUI thread hands it exactly the frames it presents and the audio the output plays
-(``submit_frame`` / ``submit_audio``: thread-safe, never blocking, bounded: the oldest
-entries go when the worker falls behind). The worker feeds the streaming engine, which
-produces one result per hop (newest window wins); results, spectrogram columns and
-statistics go back to the GUI thread as queued signals carrying frozen values.
+``submit_frame`` / ``submit_audio`` take exactly what the GUI presents and plays; they are
+thread-safe, never block, and drop the oldest entries when the worker falls behind.
+Results go back to the GUI thread as queued signals carrying frozen values.
 """
 
 from __future__ import annotations

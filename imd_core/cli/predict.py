@@ -1,16 +1,9 @@
 """``imd predict``: classify files and folders, one result per window.
 
-Examples::
-
-    imd predict clip.mp4                              # the embedded demo model, whole clip
-    imd predict videos/ --model runs/x/best --window 4 --hop 2 --json > results.jsonl
-    torchrun --nproc_per_node=4 -m imd_core predict videos/ --json > results.jsonl
-
-Results go to stdout (or ``--output``) in input order; a file that cannot be read is
-reported on stderr as ``PATH: reason`` while the others go on, and the exit code is 3.
-Each file decodes in a worker process that is killed at the file's deadline
-(``--decode-timeout``), so a file that hangs inside FFmpeg is reported as
-``PATH: decode timed out after N s ...`` instead of hanging the run.
+Usage: ``imd predict videos/ --model runs/x/best --window 4 --hop 2 --json > out.jsonl``.
+Results go to stdout in input order; a file that cannot be read (or whose decode passes
+``--decode-timeout``) is reported on stderr as ``PATH: reason`` while the others go on,
+and the exit code is 3.
 """
 
 from __future__ import annotations
@@ -23,11 +16,11 @@ import sys
 from typing import IO, Any
 
 from imd_core.cli.argtypes import bounded_float, bounded_int, output_file
+from imd_core.media.sandbox import DEFAULT_DECODE_TIMEOUT
 
 EXIT_OK = 0
 EXIT_UNEXPECTED = 1
 EXIT_BAD_INPUT = 3
-DEFAULT_DECODE_TIMEOUT = 60.0  # seconds on top of the file's own duration; a healthy file never nears it
 # A window or hop below 0.1 s plans millions of windows per decoded chunk (1e-6 s asked
 # for 65 GiB); a day is longer than any file a window is meant for.
 WINDOW_SECONDS = bounded_float(0.1, 86400.0)

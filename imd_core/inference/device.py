@@ -1,11 +1,8 @@
 """Compute devices for inference: which device, how many CPU threads, which precision.
 
-CUDA when present, else CPU. On CUDA the forward pass runs under bf16 autocast (the
-matrix products in bf16, reductions and softmax in fp32); on CPU it stays fp32, which is
-what small models run fastest with on a laptop CPU. ``torch.compile`` of the whole
-forward (:class:`CompiledForward`; CUDA graphs through its ``reduce-overhead`` mode) is
-opt-in: it is meant to cut batch-1 latency on a GPU but costs a compile per input shape
-(minutes on a small CPU) and needs a C++ toolchain on CPU.
+CUDA when present (bf16 autocast), else the CPU in fp32. Whole-forward ``torch.compile``
+(:class:`CompiledForward`) is opt-in: it costs a compile per input shape (minutes on a
+small CPU) and needs a C++ toolchain on the CPU.
 """
 
 from __future__ import annotations

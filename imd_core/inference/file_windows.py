@@ -1,14 +1,9 @@
 """Decoding a file into windows, once per stretch of the file rather than once per window.
 
-Without a window the whole clip is one window, decoded straight at the model's frame
-count (``decode_clip(num_frames=T)``: the centres of T equal segments, far-apart ones
-each reached by a seek) with only the centred ``WHOLE_CLIP_AUDIO_SECONDS`` of its audio
-kept (the model reads at most that), so a clip of any length decodes in bounded memory. With windows,
-the windows are grouped into chunks of at most ``chunk_seconds``; each chunk is decoded
-in one pass that picks exactly the frames its windows sample (``decode_clip(times=...)``)
-and its audio once; each window then takes its T frames and its slice of the audio.
-Overlapping windows (``hop < window``) never decode the file twice, and an hour-long
-file never sits in memory at once.
+Windows are grouped into chunks of at most ``chunk_seconds``, each decoded in one pass
+that picks exactly the frames its windows sample: overlapping windows never decode twice
+and an hour-long file never sits in memory. Torch-free, because a ``DecodeSandbox``
+preloads this module.
 """
 
 from __future__ import annotations
@@ -16,13 +11,14 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
 import numpy as np
 
 from imd_core.errors import DecodeError
 from imd_core.inference.inputs import WindowInput, plan_windows
+from imd_core.media.sandbox import credible_seconds, extend_deadline
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +154,44 @@ def open_file_windows(
         chunk_seconds=max(chunk_seconds, window or 0.0),
         sample_times=sample_times,
     )
+
+
+def decode_windows(
+    path: str | os.PathLike[str],
+    *,
+    window: float | None,
+    hop: float | None,
+    num_frames: int,
+    frame_size: int,
+    chunk_seconds: float,
+    sample_times: Callable[[float, float], np.ndarray] | None,
+    bounded: bool = False,
+) -> Generator[tuple[WindowInput, float], None, float | None]:
+    """A file's windows, each with the fraction of the file's windows done so far; returns the
+    clip's duration (as :class:`FileWindows` after iteration).
+
+    ``bounded``: running as a sandbox job, whose deadline then grows by the duration the
+    file credibly claims (a whole clip's decode reads all of its audio). A whole clip is
+    probed for it; in-process nothing needs that probe.
+    """
+    fw = open_file_windows(path, window=window, hop=hop, num_frames=num_frames, frame_size=frame_size,
+                           chunk_seconds=chunk_seconds, sample_times=sample_times)  # fmt: skip
+    if bounded:
+        extend_deadline(credible_seconds(path, _claimed_duration(fw) or 0.0))
+    for i, item in enumerate(fw):
+        yield item, (i + 1) / len(fw)
+    return fw.duration
+
+
+def _claimed_duration(fw: FileWindows) -> float | None:
+    if fw.duration is not None:
+        return fw.duration
+    from imd_core.media.decode import probe
+
+    try:
+        return probe(fw.path).duration  # a whole clip's plan did not need it
+    except Exception:  # noqa: BLE001 -- only the deadline needs it: the decode raises its own reason
+        return None
 
 
 def whole_clip_audio_keep(start: float, end: float) -> tuple[float, float] | None:

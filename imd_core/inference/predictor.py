@@ -1,21 +1,9 @@
 """The predictor: a loaded IMD model that turns files, folders and windows into results.
 
-Qt-free and thread-agnostic: the CLI (``imd predict``), the app's batch tab and the
-streaming engine all drive the same :class:`Predictor`. It owns the device choice, the
-preprocessing (:class:`~imd_core.data.transforms.ClipPreprocessor`, configured from the
-model's own config) and batching; decoding is in :mod:`imd_core.inference.file_windows`.
-
-Batching: :meth:`Predictor.predict_paths` fills batches across files, so a folder of
-short clips keeps a GPU busy while results still come back file by file, in input order;
-the next files are decoded and preprocessed on worker threads
-(:mod:`imd_core.inference.prefetch`) while the model runs. With ``decode_timeout``
-each file decodes in a worker process killed at the file's deadline (a hang inside
-FFmpeg becomes that file's ``DecodeError``; ``imd predict`` sets it by default).
-
-Compilation (``compile=``): the whole forward as one ``torch.compile(fullgraph=True)``
-graph with static shapes; partial batches are padded to ``batch_size`` so that only
-batch 1 (streaming) and ``batch_size`` ever compile; :meth:`Predictor.warmup` compiles
-them up front.
+Qt-free and thread-agnostic: ``imd predict``, the app's batch tab and the streaming engine
+drive the same :class:`Predictor`. ``predict_paths`` batches windows across files while
+the next files decode ahead on threads (sandboxed under ``decode_timeout``). Under
+``compile=`` partial batches are padded, so only batch 1 and ``batch_size`` compile.
 """
 
 from __future__ import annotations
@@ -28,11 +16,12 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from imd_core.data.frame_times import FrameTimes
 from imd_core.errors import CheckpointError, ConfigError, ImdError
 from imd_core.inference.device import (
     CompiledForward,
@@ -43,11 +32,20 @@ from imd_core.inference.device import (
     resolve_device,
     synchronize,
 )
-from imd_core.inference.file_windows import FileWindows, open_file_windows
+from imd_core.inference.file_windows import (
+    FileWindows,
+    decode_windows,
+    open_file_windows,
+)
 from imd_core.inference.inputs import WindowInput
-from imd_core.inference.prefetch import DecoderPool, UniformTimes, isolated_windows, prefetch
+from imd_core.inference.prefetch import prefetch
 from imd_core.inference.results import WindowResult, window_results
+from imd_core.media.sandbox import DecodeSandbox, SandboxPool
 from imd_core.media.verdict import damaged_warning, strip_path
+
+if TYPE_CHECKING:
+    from imd_core.model.imd_model import IMDModel
+    from imd_core.pretrained.kinetics400 import PretrainedIMD
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +98,8 @@ class Predictor:
             :meth:`predict_paths` (0: decode on the calling thread, between forwards;
             ``None``: :func:`auto_decode_workers`).
         decode_timeout: ``None``/0: decode in this process (a call that hangs inside
-            FFmpeg hangs the caller). Seconds: each file decodes in a worker process
-            (:class:`~imd_core.inference.prefetch.DecoderPool`, one per file in flight,
+            FFmpeg hangs the caller). Seconds: each file decodes in a sandbox process
+            (:class:`~imd_core.media.sandbox.SandboxPool`, one per file in flight,
             started here so their start-up overlaps the model's loading) and fails with
             ``DecodeError("decode timed out after N s ...")`` when the caller has waited
             longer than this plus the duration the file claims. Call :meth:`close` when
@@ -134,9 +132,9 @@ class Predictor:
             auto_decode_workers(self.device, self.threads) if decode_workers is None else decode_workers
         )
         self.decode_timeout = float(decode_timeout) if decode_timeout else None
-        # started before the model loads: the workers' own start-up (~0.3 s) overlaps it
+        # started before the model loads: the sandboxes' own start-up overlaps it
         self._decoders = (
-            DecoderPool(max(1, self.decode_workers), self.decode_timeout) if self.decode_timeout else None
+            SandboxPool(max(1, self.decode_workers), self.decode_timeout) if self.decode_timeout else None
         )
         try:
             if isinstance(model_dir_or_model, (str, os.PathLike)):
@@ -253,15 +251,7 @@ class Predictor:
         self, path: str | os.PathLike[str], window: float | None = None, hop: float | None = None
     ) -> FileWindows:
         """Probes ``path`` and plans its windows (decoding happens when iterated)."""
-        return open_file_windows(
-            path,
-            window=window,
-            hop=hop,
-            num_frames=self.num_frames,
-            frame_size=self.preprocessor.decode_size(False),
-            chunk_seconds=self.chunk_seconds,
-            sample_times=lambda s, e: self.preprocessor.sample_times(s, e, train=False),
-        )
+        return open_file_windows(path, **self._decode_options(window, hop))
 
     def predict_path(
         self, path: str | os.PathLike[str], window: float | None = None, hop: float | None = None
@@ -280,27 +270,12 @@ class Predictor:
                 batch = []
         return results + self.predict_windows(batch)
 
-    def _produce(
-        self, path: str | os.PathLike[str], window: float | None, hop: float | None
-    ) -> Iterator[tuple[WindowInput, dict[str, Any]]]:
-        """Decodes and preprocesses one file's windows (on a prefetch thread); returns its duration."""
-        if self._decoders is not None:
-            return (yield from self._produce_isolated(path, window, hop))
-        fw = self.open(path, window, hop)
-        for item in fw:
-            yield item, self.preprocess(item)
-        return fw.duration
-
-    def worker_decode_options(self, window: float | None, hop: float | None) -> dict[str, Any]:
-        """The keyword arguments of :func:`~imd_core.inference.prefetch.isolated_windows` that
-        decode a file as :meth:`open` does, picklable for a decoding worker process (uniform
-        frame times as :class:`UniformTimes`, so the worker needs no torch). The app's batch
-        job passes them to its own worker."""
+    def _decode_options(self, window: float | None, hop: float | None) -> dict[str, Any]:
+        """How this model's input is decoded: the keyword arguments of
+        :func:`~imd_core.inference.file_windows.open_file_windows` and ``decode_windows``,
+        picklable for a sandbox (the frame times as a torch-free :class:`FrameTimes`)."""
         p = self.preprocessor
-        if p.sampling == "uniform":
-            times: Callable[[float, float], Any] = UniformTimes(p.num_frames)
-        else:
-            times = functools.partial(p.sample_times, train=False)
+        times = FrameTimes.of(p, train=False)
         return {
             "window": window,
             "hop": hop,
@@ -310,24 +285,38 @@ class Predictor:
             "sample_times": times,
         }
 
-    def _produce_isolated(
-        self, path: str | os.PathLike[str], window: float | None, hop: float | None
-    ) -> Iterator[tuple[WindowInput, dict[str, Any]]]:
-        """:meth:`_produce` with the decode in a worker process, bounded by ``decode_timeout``."""
-        windows = self._decoders.stream(isolated_windows, path, **self.worker_decode_options(window, hop))
+    def _produce(
+        self,
+        path: str | os.PathLike[str],
+        options: dict[str, Any],
+        decoders: DecodeSandbox | SandboxPool | None,
+        cancelled: Callable[[], bool] | None,
+    ) -> Iterator[tuple[WindowInput, dict[str, Any], float]]:
+        """Decodes (here, or in a sandbox under its deadline) and preprocesses one file's windows,
+        each with the fraction of the file done; returns the file's duration."""
+        if decoders is None:
+            windows = decode_windows(path, **options)
+        else:
+            # keyed by the path, for the caller's abort(path); ``cancelled`` is checked again once
+            # the sandbox marks the wait, so that a cancel cannot slip in before its abort
+            windows = decoders.stream(
+                decode_windows, path, bounded=True, key=str(path), cancelled=cancelled, **options
+            )
         try:
             while True:
+                if cancelled is not None and cancelled():
+                    raise ImdError("cancelled")
                 try:
-                    item = next(windows)
+                    item, done = next(windows)
                 except StopIteration as stop:
                     return stop.value
-                yield item, self.preprocess(item)
+                yield item, self.preprocess(item), done
         finally:
-            windows.close()  # an abandoned file: the worker drops it (or is killed mid-call)
+            windows.close()  # an abandoned file: the sandbox drops it (or is killed mid-call)
 
     def close(self) -> None:
-        """Stops the decoding worker processes (``decode_timeout``); the predictor still works
-        (a later bounded decode starts a fresh worker)."""
+        """Stops the sandbox processes (``decode_timeout``); the predictor still works (a later
+        bounded decode starts a fresh one)."""
         if getattr(self, "_decoders", None) is not None:
             self._decoders.close()
 
@@ -338,6 +327,9 @@ class Predictor:
         hop: float | None = None,
         *,
         decode_workers: int | None = None,
+        sandbox: DecodeSandbox | None = None,
+        cancelled: Callable[[str], bool] | None = None,
+        progress: Callable[[str, float], None] | None = None,
     ) -> Iterator[PathOutcome]:
         """Yields one :class:`PathOutcome` per path, in order, batching windows across files.
 
@@ -345,10 +337,23 @@ class Predictor:
         ``decode_workers`` (default: the constructor's) files are decoded and
         preprocessed ahead on threads while the model runs; 0 decodes inline. The
         results are the same either way.
+
+        For a front end that cancels files (the app's batch tab):
+
+        Args:
+            sandbox: decode each file in this sandbox, inline, under its deadline, as a job
+                keyed by the path as given, so that another thread may ``sandbox.abort(path)``.
+            cancelled: ``cancelled(path)``, checked before each window; a cancelled file
+                ends with the error "cancelled".
+            progress: ``progress(path, fraction of the file's windows decoded)``, per window.
         """
         workers = self.decode_workers if decode_workers is None else int(decode_workers)
-        if self._decoders is not None:
-            self._decoders.ensure(workers)  # one worker process per file in flight
+        decoders: DecodeSandbox | SandboxPool | None = self._decoders
+        if sandbox is not None:
+            decoders, workers = sandbox, 0  # one sandbox serves one thread: this one
+        elif decoders is not None:
+            decoders.ensure(workers)  # one sandbox per file in flight
+        options = self._decode_options(window, hop)
         pending: collections.deque[_Entry] = collections.deque()  # files not yet yielded, in order
         batch: list[tuple[_Entry, WindowInput, dict[str, Any]]] = []
 
@@ -369,21 +374,22 @@ class Predictor:
         def head_ready() -> bool:
             return bool(pending) and pending[0].done and all(e is not pending[0] for e, _, _ in batch)
 
-        streams = prefetch(
-            paths,
-            lambda p: self._produce(p, window, hop),
-            workers=workers,
-            depth=2 * self.batch_size,
-        )
+        def produce(path: str | os.PathLike[str]) -> Iterator[tuple[WindowInput, dict[str, Any], float]]:
+            is_cancelled = functools.partial(cancelled, str(path)) if cancelled is not None else None
+            return self._produce(path, options, decoders, is_cancelled)
+
+        streams = prefetch(paths, produce, workers=workers, depth=2 * self.batch_size)
         try:
             for stream in streams:
                 entry = _Entry(path=str(stream.path))
                 pending.append(entry)
                 try:
-                    for item, x in stream:
+                    for item, x, done in stream:
                         batch.append((entry, item, x))
                         entry.expected += 1
                         entry.damaged += item.damaged_packets
+                        if progress is not None:
+                            progress(entry.path, done)
                         if len(batch) >= self.batch_size:
                             flush()
                     entry.duration = stream.result
@@ -453,7 +459,7 @@ def auto_decode_workers(device: torch.device, threads: int) -> int:
     return 1 if threads < cores else 0
 
 
-def load_model_folder(folder: Path, device: torch.device) -> Any:
+def load_model_folder(folder: Path, device: torch.device) -> IMDModel | PretrainedIMD:
     """Loads a checkpoint folder with a message that says what to do when it is missing."""
     from imd_core.model.checkpoint import load_model
     from imd_core.resources import resolve_model_dir

@@ -1,39 +1,19 @@
 """Decoding the next files on worker threads while the model runs on the current one.
 
-:func:`prefetch` runs a per-file producer (for the Predictor: open, decode, preprocess
-each window) on up to ``workers`` threads, each file ahead of the one being consumed,
-and hands the files back **in input order**. Threads rather than processes: PyAV
-decodes and swscale converts with the GIL released, and the preprocessing is numpy /
-torch work that releases it too, so threads overlap with the model's forward without
-copying frames between processes.
-
-Memory is bounded: at most ``workers`` files are in flight, each with at most ``depth``
-produced items waiting (a producer blocks when its queue is full). A producer's
-exception (a file that cannot be read) is re-raised when the consumer reaches that
-file, exactly where the sequential path would raise it.
-
-Bounded decodes (``imd predict --decode-timeout``, on by default there): a call that
-hangs inside FFmpeg cannot be interrupted in-process, so :class:`DecoderPool` moves
-each file's decode into a persistent worker process
-(:class:`~imd_core.media.isolate.BoundedProcess`, one per file in flight) that is
-killed at the file's deadline. :func:`isolated_windows` is what runs there (no torch
-import for uniform test-time sampling): the decoded windows come back one at a time
-and are preprocessed on the caller's thread, so results are the same as in-process.
+Threads rather than processes: PyAV, swscale and the numpy/torch preprocessing release
+the GIL, so threads overlap with the forward without copying frames between processes.
+Files come back in input order; memory is bounded (``workers`` files in flight, ``depth``
+items each); a producer's exception is re-raised when the consumer reaches that file.
 """
 
 from __future__ import annotations
 
 import collections
 import concurrent.futures
-import math
-import os
 import queue
-import stat
 import threading
-from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Any, Generic, TypeVar
-
-import numpy as np
 
 P = TypeVar("P")
 T = TypeVar("T")
@@ -179,124 +159,3 @@ def prefetch(
 
 
 _EXHAUSTED: Any = object()
-
-
-# ----------------------------------------------------------------------------- bounded decodes
-_WORKER_IMPORTS = ("imd_core.inference.file_windows", "imd_core.media.decode")
-
-
-class UniformTimes:
-    """Picklable test-time uniform sampling: the same arithmetic as
-    :func:`imd_core.data.transforms.uniform_times` with ``offset=0.5`` (segment centres),
-    without importing torch in a decoding worker. ``(start, end) -> (num_frames,)`` seconds."""
-
-    def __init__(self, num_frames: int) -> None:
-        self.num_frames = int(num_frames)
-
-    def __call__(self, start: float, end: float) -> np.ndarray:
-        n = self.num_frames
-        seg = (end - start) / n
-        return start + (np.arange(n) + np.full(n, 0.5)) * seg
-
-
-def isolated_windows(
-    path: Any,
-    *,
-    window: float | None,
-    hop: float | None,
-    num_frames: int,
-    frame_size: int,
-    chunk_seconds: float,
-    sample_times: Callable[[float, float], np.ndarray] | None,
-    on_extend: Callable[[float], None],
-) -> Generator[Any, None, float | None]:
-    """A file's decoded windows (:class:`~imd_core.inference.inputs.WindowInput`), in a worker.
-
-    Runs in a :class:`~imd_core.media.isolate.BoundedProcess`; the file's deadline grows
-    by the duration it claims (a whole clip's decode reads all of its audio). Returns
-    the clip's duration, like ``FileWindows`` after iteration.
-    """
-    from imd_core.inference.file_windows import open_file_windows
-    from imd_core.media.decode import probe
-
-    fw = open_file_windows(
-        path,
-        window=window,
-        hop=hop,
-        num_frames=num_frames,
-        frame_size=frame_size,
-        chunk_seconds=chunk_seconds,
-        sample_times=sample_times,
-    )
-    claimed = fw.duration
-    if claimed is None:  # whole clip: no probe was needed to plan it; ask for the deadline's sake
-        try:
-            claimed = probe(path).duration
-        except Exception:  # noqa: BLE001 -- only the deadline needs it: the decode below
-            claimed = None  # raises its own (same as in-process) reason
-    if claimed is not None and math.isfinite(claimed) and claimed > 0:
-        on_extend(credible_seconds(path, float(claimed)))
-    yield from fw
-    return fw.duration
-
-
-# Fewer bytes per second of media than any real audio or video stream carries (8 kbit/s):
-# a file cannot honestly claim to last longer than its size allows at this rate.
-MIN_BYTES_PER_SECOND = 1000.0
-
-
-def credible_seconds(path: str | os.PathLike[str], claimed: float) -> float:
-    """The duration ``path`` claims, capped by what its size can hold (a file sets no deadline
-    of its own: an ffconcat naming a pipe with ``duration 1000000`` held a 5 s bound for
-    minutes). Not a regular file (a pipe, a device): no extension at all."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return 0.0
-    if not stat.S_ISREG(st.st_mode):
-        return 0.0
-    return max(0.0, min(claimed, st.st_size / MIN_BYTES_PER_SECOND))
-
-
-class DecoderPool:
-    """Decoding worker processes, one per file in flight, checked out by producer threads.
-
-    Args:
-        size: processes started now (in the background; see :meth:`ensure`).
-        timeout: seconds a file's decode may keep its caller waiting, plus the duration
-            the file claims; past it the worker is killed and replaced and the file
-            fails with ``DecodeError("decode timed out after N s ...")``.
-    """
-
-    def __init__(self, size: int, timeout: float, preload: Sequence[str] = _WORKER_IMPORTS) -> None:
-        from imd_core.media.isolate import BoundedProcess
-
-        self.timeout = float(timeout)
-        self._new = lambda: BoundedProcess(preload)
-        self._free: queue.Queue[Any] = queue.Queue()
-        self._all: list[Any] = []
-        self._lock = threading.Lock()
-        self.ensure(size)
-
-    def ensure(self, size: int) -> None:
-        """Starts processes until there are ``size`` (every prefetch thread must get one)."""
-        with self._lock:
-            while len(self._all) < max(1, size):
-                proc = self._new()
-                self._all.append(proc)
-                self._free.put(proc)
-
-    def stream(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Generator[Any, None, Any]:
-        """``fn``'s items from a free worker, under the pool's deadline (see ``BoundedProcess.stream``)."""
-        proc = self._free.get()
-        try:
-            return (yield from proc.stream(fn, *args, timeout=self.timeout, **kwargs))
-        finally:
-            self._free.put(proc)
-
-    def close(self) -> None:
-        """Stops every worker (call when no stream is in progress)."""
-        with self._lock:
-            for proc in self._all:
-                proc.close()
-            self._all.clear()

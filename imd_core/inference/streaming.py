@@ -1,21 +1,9 @@
 """Streaming inference for live sources: timestamped frames and audio in, a result per hop out.
 
-The engine owns no threads. A producer (the app's decode worker, a camera callback, a
-microphone callback) calls :meth:`StreamingEngine.push_frame` / :meth:`push_audio`; a
-consumer (the app's inference worker) calls :meth:`StreamingEngine.run_once` in a loop.
-Pushes and ``run_once`` may come from different threads: the buffers sit behind one
-lock that is never held during inference.
-
-Windows are ``[origin + k*hop, origin + k*hop + window]`` on the sources' clock (every
-frame and audio block carries a timestamp on one monotonic clock); ``origin`` is the
-first frame's timestamp unless given. Window ``k`` is *due* once video has reached its
-end and audio has too (or audio is ``audio_grace`` seconds late: a stalled microphone
-must not stall the scores). When inference is slower than real time, the newest due
-window wins and the windows passed over are counted as skipped, so scores never lag
-further and further behind the picture.
-
-Memory is bounded: frames are thinned to ``keep_fps`` and downscaled to ``frame_size``
-on push, and both buffers only keep what the newest possible window can still use.
+The engine owns no threads: producers call ``push_frame`` / ``push_audio`` and a consumer
+calls ``run_once``, from any threads (one lock, never held during inference). Window ``k``
+is due once video and audio reach its end (audio may be ``audio_grace`` late); when
+inference is slow the newest due window wins and the others count as skipped.
 """
 
 from __future__ import annotations

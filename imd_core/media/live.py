@@ -1,12 +1,8 @@
 """Live sources: a webcam (OpenCV), a microphone (sounddevice) and file playback.
 
-Every video frame and audio block carries ``time``: seconds on one monotonic clock
-(``time.monotonic`` unless a ``clock`` is given), the moment the frame was captured /
-the block's first sample was recorded, so frames and audio from different devices can
-be lined up. A missing or busy device raises :class:`~imd_core.errors.DeviceError`.
-
-Sources are device drivers: each owns at most one capture thread (webcam) or PortAudio
-callback (microphone), started by ``start()`` and joined by ``stop()``.
+Every frame and audio block carries ``time``, when it was captured, in seconds on one
+monotonic clock, so sources on different devices line up. Each source owns at most one
+capture thread or PortAudio callback, started by ``start()`` and joined by ``stop()``.
 """
 
 from __future__ import annotations
@@ -18,10 +14,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from imd_core.errors import DecodeError, DeviceError
+
+if TYPE_CHECKING:
+    from imd_core.media.probe import MediaInfo
 
 logger = logging.getLogger(__name__)
 
@@ -321,6 +321,8 @@ class FilePlayback:
 
     Args:
         path: the media file.
+        info: its :func:`~imd_core.media.probe.probe` when the caller has it (the player
+            probes in a sandbox first): ``None`` probes here.
         start: seconds to seek to first.
         size: frame size, as in :func:`~imd_core.media.decode.decode_clip`.
         sample_rate, block_seconds: audio output format.
@@ -335,6 +337,7 @@ class FilePlayback:
         self,
         path: str | os.PathLike,
         *,
+        info: MediaInfo | None = None,
         start: float = 0.0,
         size: int | tuple[int, int] | None = None,
         sample_rate: int = 16000,
@@ -345,7 +348,7 @@ class FilePlayback:
     ) -> None:
         from imd_core.media.probe import probe
 
-        self.info = probe(path)
+        self.info = info if info is not None else probe(path)
         if not self.info.has_video:
             raise DecodeError(f"{self.info.path}: has no video stream")
         self.path, self.start, self.size = self.info.path, float(start), size

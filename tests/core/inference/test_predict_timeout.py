@@ -1,4 +1,4 @@
-"""`imd predict` bounds a decode that hangs inside FFmpeg: worker processes killed at a deadline.
+"""`imd predict` bounds a decode that hangs inside FFmpeg: sandbox processes killed at a deadline.
 
 The hanging input is the one of ``imd data check``'s test: an ``ffconcat`` list naming a
 FIFO nobody writes to, which blocks in ``open(2)`` inside ``avformat_open_input``.
@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 
 import av
-import numpy as np
 import pytest
 
 from imd_core.cli.main import main
-from imd_core.errors import DecodeError
-from imd_core.inference.prefetch import UniformTimes
-from imd_core.media.isolate import BoundedProcess
+from imd_core.media.sandbox import DecodeSandbox, credible_seconds
 from tests.core.data.test_check_timeout import _hanging_clip
 from tests.core.inference.conftest import write_clip
 
@@ -55,7 +53,7 @@ def test_a_hanging_file_times_out_and_the_others_are_processed(tiny_model_dir, f
         f"{folder / 'hangs.mp4'}: decode timed out after 1 s (stopped; the file may be damaged, "
         "a pipe, or on a stalled disk)"
     ]
-    # 1 s + 2 s grace + worker start-up (a fresh worker replaces the killed one) on a busy machine
+    # 1 s + 2 s grace + sandbox start-up (a fresh process replaces the killed one) on a busy machine
     assert elapsed < 20, elapsed
 
 
@@ -78,80 +76,11 @@ def test_bounded_decodes_give_the_same_results(tiny_model_dir, tmp_path):
         assert run[0][0] is None and run[0][2] and run[1][0] and run[1][2] == ()
 
 
-def test_uniform_times_match_the_preprocessor():
-    from imd_core.data.transforms import ClipPreprocessor
-
-    pre = ClipPreprocessor(num_frames=8, sampling="uniform")
-    for s, e in [(0.0, 1.0), (1.0, 3.3), (12.7, 16.7), (0.1, 0.10001)]:
-        assert np.array_equal(UniformTimes(8)(s, e), pre.sample_times(s, e, train=False))
-
-
-def _slow_items(seconds: list[float], *, on_extend):
-    """A generator for the worker: sleeps before each item (a stand-in for a slow decode)."""
-    for i, s in enumerate(seconds):
-        time.sleep(s)
-        yield i
-    return "done"
-
-
-def _raise_os_error(*, on_extend):
-    """A decode that fails the way PyAV does (its errors are OSError subclasses)."""
-    yield 0
-    raise PermissionError("the demuxer refused the seek")
-
-
-@pytest.mark.timeout(60)
-def test_bounded_process_passes_os_errors_back_and_replaces_an_idle_dead_worker():
-    proc = BoundedProcess()
-    try:
-        gen = proc.stream(_raise_os_error, timeout=10.0)
-        assert next(gen) == 0
-        pid = proc._proc.pid
-        with pytest.raises(PermissionError, match="refused the seek"):
-            next(gen)  # the function's own error, not "the decoding process crashed"
-        assert proc._proc.pid == pid and proc._proc.is_alive()
-        proc.abort()  # killed while idle
-        proc._proc.join(5.0)
-        assert list(proc.stream(_slow_items, [0.0], timeout=10.0)) == [0]
-        assert proc._proc.pid != pid
-    finally:
-        proc.close()
-
-
-@pytest.mark.timeout(60)
-def test_bounded_process_deadline_counts_waiting_only_and_survives_abandon():
-    proc = BoundedProcess()
-    try:
-        # the caller idles 1.5 s between items: not counted against the 1 s deadline
-        got = []
-        gen = proc.stream(_slow_items, [0.0, 0.0], timeout=1.0)
-        for item in gen:
-            got.append(item)
-            time.sleep(1.5)
-        assert got == [0, 1]
-        # abandoned after the first item: the same worker takes the next job
-        pid = proc._proc.pid
-        gen = proc.stream(_slow_items, [0.0, 5.0], timeout=1.0)
-        assert next(gen) == 0
-        gen.close()
-        assert list(proc.stream(_slow_items, [0.0], timeout=1.0)) == [0] and proc._proc.pid == pid
-        # past the deadline: killed, a DecodeError, and a fresh worker after it
-        t0 = time.monotonic()
-        with pytest.raises(DecodeError, match="decode timed out after 1 s"):
-            list(proc.stream(_slow_items, [30.0], timeout=1.0))
-        assert time.monotonic() - t0 < 10 and proc._proc.pid != pid
-        assert list(proc.stream(_slow_items, [0.0, 0.0], timeout=1.0)) == [0, 1]
-    finally:
-        proc.close()
-
-
 @needs_fifo
 @pytest.mark.timeout(90)
 def test_a_file_cannot_claim_its_own_deadline(tiny_model_dir, tmp_path, capsys):
     """An ffconcat naming a pipe with `duration 1000000` held `--decode-timeout 5` for minutes:
     the claimed duration is capped by what the file's size can hold."""
-    from imd_core.inference.prefetch import credible_seconds
-
     os.mkfifo(tmp_path / "stream.fifo")
     real = write_clip(tmp_path / "real.mp4", 2.0)
     liar = tmp_path / "liar.mp4"  # opens (the real clip), claims 1e6 s, then blocks on the pipe
@@ -165,4 +94,49 @@ def test_a_file_cannot_claim_its_own_deadline(tiny_model_dir, tmp_path, capsys):
     elapsed = time.monotonic() - t0
     assert code == 3 and "decode timed out after 2 s" in capsys.readouterr().err
     print(f"elapsed {elapsed:.1f} s")
-    assert elapsed < 30, elapsed  # 2 s + 2 s grace + worker start-up, not 1,000,000 s
+    assert elapsed < 30, elapsed  # 2 s + 2 s grace + sandbox start-up, not 1,000,000 s
+
+
+@needs_fifo
+@pytest.mark.timeout(120)
+def test_a_callers_sandbox_aborts_a_file_by_path_and_reports_progress(tiny_model_dir, folder):
+    """The app's batch tab: its own sandbox, cancelled files, an abort from another thread."""
+    from imd_core.inference.predictor import Predictor
+
+    paths = [str(folder / "a.mp4"), str(folder / "hangs.mp4"), str(folder / "c.mp4")]
+    cancelled: set[str] = set()
+    progress: list[tuple[str, float]] = []
+    pred = Predictor(tiny_model_dir, device="cpu", threads=1)
+    with DecodeSandbox(60.0) as box:
+
+        def cancel_the_hang() -> None:  # as the controller does: mark it, then abort it
+            while box.waiting_key != paths[1] or box.waited() < 0.5:
+                time.sleep(0.05)
+            cancelled.add(paths[1])
+            assert box.abort(paths[1])
+
+        canceller = threading.Thread(target=cancel_the_hang)
+        canceller.start()
+        t0 = time.monotonic()
+        got = list(
+            pred.predict_paths(
+                paths,
+                1.0,
+                sandbox=box,
+                cancelled=cancelled.__contains__,
+                progress=lambda *a: progress.append(a),
+            )
+        )
+        canceller.join()
+        assert time.monotonic() - t0 < 30  # not the 60 s deadline
+        assert [o.error for o in got] == [None, "decode aborted", None]
+        assert progress == [(paths[0], 0.5), (paths[0], 1.0), (paths[2], 1.0)]
+        cancelled.add(paths[0])  # cancelled before it starts: no window is decoded
+        (out,) = pred.predict_paths(paths[:1], 1.0, sandbox=box, cancelled=cancelled.__contains__)
+        assert out.error == "cancelled" and out.results == ()
+    bounded = Predictor(tiny_model_dir, device="cpu", threads=1, decode_timeout=60.0)
+    try:  # the same results as the predictor's own sandboxes
+        want = list(bounded.predict_paths(paths[::2], 1.0, decode_workers=0))
+    finally:
+        bounded.close()
+    assert [o.results for o in got[::2]] == [o.results for o in want]

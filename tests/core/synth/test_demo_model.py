@@ -1,7 +1,7 @@
 """The embedded demo model on fresh SynthAV clips, through the real inference path.
 
 48 clips of a seed the model never saw (P = 0.5, Q = 0.3, as in training) are rendered,
-encoded to MP4, decoded and classified by ``imd_core.inference.Predictor`` loading
+encoded to MP4, decoded and classified by ``imd_core.inference.predictor.Predictor`` loading
 ``resources/demo_model``: a broken generator, decoder, preprocessor, checkpoint or
 relevance gate shows up here.
 
@@ -53,7 +53,7 @@ def test_demo_resources_exist_and_fit_their_budgets():
 def test_demo_model_classifies_fresh_synthav_and_drops_irrelevant_audio(tmp_path):
     import csv
 
-    from imd_core.inference import Predictor
+    from imd_core.inference.predictor import Predictor
 
     cfg = SynthConfig(clips=48, relevance=0.5, ambiguity=0.3, seed=20261127)
     manifest = generate(tmp_path / "fresh", cfg, workers=2)
