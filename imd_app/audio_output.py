@@ -1,13 +1,9 @@
-"""Audio output and the media clock.
+"""Audio output and the media clock: the position of the audio being heard.
 
-The player has one clock: the position of the audio being heard. ``AudioOutput`` plays
-mono float32 samples from an :class:`AudioRing` through a sounddevice callback and
-counts what it has handed to the device; that count (minus the device latency) *is* the
-media position, and the GUI presents the video frame due at that position. Without a
-sound device (or for a file without audio) a :class:`WallClock` advances with the
-monotonic clock instead and the samples are "heard" by :meth:`AudioOutput.pump`.
-
-Everything here is plain Python + numpy (no Qt): the callback runs on PortAudio's thread.
+``AudioOutput`` plays an :class:`AudioRing` through a sounddevice callback; the samples
+handed to the device minus its latency *are* the media position, and the GUI shows the
+frame due then. Without a sound device a :class:`WallClock` stands in. Plain Python and
+numpy, no Qt: the callback runs on PortAudio's thread.
 """
 
 from __future__ import annotations

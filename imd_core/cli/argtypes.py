@@ -1,13 +1,8 @@
 """Typed, bounded ``argparse`` value parsers for every numeric flag of ``imd``.
 
-A flag's value is checked while the command line is parsed, before anything loads, so a
-bad number (0 where a count is needed, a negative, ``nan``, ``inf`` or an absurd size)
-ends the command with exit code 2 and one line naming the flag and the valid range,
-instead of a traceback or a huge allocation minutes later.
-
-Example::
-
-    p.add_argument("--window", type=bounded_float(0.1, 3600.0), metavar="SEC")
+A bad value (0 for a count, a negative, ``nan``, ``inf``, an absurd size) ends the
+command while the command line is parsed, before anything loads: exit code 2 and one line
+naming the flag and its valid range.
 """
 
 from __future__ import annotations

@@ -1,11 +1,8 @@
 """Entry point of the ``imd`` command.
 
-Each subcommand lives in ``imd_core/cli/<name>.py`` and exposes ``register(subparsers)``,
-which adds its parser and sets ``func`` to a ``run(args) -> int``. Subcommand modules
-import torch and friends inside ``run`` so that ``imd --help`` stays instant.
-
-Exit codes: 0 success; 1 unexpected failure; 2 usage or configuration error;
-3 bad input (some files could not be read) -- see README "Command-line interface".
+Each subcommand is a module ``imd_core/cli/<name>.py`` with ``register(subparsers)``; it
+imports torch inside its ``run`` so that ``imd --help`` stays instant. Exit codes: 0
+success, 1 unexpected failure, 2 usage or configuration error, 3 bad input.
 """
 
 from __future__ import annotations

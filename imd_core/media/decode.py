@@ -1,24 +1,9 @@
 """Decoding a time range of a media file into frames and 16 kHz mono audio with PyAV.
 
-Speed matters here (it feeds training): one lean open per clip (FFmpeg's stream probe
-decodes no video frames, see :func:`~imd_core.media.probe.open_media`), one seek per
-stream, every packet demuxed once, and only the frames that are shown or referenced get
-decoded — non-reference frames that no sampled time needs are skipped
-(``skip_frame="NONREF"``), intra-only codecs (MJPEG) skip unneeded packets outright, and
-the decoder is drained after the last needed packet instead of being fed more. Only the
-picked frames are converted to RGB, at the requested size, by swscale in one step.
-Audio is decoded, down-mixed in blocks straight from the frame buffers and resampled
-once. All of this is exact: the frames are the ones a full decode gives. The one
-approximation, skipping the deblocking filter, is opt-in (``deblock=False``).
-
-Times are seconds from the file's first presentation time (``container.start_time``).
-A frame "at" time ``t`` is the one on screen at ``t``: the last frame whose presentation
-time is ``<= t`` (the first frame for earlier times).
-
-Robustness: every failure mode of the input (missing, a directory, empty, not media,
-corrupt header, truncated) becomes a :class:`~imd_core.errors.DecodeError` with a
-one-line reason; the watchdog (a deadline checked between packets plus FFmpeg's I/O
-interrupt timeout) bounds every call.
+One open, one seek per stream, one demux pass; only frames that are shown or referenced
+are decoded and only the picked ones converted, yet the frames are exactly a full
+decode's (``deblock=False`` is the one opt-in approximation). The frame "at" ``t`` is the
+last one shown at or before ``t``, in seconds from ``container.start_time``.
 """
 
 from __future__ import annotations

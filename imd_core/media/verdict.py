@@ -1,17 +1,8 @@
 """One verdict per file: the rules every front end applies to a media file.
 
-``imd predict``, the app's batch tab (both through ``decode_clip``), ``imd data check``
-(``scan_media``), the training probe and the player (``FileReader``) all ask
-:func:`media_problem`, so a file is rejected everywhere or nowhere, with the same reason:
-
-* **no video stream**: IMD needs video.
-* **a still image** (a PNG or JPEG, whatever its extension, or a stream of fewer than
-  :data:`MIN_VIDEO_FRAMES` frames): there is no motion to classify.
-* **truncated**: the decodable video ends more than ``max(0.5 s, 10 %)`` before the
-  duration the file claims (a cut download, a recording that was not closed).
-
-Damaged packets that the decoder skips are *not* a verdict: the rest of the file is
-used, and the front ends report them as a warning (:func:`damaged_warning`).
+Every front end asks :func:`media_problem`, so a file is rejected everywhere or nowhere,
+with the same reason: no video stream, a still image, or truncated. Damaged packets the
+decoder skips are not a verdict, only a warning (:func:`damaged_warning`).
 """
 
 from __future__ import annotations

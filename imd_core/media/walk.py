@@ -1,16 +1,9 @@
 """Walking a folder tree for media files: each real folder once, whatever its links.
 
-Used by the dataset index (class folders) and by ``imd predict FOLDER``. Links to
-folders are followed (datasets are often assembled from links), but every folder is
-entered once, identified by ``(st_dev, st_ino)``: a ``self -> .`` link or a loop of
-links ends the walk instead of listing every file again and again (``os.walk`` with
-``followlinks=True`` recursed until the path grew too long, in memory that kept growing).
-The walk is breadth-first, so the shortest path to a folder is the one listed.
-
-What is passed over is returned, with the reason, rather than dropped silently: a
-broken link, a folder named like a media file, a pipe or device with a media name, a
-second path to a file or folder already listed, a folder that cannot be read. Hidden
-entries (a name starting with ``.``) are passed over without a word, as before.
+Links to folders are followed (datasets are often assembled from links), but each folder
+is entered once, by ``(st_dev, st_ino)``, so a link loop ends the walk. What is passed over
+(a broken link, an unreadable folder, a second path to a file) is returned with the
+reason rather than dropped; hidden entries are skipped silently.
 """
 
 from __future__ import annotations

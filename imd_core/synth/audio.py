@@ -1,10 +1,8 @@
 """Sound synthesis for SynthAV: class sounds placed on visual events, and distractors.
 
-All functions return float32 mono waveforms ``(N,)`` at ``sr`` Hz in about [-1, 1].
-Impact sounds are short templates added at each event time, so the sound lands on the
-contact frame; continuous sounds (sawing) follow a per-frame loudness envelope.
-Timbres are randomised within per-class ranges so the tagger must learn the class, not
-one waveform.
+Functions return float32 mono waveforms ``(N,)`` at ``sr`` Hz in about [-1, 1]. Impacts
+land on the contact frame; timbres are randomised per class so that the tagger must learn
+the class, not one waveform.
 """
 
 from __future__ import annotations

@@ -1,10 +1,8 @@
 """The SynthAV label sets: visual action classes and the AudioSet names of their sounds.
 
-Audio tags are AudioSet display names spelled exactly as in the AudioSet ontology
-(``class_labels_indices.csv``), so a tagger trained on SynthAV speaks the same label
-language as a real AudioSet AST and a SAVLD built between these names is meaningful.
-The action names were chosen so that a sentence encoder (all-MiniLM-L6-v2) maps each
-to its own sound as the nearest tagger label (checked in the tests).
+Audio tags are spelled exactly as in the AudioSet ontology, so a SynthAV tagger speaks a
+real AST's label language; the action names were chosen so that all-MiniLM-L6-v2 maps
+each to its own sound (checked in the tests).
 """
 
 from __future__ import annotations

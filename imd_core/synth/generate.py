@@ -1,27 +1,9 @@
 """Rendering SynthAV clips to MP4 and writing the manifest.
 
-Determinism: clip ``i`` of seed ``s`` draws everything from generators seeded with
-``(s, i, ...)``, so a clip does not depend on how many workers render it or in which
-order, and x264 runs single-threaded (bit-exact output). The same config therefore
-writes byte-identical files.
-
-Audio kinds (per clip): ``relevant`` with probability ``relevance``; otherwise
-``irrelevant`` (babble, music, engine or wind) 60%, ``misleading`` (another class's
-sound, not synchronised) 25%, ``silent`` (a near-silent track) 15% (by default:
-``misleading_share`` sets the misleading share of the non-relevant clips, the rest
-stays 4:1 irrelevant:silent). A quarter of the relevant clips also carry a quieter
-irrelevant background sound (tagged as well).
-
-Spurious soundtracks (``spurious_correlation`` S > 0): in the ``train`` split only, an
-``irrelevant`` clip's sound is, with probability S, its class's fixed sound
-(``classes.SPURIOUS_SOUNDS``: e.g. music over drumming and clapping) instead of a uniform
-draw, so the sound predicts the class in training and naive fusion can learn a shortcut;
-``val`` and ``test`` clips always draw it independently of the class. Only the sound of
-those clips changes: the labels, splits, audio kinds, durations and pictures of every clip
-are the same for every S (the choice uses its own generator).
-
-Knobs at their defaults draw exactly what earlier versions drew (same bytes) and are left
-out of ``synth_config.json``.
+Clip ``i`` of seed ``s`` draws from generators seeded with ``(s, i, ...)`` and x264 runs
+single-threaded, so a config writes byte-identical files whatever the worker count; knobs
+left at their defaults write what earlier versions wrote. ``spurious_correlation`` ties the
+sound of ``irrelevant`` training clips to their class and changes nothing else.
 """
 
 from __future__ import annotations

@@ -1,14 +1,9 @@
 """Vectorised numpy drawing of the SynthAV actions.
 
-Every primitive computes an anti-aliased alpha mask for all frames at once, shape
-``(T, H, W)``, from per-frame positions, so a whole clip is drawn with a few dozen array
-operations instead of a Python loop over frames. Scene coordinates are pixels of the
-``size x size`` image, ``y`` pointing down; the camera jitter is a per-frame offset
-added to the pixel grid (the scene moves, the background crop moves with it).
-
-Each action renderer draws its actors and returns the times (seconds) of its sound
-events -- the contact frame of an impact -- and, for continuous sounds (sawing), a
-per-frame loudness envelope; :mod:`imd_core.synth.audio` turns those into sound.
+Every primitive computes an anti-aliased alpha mask for all frames at once, ``(T, H, W)``,
+so a clip is a few dozen array operations, not a loop over frames. Each action renderer
+returns its sound events' times (an impact's contact frame) and, for continuous sounds,
+a per-frame loudness envelope.
 """
 
 from __future__ import annotations
