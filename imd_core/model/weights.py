@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -100,19 +101,9 @@ def check_weights_header(
         CheckpointError: one line naming the first offending tensor and what to do.
     """
     header = read_weights_header(path)
-    missing = sorted(set(expected) - set(header))
-    unexpected = sorted(set(header) - set(expected))
-    shapes = [k for k in expected if k in header and header[k][1] != expected[k][1]]
-    if missing or unexpected or shapes:
-        what = []
-        if missing:
-            what.append(f"{len(missing)} missing (e.g. {missing[0]})")
-        if unexpected:
-            what.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
-        if shapes:
-            k = shapes[0]
-            what.append(f"{len(shapes)} of other shape (e.g. {k}: model {expected[k][1]} vs {header[k][1]})")
-        raise CheckpointError(f"weights in {path} do not fit the model: {'; '.join(what)}")
+    misfit = _misfit({k: v[1] for k, v in expected.items()}, {k: v[1] for k, v in header.items()})
+    if misfit:
+        raise CheckpointError(f"weights in {path} do not fit the model: {misfit}")
     for key, (dtype, _) in expected.items():
         stored = header[key][0]
         if dtype.is_floating_point and stored not in _FLOAT_DTYPES:
@@ -160,19 +151,23 @@ def verify_weights_file(
 def load_state_into(model: nn.Module, state: dict[str, torch.Tensor], *, source: str = "checkpoint") -> None:
     """Loads ``state`` strictly; a missing/unexpected/misshaped key raises CheckpointError."""
     own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shapes = [k for k in own if k in state and own[k].shape != state[k].shape]
-    if missing or unexpected or shapes:
-        what = []
-        if missing:
-            what.append(f"{len(missing)} missing (e.g. {missing[0]})")
-        if unexpected:
-            what.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
-        if shapes:
-            k = shapes[0]
-            what.append(
-                f"{len(shapes)} of other shape (e.g. {k}: model {tuple(own[k].shape)} vs {tuple(state[k].shape)})"
-            )
-        raise CheckpointError(f"weights in {source} do not fit the model: {'; '.join(what)}")
+    misfit = _misfit({k: v.shape for k, v in own.items()}, {k: v.shape for k, v in state.items()})
+    if misfit:
+        raise CheckpointError(f"weights in {source} do not fit the model: {misfit}")
     model.load_state_dict(state, strict=True)
+
+
+def _misfit(model: dict[str, Any], stored: dict[str, Any]) -> str | None:
+    """How stored tensor shapes (name -> shape) differ from the model's, in words; None if they fit."""
+    missing = sorted(set(model) - set(stored))
+    unexpected = sorted(set(stored) - set(model))
+    shapes = [k for k in model if k in stored and tuple(stored[k]) != tuple(model[k])]
+    what = []
+    if missing:
+        what.append(f"{len(missing)} missing (e.g. {missing[0]})")
+    if unexpected:
+        what.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+    if shapes:
+        k = shapes[0]
+        what.append(f"{len(shapes)} of other shape (e.g. {k}: model {tuple(model[k])} vs {tuple(stored[k])})")
+    return "; ".join(what) or None

@@ -7,11 +7,30 @@ ASTConfig dict the model builds itself) so the tests need no hub and no fixtures
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from tests.media_factory import write_clip
+
+ROOT = Path(__file__).resolve().parents[3]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+
+
+def imd(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    """``imd ARGS`` in a fresh process (one torch thread, offline), its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "imd_core", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=ENV,
+        cwd=ROOT,
+    )
+
 
 CLASSES = ("clapping", "drumming", "waving")
 AUDIO_LABELS = ("Clapping", "Drum", "Speech", "Music", "Wind", "Silence")

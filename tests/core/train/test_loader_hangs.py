@@ -25,10 +25,8 @@ from imd_core.errors import ConfigError
 from imd_core.train import probe as P
 from imd_core.train.config import load_train_config
 from imd_core.train.events import read_events
-from tests.core.train.conftest import CLASSES, write_recipe
+from tests.core.train.conftest import CLASSES, ENV, ROOT, imd, write_recipe
 
-ROOT = Path(__file__).resolve().parents[3]
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
 needs_fifo = pytest.mark.skipif(
     not hasattr(os, "mkfifo") or "concat" not in av.formats_available,
     reason="needs named pipes (POSIX) and FFmpeg's concat demuxer",
@@ -56,17 +54,6 @@ def split_tree(root: Path, tiny_data: Path, hang_in: str) -> Path:
     folder = root / hang_in / "clapping"
     mid_stream_hanger(folder, sorted(folder.glob("*.mp4"))[0].name)
     return root
-
-
-def imd(*args: str, timeout: float) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "imd_core", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=ENV,
-        cwd=ROOT,
-    )
 
 
 @needs_fifo

@@ -9,7 +9,6 @@ are subprocesses of the CLI; the others call the same ``imd`` entry point in-pro
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -22,10 +21,8 @@ from safetensors.torch import load_file
 
 from imd_core.train.event_schema import check_record
 from imd_core.train.events import read_events as read_event_file
-from tests.core.train.conftest import CLASSES, make_dataset, write_recipe
+from tests.core.train.conftest import CLASSES, ENV, ROOT, imd, make_dataset, write_recipe
 
-ROOT = Path(__file__).resolve().parents[3]
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
@@ -41,17 +38,6 @@ def imd_here(*args: str) -> int:
     from imd_core.cli.main import main
 
     return main(list(args))
-
-
-def imd(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "imd_core", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=ENV,
-        cwd=ROOT,
-    )
 
 
 def start(*args: str) -> subprocess.Popen:
