@@ -33,14 +33,16 @@ def _render(
     cfg = SynthConfig.from_dict(cfg_dict)
     spec = sample_clip_spec(cfg, index)
     frames, audio = render_clip(cfg, spec)
-    frame_times = np.arange(len(frames)) / cfg.fps
-    idx = np.clip(
-        np.searchsorted(frame_times, uniform_times(0.0, len(frames) / cfg.fps, k)), 0, len(frames) - 1
-    )
-    picked = frames[idx]
-    if size is not None:
-        picked = np.ascontiguousarray(resize_short_side(picked, size))
+    picked = pick_frames(frames, cfg.fps, k, size)
     return picked, pre.fbank(audio), ACTION_CLASSES.index(spec.label), spec.audio_kind
+
+
+def pick_frames(frames: np.ndarray, fps: float, k: int, size: int | None) -> np.ndarray:
+    """The ``k`` frames the decode path would pick from a whole clip, resized to ``size``."""
+    frame_times = np.arange(len(frames)) / fps
+    idx = np.clip(np.searchsorted(frame_times, uniform_times(0.0, len(frames) / fps, k)), 0, len(frames) - 1)
+    picked = frames[idx]
+    return picked if size is None else np.ascontiguousarray(resize_short_side(picked, size))
 
 
 def render_set(

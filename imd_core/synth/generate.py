@@ -24,7 +24,7 @@ from imd_core.config_base import FrozenConfig
 from imd_core.errors import ConfigError, DataError
 from imd_core.synth import audio as A
 from imd_core.synth.classes import ACTION_CLASSES, CLASS_TAGS, IRRELEVANT_TAGS, SILENCE_TAG, SPURIOUS_SOUNDS
-from imd_core.synth.video import RENDERERS, Canvas, background, occluders
+from imd_core.synth.video import RENDERERS, Canvas, Events, background, occluders
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +195,16 @@ def render_clip(cfg: SynthConfig, spec: ClipSpec) -> tuple[np.ndarray, np.ndarra
         frames: uint8 ``(T, size, size, 3)``.
         audio: float32 ``(N,)`` mono at ``cfg.sample_rate``, ``N = T / fps * sr``.
     """
+    video, events = render_video(cfg, spec)
+    return video, render_audio(cfg, spec, events)
+
+
+def render_video(cfg: SynthConfig, spec: ClipSpec) -> tuple[np.ndarray, Events]:
+    """The clip's frames, uint8 ``(T, size, size, 3)``, and the sound events of its action.
+
+    Its own generator ``(seed, index, 1)``: the frames do not depend on the soundtrack, so a
+    study can pair one video with every kind of audio (``render_audio``).
+    """
     rng = np.random.default_rng([cfg.seed, spec.index, 1])
     n_frames = int(round(spec.seconds * cfg.fps))
     s = float(cfg.size)
@@ -214,8 +224,14 @@ def render_clip(cfg: SynthConfig, spec: ClipSpec) -> tuple[np.ndarray, np.ndarra
         out = acc / blur
     if a > 0:
         out += rng.standard_normal(out.shape[:3] + (1,), dtype=np.float32) * (18 * a)
-    video = np.clip(out, 0, 255).astype(np.uint8)
+    return np.clip(out, 0, 255).astype(np.uint8), events
 
+
+def render_audio(cfg: SynthConfig, spec: ClipSpec, events: Events) -> np.ndarray:
+    """The clip's soundtrack, float32 ``(N,)``; ``events``: its video's (``render_video``).
+
+    Own generator ``(seed, index, 2)``; relevant audio follows the video's events.
+    """
     sr = cfg.sample_rate
     n = int(round(spec.seconds * sr))
     arng = np.random.default_rng([cfg.seed, spec.index, 2])
@@ -232,7 +248,7 @@ def render_clip(cfg: SynthConfig, spec: ClipSpec) -> tuple[np.ndarray, np.ndarra
         wave = np.zeros(n, np.float32)
     wave = wave / (np.abs(wave).max() + 1e-8) * arng.uniform(0.3, 0.9)
     wave = wave + arng.normal(0, 10 ** (-60 / 20), n)  # a -60 dBFS noise floor, like any recording
-    return video, np.clip(wave, -1, 1).astype(np.float32)
+    return np.clip(wave, -1, 1).astype(np.float32)
 
 
 def encode_mp4(path: Path, frames: np.ndarray, audio: np.ndarray, fps: int, sample_rate: int) -> None:
