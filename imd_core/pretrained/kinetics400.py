@@ -208,7 +208,11 @@ class PretrainedIMD(nn.Module):
     def _forward_learned(self, feats: torch.Tensor, fbank: torch.Tensor, present: torch.Tensor) -> IMDOutput:
         """The fine-tuned head: the learned relevance net decides, irrelevant audio is dropped whole."""
         audio, probs = self.audio_features(fbank)
-        logits, rel, gate = self.head(feats, audio, present, threshold=self.config.relevance_threshold)
+        policy = self.config.audio_policy  # the ablations hold for a fine-tuned head too
+        forced = None if policy == "rule" else torch.full_like(present, policy == "always", dtype=torch.float)
+        logits, rel, gate = self.head(
+            feats, audio, present, forced, threshold=self.config.relevance_threshold
+        )
         video_only, _, _ = self.head(feats, audio, torch.zeros_like(present))
         iou = self.savld_iou(probs, logits.argmax(-1))
         return IMDOutput(

@@ -199,6 +199,24 @@ def test_audio_policy_ablations_always_and_never():
     assert clip.audio.dropped and torch.equal(out.logits, out.visual_logits)
 
 
+@pytest.mark.parametrize("policy", ["rule", "always", "never"])
+def test_audio_policy_holds_for_a_fine_tuned_head(policy):
+    """A fine-tuned (learned) head obeys the ablations too, instead of ignoring them."""
+    torch.manual_seed(0)
+    model = small_model(head="learned", audio_policy=policy)
+    feats, audio = torch.randn(2, 1024), torch.randn(2, 1024)
+    model.video.forward_features = lambda x: feats
+    model.audio_features = lambda patches: (audio, torch.full((2, len(AUDIO)), 0.5))
+    # a relevance net that keeps the first clip's audio and drops the second's
+    model.head.relevance.register_forward_hook(lambda m, i, o: torch.tensor([[5.0], [-5.0]]))
+    out = model(torch.zeros(2, 8, 3, 112, 112), fbank=torch.zeros(2, 1, 96, 64))
+    expected = {"rule": [True, False], "always": [True, True], "never": [False, False]}[policy]
+    assert out.audio_kept.tolist() == expected
+    video_only = model.head.video_head(feats)
+    for i, kept in enumerate(expected):
+        assert torch.equal(out.logits[i], video_only[i]) != kept
+
+
 def test_imd_eval_takes_kinetics400_by_name(k400_dir, tmp_path, capsys):
     from imd_core.cli.main import main
     from tests.media_factory import write_clip
