@@ -9,7 +9,6 @@ moments of the same footage, never a frame of training.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from pathlib import Path
@@ -17,22 +16,11 @@ from pathlib import Path
 import pytest
 
 from imd_core.resources import kinetics400_installed
+from tests.scripts import import_script
 
 REAL_SET = Path(os.environ.get("IMD_REAL_SET", Path(__file__).resolve().parents[3] / ".weights" / "real_set"))
-CLASSES = {  # clip name prefix -> class (Kinetics-400 names where one fits)
-    "pianist": "playing piano",
-    "dancer": "dancing ballet",
-    "crying": "crying",
-    "laughing": "laughing",
-    "sports2d": "parkour",
-    "pedestrians": "walking",
-    "cup": "cup on a table",
-}
-# 3.84 s windows: the model's whole audio input (a shorter window is padded with silence,
-# and YAMNet then hears "Silence" above everything else)
-TRAIN_WINDOWS = ((0.0, 3.84),)
-VAL_WINDOW = (3.86, 7.7)
-CHANCE = 1 / len(CLASSES)
+PROTOCOL = import_script("eval_finetune_relevance")  # the classes and windows, one copy
+CHANCE = 1 / len(PROTOCOL.CLASSES)
 
 
 @pytest.fixture(scope="module")
@@ -41,25 +29,8 @@ def real_manifest(tmp_path_factory) -> Path:
         pytest.fail(f"{REAL_SET} is missing: run `bash scripts/setup.sh --dev` (it builds the real test set)")
     if not kinetics400_installed():
         pytest.fail("kinetics400 is not built: run `bash scripts/setup.sh --dev`")
-    rows = []
-    with open(REAL_SET / "manifest.csv", encoding="utf-8") as f:
-        for clip in csv.DictReader(f):
-            label = CLASSES.get(clip["path"].split("_")[0])
-            if label is None:
-                continue
-            path = str(REAL_SET / clip["path"])
-            rows += [
-                {"path": path, "label": label, "start": s, "end": e, "split": "train"}
-                for s, e in TRAIN_WINDOWS
-            ]
-            rows.append(
-                {"path": path, "label": label, "start": VAL_WINDOW[0], "end": VAL_WINDOW[1], "split": "val"}
-            )
     manifest = tmp_path_factory.mktemp("real") / "manifest.csv"
-    with open(manifest, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=["path", "label", "start", "end", "split"])
-        writer.writeheader()
-        writer.writerows(rows)
+    PROTOCOL.write_manifest(REAL_SET, manifest)
     return manifest
 
 

@@ -3,22 +3,15 @@
 from __future__ import annotations
 
 import csv
-import importlib
-import sys
-from pathlib import Path
 
 import pytest
 
-SCRIPTS = Path(__file__).resolve().parents[3] / "scripts"
+from tests.scripts import import_script
 
 
 @pytest.fixture(scope="module")
 def script():
-    sys.path.insert(0, str(SCRIPTS))
-    try:
-        yield importlib.import_module("eval_finetune_relevance")
-    finally:
-        sys.path.remove(str(SCRIPTS))
+    return import_script("eval_finetune_relevance")
 
 
 def _row(kind: str, relevant: str, learned: bool, correct: bool = True) -> dict:
@@ -46,7 +39,7 @@ def test_summary_scores_known_relevance_and_counts_silence_as_irrelevant(script)
     assert "| keep_all | 3/4 | 2/3 | 0.500 |" in lines
 
 
-def test_manifest_is_the_fine_tuning_tests_protocol(script, tmp_path):
+def test_manifest_keeps_the_seven_recordings_and_their_windows(script, tmp_path):
     real = tmp_path / "real"
     real.mkdir()
     with open(real / "manifest.csv", "w", newline="", encoding="utf-8") as f:

@@ -3,27 +3,20 @@ and its pools pair each rendered video with the soundtrack each cell draws."""
 
 from __future__ import annotations
 
-import importlib
-import sys
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-SCRIPTS = Path(__file__).resolve().parents[3] / "scripts"
+from tests.scripts import import_script
 
 
 @pytest.fixture(scope="module")
 def study():
-    sys.path.insert(0, str(SCRIPTS))
-    try:
-        module = importlib.import_module("matched_study")
-        module._init_worker()  # the pool worker's demo model, loaded in this process
-        yield module
-    finally:
-        sys.path.remove(str(SCRIPTS))
+    module = import_script("matched_study")
+    module._init_worker()  # the pool worker's demo model, loaded in this process
+    return module
 
 
 def test_the_head_on_cached_features_is_the_shipped_models_forward(study):

@@ -2,26 +2,21 @@
 
 from __future__ import annotations
 
-import importlib
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-SCRIPTS = Path(__file__).resolve().parents[3] / "scripts"
+from tests.scripts import import_script
+
 TAGGER = Path(__file__).resolve().parents[3] / "resources" / "demo_tagger"
 KINDS = ["relevant", "irrelevant", "misleading", "silent", "relevant", "irrelevant"]
 
 
 @pytest.fixture(scope="module")
 def ablation():
-    sys.path.insert(0, str(SCRIPTS))
-    try:
-        yield importlib.import_module("ablation")
-    finally:
-        sys.path.remove(str(SCRIPTS))
+    return import_script("ablation")
 
 
 def _clipset(ablation, d_a: int = 5, size: int = 32):
