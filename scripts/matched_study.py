@@ -139,9 +139,13 @@ def build_pool(path: Path, seed: int, clips: int, qs: list[float], cells: list, 
     """Pool ``seed``: video features ``(Q, N, D)``, audio features ``(K, D_a + A)`` and per cell
     each clip's audio row, kind and source. Saved to ``path`` (reused when present)."""
     meta = {"seed": seed, "clips": clips, "qs": qs, "cells": [list(c) for c in cells]}
-    if path.with_suffix(".json").is_file() and json.loads(path.with_suffix(".json").read_text()) == meta:
+    saved = json.loads(path.with_suffix(".json").read_text()) if path.with_suffix(".json").is_file() else {}
+    same = all(saved.get(k) == meta[k] for k in ("seed", "clips", "qs"))
+    if same and all(c in saved["cells"] for c in meta["cells"]):  # a pool of these cells, or more: reuse it
+        pos = [saved["cells"].index(c) for c in meta["cells"]]
         with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files} | {"meta": meta}
+            arrays = {k: z[k][pos] if k in ("audio_row", "kind", "source") else z[k] for k in z.files}
+        return arrays | {"meta": meta}
     assert seed != HELD_OUT_SEED
     start = time.perf_counter()
     chunks = [(seed, list(range(a, min(a + 16, clips))), qs, cells) for a in range(0, clips, 16)]
@@ -312,6 +316,7 @@ def evaluate(model: IMDModel, data: Features, variant: Variant) -> dict:
 # ------------------------------------------------------------------ the grid
 def run_one(job: dict) -> dict:
     torch.set_num_threads(1)
+    torch.manual_seed(job["seed"])  # the head's initialisation: the same for every variant of a seed
     t0 = time.process_time()
     variant = VARIANTS[job["variant"]]
     train, test = job["train"], job["test"]
